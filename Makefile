@@ -1,0 +1,93 @@
+# wim — one Makefile for the engine, the CLI, the tests and the benchmarks.
+#   make            build/wim and build/libwim.a
+#   make test       build and run the whole suite (prints "N passed, N failed, N skipped")
+#   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       the main job on the bundled default
+#   make bench      benchmarks (bench/)
+#   make deps       install the Debian packages the build needs (apt-get)
+
+CC      ?= gcc
+BUILD   ?= build
+ARCH    := $(shell $(CC) -dumpmachine | cut -d- -f1)
+SHARED  ?= ../shared
+OPT     ?= -O2
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE \
+           -Isrc -Isimd -MMD -MP
+LDLIBS  += -lopenblas -lz -lm -fopenmp
+
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# One file per ISA, each compiled with its own flags so one binary runs everywhere.
+ifeq ($(ARCH),x86_64)
+SIMD_SRC := $(filter-out simd/neon.c,$(wildcard simd/*.c))
+else ifeq ($(ARCH),aarch64)
+SIMD_SRC := $(filter-out simd/avx2.c simd/avxvnni.c simd/avx512vnni.c simd/amx.c,$(wildcard simd/*.c))
+else
+SIMD_SRC := $(filter-out simd/neon.c simd/avx2.c simd/avxvnni.c simd/avx512vnni.c simd/amx.c,$(wildcard simd/*.c))
+endif
+ISA_avx2       := -mavx2 -mfma -mf16c
+ISA_avxvnni    := -mavx2 -mfma -mf16c -mavxvnni
+ISA_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mfma -mf16c
+ISA_amx        := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma -mf16c -mamx-tile -mamx-int8 -mamx-bf16
+ISA_neon       := -march=armv8.2-a+dotprod+fp16
+
+CLI_SRC  := src/cli.c $(wildcard src/cmd_*.c)
+LIB_SRC  := $(filter-out $(CLI_SRC),$(wildcard src/*.c)) $(SIMD_SRC)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test asan demo bench deps clean format
+all: $(BUILD)/wim $(BUILD)/libwim.a
+
+$(BUILD)/simd/%.o: simd/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_$*) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libwim.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/wim: $(CLI_OBJ) $(BUILD)/libwim.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libwim.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libwim.a $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libwim.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libwim.a $(LDLIBS)
+
+test: $(BUILD)/wim $(TEST_BIN)
+	@WIM_SHARED=$(SHARED) bash tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
+
+demo: $(BUILD)/wim
+	@bash data/demo.sh $(BUILD)/wim $(SHARED)
+
+bench: $(BUILD)/wim $(BENCH_BIN)
+	@bash bench/run.sh $(BUILD)
+
+deps:
+	bash .ci/deps.sh
+
+format:
+	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h
+
+clean:
+	rm -rf build build-asan build-neon
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,133 @@
+/*
+ * simd.h — the kernel dispatch table and the numeric formats it works on.
+ *
+ * Owns: the Q8_0 block layout (identical to GGUF/ggml), fp16/bf16 scalar
+ * conversions, and `wim_kernels`, one table of function pointers per ISA.
+ *
+ * Invariants:
+ *  - The scalar table (simd/scalar.c) defines the semantics; every other ISA
+ *    must match it (bit-exact where only int32 accumulation is involved,
+ *    within float reassociation noise otherwise).
+ *  - Every output element's arithmetic depends only on its own inputs and K,
+ *    never on M, N, or where the element falls inside a tile.  The engine
+ *    splits N across threads, so this is what makes results independent of
+ *    the thread count.
+ *  - The table is chosen once at start-up (wim_kernels_init) and never
+ *    changes afterwards; it is the only global mutable state in the engine.
+ */
+#ifndef WIM_SIMD_H
+#define WIM_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define QK8_0 32
+
+/* One block of 32 weights or activations: value = d * qs[i]. 34 bytes, as in GGUF. */
+typedef struct {
+    uint16_t d; /* IEEE fp16 scale */
+    int8_t qs[QK8_0];
+} block_q8_0;
+
+_Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match the GGUF layout");
+
+static inline float wim_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Round to nearest even, as F16C's _mm_cvtps_ph(x, 0) does. */
+static inline uint16_t wim_fp32_to_fp16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx > 0x7f800000u) return (uint16_t)(sign | 0x7e00); /* NaN */
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
+    if (absx < 0x38800000u) {                                  /* subnormal or zero */
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t e = absx >> 23, m = (absx & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e + 14 - 1 + 1; /* places to drop */
+        uint32_t half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t r = absx + 0xfff + ((absx >> 13) & 1); /* round to nearest even */
+    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
+static inline float wim_bf16_to_fp32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t wim_fp32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+/*
+ * Matrix products all have the shape   y[m*ldy + j] = sum_k x[m][k] * w[j][k]
+ * for 0 <= m < M, 0 <= j < N: x holds M activation rows of K values, w holds
+ * N weight rows of K values (GGUF stores a [K, N] tensor as N rows of K).
+ */
+typedef struct wim_kernels {
+    const char *isa; /* "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon" */
+
+    /* n % 32 == 0. Per block, as ggml's reference: d = max|x|/127, id = d ? 1/d : 0,
+     * q = roundf(x*id) (so |q| <= 127), and d is stored as fp16. */
+    void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
+
+    /* K % 32 == 0. Per block: int32 sum of qs products, times d_x*d_w in fp32. */
+    void (*gemm_q8_0)(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
+                      int ldy);
+    void (*gemm_f16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
+    void (*gemm_bf16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
+    void (*gemm_f32)(int M, int N, int K, const float *x, const float *w, float *y, int ldy);
+
+    /* Attention helpers (KV cache rows in f32 or f16). */
+    float (*dot_f32)(const float *a, const float *b, int n);
+    float (*dot_f16)(const uint16_t *a, const float *b, int n);
+    void (*axpy_f32)(float a, const float *x, float *y, int n);  /* y += a*x */
+    void (*axpy_f16)(float a, const uint16_t *x, float *y, int n);
+} wim_kernels;
+
+/* Chooses the table from cpuid (and the WIM_ISA environment variable, which
+ * forces one). Returns 0, or -1 with a message in err when WIM_ISA names an
+ * ISA this CPU or build lacks. Safe to call more than once. */
+int wim_kernels_init(char *err, size_t errlen);
+
+/* The active table (the scalar one until wim_kernels_init succeeds). */
+const wim_kernels *wim_kernels_get(void);
+
+/* A specific ISA's table, or NULL when this CPU/build cannot run it (tests). */
+const wim_kernels *wim_kernels_for(const char *isa);
+
+/* Human-readable CPU feature summary for `wim info --cpu`. */
+void wim_cpu_describe(char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * cli.h — what the subcommands of `wim` share (src/cli.c, src/cmd_*.c).
+ *
+ * Every subcommand is `int cmd_NAME(int argc, char **argv)` with argv[0] the
+ * subcommand's name; it returns the process exit status: 0 success, 1 runtime
+ * failure, 2 bad usage or bad input. Errors are one line on stderr via
+ * cli_error; nothing else prints to stderr except timings and progress.
+ */
+#ifndef WIM_CLI_H
+#define WIM_CLI_H
+
+/* Prints "wim: <message>" on one line to stderr and returns 2. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses an integer/float option value; on failure prints an error and returns -1. */
+int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
+/* Reads a whole file (NUL-terminated); NULL with an error printed on failure. */
+char *cli_read_file(const char *path, size_t *len);
+
+int cmd_info(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
+
+#endif
