@@ -9,6 +9,8 @@
 #ifndef WIM_CLI_H
 #define WIM_CLI_H
 
+#include <stddef.h>
+
 /* Prints "wim: <message>" on one line to stderr and returns 2. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer/float option value; on failure prints an error and returns -1. */

@@ -93,7 +93,9 @@ typedef struct gguf_file {
     uint64_t n_kv, n_tensors;
     gguf_kv *kv;
     gguf_tensor *tensors;
-    uint64_t data_offset; /* start of the tensor data section */
+    uint64_t data_offset;  /* start of the tensor data section */
+    size_t header_bytes;   /* magic through the tensor table (what the fingerprint hashes) */
+    int mapped;            /* base is our own mmap (gguf_open) rather than a caller's buffer */
 } gguf_file;
 
 /* Opens and validates. Returns 0, or -1 with "PATH: what is wrong" in err. */

@@ -1,0 +1,451 @@
+/*
+ * cli.c — the `wim` command: dispatch to subcommands, their shared helpers,
+ * and the model-facing subcommands info, generate and logits.
+ *
+ * Output contract: results on stdout (formats documented in --help and the
+ * README, relied on by tests and scripts), timings and progress on stderr,
+ * errors as one "wim: ..." line on stderr with exit status 2 for bad usage or
+ * bad input and 1 for runtime failures.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "simd.h"
+#include "tokenizer.h"
+#include "wim.h"
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    fputs("wim: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+int cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) {
+        cli_error("%s expects an integer in %ld..%ld, got '%s'", opt, lo, hi, val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= lo && v <= hi)) {
+        cli_error("%s expects a number in %g..%g, got '%s'", opt, lo, hi, val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = realloc(buf, 2 * cap + 1);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        cli_error("%s: cannot read%s", path, buf ? "" : " (out of memory)");
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- options shared by the model subcommands ---- */
+
+typedef struct {
+    const char *model, *prompt, *prompt_file, *tokens;
+    long n, seed, chunk, threads, top, n_ctx;
+    double temp, top_p;
+    int ignore_eos, tensors, cpu, kv_f16;
+} opts;
+
+/* Matches argv[*i] against name; on a match stores the following value. */
+static int opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
+    if (strcmp(argv[*i], name)) return 0;
+    if (*i + 1 >= argc) return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+enum { O_MODEL = 1, O_PROMPT = 2, O_N = 4, O_SAMPLING = 8, O_CHUNK = 16, O_THREADS = 32,
+       O_TOKENS = 64, O_TOP = 128, O_INFO = 256 };
+
+/* Parses the options a subcommand accepts (mask); returns 0, or 2 after an error. */
+static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+#define VAL(flag, name) ((mask & (flag)) && (r = opt_val(argc, argv, &i, name, &v)) != 0)
+        if (VAL(O_MODEL, "-m") || VAL(O_MODEL, "--model")) o->model = v;
+        else if (VAL(O_PROMPT, "-p") || VAL(O_PROMPT, "--prompt")) o->prompt = v;
+        else if (VAL(O_PROMPT, "-f") || VAL(O_PROMPT, "--file")) o->prompt_file = v;
+        else if (VAL(O_TOKENS, "--tokens")) o->tokens = v;
+        else if (VAL(O_N, "-n")) {
+            if (r > 0 && cli_int("-n", v, 0, 1 << 24, &o->n)) return 2;
+        } else if (VAL(O_SAMPLING, "--temp")) {
+            if (r > 0 && cli_float("--temp", v, 0, 100, &o->temp)) return 2;
+        } else if (VAL(O_SAMPLING, "--top-p")) {
+            if (r > 0 && cli_float("--top-p", v, 0, 1, &o->top_p)) return 2;
+        } else if (VAL(O_SAMPLING, "--seed")) {
+            if (r > 0 && cli_int("--seed", v, 0, 0x7fffffffL, &o->seed)) return 2;
+        } else if (VAL(O_CHUNK, "--chunk")) {
+            if (r > 0 && cli_int("--chunk", v, 1, 1 << 16, &o->chunk)) return 2;
+        } else if (VAL(O_CHUNK, "--ctx")) {
+            if (r > 0 && cli_int("--ctx", v, 1, 1 << 24, &o->n_ctx)) return 2;
+        } else if (VAL(O_THREADS, "-t") || VAL(O_THREADS, "--threads")) {
+            if (r > 0 && cli_int("-t", v, 1, 1024, &o->threads)) return 2;
+        } else if (VAL(O_TOP, "--top")) {
+            if (r > 0 && cli_int("--top", v, 1, 1 << 24, &o->top)) return 2;
+        } else if ((mask & O_SAMPLING) && !strcmp(argv[i], "--ignore-eos")) o->ignore_eos = 1;
+        else if ((mask & O_CHUNK) && !strcmp(argv[i], "--kv-f16")) o->kv_f16 = 1;
+        else if ((mask & O_INFO) && !strcmp(argv[i], "--cpu")) o->cpu = 1;
+        else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors")) o->tensors = 0;
+        else return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
+                              argv[0]);
+        if (r < 0) return cli_error("%s: option %s needs a value", argv[0], argv[i]);
+#undef VAL
+    }
+    return 0;
+}
+
+static int wants_help(int argc, char **argv, const char *usage) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+    return 0;
+}
+
+static int load_model(const char *path, wim_model **m) {
+    char err[512];
+    if (!path) return cli_error("no model given: pass -m MODEL.gguf");
+    if (wim_model_load(path, m, err, sizeof err)) return cli_error("%s", err);
+    return 0;
+}
+
+static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
+    char err[512];
+    wim_ctx_params p = wim_ctx_default_params();
+    p.n_threads = (int)o->threads;
+    if (o->chunk) p.chunk = (int)o->chunk;
+    p.kv_type = o->kv_f16 ? WIM_KV_F16 : WIM_KV_F32;
+    int limit = o->n_ctx ? (int)o->n_ctx : m->cfg.n_ctx_train;
+    if (needed > limit)
+        return cli_error("context too long: %d tokens needed but the context holds %d (--ctx)",
+                         needed, limit);
+    p.n_ctx = needed > 0 ? needed : 1;
+    if (wim_ctx_new(m, &p, c, err, sizeof err)) return cli_error("%s", err);
+    return 0;
+}
+
+/* Tokenizes the prompt (with the model's BOS rule); returns the count or -1. */
+static int prompt_tokens(const wim_model *m, const char *text, size_t len, int32_t **out) {
+    char err[256];
+    int add_bos = wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
+    int need = wim_tokenize(m->tok, text, len, add_bos, 0, NULL, 0, err, sizeof err);
+    if (need < 0) return cli_error("%s", err), -1;
+    *out = malloc((size_t)(need + 1) * sizeof **out);
+    if (!*out) return cli_error("out of memory"), -1;
+    wim_tokenize(m->tok, text, len, add_bos, 0, *out, need, err, sizeof err);
+    return need;
+}
+
+static const char *const info_usage =
+    "usage: wim info [-m MODEL] [--cpu] [--no-tensors]\n"
+    "  Prints the model's architecture, hyper-parameters, tensor table and memory\n"
+    "  estimate; --cpu prints the detected CPU features and the kernel set chosen.\n";
+
+int cmd_info(int argc, char **argv) {
+    if (wants_help(argc, argv, info_usage)) return 0;
+    opts o = {.tensors = 1};
+    int rc = parse_opts(argc, argv, O_MODEL | O_INFO, &o);
+    if (rc) return rc;
+    if (o.cpu) {
+        char buf[512];
+        wim_cpu_describe(buf, sizeof buf);
+        printf("cpu            %s\nkernels        %s\n", buf, wim_kernels_get()->isa);
+        if (!o.model) return 0;
+    }
+    wim_model *m;
+    if ((rc = load_model(o.model, &m))) return rc;
+    wim_model_describe(m, stdout, o.tensors);
+    wim_model_free(m);
+    return 0;
+}
+
+static const char *const generate_usage =
+    "usage: wim generate -m MODEL [-p TEXT | -f FILE] [-n N] [--temp T] [--top-p P]\n"
+    "                    [--seed S] [--chunk K] [--ctx N] [-t THREADS] [--ignore-eos] [--kv-f16]\n"
+    "  Prints only the generated text on stdout; timings go to stderr.\n"
+    "  The prompt gets the model's BOS token; an empty prompt is just BOS.\n"
+    "  -n N          tokens to generate (default 128); stops early at end-of-generation\n"
+    "                tokens unless --ignore-eos\n"
+    "  --temp T      0 = greedy (default 0); --top-p P nucleus (default 1); --seed S\n"
+    "  --chunk K     prompt tokens per forward pass (default 512)\n"
+    "  --ctx N       KV capacity (default: prompt + N, at most the model's context)\n"
+    "  -t THREADS    threads (default: all cores)\n";
+
+int cmd_generate(int argc, char **argv) {
+    if (wants_help(argc, argv, generate_usage)) return 0;
+    opts o = {.n = 128, .top_p = 1.0};
+    int rc = parse_opts(argc, argv, O_MODEL | O_PROMPT | O_N | O_SAMPLING | O_CHUNK | O_THREADS,
+                        &o);
+    if (rc) return rc;
+    if (o.prompt && o.prompt_file) return cli_error("generate: give -p or -f, not both");
+    char *file_text = NULL;
+    size_t plen = o.prompt ? strlen(o.prompt) : 0;
+    if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &plen))) return 2;
+    const char *text = file_text ? file_text : o.prompt ? o.prompt : "";
+    wim_model *m = NULL;
+    wim_ctx *c = NULL;
+    wim_sampler *s = NULL;
+    int32_t *toks = NULL;
+    float *logits = NULL;
+    if ((rc = load_model(o.model, &m))) goto done;
+    int np = prompt_tokens(m, text, plen, &toks);
+    if (np < 0) {
+        rc = 2;
+        goto done;
+    }
+    if (np == 0) {
+        rc = cli_error("generate: the prompt is empty and this model has no BOS token");
+        goto done;
+    }
+    if ((rc = new_ctx(m, &o, np + (int)o.n, &c))) goto done;
+    s = wim_sampler_new((float)o.temp, (float)o.top_p, (uint64_t)o.seed, m->cfg.n_vocab);
+    logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
+    if (!s || !logits) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    char err[512];
+    double t0 = now_ms();
+    if (wim_eval(c, toks, np, logits, 0, err, sizeof err)) {
+        rc = cli_error("%s", err);
+        goto done;
+    }
+    double t1 = now_ms();
+    wim_detok d;
+    wim_detok_init(&d, m->tok, toks[np - 1], 0);
+    char out[256];
+    int ngen = 0;
+    for (; ngen < o.n; ngen++) {
+        int32_t next = wim_sample(s, logits);
+        if (!o.ignore_eos && wim_tokenizer_is_eog(m->tok, next)) break;
+        int nb = wim_detok_push(&d, next, out, sizeof out);
+        fwrite(out, 1, (size_t)nb, stdout);
+        fflush(stdout);
+        if (ngen + 1 == o.n) {
+            ngen++;
+            break;
+        }
+        if (wim_eval(c, &next, 1, logits, 0, err, sizeof err)) {
+            rc = cli_error("%s", err);
+            goto done;
+        }
+    }
+    int nb = wim_detok_flush(&d, out, sizeof out);
+    fwrite(out, 1, (size_t)nb, stdout);
+    fflush(stdout);
+    double t2 = now_ms();
+    fprintf(stderr, "\nprompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms "
+                    "(%.1f tok/s); kernels %s, %d threads\n",
+            np, t1 - t0, np * 1e3 / (t1 - t0 + 1e-9), ngen, t2 - t1,
+            ngen * 1e3 / (t2 - t1 + 1e-9), wim_kernels_get()->isa, wim_ctx_threads(c));
+    rc = 0;
+done:
+    free(logits);
+    free(toks);
+    free(file_text);
+    wim_sampler_free(s);
+    wim_ctx_free(c);
+    wim_model_free(m);
+    return rc;
+}
+
+static const char *const logits_usage =
+    "usage: wim logits -m MODEL (--tokens \"1,2,3\" | -p TEXT) [--top K] [--chunk K] [-t N]\n"
+    "  JSON Lines on stdout: {\"tokens\":[...],\"n_vocab\":N}, then for every position\n"
+    "  {\"pos\":i,\"top\":[[id,logit],...]} with the K largest logits (default 5), largest\n"
+    "  first (ties: lower id first). -p TEXT gets the model's BOS token.\n";
+
+/* Parses "1,2,3" into ids; returns the count, or -1 after an error line. */
+static int parse_token_list(const char *s, int32_t **out) {
+    int n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    *out = malloc((size_t)n * sizeof **out);
+    if (!*out) return cli_error("out of memory"), -1;
+    const char *p = s;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            cli_error("--tokens expects comma-separated token ids, got '%s'", s);
+            return -1;
+        }
+        (*out)[i] = (int32_t)v;
+        p = end + (*end == ',');
+    }
+    return n;
+}
+
+int cmd_logits(int argc, char **argv) {
+    if (wants_help(argc, argv, logits_usage)) return 0;
+    opts o = {.top = 5};
+    int rc = parse_opts(argc, argv, O_MODEL | O_PROMPT | O_TOKENS | O_TOP | O_CHUNK | O_THREADS,
+                        &o);
+    if (rc) return rc;
+    if (!!o.tokens + !!o.prompt + !!o.prompt_file != 1)
+        return cli_error("logits: give exactly one of --tokens, -p or -f");
+    wim_model *m = NULL;
+    wim_ctx *c = NULL;
+    int32_t *toks = NULL;
+    float *logits = NULL;
+    char *file_text = NULL;
+    int n;
+    if ((rc = load_model(o.model, &m))) goto done;
+    if (o.tokens) n = parse_token_list(o.tokens, &toks);
+    else {
+        size_t len = o.prompt ? strlen(o.prompt) : 0;
+        if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &len))) {
+            rc = 2;
+            goto done;
+        }
+        n = prompt_tokens(m, file_text ? file_text : o.prompt, len, &toks);
+    }
+    if (n <= 0) {
+        rc = n < 0 ? 2 : cli_error("logits: no tokens to evaluate");
+        goto done;
+    }
+    const int V = m->cfg.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (toks[i] >= V) {
+            rc = cli_error("token id %d is outside the vocabulary (0..%d)", toks[i], V - 1);
+            goto done;
+        }
+    if ((rc = new_ctx(m, &o, n, &c))) goto done;
+    if (!(logits = malloc((size_t)n * V * sizeof *logits))) {
+        rc = cli_error("out of memory for %d x %d logits", n, V);
+        goto done;
+    }
+    char err[512];
+    if (wim_eval(c, toks, n, logits, 1, err, sizeof err)) {
+        rc = cli_error("%s", err);
+        goto done;
+    }
+    printf("{\"tokens\":[");
+    for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", toks[i]);
+    printf("],\"n_vocab\":%d}\n", V);
+    int k = o.top < V ? (int)o.top : V;
+    int *best = malloc((size_t)k * sizeof *best);
+    if (!best) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const float *l = logits + (size_t)i * V;
+        int nb = 0; /* insertion into a sorted top-k list */
+        for (int id = 0; id < V; id++) {
+            if (nb == k && !(l[id] > l[best[k - 1]])) continue;
+            int j = nb < k ? nb++ : k - 1;
+            while (j > 0 && l[id] > l[best[j - 1]]) {
+                best[j] = best[j - 1];
+                j--;
+            }
+            best[j] = id;
+        }
+        printf("{\"pos\":%d,\"top\":[", i);
+        for (int j = 0; j < nb; j++) printf("%s[%d,%.9g]", j ? "," : "", best[j], l[best[j]]);
+        printf("]}\n");
+    }
+    free(best);
+    rc = 0;
+done:
+    free(file_text);
+    free(logits);
+    free(toks);
+    wim_ctx_free(c);
+    wim_model_free(m);
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "describe a model (and --cpu: the CPU and kernels)"},
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"logits", cmd_logits, "print the top logits at every position as JSON Lines"},
+    {"tokenize", cmd_tokenize, "print the token ids (or pieces) of a text"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight GGUF model of a given shape"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: wim COMMAND [options]   (wim COMMAND --help for each)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    char err[256];
+    if (wim_kernels_init(err, sizeof err)) return cli_error("%s", err);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    return cli_error("unknown command '%s' (see wim --help)", argv[1]);
+}

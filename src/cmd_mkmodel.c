@@ -1,0 +1,204 @@
+/*
+ * cmd_mkmodel.c — `wim mkmodel`: writes a random-weight GGUF model.
+ *
+ * Tests and benchmarks need models of every architecture, weight type and
+ * shape without downloading any. Weights come from a seeded generator (same
+ * arguments, same file), scaled so activations stay O(1) through the layers;
+ * the tokenizer metadata is copied from a vocab-only GGUF.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gguf.h"
+#include "simd.h"
+
+typedef struct {
+    const char *arch, *out, *vocab;
+    enum gguf_ttype type;
+    long dim, layers, heads, kv_heads, ff, ctx, seed;
+    double theta;
+    int tied, rope_freqs, qkv_bias, fused;
+} mk_opts;
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+static float rng_uniform(uint64_t *s) { /* [-1, 1) */
+    return (float)((rng_next(s) >> 40) / 8388608.0 - 1.0);
+}
+
+/* Adds an [n_in, n_out] matrix (n_out rows of n_in) of the chosen type. */
+static int add_matrix(gguf_writer *w, const mk_opts *o, const char *name, int n_in, int n_out,
+                      float scale, uint64_t *rng) {
+    enum gguf_ttype t = o->type;
+    size_t n = (size_t)n_in * n_out;
+    float *f = malloc(n * sizeof *f);
+    void *data = malloc(gguf_row_bytes(t, (uint64_t)n_in) * n_out + 1);
+    if (!f || !data) {
+        free(f);
+        free(data);
+        return cli_error("mkmodel: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) f[i] = scale * rng_uniform(rng);
+    for (size_t i = 0; i < n; i++) {
+        if (t == GGUF_T_F32) ((float *)data)[i] = f[i];
+        else if (t == GGUF_T_F16) ((uint16_t *)data)[i] = wim_fp32_to_fp16(f[i]);
+        else if (t == GGUF_T_BF16) ((uint16_t *)data)[i] = wim_fp32_to_bf16(f[i]);
+    }
+    if (t == GGUF_T_Q8_0) wim_kernels_get()->quantize_q8_0(f, data, (int)n);
+    uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
+    gguf_writer_add_tensor(w, name, t, 2, ne, data);
+    free(f);
+    free(data);
+    return 0;
+}
+
+/* Vectors (norms, biases, rope factors) are always F32, as converters write them. */
+static void add_vector(gguf_writer *w, const char *name, int n, float base, float spread,
+                       uint64_t *rng) {
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return; /* the writer reports the missing tensor as a load error later */
+    for (int i = 0; i < n; i++) v[i] = base + spread * rng_uniform(rng);
+    uint64_t ne[1] = {(uint64_t)n};
+    gguf_writer_add_tensor(w, name, GGUF_T_F32, 1, ne, v);
+    free(v);
+}
+
+static const char *const usage =
+    "usage: wim mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [--arch llama|qwen2|phi3]\n"
+    "                   [--type f32|f16|bf16|q8_0] [--dim D] [--layers L] [--heads H]\n"
+    "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
+    "                   [--tied] [--rope-freqs] [--qkv-bias] [--fused]\n"
+    "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
+    "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
+    "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
+    "  The tokenizer is copied from VOCAB.gguf (e.g. ../shared/vocab/ggml-vocab-gpt-2.gguf).\n";
+
+static int parse(int argc, char **argv, mk_opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long *iv = NULL;
+        long lo = 1, hi = 1 << 20;
+        if (!strcmp(a, "--tied")) o->tied = 1;
+        else if (!strcmp(a, "--rope-freqs")) o->rope_freqs = 1;
+        else if (!strcmp(a, "--qkv-bias")) o->qkv_bias = 1;
+        else if (!strcmp(a, "--fused")) o->fused = 1;
+        else if (i + 1 >= argc) return cli_error("mkmodel: unknown option or missing value: '%s'", a);
+        else if (!strcmp(a, "-o")) o->out = argv[++i];
+        else if (!strcmp(a, "--vocab-from")) o->vocab = argv[++i];
+        else if (!strcmp(a, "--arch")) o->arch = argv[++i];
+        else if (!strcmp(a, "--type")) {
+            const char *t = argv[++i];
+            if (!strcmp(t, "f32")) o->type = GGUF_T_F32;
+            else if (!strcmp(t, "f16")) o->type = GGUF_T_F16;
+            else if (!strcmp(t, "bf16")) o->type = GGUF_T_BF16;
+            else if (!strcmp(t, "q8_0")) o->type = GGUF_T_Q8_0;
+            else return cli_error("mkmodel: --type must be f32, f16, bf16 or q8_0, not '%s'", t);
+        } else if (!strcmp(a, "--rope-theta")) {
+            if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
+        } else {
+            if (!strcmp(a, "--dim")) iv = &o->dim;
+            else if (!strcmp(a, "--layers")) iv = &o->layers;
+            else if (!strcmp(a, "--heads")) iv = &o->heads;
+            else if (!strcmp(a, "--kv-heads")) iv = &o->kv_heads;
+            else if (!strcmp(a, "--ff")) iv = &o->ff;
+            else if (!strcmp(a, "--ctx")) iv = &o->ctx;
+            else if (!strcmp(a, "--seed")) iv = &o->seed, lo = 0, hi = 0x7fffffff;
+            else return cli_error("mkmodel: unknown option '%s' (see wim mkmodel --help)", a);
+            if (cli_int(a, argv[++i], lo, hi, iv)) return 2;
+        }
+    }
+    if (!o->out || !o->vocab) return cli_error("mkmodel: -o OUT and --vocab-from VOCAB are required");
+    if (strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "phi3"))
+        return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
+    if (o->dim % o->heads || o->heads % o->kv_heads || (o->dim / o->heads) % 2)
+        return cli_error("mkmodel: dim must split into an even head size, heads into KV groups");
+    if (o->type == GGUF_T_Q8_0 && (o->dim % 32 || o->ff % 32))
+        return cli_error("mkmodel: q8_0 needs dim and ff to be multiples of 32");
+    return 0;
+}
+
+int cmd_mkmodel(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
+    mk_opts o = {.arch = "llama", .type = GGUF_T_F32, .dim = 64, .layers = 2, .heads = 4,
+                 .kv_heads = 2, .ff = 128, .ctx = 2048, .seed = 1, .theta = 10000.0};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    char err[512];
+    gguf_file *vocab;
+    if (gguf_open(o.vocab, &vocab, err, sizeof err)) return cli_error("%s", err);
+    enum gguf_vtype et;
+    uint64_t n_vocab = 0;
+    if (gguf_get_arr(vocab, "tokenizer.ggml.tokens", &et, &n_vocab) != 1 || et != GGUF_VT_STRING) {
+        gguf_close(vocab);
+        return cli_error("%s: no tokenizer.ggml.tokens array to copy", o.vocab);
+    }
+    gguf_writer *w = gguf_writer_new();
+    if (!w) {
+        gguf_close(vocab);
+        return cli_error("mkmodel: out of memory");
+    }
+    const char *A = o.arch;
+    int is_phi3 = !strcmp(A, "phi3"), is_qwen2 = !strcmp(A, "qwen2");
+    int fused = o.fused || is_phi3, bias = o.qkv_bias || is_qwen2;
+    int d = (int)o.dim, hd = (int)(o.dim / o.heads), kvd = hd * (int)o.kv_heads, ff = (int)o.ff;
+    char key[128], name[128];
+#define KEY(s) (snprintf(key, sizeof key, "%s.%s", A, s), key)
+    gguf_writer_set_str(w, "general.architecture", A);
+    snprintf(name, sizeof name, "wim random %s d%d l%ld %s seed %ld", A, d, o.layers,
+             gguf_ttype_name(o.type), o.seed);
+    gguf_writer_set_str(w, "general.name", name);
+    gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)o.ctx);
+    gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)d);
+    gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)o.layers);
+    gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)ff);
+    gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)o.heads);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)o.kv_heads);
+    gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
+    gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)o.theta);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+#undef KEY
+    for (uint64_t i = 0; i < vocab->n_kv; i++)
+        if (vocab->kv[i].key.len > 10 && !memcmp(vocab->kv[i].key.ptr, "tokenizer.", 10))
+            gguf_writer_copy_kv(w, &vocab->kv[i]);
+    gguf_close(vocab);
+
+    uint64_t rng = 0x853c49e6748fea9bULL ^ ((uint64_t)o.seed * 0x9e3779b97f4a7c15ULL);
+    float s_in = 1.0f / sqrtf((float)d), s_ff = 1.0f / sqrtf((float)ff);
+    rc = add_matrix(w, &o, "token_embd.weight", d, (int)n_vocab, 1.0f, &rng);
+    add_vector(w, "output_norm.weight", d, 1.0f, 0.1f, &rng);
+    if (!rc && !o.tied) rc = add_matrix(w, &o, "output.weight", d, (int)n_vocab, s_in, &rng);
+    if (o.rope_freqs) add_vector(w, "rope_freqs.weight", hd / 2, 4.0f, 3.0f, &rng);
+    for (int l = 0; l < o.layers && !rc; l++) {
+#define T(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
+        add_vector(w, T("attn_norm.weight"), d, 1.0f, 0.1f, &rng);
+        add_vector(w, T("ffn_norm.weight"), d, 1.0f, 0.1f, &rng);
+        if (fused) rc = add_matrix(w, &o, T("attn_qkv.weight"), d, d + 2 * kvd, s_in, &rng);
+        else
+            rc = add_matrix(w, &o, T("attn_q.weight"), d, d, s_in, &rng) ||
+                 add_matrix(w, &o, T("attn_k.weight"), d, kvd, s_in, &rng) ||
+                 add_matrix(w, &o, T("attn_v.weight"), d, kvd, s_in, &rng);
+        if (bias) {
+            add_vector(w, T("attn_q.bias"), d, 0.0f, 0.2f, &rng);
+            add_vector(w, T("attn_k.bias"), kvd, 0.0f, 0.2f, &rng);
+            add_vector(w, T("attn_v.bias"), kvd, 0.0f, 0.2f, &rng);
+        }
+        rc = rc || add_matrix(w, &o, T("attn_output.weight"), d, d, s_in, &rng);
+        if (fused) rc = rc || add_matrix(w, &o, T("ffn_up.weight"), d, 2 * ff, s_in, &rng);
+        else
+            rc = rc || add_matrix(w, &o, T("ffn_gate.weight"), d, ff, s_in, &rng) ||
+                 add_matrix(w, &o, T("ffn_up.weight"), d, ff, s_in, &rng);
+        rc = rc || add_matrix(w, &o, T("ffn_down.weight"), ff, d, s_ff, &rng);
+#undef T
+    }
+    if (!rc && gguf_writer_write(w, o.out, err, sizeof err)) rc = cli_error("%s", err);
+    gguf_writer_free(w);
+    return rc;
+}

@@ -1,0 +1,288 @@
+/*
+ * forward.c — the transformer forward pass over a chunk of tokens.
+ *
+ * Owns: wim_ctx (KV cache + scratch sized for one chunk), the matrix-product
+ * dispatch by weight type, RoPE, RMSNorm, SwiGLU and the layer loop. Read
+ * forward_chunk() top to bottom to follow one pass through the model.
+ *
+ * Invariants:
+ *  - Output rows of every matrix product are split into fixed tiles of
+ *    MM_TILE rows; a tile is always computed by one kernel call with the same
+ *    arguments, so results do not depend on the number of threads.
+ *  - Scratch is sized once for `chunk` tokens; prefill of any length runs in
+ *    chunks, so scratch never grows with the context.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "forward.h"
+#include "model.h"
+#include "simd.h"
+
+#define MM_TILE 64 /* output rows per kernel call */
+
+static void *xalloc(wim_ctx *c, size_t bytes) {
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p) c->scratch_bytes += bytes;
+    return p;
+}
+
+wim_ctx_params wim_ctx_default_params(void) {
+    wim_ctx_params p = {0, 0, 512, WIM_KV_F32};
+    return p;
+}
+
+void wim_ctx_free(wim_ctx *c) {
+    if (!c) return;
+    kv_free(&c->kv);
+    free(c->x);
+    free(c->xb);
+    free(c->xb2);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->qkv);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->xq);
+    free(c->att_scratch);
+    free(c->inv_freq);
+    free(c->slots);
+    free(c);
+}
+
+int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out, char *err,
+                size_t errlen) {
+    *out = NULL;
+    wim_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const wim_config *cf = &m->cfg;
+    c->m = m;
+    c->p = params ? *params : wim_ctx_default_params();
+    if (c->p.n_threads <= 0) c->p.n_threads = omp_get_num_procs();
+    if (c->p.chunk <= 0) c->p.chunk = 512;
+    if (c->p.n_ctx <= 0) c->p.n_ctx = cf->n_ctx_train;
+    if (c->p.chunk > c->p.n_ctx) c->p.chunk = c->p.n_ctx;
+    c->kern = wim_kernels_get();
+    int T = c->p.chunk, d = cf->n_embd, qd = cf->n_head * cf->head_dim;
+    int kvd = cf->n_head_kv * cf->head_dim, ff = cf->n_ff;
+    int max_in = d > ff ? d : ff;
+    if (qd > max_in) max_in = qd;
+    size_t f = sizeof(float);
+    c->x = xalloc(c, (size_t)T * d * f);
+    c->xb = xalloc(c, (size_t)T * d * f);
+    c->xb2 = xalloc(c, (size_t)T * d * f);
+    c->q = xalloc(c, (size_t)T * qd * f);
+    c->k = xalloc(c, (size_t)T * kvd * f);
+    c->v = xalloc(c, (size_t)T * kvd * f);
+    c->att = xalloc(c, (size_t)T * qd * f);
+    c->hb = xalloc(c, (size_t)T * 2 * ff * f); /* room for a fused gate|up product */
+    c->hb2 = xalloc(c, (size_t)T * ff * f);
+    c->xq = xalloc(c, (size_t)T * (max_in / QK8_0 + 1) * sizeof(block_q8_0));
+    c->att_scratch = xalloc(c, (size_t)c->p.n_threads * attn_scratch_floats(cf->head_dim) * f);
+    c->inv_freq = xalloc(c, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
+    c->slots = xalloc(c, (size_t)T * sizeof(int));
+    int fused = m->layers[0].wqkv.data != NULL;
+    if (fused) c->qkv = xalloc(c, (size_t)T * (qd + 2 * kvd) * f);
+    if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
+        !c->xq || !c->att_scratch || !c->inv_freq || !c->slots ||
+        (fused && !c->qkv)) {
+        wim_ctx_free(c);
+        snprintf(err, errlen, "out of memory for scratch buffers (chunk %d)", T);
+        return -1;
+    }
+    for (int i = 0; i < cf->n_rot / 2; i++) {
+        double f_i = pow((double)cf->rope_theta, -2.0 * i / cf->n_rot);
+        c->inv_freq[i] = m->rope_freqs ? f_i / m->rope_freqs[i] : f_i;
+    }
+    if (kv_init(&c->kv, cf->n_layer, kvd, c->p.n_ctx, c->p.kv_type, err, errlen)) {
+        wim_ctx_free(c);
+        return -1;
+    }
+    openblas_set_num_threads(1); /* we thread over tiles ourselves */
+    *out = c;
+    return 0;
+}
+
+int wim_ctx_pos(const wim_ctx *c) { return c->pos; }
+int wim_ctx_threads(const wim_ctx *c) { return c->p.n_threads; }
+
+void wim_ctx_reset(wim_ctx *c) {
+    kv_clear(&c->kv);
+    c->pos = 0;
+}
+
+/* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
+static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y, int ldy) {
+    const wim_kernels *kern = c->kern;
+    const int K = w->n_in, N = w->n_out, nt = c->p.n_threads;
+    const int tiles = (N + MM_TILE - 1) / MM_TILE;
+    const uint8_t *wd = w->data;
+    if (w->type == GGUF_T_Q8_0) {
+        const int nb = K / QK8_0;
+#pragma omp parallel for num_threads(nt) if (M > 1)
+        for (int i = 0; i < M; i++) kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int t = 0; t < tiles; t++) {
+        int j0 = t * MM_TILE, nn = N - j0 < MM_TILE ? N - j0 : MM_TILE;
+        const void *wt = wd + (size_t)j0 * w->row_bytes;
+        switch (w->type) {
+        case GGUF_T_Q8_0: kern->gemm_q8_0(M, nn, K, c->xq, wt, y + j0, ldy); break;
+        case GGUF_T_F16: kern->gemm_f16(M, nn, K, x, wt, y + j0, ldy); break;
+        case GGUF_T_BF16: kern->gemm_bf16(M, nn, K, x, wt, y + j0, ldy); break;
+        case GGUF_T_F32:
+            if (M >= 4) /* OpenBLAS pays off once weights are reused across rows */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, x, K, wt, K,
+                            0.0f, y + j0, ldy);
+            else kern->gemm_f32(M, nn, K, x, wt, y + j0, ldy);
+            break;
+        }
+    }
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
+static void rope(float *v, int n_heads, int head_dim, int n_rot, int neox, const double *inv_freq,
+                 int pos) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        double a = pos * inv_freq[i];
+        float cs = (float)cos(a), sn = (float)sin(a);
+        for (int h = 0; h < n_heads; h++) {
+            float *x = v + (size_t)h * head_dim;
+            int i0 = neox ? i : 2 * i, i1 = neox ? i + n_rot / 2 : 2 * i + 1;
+            float x0 = x[i0], x1 = x[i1];
+            x[i0] = x0 * cs - x1 * sn;
+            x[i1] = x0 * sn + x1 * cs;
+        }
+    }
+}
+
+static void add_bias(float *x, const float *b, int M, int n) {
+    if (!b) return;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < n; j++) x[(size_t)i * n + j] += b[j];
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* One pass of M tokens at positions pos0..pos0+M-1; the final hidden states
+ * (after output_norm) are left in c->xb. */
+static void forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
+    const wim_model *m = c->m;
+    const wim_config *cf = &m->cfg;
+    const int d = cf->n_embd, hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
+    const int ff = cf->n_ff, nt = c->p.n_threads;
+    float *x = c->x, *xb = c->xb, *xb2 = c->xb2;
+
+    for (int i = 0; i < M; i++) wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
+
+    for (int l = 0; l < cf->n_layer; l++) {
+        const wim_layer *L = &m->layers[l];
+
+        /* attention block */
+        for (int i = 0; i < M; i++)
+            rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->attn_norm, d, cf->norm_eps);
+        if (L->wqkv.data) {
+            matmul(c, &L->wqkv, xb, M, c->qkv, qd + 2 * kvd);
+            for (int i = 0; i < M; i++) {
+                const float *r = c->qkv + (size_t)i * (qd + 2 * kvd);
+                memcpy(c->q + (size_t)i * qd, r, (size_t)qd * sizeof(float));
+                memcpy(c->k + (size_t)i * kvd, r + qd, (size_t)kvd * sizeof(float));
+                memcpy(c->v + (size_t)i * kvd, r + qd + kvd, (size_t)kvd * sizeof(float));
+            }
+        } else {
+            matmul(c, &L->wq, xb, M, c->q, qd);
+            matmul(c, &L->wk, xb, M, c->k, kvd);
+            matmul(c, &L->wv, xb, M, c->v, kvd);
+        }
+        add_bias(c->q, L->bq, M, qd);
+        add_bias(c->k, L->bk, M, kvd);
+        add_bias(c->v, L->bv, M, kvd);
+        for (int i = 0; i < M; i++) {
+            rope(c->q + (size_t)i * qd, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
+                 pos0 + i);
+            rope(c->k + (size_t)i * kvd, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
+                 pos0 + i);
+            kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
+        }
+        const int group = cf->n_head / cf->n_head_kv;
+        const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
+        for (int i = 0; i < M; i++)
+            for (int h = 0; h < cf->n_head; h++) {
+                float *scratch = c->att_scratch + (size_t)omp_get_thread_num() *
+                                                      attn_scratch_floats(hd);
+                attn_head(c->kern, &c->kv, l, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
+                          pos0 + i, scale, c->att + (size_t)i * qd + (size_t)h * hd, scratch);
+            }
+        matmul(c, &L->wo, c->att, M, xb2, d);
+        for (size_t i = 0; i < (size_t)M * d; i++) x[i] += xb2[i];
+
+        /* feed-forward block (SwiGLU) */
+        for (int i = 0; i < M; i++)
+            rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->ffn_norm, d, cf->norm_eps);
+        if (L->w_gate.data) {
+            matmul(c, &L->w_gate, xb, M, c->hb, ff);
+            matmul(c, &L->w_up, xb, M, c->hb2, ff);
+            for (size_t i = 0; i < (size_t)M * ff; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+        } else { /* fused: each row is gate (first n_ff) then up */
+            matmul(c, &L->w_up, xb, M, c->hb, 2 * ff);
+            for (int i = 0; i < M; i++) {
+                const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
+                for (int j = 0; j < ff; j++) c->hb2[(size_t)i * ff + j] = silu(g[j]) * u[j];
+            }
+            memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
+        }
+        matmul(c, &L->w_down, c->hb, M, xb2, d);
+        for (size_t i = 0; i < (size_t)M * d; i++) x[i] += xb2[i];
+    }
+    for (int i = 0; i < M; i++)
+        rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, m->output_norm, d, cf->norm_eps);
+}
+
+int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
+             size_t errlen) {
+    const wim_config *cf = &c->m->cfg;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab) {
+            snprintf(err, errlen, "token id %d at index %d is outside the vocabulary (0..%d)",
+                     tokens[i], i, cf->n_vocab - 1);
+            return -1;
+        }
+    if (n > c->kv.capacity - c->kv.n) {
+        snprintf(err, errlen,
+                 "context too long: %d tokens would not fit the KV cache (%d of %d used)", n,
+                 c->kv.n, c->kv.capacity);
+        return -1;
+    }
+    const int d = cf->n_embd, V = cf->n_vocab;
+    for (int s = 0; s < n; s += c->p.chunk) {
+        int M = n - s < c->p.chunk ? n - s : c->p.chunk;
+        if (kv_claim(&c->kv, M, c->pos, c->slots)) {
+            snprintf(err, errlen, "KV cache full");
+            return -1;
+        }
+        forward_chunk(c, tokens + s, M, c->pos);
+        c->pos += M;
+        if (!logits) continue;
+        if (all_logits) matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
+        else if (s + M == n) matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
+    }
+    return 0;
+}

@@ -1,0 +1,330 @@
+/*
+ * model.c — from a validated GGUF to a wim_model.
+ *
+ * Reads the hyper-parameters of the `llama`, `qwen2` and `phi3` architectures
+ * from their metadata keys, binds every weight tensor by name and checks its
+ * shape. Matrices stay in the mapping (no copy); the small vectors (norms,
+ * biases, rope factors) are converted to F32 once.
+ */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd.h"
+
+typedef struct {
+    const gguf_file *f;
+    char *err;
+    size_t errlen;
+} loader;
+
+static int lfail(loader *l, const char *fmt, ...) {
+    int n = snprintf(l->err, l->errlen, "%s: ", l->f->path);
+    if (n >= 0 && (size_t)n < l->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(l->err + n, l->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void wim_mat_row(const wim_mat *m, int row, float *out) {
+    const uint8_t *p = (const uint8_t *)m->data + (size_t)row * m->row_bytes;
+    switch (m->type) {
+    case GGUF_T_F32: memcpy(out, p, (size_t)m->n_in * sizeof(float)); break;
+    case GGUF_T_F16:
+        for (int i = 0; i < m->n_in; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = wim_fp16_to_fp32(h);
+        }
+        break;
+    case GGUF_T_BF16:
+        for (int i = 0; i < m->n_in; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = wim_bf16_to_fp32(h);
+        }
+        break;
+    case GGUF_T_Q8_0: {
+        const block_q8_0 *b = (const block_q8_0 *)p;
+        for (int i = 0; i < m->n_in / QK8_0; i++) {
+            float d = wim_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < QK8_0; j++) out[i * QK8_0 + j] = d * b[i].qs[j];
+        }
+        break;
+    }
+    }
+}
+
+/* Reads "<arch>.<suffix>" as a positive int. required: absent is an error. */
+static int get_int(loader *l, const char *arch, const char *suffix, int required, int *out) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint64_t v;
+    int r = gguf_get_u64(l->f, key, &v);
+    if (r == 0 && !required) return 0;
+    if (r == 0) return lfail(l, "missing metadata key %s", key);
+    if (r < 0 || v == 0 || v > (1u << 30))
+        return lfail(l, "metadata key %s has an invalid value", key);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_float(loader *l, const char *arch, const char *suffix, float *out) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int r = gguf_get_f32(l->f, key, out);
+    if (r < 0 || (r == 1 && !(*out > 0))) return lfail(l, "metadata key %s has an invalid value", key);
+    return 0;
+}
+
+static int bind_mat(loader *l, const char *name, int n_in, int n_out, int optional, wim_mat *m) {
+    memset(m, 0, sizeof *m);
+    const gguf_tensor *t = gguf_find_tensor(l->f, name);
+    if (!t) return optional ? 0 : lfail(l, "missing tensor %s", name);
+    if (t->n_dims > 2 || t->ne[0] != (uint64_t)n_in || t->ne[1] != (uint64_t)n_out)
+        return lfail(l, "tensor %s has shape [%llu, %llu], expected [%d, %d]", name,
+                     (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], n_in, n_out);
+    if (t->type == GGUF_T_Q8_0 && n_in % QK8_0)
+        return lfail(l, "tensor %s: Q8_0 rows must be a multiple of 32", name);
+    m->type = t->type;
+    m->n_in = n_in;
+    m->n_out = n_out;
+    m->row_bytes = gguf_row_bytes(t->type, (uint64_t)n_in);
+    m->data = t->data;
+    return 0;
+}
+
+/* Binds a vector tensor of n values and converts it to a malloc'd F32 array. */
+static int bind_vec(loader *l, const char *name, int n, int optional, float **out) {
+    *out = NULL;
+    const gguf_tensor *t = gguf_find_tensor(l->f, name);
+    if (!t) return optional ? 0 : lfail(l, "missing tensor %s", name);
+    if (t->n_dims != 1 || t->ne[0] != (uint64_t)n)
+        return lfail(l, "tensor %s has %llu values, expected %d", name,
+                     (unsigned long long)t->ne[0], n);
+    wim_mat m = {t->type, n, 1, gguf_row_bytes(t->type, (uint64_t)n), t->data};
+    if (!(*out = malloc((size_t)n * sizeof(float)))) return lfail(l, "out of memory");
+    wim_mat_row(&m, 0, *out);
+    return 0;
+}
+
+static int read_config(loader *l, wim_config *c) {
+    char *arch = NULL;
+    if (gguf_get_str(l->f, "general.architecture", &arch) != 1)
+        return lfail(l, "missing or invalid general.architecture (is this a model file?)");
+    if (!strcmp(arch, "llama")) c->arch = WIM_ARCH_LLAMA;
+    else if (!strcmp(arch, "qwen2")) c->arch = WIM_ARCH_QWEN2;
+    else if (!strcmp(arch, "phi3")) c->arch = WIM_ARCH_PHI3;
+    else {
+        lfail(l, "architecture '%s' is not supported (llama, qwen2, phi3 are)", arch);
+        free(arch);
+        return -1;
+    }
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", arch);
+    free(arch);
+    const char *a = c->arch_name;
+    if (get_int(l, a, "embedding_length", 1, &c->n_embd) ||
+        get_int(l, a, "block_count", 1, &c->n_layer) ||
+        get_int(l, a, "attention.head_count", 1, &c->n_head) ||
+        get_int(l, a, "feed_forward_length", 1, &c->n_ff))
+        return -1;
+    c->n_head_kv = c->n_head;
+    c->n_ctx_train = 2048;
+    if (get_int(l, a, "attention.head_count_kv", 0, &c->n_head_kv) ||
+        get_int(l, a, "context_length", 0, &c->n_ctx_train))
+        return -1;
+    if (c->n_embd % c->n_head) return lfail(l, "embedding length not divisible by head count");
+    if (c->n_head % c->n_head_kv)
+        return lfail(l, "head count %d not divisible by KV head count %d", c->n_head, c->n_head_kv);
+    c->head_dim = c->n_embd / c->n_head;
+    if (get_int(l, a, "attention.key_length", 0, &c->head_dim)) return -1;
+    c->n_rot = c->head_dim;
+    if (get_int(l, a, "rope.dimension_count", 0, &c->n_rot)) return -1;
+    if (c->n_rot > c->head_dim || c->n_rot % 2)
+        return lfail(l, "rope dimension count %d is invalid for head size %d", c->n_rot,
+                     c->head_dim);
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    if (get_float(l, a, "rope.freq_base", &c->rope_theta) ||
+        get_float(l, a, "attention.layer_norm_rms_epsilon", &c->norm_eps))
+        return -1;
+    c->rope_neox = c->arch != WIM_ARCH_LLAMA;
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    char *scaling = NULL;
+    if (gguf_get_str(l->f, key, &scaling) == 1 && strcmp(scaling, "none") != 0) {
+        lfail(l, "rope scaling '%s' is not supported yet", scaling);
+        free(scaling);
+        return -1;
+    }
+    free(scaling);
+    return 0;
+}
+
+static int bind_layer(loader *l, const wim_config *c, int i, wim_layer *L) {
+    char n[96];
+    int d = c->n_embd, qd = c->n_head * c->head_dim, kvd = c->n_head_kv * c->head_dim;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if (bind_vec(l, NAME("attn_norm.weight"), d, 0, &L->attn_norm) ||
+        bind_vec(l, NAME("ffn_norm.weight"), d, 0, &L->ffn_norm) ||
+        bind_mat(l, NAME("attn_qkv.weight"), d, qd + 2 * kvd, 1, &L->wqkv))
+        return -1;
+    if (!L->wqkv.data &&
+        (bind_mat(l, NAME("attn_q.weight"), d, qd, 0, &L->wq) ||
+         bind_mat(l, NAME("attn_k.weight"), d, kvd, 0, &L->wk) ||
+         bind_mat(l, NAME("attn_v.weight"), d, kvd, 0, &L->wv)))
+        return -1;
+    if (bind_vec(l, NAME("attn_q.bias"), qd, 1, &L->bq) ||
+        bind_vec(l, NAME("attn_k.bias"), kvd, 1, &L->bk) ||
+        bind_vec(l, NAME("attn_v.bias"), kvd, 1, &L->bv) ||
+        bind_mat(l, NAME("attn_output.weight"), qd, d, 0, &L->wo) ||
+        bind_mat(l, NAME("ffn_gate.weight"), d, c->n_ff, 1, &L->w_gate))
+        return -1;
+    int up_rows = L->w_gate.data ? c->n_ff : 2 * c->n_ff; /* fused gate|up without ffn_gate */
+    if (bind_mat(l, NAME("ffn_up.weight"), d, up_rows, 0, &L->w_up) ||
+        bind_mat(l, NAME("ffn_down.weight"), c->n_ff, d, 0, &L->w_down))
+        return -1;
+#undef NAME
+    return 0;
+}
+
+void wim_model_free(wim_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int i = 0; i < m->cfg.n_layer; i++) {
+            wim_layer *L = &m->layers[i];
+            free(L->attn_norm);
+            free(L->ffn_norm);
+            free(L->bq);
+            free(L->bk);
+            free(L->bv);
+        }
+    free(m->layers);
+    free(m->output_norm);
+    free(m->rope_freqs);
+    wim_tokenizer_free(m->tok);
+    gguf_close(m->gguf);
+    free(m);
+}
+
+int wim_model_load(const char *path, wim_model **out, char *err, size_t errlen) {
+    *out = NULL;
+    wim_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (gguf_open(path, &m->gguf, err, errlen)) {
+        free(m);
+        return -1;
+    }
+    loader l = {m->gguf, err, errlen};
+    wim_config *c = &m->cfg;
+    if (read_config(&l, c)) goto fail;
+    const gguf_tensor *emb = gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!emb) {
+        lfail(&l, "missing tensor token_embd.weight");
+        goto fail;
+    }
+    if (emb->ne[1] > (1u << 24) || emb->ne[1] < 2) {
+        lfail(&l, "token_embd.weight has an implausible vocabulary of %llu rows",
+              (unsigned long long)emb->ne[1]);
+        goto fail;
+    }
+    c->n_vocab = (int)emb->ne[1];
+    if (bind_mat(&l, "token_embd.weight", c->n_embd, c->n_vocab, 0, &m->tok_embd) ||
+        bind_vec(&l, "output_norm.weight", c->n_embd, 0, &m->output_norm) ||
+        bind_mat(&l, "output.weight", c->n_embd, c->n_vocab, 1, &m->output) ||
+        bind_vec(&l, "rope_freqs.weight", c->n_rot / 2, 1, &m->rope_freqs))
+        goto fail;
+    if (!m->output.data) {
+        c->tied_output = 1;
+        m->output = m->tok_embd;
+    }
+    if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers))) {
+        lfail(&l, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < c->n_layer; i++)
+        if (bind_layer(&l, c, i, &m->layers[i])) goto fail;
+    if (wim_tokenizer_load(m->gguf, &m->tok, err, errlen)) goto fail;
+    if (wim_tokenizer_n_vocab(m->tok) > c->n_vocab) {
+        lfail(&l, "tokenizer has %d tokens but the embedding only %d rows",
+              wim_tokenizer_n_vocab(m->tok), c->n_vocab);
+        goto fail;
+    }
+    m->fingerprint = gguf_fingerprint(m->gguf);
+    *out = m;
+    return 0;
+fail:
+    wim_model_free(m);
+    return -1;
+}
+
+int wim_model_n_vocab(const wim_model *m) { return m->cfg.n_vocab; }
+
+void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
+    FILE *fp = file;
+    const wim_config *c = &m->cfg;
+    const gguf_file *g = m->gguf;
+    char *name = NULL;
+    gguf_get_str(g, "general.name", &name);
+    fprintf(fp, "file           %s (GGUF v%u, %zu bytes)\n", g->path, g->version, g->size);
+    if (name) fprintf(fp, "name           %s\n", name);
+    free(name);
+    fprintf(fp, "architecture   %s\n", c->arch_name);
+    fprintf(fp, "vocabulary     %d\n", c->n_vocab);
+    fprintf(fp, "embedding      %d\n", c->n_embd);
+    fprintf(fp, "layers         %d\n", c->n_layer);
+    fprintf(fp, "heads          %d (KV heads %d, head size %d%s)\n", c->n_head, c->n_head_kv,
+            c->head_dim, c->n_head != c->n_head_kv ? ", GQA" : "");
+    fprintf(fp, "feed-forward   %d\n", c->n_ff);
+    fprintf(fp, "context        %d\n", c->n_ctx_train);
+    fprintf(fp, "rope           %s, %d dims, theta %g%s\n", c->rope_neox ? "neox" : "norm",
+            c->n_rot, c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");
+    fprintf(fp, "rms epsilon    %g\n", c->norm_eps);
+    fprintf(fp, "output         %s\n", c->tied_output ? "tied to token_embd" : "output.weight");
+    uint64_t counts[31] = {0}, bytes = 0, params = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        uint64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        counts[t->type] += n;
+        params += n;
+        bytes += t->nbytes;
+    }
+    fprintf(fp, "parameters     %llu (", (unsigned long long)params);
+    const char *sep = "";
+    for (int t = 0; t < 31; t++)
+        if (counts[t]) {
+            fprintf(fp, "%s%s %llu", sep, gguf_ttype_name((enum gguf_ttype)t),
+                    (unsigned long long)counts[t]);
+            sep = ", ";
+        }
+    fprintf(fp, ")\n");
+    size_t kv_per_tok = (size_t)2 * c->n_layer * c->n_head_kv * c->head_dim;
+    fprintf(fp, "memory         weights %.1f MiB (mapped); KV cache %.1f KiB/token in f16, "
+                "%.1f MiB at the full context of %d\n",
+            bytes / 1048576.0, kv_per_tok * 2 / 1024.0,
+            kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
+    fprintf(fp, "fingerprint    %016llx\n", (unsigned long long)m->fingerprint);
+    if (!with_tensors) return;
+    fprintf(fp, "\n%-5s %-32s %-5s %-24s %12s\n", "#", "tensor", "type", "shape", "bytes");
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        char shape[64];
+        int n = snprintf(shape, sizeof shape, "[%llu", (unsigned long long)t->ne[0]);
+        for (uint32_t d = 1; d < t->n_dims && n < (int)sizeof shape; d++)
+            n += snprintf(shape + n, sizeof shape - (size_t)n, ", %llu",
+                          (unsigned long long)t->ne[d]);
+        if (n < (int)sizeof shape) snprintf(shape + n, sizeof shape - (size_t)n, "]");
+        fprintf(fp, "%-5llu %-32.*s %-5s %-24s %12llu\n", (unsigned long long)i,
+                (int)t->name.len, t->name.ptr, gguf_ttype_name(t->type), shape,
+                (unsigned long long)t->nbytes);
+    }
+}

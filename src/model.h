@@ -1,0 +1,66 @@
+/*
+ * model.h — a loaded model: hyper-parameters, weights (views into the GGUF
+ * mapping) and the tokenizer.
+ *
+ * Owns: reading the architecture's metadata keys and tensor names, and
+ * checking every tensor's shape against the configuration, so the forward
+ * pass can index weights without further checks.
+ *
+ * Invariants after wim_model_load: every matrix has the shape the config
+ * implies; norms, biases and rope factors are F32 copies; the mapping stays
+ * alive until wim_model_free.
+ */
+#ifndef WIM_MODEL_H
+#define WIM_MODEL_H
+
+#include <stdint.h>
+
+#include "gguf.h"
+#include "tokenizer.h"
+#include "wim.h"
+
+typedef enum { WIM_ARCH_LLAMA, WIM_ARCH_QWEN2, WIM_ARCH_PHI3 } wim_arch;
+
+typedef struct {
+    wim_arch arch;
+    char arch_name[16];
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    int n_rot;      /* dimensions rotated by RoPE (<= head_dim) */
+    int rope_neox;  /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
+    float rope_theta, norm_eps;
+    int tied_output; /* no output.weight: the embedding matrix is reused */
+} wim_config;
+
+/* A weight matrix: n_out rows of n_in values of `type`, row-major. */
+typedef struct {
+    enum gguf_ttype type;
+    int n_in, n_out;
+    size_t row_bytes;
+    const void *data;
+} wim_mat;
+
+typedef struct {
+    float *attn_norm, *ffn_norm;
+    wim_mat wq, wk, wv; /* separate projections ... */
+    wim_mat wqkv;       /* ... or one fused q|k|v (phi3); .data == NULL when absent */
+    float *bq, *bk, *bv; /* optional biases (qwen2) */
+    wim_mat wo;
+    wim_mat w_gate, w_up; /* w_gate.data == NULL: w_up is fused gate|up (phi3) */
+    wim_mat w_down;
+} wim_layer;
+
+struct wim_model {
+    gguf_file *gguf;
+    wim_config cfg;
+    wim_mat tok_embd, output;
+    float *output_norm;
+    float *rope_freqs; /* n_rot/2 divisors of the base frequencies, or NULL */
+    wim_layer *layers;
+    wim_tokenizer *tok;
+    uint64_t fingerprint;
+};
+
+/* Dequantizes row `row` of m into out[m.n_in]. */
+void wim_mat_row(const wim_mat *m, int row, float *out);
+
+#endif

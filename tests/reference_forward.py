@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""An independent reference forward pass, used only by the tests.
+
+Written from the published architecture descriptions (Llama: RMSNorm, RoPE on
+consecutive pairs, SwiGLU, GQA; Qwen2: q/k/v biases, NEOX rope; Phi-3: fused
+qkv and gate|up, NEOX rope; Llama 3: rope_freqs divisors), with its own GGUF
+reader, in float64 NumPy. It mirrors the engine's two deliberate numeric
+choices so the comparison can be tight: activations entering a Q8_0 product
+are quantized per 32-block as ggml does, and K/V are rounded to the cache type.
+
+usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32)
+prints one line per position: the logits, space-separated.
+"""
+import struct
+import sys
+
+import numpy as np
+
+VT_SIZES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+class Reader:
+    def __init__(self, buf):
+        self.buf, self.off = buf, 0
+
+    def scalar(self, fmt):
+        v = struct.unpack_from("<" + fmt, self.buf, self.off)[0]
+        self.off += struct.calcsize(fmt)
+        return v
+
+    def string(self):
+        n = self.scalar("Q")
+        s = self.buf[self.off:self.off + n].decode("utf-8", "replace")
+        self.off += n
+        return s
+
+    def value(self, t):
+        if t == 8:
+            return self.string()
+        if t == 9:
+            et, n = self.scalar("I"), self.scalar("Q")
+            return [self.value(et) for _ in range(n)]
+        return self.scalar(VT_SIZES[t])
+
+
+def load_gguf(path):
+    buf = open(path, "rb").read()
+    r = Reader(buf)
+    assert buf[:4] == b"GGUF"
+    r.off = 4
+    r.scalar("I")
+    n_t, n_kv = r.scalar("Q"), r.scalar("Q")
+    meta = {}
+    for _ in range(n_kv):
+        k = r.string()
+        meta[k] = r.value(r.scalar("I"))
+    infos = []
+    for _ in range(n_t):
+        name = r.string()
+        nd = r.scalar("I")
+        ne = [r.scalar("Q") for _ in range(nd)]
+        infos.append((name, ne, r.scalar("I"), r.scalar("Q")))
+    align = meta.get("general.alignment", 32)
+    data = (r.off + align - 1) // align * align
+    tensors = {}
+    for name, ne, t, off in infos:
+        n = int(np.prod(ne))
+        start = data + off
+        if t == 0:
+            a = np.frombuffer(buf, np.float32, n, start).astype(np.float64)
+        elif t == 1:
+            a = np.frombuffer(buf, np.float16, n, start).astype(np.float64)
+        elif t == 30:
+            u = np.frombuffer(buf, np.uint16, n, start).astype(np.uint32) << 16
+            a = u.view(np.float32).astype(np.float64)
+        elif t == 8:
+            blocks = np.frombuffer(buf, np.dtype([("d", "<f2"), ("q", "i1", 32)]), n // 32, start)
+            a = (blocks["d"].astype(np.float64)[:, None] * blocks["q"]).reshape(-1)
+        else:
+            raise SystemExit(f"unsupported tensor type {t}")
+        tensors[name] = (a.reshape(list(reversed(ne))), t)
+    return meta, tensors
+
+
+def f16_round(x):
+    return x.astype(np.float16).astype(np.float64)
+
+
+def quantize_q8_0(x):
+    """ggml's reference: d = amax/127 (stored as fp16), q = round(x * (1/d))."""
+    x32 = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(x32).max(axis=1)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    y = (x32 * idv[:, None]).astype(np.float64)
+    q = np.sign(y) * np.floor(np.abs(y) + 0.5)  # C roundf: halves away from zero
+    return (q * d.astype(np.float16).astype(np.float64)[:, None]).reshape(x.shape)
+
+
+def matmul(x, w):
+    mat, t = w
+    if t == 8:
+        x = np.stack([quantize_q8_0(row) for row in x])
+    return x @ mat.T
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * w
+
+
+def rope(v, pos, n_rot, neox, inv_freq):
+    out = v.copy()
+    ang = pos * inv_freq
+    c, s = np.cos(ang), np.sin(ang)
+    half = n_rot // 2
+    if neox:
+        i0, i1 = np.arange(half), np.arange(half) + half
+    else:
+        i0, i1 = np.arange(half) * 2, np.arange(half) * 2 + 1
+    x0, x1 = v[..., i0], v[..., i1]
+    out[..., i0] = x0 * c - x1 * s
+    out[..., i1] = x0 * s + x1 * c
+    return out
+
+
+def forward(meta, T, tokens, kv_type):
+    arch = meta["general.architecture"]
+    g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
+    d, L, H = g("embedding_length"), g("block_count"), g("attention.head_count")
+    KH = g("attention.head_count_kv", H)
+    hd = d // H
+    n_rot = g("rope.dimension_count", hd)
+    theta = g("rope.freq_base", 10000.0)
+    eps = g("attention.layer_norm_rms_epsilon", 1e-5)
+    neox = arch in ("qwen2", "phi3")
+    inv_freq = theta ** (-2.0 * np.arange(n_rot // 2) / n_rot)
+    if "rope_freqs.weight" in T:
+        inv_freq = inv_freq / T["rope_freqs.weight"][0]
+    n = len(tokens)
+    emb = T["token_embd.weight"][0]
+    x = emb[tokens].copy()
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    cache = f16_round if kv_type == "f16" else (lambda a: a)
+    for layer in range(L):
+        p = f"blk.{layer}."
+        xb = rmsnorm(x, T[p + "attn_norm.weight"][0], eps)
+        if p + "attn_qkv.weight" in T:
+            qkv = matmul(xb, T[p + "attn_qkv.weight"])
+            q, k, v = qkv[:, :d], qkv[:, d:d + KH * hd], qkv[:, d + KH * hd:]
+        else:
+            q, k, v = (matmul(xb, T[p + f"attn_{w}.weight"]) for w in "qkv")
+        for name, arr in (("q", q), ("k", k), ("v", v)):
+            if p + f"attn_{name}.bias" in T:
+                arr += T[p + f"attn_{name}.bias"][0]
+        q = q.reshape(n, H, hd)
+        k = k.reshape(n, KH, hd)
+        v = v.reshape(n, KH, hd)
+        q = np.stack([rope(q[i], i, n_rot, neox, inv_freq) for i in range(n)])
+        k = np.stack([rope(k[i], i, n_rot, neox, inv_freq) for i in range(n)])
+        k, v = cache(k), cache(v)
+        out = np.zeros((n, H, hd))
+        for h in range(H):
+            kh = h // (H // KH)
+            s = q[:, h, :] @ k[:, kh, :].T / np.sqrt(hd) + mask
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            out[:, h, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kh, :]
+        x = x + matmul(out.reshape(n, d), T[p + "attn_output.weight"])
+        xb = rmsnorm(x, T[p + "ffn_norm.weight"][0], eps)
+        if p + "ffn_gate.weight" in T:
+            gate, up = matmul(xb, T[p + "ffn_gate.weight"]), matmul(xb, T[p + "ffn_up.weight"])
+        else:
+            gu = matmul(xb, T[p + "ffn_up.weight"])
+            gate, up = gu[:, :gu.shape[1] // 2], gu[:, gu.shape[1] // 2:]
+        x = x + matmul(gate / (1 + np.exp(-gate)) * up, T[p + "ffn_down.weight"])
+    x = rmsnorm(x, T["output_norm.weight"][0], eps)
+    out_w = T.get("output.weight", T["token_embd.weight"])
+    return matmul(x, out_w)
+
+
+def main():
+    meta, T = load_gguf(sys.argv[1])
+    tokens = [int(t) for t in sys.argv[2].split(",")]
+    logits = forward(meta, T, tokens, sys.argv[3])
+    for row in logits:
+        print(" ".join(f"{v:.7g}" for v in row))
+
+
+if __name__ == "__main__":
+    main()
