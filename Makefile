@@ -46,6 +46,11 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 .PHONY: all test asan demo bench deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
+# test and demo first make sure the Debian packages are there (installing them as root,
+# otherwise printing the apt-get command to run).
+deps:
+	@bash .ci/deps.sh
+
 $(BUILD)/simd/%.o: simd/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_$*) -c $< -o $@
@@ -69,20 +74,19 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libwim.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libwim.a $(LDLIBS)
 
-test: $(BUILD)/wim $(TEST_BIN)
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/wim $(TEST_BIN)
 	@WIM_SHARED=$(SHARED) bash tests/run.sh $(BUILD)
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
 
-demo: $(BUILD)/wim
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/wim
 	@bash data/demo.sh $(BUILD)/wim $(SHARED)
 
 bench: $(BUILD)/wim $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
-
-deps:
-	bash .ci/deps.sh
 
 format:
 	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h

@@ -101,7 +101,7 @@ typedef struct {
     const char *model, *prompt, *prompt_file, *tokens;
     long n, seed, chunk, threads, top, n_ctx;
     double temp, top_p;
-    int ignore_eos, tensors, cpu, kv_f16;
+    int ignore_eos, tensors, cpu, kv_f32;
 } opts;
 
 /* Matches argv[*i] against name; on a match stores the following value. */
@@ -142,7 +142,11 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
         } else if (VAL(O_TOP, "--top")) {
             if (r > 0 && cli_int("--top", v, 1, 1 << 24, &o->top)) return 2;
         } else if ((mask & O_SAMPLING) && !strcmp(argv[i], "--ignore-eos")) o->ignore_eos = 1;
-        else if ((mask & O_CHUNK) && !strcmp(argv[i], "--kv-f16")) o->kv_f16 = 1;
+        else if (VAL(O_CHUNK, "--kv-type")) {
+            if (r > 0 && strcmp(v, "f16") && strcmp(v, "f32"))
+                return cli_error("--kv-type must be f16 or f32, not '%s'", v);
+            if (r > 0) o->kv_f32 = !strcmp(v, "f32");
+        }
         else if ((mask & O_INFO) && !strcmp(argv[i], "--cpu")) o->cpu = 1;
         else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors")) o->tensors = 0;
         else return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
@@ -174,7 +178,7 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
     wim_ctx_params p = wim_ctx_default_params();
     p.n_threads = (int)o->threads;
     if (o->chunk) p.chunk = (int)o->chunk;
-    p.kv_type = o->kv_f16 ? WIM_KV_F16 : WIM_KV_F32;
+    p.kv_type = o->kv_f32 ? WIM_KV_F32 : WIM_KV_F16;
     int limit = o->n_ctx ? (int)o->n_ctx : m->cfg.n_ctx_train;
     if (needed > limit)
         return cli_error("context too long: %d tokens needed but the context holds %d (--ctx)",
@@ -221,7 +225,7 @@ int cmd_info(int argc, char **argv) {
 
 static const char *const generate_usage =
     "usage: wim generate -m MODEL [-p TEXT | -f FILE] [-n N] [--temp T] [--top-p P]\n"
-    "                    [--seed S] [--chunk K] [--ctx N] [-t THREADS] [--ignore-eos] [--kv-f16]\n"
+    "                    [--seed S] [--chunk K] [--ctx N] [-t THREADS] [--ignore-eos]\n                    [--kv-type f16|f32]\n"
     "  Prints only the generated text on stdout; timings go to stderr.\n"
     "  The prompt gets the model's BOS token; an empty prompt is just BOS.\n"
     "  -n N          tokens to generate (default 128); stops early at end-of-generation\n"
@@ -229,6 +233,7 @@ static const char *const generate_usage =
     "  --temp T      0 = greedy (default 0); --top-p P nucleus (default 1); --seed S\n"
     "  --chunk K     prompt tokens per forward pass (default 512)\n"
     "  --ctx N       KV capacity (default: prompt + N, at most the model's context)\n"
+    "  --kv-type T   KV cache precision: f16 (default) or f32\n"
     "  -t THREADS    threads (default: all cores)\n";
 
 int cmd_generate(int argc, char **argv) {
@@ -310,7 +315,8 @@ done:
 }
 
 static const char *const logits_usage =
-    "usage: wim logits -m MODEL (--tokens \"1,2,3\" | -p TEXT) [--top K] [--chunk K] [-t N]\n"
+    "usage: wim logits -m MODEL (--tokens \"1,2,3\" | -p TEXT | -f FILE) [--top K] [--chunk K]\n"
+    "                  [--kv-type f16|f32] [-t N]\n"
     "  JSON Lines on stdout: {\"tokens\":[...],\"n_vocab\":N}, then for every position\n"
     "  {\"pos\":i,\"top\":[[id,logit],...]} with the K largest logits (default 5), largest\n"
     "  first (ties: lower id first). -p TEXT gets the model's BOS token.\n";

@@ -33,7 +33,7 @@ static void *xalloc(wim_ctx *c, size_t bytes) {
 }
 
 wim_ctx_params wim_ctx_default_params(void) {
-    wim_ctx_params p = {0, 0, 512, WIM_KV_F32};
+    wim_ctx_params p = {0, 0, 512, WIM_KV_F16};
     return p;
 }
 

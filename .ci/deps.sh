@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# .ci/deps.sh — makes sure the Debian packages wim needs are installed.
+# Installs the missing ones with apt-get when run as root; otherwise prints the
+# one command that would, and fails. Fast when nothing is missing.
+set -u
+pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+[ "$(uname -m)" = aarch64 ] && pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "wim needs these Debian packages: ${missing[*]}" >&2
+    echo "install them with:  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { echo "apt-get could not install: ${missing[*]}" >&2; exit 1; }
