@@ -49,3 +49,26 @@ void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, 
     float inv = run_sum > 0 ? 1.0f / run_sum : 0.0f;
     for (int i = 0; i < head_dim; i++) acc[i] *= inv;
 }
+
+void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
+                            int head_dim, const float *q, int qpos, float scale, float *out,
+                            float *row) {
+    const size_t off = (size_t)kvh * head_dim;
+    const int f16 = kv->type == WIM_KV_F16;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int s = 0; s < kv->n; s++) {
+        const void *kr = kv_k(kv, layer, s);
+        row[s] = kv->pos[s] > qpos ? -INFINITY
+                 : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
+                                : k->dot_f32((const float *)kr + off, q, head_dim));
+        if (row[s] > mx) mx = row[s];
+    }
+    for (int s = 0; s < kv->n; s++) sum += row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
+    memset(out, 0, (size_t)head_dim * sizeof(float));
+    for (int s = 0; s < kv->n; s++) {
+        if (row[s] == 0.0f) continue;
+        const void *vr = kv_v(kv, layer, s);
+        if (f16) k->axpy_f16(row[s] / sum, (const uint16_t *)vr + off, out, head_dim);
+        else k->axpy_f32(row[s] / sum, (const float *)vr + off, out, head_dim);
+    }
+}

@@ -20,4 +20,10 @@ static inline int attn_scratch_floats(int head_dim) { return ATTN_TILE + head_di
 void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                const float *q, int qpos, float scale, float *out, float *scratch);
 
+/* The same result computed the textbook way: all n scores of the query are
+ * written to row[kv->n], then softmax, then the weighted sum of values. */
+void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
+                            int head_dim, const float *q, int qpos, float scale, float *out,
+                            float *row);
+
 #endif

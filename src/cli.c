@@ -98,8 +98,8 @@ static double now_ms(void) {
 /* ---- options shared by the model subcommands ---- */
 
 typedef struct {
-    const char *model, *prompt, *prompt_file, *tokens;
-    long n, seed, chunk, threads, top, n_ctx;
+    const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv;
+    long n, seed, chunk, threads, top, kv_capacity, kv_pin;
     double temp, top_p;
     int ignore_eos, tensors, cpu, kv_f32;
 } opts;
@@ -113,7 +113,7 @@ static int opt_val(int argc, char **argv, int *i, const char *name, const char *
 }
 
 enum { O_MODEL = 1, O_PROMPT = 2, O_N = 4, O_SAMPLING = 8, O_CHUNK = 16, O_THREADS = 32,
-       O_TOKENS = 64, O_TOP = 128, O_INFO = 256 };
+       O_TOKENS = 64, O_TOP = 128, O_INFO = 256, O_KVFILE = 512 };
 
 /* Parses the options a subcommand accepts (mask); returns 0, or 2 after an error. */
 static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
@@ -135,8 +135,13 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
             if (r > 0 && cli_int("--seed", v, 0, 0x7fffffffL, &o->seed)) return 2;
         } else if (VAL(O_CHUNK, "--chunk")) {
             if (r > 0 && cli_int("--chunk", v, 1, 1 << 16, &o->chunk)) return 2;
-        } else if (VAL(O_CHUNK, "--ctx")) {
-            if (r > 0 && cli_int("--ctx", v, 1, 1 << 24, &o->n_ctx)) return 2;
+        } else if (VAL(O_CHUNK, "--kv-capacity")) {
+            if (r > 0 && cli_int("--kv-capacity", v, 1, 1 << 24, &o->kv_capacity)) return 2;
+        } else if (VAL(O_CHUNK, "--kv-pin")) {
+            if (r > 0 && cli_int("--kv-pin", v, 0, 1 << 24, &o->kv_pin)) return 2;
+        } else if (VAL(O_KVFILE, "--save-kv")) o->save_kv = v;
+        else if (VAL(O_KVFILE, "--load-kv")) {
+            o->load_kv = v;
         } else if (VAL(O_THREADS, "-t") || VAL(O_THREADS, "--threads")) {
             if (r > 0 && cli_int("-t", v, 1, 1024, &o->threads)) return 2;
         } else if (VAL(O_TOP, "--top")) {
@@ -173,25 +178,42 @@ static int load_model(const char *path, wim_model **m) {
     return 0;
 }
 
+/* Creates the context: KV capacity from --kv-capacity, else what `needed`
+ * tokens take (at most the model's context); --kv-pin streams past it;
+ * --load-kv takes the saved cache's geometry and contents. */
 static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
     char err[512];
     wim_ctx_params p = wim_ctx_default_params();
     p.n_threads = (int)o->threads;
     if (o->chunk) p.chunk = (int)o->chunk;
     p.kv_type = o->kv_f32 ? WIM_KV_F32 : WIM_KV_F16;
-    int limit = o->n_ctx ? (int)o->n_ctx : m->cfg.n_ctx_train;
-    if (needed > limit)
-        return cli_error("context too long: %d tokens needed but the context holds %d (--ctx)",
-                         needed, limit);
-    p.n_ctx = needed > 0 ? needed : 1;
+    p.kv_pin = (int)o->kv_pin;
+    if (o->load_kv) {
+        if (wim_kv_file_geometry(o->load_kv, &p.n_ctx, &p.kv_pin, err, sizeof err))
+            return cli_error("%s", err);
+    } else if (o->kv_capacity) p.n_ctx = (int)o->kv_capacity;
+    else {
+        p.n_ctx = needed < m->cfg.n_ctx_train ? needed : m->cfg.n_ctx_train;
+        if (p.n_ctx < 1) p.n_ctx = 1;
+    }
+    if (p.kv_pin < 0 && !o->load_kv && needed > p.n_ctx)
+        return cli_error("context too long: %d tokens needed but the KV cache holds %d "
+                         "(raise --kv-capacity, or stream with --kv-pin P)",
+                         needed, p.n_ctx);
     if (wim_ctx_new(m, &p, c, err, sizeof err)) return cli_error("%s", err);
+    if (o->load_kv && wim_ctx_load(*c, o->load_kv, err, sizeof err)) {
+        wim_ctx_free(*c);
+        *c = NULL;
+        return cli_error("%s", err);
+    }
     return 0;
 }
 
 /* Tokenizes the prompt (with the model's BOS rule); returns the count or -1. */
-static int prompt_tokens(const wim_model *m, const char *text, size_t len, int32_t **out) {
+static int prompt_tokens(const wim_model *m, const char *text, size_t len, int bos,
+                         int32_t **out) {
     char err[256];
-    int add_bos = wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
+    int add_bos = bos && wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
     int need = wim_tokenize(m->tok, text, len, add_bos, 0, NULL, 0, err, sizeof err);
     if (need < 0) return cli_error("%s", err), -1;
     *out = malloc((size_t)(need + 1) * sizeof **out);
@@ -225,22 +247,26 @@ int cmd_info(int argc, char **argv) {
 
 static const char *const generate_usage =
     "usage: wim generate -m MODEL [-p TEXT | -f FILE] [-n N] [--temp T] [--top-p P]\n"
-    "                    [--seed S] [--chunk K] [--ctx N] [-t THREADS] [--ignore-eos]\n                    [--kv-type f16|f32]\n"
+    "                    [--seed S] [--chunk K] [-t THREADS] [--ignore-eos] [--kv-type f16|f32]\n"
+    "                    [--kv-capacity C] [--kv-pin P] [--save-kv FILE] [--load-kv FILE]\n"
     "  Prints only the generated text on stdout; timings go to stderr.\n"
     "  The prompt gets the model's BOS token; an empty prompt is just BOS.\n"
     "  -n N          tokens to generate (default 128); stops early at end-of-generation\n"
     "                tokens unless --ignore-eos\n"
     "  --temp T      0 = greedy (default 0); --top-p P nucleus (default 1); --seed S\n"
     "  --chunk K     prompt tokens per forward pass (default 512)\n"
-    "  --ctx N       KV capacity (default: prompt + N, at most the model's context)\n"
+    "  --kv-capacity C  KV cache cells (default: prompt + N, at most the model's context)\n"
+    "  --kv-pin P    stream past the capacity as a sliding window keeping the first P cells\n"
     "  --kv-type T   KV cache precision: f16 (default) or f32\n"
+    "  --save-kv F   save the KV cache after the prompt; --load-kv F starts from a saved one\n"
+    "                (the prompt then continues it)\n"
     "  -t THREADS    threads (default: all cores)\n";
 
 int cmd_generate(int argc, char **argv) {
     if (wants_help(argc, argv, generate_usage)) return 0;
-    opts o = {.n = 128, .top_p = 1.0};
-    int rc = parse_opts(argc, argv, O_MODEL | O_PROMPT | O_N | O_SAMPLING | O_CHUNK | O_THREADS,
-                        &o);
+    opts o = {.n = 128, .top_p = 1.0, .kv_pin = -1};
+    int rc = parse_opts(argc, argv,
+                        O_MODEL | O_PROMPT | O_N | O_SAMPLING | O_CHUNK | O_THREADS | O_KVFILE, &o);
     if (rc) return rc;
     if (o.prompt && o.prompt_file) return cli_error("generate: give -p or -f, not both");
     char *file_text = NULL;
@@ -253,13 +279,15 @@ int cmd_generate(int argc, char **argv) {
     int32_t *toks = NULL;
     float *logits = NULL;
     if ((rc = load_model(o.model, &m))) goto done;
-    int np = prompt_tokens(m, text, plen, &toks);
+    /* a loaded cache already holds the BOS and the text before this prompt */
+    int np = prompt_tokens(m, text, plen, !o.load_kv, &toks);
     if (np < 0) {
         rc = 2;
         goto done;
     }
     if (np == 0) {
-        rc = cli_error("generate: the prompt is empty and this model has no BOS token");
+        rc = cli_error(o.load_kv ? "generate: --load-kv needs a prompt to continue the cache with"
+                                 : "generate: the prompt is empty and this model has no BOS token");
         goto done;
     }
     if ((rc = new_ctx(m, &o, np + (int)o.n, &c))) goto done;
@@ -272,6 +300,10 @@ int cmd_generate(int argc, char **argv) {
     char err[512];
     double t0 = now_ms();
     if (wim_eval(c, toks, np, logits, 0, err, sizeof err)) {
+        rc = cli_error("%s", err);
+        goto done;
+    }
+    if (o.save_kv && wim_ctx_save(c, o.save_kv, err, sizeof err)) {
         rc = cli_error("%s", err);
         goto done;
     }
@@ -316,10 +348,13 @@ done:
 
 static const char *const logits_usage =
     "usage: wim logits -m MODEL (--tokens \"1,2,3\" | -p TEXT | -f FILE) [--top K] [--chunk K]\n"
-    "                  [--kv-type f16|f32] [-t N]\n"
+    "                  [--kv-type f16|f32] [--kv-capacity C] [--kv-pin P] [--save-kv F]\n"
+    "                  [--load-kv F] [-t N]\n"
     "  JSON Lines on stdout: {\"tokens\":[...],\"n_vocab\":N}, then for every position\n"
     "  {\"pos\":i,\"top\":[[id,logit],...]} with the K largest logits (default 5), largest\n"
-    "  first (ties: lower id first). -p TEXT gets the model's BOS token.\n";
+    "  first (ties: lower id first). -p TEXT gets the model's BOS token.\n"
+    "  --save-kv F saves the KV cache afterwards; --load-kv F starts from a saved cache\n"
+    "  (positions then continue from it). KV options as for wim generate.\n";
 
 /* Parses "1,2,3" into ids; returns the count, or -1 after an error line. */
 static int parse_token_list(const char *s, int32_t **out) {
@@ -344,9 +379,9 @@ static int parse_token_list(const char *s, int32_t **out) {
 
 int cmd_logits(int argc, char **argv) {
     if (wants_help(argc, argv, logits_usage)) return 0;
-    opts o = {.top = 5};
-    int rc = parse_opts(argc, argv, O_MODEL | O_PROMPT | O_TOKENS | O_TOP | O_CHUNK | O_THREADS,
-                        &o);
+    opts o = {.top = 5, .kv_pin = -1};
+    int rc = parse_opts(argc, argv,
+                        O_MODEL | O_PROMPT | O_TOKENS | O_TOP | O_CHUNK | O_THREADS | O_KVFILE, &o);
     if (rc) return rc;
     if (!!o.tokens + !!o.prompt + !!o.prompt_file != 1)
         return cli_error("logits: give exactly one of --tokens, -p or -f");
@@ -364,7 +399,7 @@ int cmd_logits(int argc, char **argv) {
             rc = 2;
             goto done;
         }
-        n = prompt_tokens(m, file_text ? file_text : o.prompt, len, &toks);
+        n = prompt_tokens(m, file_text ? file_text : o.prompt, len, !o.load_kv, &toks);
     }
     if (n <= 0) {
         rc = n < 0 ? 2 : cli_error("logits: no tokens to evaluate");
@@ -382,7 +417,9 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     char err[512];
-    if (wim_eval(c, toks, n, logits, 1, err, sizeof err)) {
+    int pos0 = wim_ctx_pos(c);
+    if (wim_eval(c, toks, n, logits, 1, err, sizeof err) ||
+        (o.save_kv && wim_ctx_save(c, o.save_kv, err, sizeof err))) {
         rc = cli_error("%s", err);
         goto done;
     }
@@ -407,7 +444,7 @@ int cmd_logits(int argc, char **argv) {
             }
             best[j] = id;
         }
-        printf("{\"pos\":%d,\"top\":[", i);
+        printf("{\"pos\":%d,\"top\":[", pos0 + i);
         for (int j = 0; j < nb; j++) printf("%s[%d,%.9g]", j ? "," : "", best[j], l[best[j]]);
         printf("]}\n");
     }
@@ -435,6 +472,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"logits", cmd_logits, "print the top logits at every position as JSON Lines"},
     {"tokenize", cmd_tokenize, "print the token ids (or pieces) of a text"},
+    {"profile", cmd_profile, "memory and time of chunked prefill against L and K (table, SVG)"},
     {"mkmodel", cmd_mkmodel, "write a random-weight GGUF model of a given shape"},
 };
 

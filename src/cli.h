@@ -24,5 +24,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

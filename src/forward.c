@@ -26,34 +26,47 @@
 
 #define MM_TILE 64 /* output rows per kernel call */
 
-static void *xalloc(wim_ctx *c, size_t bytes) {
-    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (p) c->scratch_bytes += bytes;
+wim_ctx_params wim_ctx_default_params(void) {
+    wim_ctx_params p = {0, 0, 512, WIM_KV_F16, -1, 0};
     return p;
 }
 
-wim_ctx_params wim_ctx_default_params(void) {
-    wim_ctx_params p = {0, 0, 512, WIM_KV_F16};
-    return p;
+/* Carves the chunk scratch out of one counted block: returns its size, and
+ * sets the pointers when base is not NULL. */
+static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
+    const wim_config *cf = &c->m->cfg;
+    const size_t T = (size_t)c->p.chunk, d = (size_t)cf->n_embd, ff = (size_t)cf->n_ff;
+    const size_t qd = (size_t)cf->n_head * cf->head_dim, kvd = (size_t)cf->n_head_kv * cf->head_dim;
+    size_t max_in = d > ff ? d : ff, off = 0;
+    if (qd > max_in) max_in = qd;
+    int fused = c->m->layers[0].wqkv.data != NULL;
+#define CARVE(ptr, bytes)                                                                          \
+    do {                                                                                           \
+        if (base) ptr = (void *)(base + off);                                                      \
+        off += ((bytes) + 63) / 64 * 64;                                                           \
+    } while (0)
+    CARVE(c->x, T * d * 4);
+    CARVE(c->xb, T * d * 4);
+    CARVE(c->xb2, T * d * 4);
+    CARVE(c->q, T * qd * 4);
+    CARVE(c->k, T * kvd * 4);
+    CARVE(c->v, T * kvd * 4);
+    CARVE(c->att, T * qd * 4);
+    CARVE(c->hb, T * 2 * ff * 4); /* room for a fused gate|up product */
+    CARVE(c->hb2, T * ff * 4);
+    CARVE(c->xq, T * (max_in / QK8_0 + 1) * sizeof(block_q8_0));
+    CARVE(c->att_scratch, (size_t)c->p.n_threads * attn_scratch_floats(cf->head_dim) * 4);
+    CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
+    CARVE(c->slots, T * sizeof(int));
+    if (fused) CARVE(c->qkv, T * (qd + 2 * kvd) * 4);
+#undef CARVE
+    return off;
 }
 
 void wim_ctx_free(wim_ctx *c) {
     if (!c) return;
     kv_free(&c->kv);
-    free(c->x);
-    free(c->xb);
-    free(c->xb2);
-    free(c->q);
-    free(c->k);
-    free(c->v);
-    free(c->qkv);
-    free(c->att);
-    free(c->hb);
-    free(c->hb2);
-    free(c->xq);
-    free(c->att_scratch);
-    free(c->inv_freq);
-    free(c->slots);
+    wim_mem_free(&c->mem, WIM_MEM_SCRATCH, c->scratch, c->scratch_size);
     free(c);
 }
 
@@ -71,40 +84,30 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     if (c->p.n_threads <= 0) c->p.n_threads = omp_get_num_procs();
     if (c->p.chunk <= 0) c->p.chunk = 512;
     if (c->p.n_ctx <= 0) c->p.n_ctx = cf->n_ctx_train;
-    if (c->p.chunk > c->p.n_ctx) c->p.chunk = c->p.n_ctx;
-    c->kern = wim_kernels_get();
-    int T = c->p.chunk, d = cf->n_embd, qd = cf->n_head * cf->head_dim;
-    int kvd = cf->n_head_kv * cf->head_dim, ff = cf->n_ff;
-    int max_in = d > ff ? d : ff;
-    if (qd > max_in) max_in = qd;
-    size_t f = sizeof(float);
-    c->x = xalloc(c, (size_t)T * d * f);
-    c->xb = xalloc(c, (size_t)T * d * f);
-    c->xb2 = xalloc(c, (size_t)T * d * f);
-    c->q = xalloc(c, (size_t)T * qd * f);
-    c->k = xalloc(c, (size_t)T * kvd * f);
-    c->v = xalloc(c, (size_t)T * kvd * f);
-    c->att = xalloc(c, (size_t)T * qd * f);
-    c->hb = xalloc(c, (size_t)T * 2 * ff * f); /* room for a fused gate|up product */
-    c->hb2 = xalloc(c, (size_t)T * ff * f);
-    c->xq = xalloc(c, (size_t)T * (max_in / QK8_0 + 1) * sizeof(block_q8_0));
-    c->att_scratch = xalloc(c, (size_t)c->p.n_threads * attn_scratch_floats(cf->head_dim) * f);
-    c->inv_freq = xalloc(c, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
-    c->slots = xalloc(c, (size_t)T * sizeof(int));
-    int fused = m->layers[0].wqkv.data != NULL;
-    if (fused) c->qkv = xalloc(c, (size_t)T * (qd + 2 * kvd) * f);
-    if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
-        !c->xq || !c->att_scratch || !c->inv_freq || !c->slots ||
-        (fused && !c->qkv)) {
-        wim_ctx_free(c);
-        snprintf(err, errlen, "out of memory for scratch buffers (chunk %d)", T);
+    int streaming = c->p.kv_pin >= 0;
+    if (streaming && c->p.kv_pin >= c->p.n_ctx) {
+        snprintf(err, errlen, "--kv-pin %d leaves no room in a KV cache of %d tokens",
+                 c->p.kv_pin, c->p.n_ctx);
+        free(c);
         return -1;
     }
+    int room = streaming ? c->p.n_ctx - c->p.kv_pin : c->p.n_ctx;
+    if (c->p.chunk > room) c->p.chunk = room; /* one cell per token within a chunk */
+    c->kern = wim_kernels_get();
+    c->scratch_size = layout_scratch(c, NULL);
+    c->scratch = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, c->scratch_size);
+    if (!c->scratch) {
+        snprintf(err, errlen, "out of memory for scratch buffers (chunk %d)", c->p.chunk);
+        free(c);
+        return -1;
+    }
+    layout_scratch(c, c->scratch);
     for (int i = 0; i < cf->n_rot / 2; i++) {
         double f_i = pow((double)cf->rope_theta, -2.0 * i / cf->n_rot);
         c->inv_freq[i] = m->rope_freqs ? f_i / m->rope_freqs[i] : f_i;
     }
-    if (kv_init(&c->kv, cf->n_layer, kvd, c->p.n_ctx, c->p.kv_type, err, errlen)) {
+    if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv * cf->head_dim, c->p.n_ctx,
+                streaming ? c->p.kv_pin : 0, streaming, c->p.kv_type, err, errlen)) {
         wim_ctx_free(c);
         return -1;
     }
@@ -113,12 +116,12 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     return 0;
 }
 
-int wim_ctx_pos(const wim_ctx *c) { return c->pos; }
+int wim_ctx_pos(const wim_ctx *c) { return c->kv.next_pos; }
+int wim_ctx_capacity(const wim_ctx *c) { return c->kv.capacity; }
 int wim_ctx_threads(const wim_ctx *c) { return c->p.n_threads; }
 
 void wim_ctx_reset(wim_ctx *c) {
     kv_clear(&c->kv);
-    c->pos = 0;
 }
 
 /* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
@@ -181,13 +184,49 @@ static void add_bias(float *x, const float *b, int M, int n) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-/* One pass of M tokens at positions pos0..pos0+M-1; the final hidden states
- * (after output_norm) are left in c->xb. */
-static void forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
+/* Causal attention of the chunk's M queries over the whole cache, one
+ * (token, head) pair per task, each with its own online-softmax tile. */
+static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
+    const wim_config *cf = &c->m->cfg;
+    const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
+    for (int i = 0; i < M; i++)
+        for (int h = 0; h < cf->n_head; h++) {
+            float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * attn_scratch_floats(hd);
+            attn_head(c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
+                      pos0 + i, scale, c->att + (size_t)i * qd + (size_t)h * hd, scratch);
+        }
+}
+
+/* The reference the memory profile compares against: the full n_head x M x n
+ * score matrix, allocated (and counted) for the duration of the layer. */
+static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
+    const wim_config *cf = &c->m->cfg;
+    const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
+    const int n = c->kv.n;
+    const size_t bytes = (size_t)cf->n_head * M * n * sizeof(float);
+    float *S = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, bytes);
+    if (!S) return -1;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
+    for (int i = 0; i < M; i++)
+        for (int h = 0; h < cf->n_head; h++)
+            attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
+                                   c->q + (size_t)i * qd + (size_t)h * hd, pos0 + i,
+                                   1.0f / sqrtf((float)hd), c->att + (size_t)i * qd + (size_t)h * hd,
+                                   S + ((size_t)h * M + i) * n);
+    wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
+    return 0;
+}
+
+/* One pass of M tokens at positions pos0..pos0+M-1, whose KV cells are
+ * c->slots; the final hidden states (after output_norm) are left in c->xb.
+ * Returns -1 only when the materialised reference attention runs out of memory. */
+static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
     const wim_model *m = c->m;
     const wim_config *cf = &m->cfg;
     const int d = cf->n_embd, hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
-    const int ff = cf->n_ff, nt = c->p.n_threads;
+    const int ff = cf->n_ff;
     float *x = c->x, *xb = c->xb, *xb2 = c->xb2;
 
     for (int i = 0; i < M; i++) wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
@@ -221,16 +260,9 @@ static void forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
                  pos0 + i);
             kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
         }
-        const int group = cf->n_head / cf->n_head_kv;
-        const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
-        for (int i = 0; i < M; i++)
-            for (int h = 0; h < cf->n_head; h++) {
-                float *scratch = c->att_scratch + (size_t)omp_get_thread_num() *
-                                                      attn_scratch_floats(hd);
-                attn_head(c->kern, &c->kv, l, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
-                          pos0 + i, scale, c->att + (size_t)i * qd + (size_t)h * hd, scratch);
-            }
+        if (c->p.attn_materialize) {
+            if (attention_materialized(c, l, M, pos0)) return -1;
+        } else attention_tiled(c, l, M, pos0);
         matmul(c, &L->wo, c->att, M, xb2, d);
         for (size_t i = 0; i < (size_t)M * d; i++) x[i] += xb2[i];
 
@@ -254,6 +286,7 @@ static void forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
     }
     for (int i = 0; i < M; i++)
         rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, m->output_norm, d, cf->norm_eps);
+    return 0;
 }
 
 int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
@@ -265,24 +298,61 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
                      tokens[i], i, cf->n_vocab - 1);
             return -1;
         }
-    if (n > c->kv.capacity - c->kv.n) {
+    if (n > kv_room(&c->kv)) {
         snprintf(err, errlen,
-                 "context too long: %d tokens would not fit the KV cache (%d of %d used)", n,
-                 c->kv.n, c->kv.capacity);
+                 "context too long: %d more tokens do not fit the KV cache (%d of %d used; "
+                 "a larger --kv-capacity or --kv-pin to stream)",
+                 n, c->kv.n, c->kv.capacity);
         return -1;
     }
     const int d = cf->n_embd, V = cf->n_vocab;
     for (int s = 0; s < n; s += c->p.chunk) {
         int M = n - s < c->p.chunk ? n - s : c->p.chunk;
-        if (kv_claim(&c->kv, M, c->pos, c->slots)) {
-            snprintf(err, errlen, "KV cache full");
+        int pos0 = c->kv.next_pos;
+        if (kv_claim(&c->kv, M, tokens + s, c->slots)) {
+            snprintf(err, errlen, "out of memory for the KV snapshot journal");
             return -1;
         }
-        forward_chunk(c, tokens + s, M, c->pos);
-        c->pos += M;
+        if (forward_chunk(c, tokens + s, M, pos0)) {
+            snprintf(err, errlen, "out of memory for the attention score matrix (%d x %d)", M,
+                     c->kv.n);
+            return -1;
+        }
         if (!logits) continue;
         if (all_logits) matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
         else if (s + M == n) matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
     }
     return 0;
 }
+
+int wim_ctx_snapshot(wim_ctx *c) { return kv_snapshot(&c->kv) < 0 ? -1 : 0; }
+int wim_ctx_restore(wim_ctx *c) { return kv_restore(&c->kv); }
+int wim_ctx_snapshot_drop(wim_ctx *c) { return kv_snapshot_drop(&c->kv); }
+uint32_t wim_ctx_kv_crc(const wim_ctx *c) { return kv_crc(&c->kv); }
+
+int wim_ctx_save(const wim_ctx *c, const char *path, char *err, size_t errlen) {
+    return kv_save(&c->kv, c->m->fingerprint, path, err, errlen);
+}
+
+int wim_ctx_load(wim_ctx *c, const char *path, char *err, size_t errlen) {
+    return kv_load(&c->kv, c->m->fingerprint, path, err, errlen);
+}
+
+int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, size_t errlen) {
+    int streaming;
+    if (kv_file_geometry(path, capacity, pin, &streaming, err, errlen)) return -1;
+    if (!streaming) *pin = -1;
+    return 0;
+}
+
+void wim_ctx_memory(const wim_ctx *c, wim_mem_report *r) {
+    const gguf_file *g = c->m->gguf;
+    r->weights_bytes = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) r->weights_bytes += g->tensors[i].nbytes;
+    r->kv_bytes = c->mem.cur[WIM_MEM_KV];
+    r->kv_peak = c->mem.peak[WIM_MEM_KV];
+    r->scratch_bytes = c->mem.cur[WIM_MEM_SCRATCH];
+    r->scratch_peak = c->mem.peak[WIM_MEM_SCRATCH];
+}
+
+void wim_ctx_reset_peaks(wim_ctx *c) { wim_mem_reset_peak(&c->mem); }

@@ -5,6 +5,7 @@
 #define WIM_FORWARD_H
 
 #include "kvcache.h"
+#include "mem.h"
 #include "simd.h"
 #include "wim.h"
 
@@ -12,15 +13,16 @@ struct wim_ctx {
     const wim_model *m;
     wim_ctx_params p;
     const wim_kernels *kern;
+    wim_mem mem; /* every allocation below is counted here */
     wim_kvcache kv;
-    int pos; /* next absolute position */
     /* scratch for one chunk of p.chunk tokens */
     float *x, *xb, *xb2, *q, *k, *v, *qkv, *att, *hb, *hb2;
     block_q8_0 *xq;     /* activations quantized for Q8_0 products */
     float *att_scratch; /* per-thread attention tiles */
     double *inv_freq;   /* RoPE inverse frequencies, rope_freqs applied */
     int *slots;         /* KV cells of the tokens in the current chunk */
-    size_t scratch_bytes;
+    void *scratch;      /* the block all of the above are carved from */
+    size_t scratch_size;
 };
 
 #endif

@@ -1,27 +1,46 @@
 /*
- * kvcache.c — a plain KV cache: cells are filled in order and never evicted.
+ * kvcache.c — ring-buffer KV cache with journaled snapshots and persistence
+ * (see kvcache.h for the regimes and invariants).
+ *
+ * Snapshots cost O(1): a mark records head, n and next_pos. Only an append
+ * that overwrites a live cell while a mark is open copies that cell's old
+ * contents to the journal; restore replays the journal backwards to the
+ * mark. Appends into empty cells need no journal: restoring n forgets them.
  */
 #include "kvcache.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "simd.h"
 
-int kv_init(wim_kvcache *kv, int n_layer, int kv_dim, int capacity, enum wim_kv_type type,
-            char *err, size_t errlen) {
+int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity, int pin,
+            int streaming, enum wim_kv_type type, char *err, size_t errlen) {
     memset(kv, 0, sizeof *kv);
+    if (capacity < 1 || pin < 0 || (streaming && pin >= capacity)) {
+        snprintf(err, errlen, "invalid KV geometry: capacity %d, pinned %d", capacity, pin);
+        return -1;
+    }
+    kv->mem = mem;
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
     kv->capacity = capacity;
+    kv->pin = pin;
+    kv->streaming = streaming;
+    kv->head = pin;
     kv->type = type;
     kv->elem = type == WIM_KV_F32 ? 4 : 2;
     size_t bytes = (size_t)n_layer * capacity * kv_dim * kv->elem;
-    kv->k = malloc(bytes);
-    kv->v = malloc(bytes);
-    kv->pos = malloc((size_t)capacity * sizeof *kv->pos);
-    if (!kv->k || !kv->v || !kv->pos) {
+    kv->k = wim_mem_alloc(mem, WIM_MEM_KV, bytes);
+    kv->v = wim_mem_alloc(mem, WIM_MEM_KV, bytes);
+    kv->pos = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)capacity * sizeof *kv->pos);
+    kv->tok = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)capacity * sizeof *kv->tok);
+    if (!kv->k || !kv->v || !kv->pos || !kv->tok) {
         kv_free(kv);
         snprintf(err, errlen, "cannot allocate a KV cache of %d tokens (%.1f MiB)", capacity,
                  2.0 * bytes / 1048576.0);
@@ -30,26 +49,85 @@ int kv_init(wim_kvcache *kv, int n_layer, int kv_dim, int capacity, enum wim_kv_
     return 0;
 }
 
+size_t kv_cell_bytes(const wim_kvcache *kv) {
+    return 2 * (size_t)kv->n_layer * kv->kv_dim * kv->elem;
+}
+
 void kv_free(wim_kvcache *kv) {
-    free(kv->k);
-    free(kv->v);
-    free(kv->pos);
-    kv->k = kv->v = NULL;
-    kv->pos = NULL;
+    if (!kv->mem) return;
+    size_t bytes = (size_t)kv->n_layer * kv->capacity * kv->kv_dim * kv->elem;
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->k, bytes);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->v, bytes);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->pos, (size_t)kv->capacity * sizeof *kv->pos);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->tok, (size_t)kv->capacity * sizeof *kv->tok);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal, kv->journal_cap * sizeof *kv->journal);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal_data, kv->journal_cap * kv_cell_bytes(kv));
+    free(kv->marks);
+    memset(kv, 0, sizeof *kv);
 }
 
-size_t kv_bytes(const wim_kvcache *kv) {
-    return 2 * (size_t)kv->n_layer * kv->capacity * kv->kv_dim * kv->elem +
-           (size_t)kv->capacity * sizeof *kv->pos;
+int kv_room(const wim_kvcache *kv) {
+    return kv->streaming ? 0x3fffffff - kv->next_pos : kv->capacity - kv->n;
 }
 
-int kv_claim(wim_kvcache *kv, int n_new, int pos0, int *slots) {
-    if (n_new > kv->capacity - kv->n) return -1;
-    for (int i = 0; i < n_new; i++) {
-        slots[i] = kv->n + i;
-        kv->pos[kv->n + i] = pos0 + i;
+/* Copies one cell's K and V (all layers) to or from a packed buffer. */
+static void cell_copy(wim_kvcache *kv, int slot, uint8_t *buf, int to_buf) {
+    size_t row = (size_t)kv->kv_dim * kv->elem;
+    for (int l = 0; l < kv->n_layer; l++) {
+        uint8_t *k = (uint8_t *)kv_k(kv, l, slot), *v = (uint8_t *)kv_v(kv, l, slot);
+        uint8_t *bk = buf + (size_t)l * 2 * row, *bv = bk + row;
+        if (to_buf) {
+            memcpy(bk, k, row);
+            memcpy(bv, v, row);
+        } else {
+            memcpy(k, bk, row);
+            memcpy(v, bv, row);
+        }
     }
-    kv->n += n_new;
+}
+
+static int journal_push(wim_kvcache *kv, int slot) {
+    size_t cb = kv_cell_bytes(kv);
+    if (kv->journal_len == kv->journal_cap) {
+        size_t cap = kv->journal_cap ? 2 * kv->journal_cap : 64;
+        kv_journal_entry *j = wim_mem_alloc(kv->mem, WIM_MEM_KV, cap * sizeof *j);
+        uint8_t *d = wim_mem_alloc(kv->mem, WIM_MEM_KV, cap * cb);
+        if (!j || !d) {
+            wim_mem_free(kv->mem, WIM_MEM_KV, j, cap * sizeof *j);
+            wim_mem_free(kv->mem, WIM_MEM_KV, d, cap * cb);
+            return -1;
+        }
+        if (kv->journal_len) {
+            memcpy(j, kv->journal, kv->journal_len * sizeof *j);
+            memcpy(d, kv->journal_data, kv->journal_len * cb);
+        }
+        wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal, kv->journal_cap * sizeof *j);
+        wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal_data, kv->journal_cap * cb);
+        kv->journal = j;
+        kv->journal_data = d;
+        kv->journal_cap = cap;
+    }
+    kv->journal[kv->journal_len] = (kv_journal_entry){slot, kv->pos[slot], kv->tok[slot]};
+    cell_copy(kv, slot, kv->journal_data + kv->journal_len * cb, 1);
+    kv->journal_len++;
+    return 0;
+}
+
+int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots) {
+    if (n_new > kv_room(kv)) return -1;
+    if (kv->streaming && n_new > kv->capacity - kv->pin) return -1;
+    for (int i = 0; i < n_new; i++) {
+        int slot;
+        if (kv->n < kv->capacity) slot = kv->n++;
+        else if (kv->streaming) {
+            slot = kv->head;
+            if (kv->n_marks && journal_push(kv, slot)) return -1;
+            kv->head = kv->pin + (kv->head - kv->pin + 1) % (kv->capacity - kv->pin);
+        } else return -1;
+        slots[i] = slot;
+        kv->pos[slot] = kv->next_pos++;
+        kv->tok[slot] = tokens ? tokens[i] : -1;
+    }
     return 0;
 }
 
@@ -67,4 +145,248 @@ void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float 
     }
 }
 
-void kv_clear(wim_kvcache *kv) { kv->n = 0; }
+void kv_clear(wim_kvcache *kv) {
+    kv->n = 0;
+    kv->head = kv->pin;
+    kv->next_pos = 0;
+    kv->n_marks = 0;
+    kv->journal_len = 0;
+}
+
+int kv_snapshot(wim_kvcache *kv) {
+    if (kv->n_marks == kv->cap_marks) {
+        int cap = kv->cap_marks ? 2 * kv->cap_marks : 8;
+        kv_mark *m = realloc(kv->marks, (size_t)cap * sizeof *m);
+        if (!m) return -1;
+        kv->marks = m;
+        kv->cap_marks = cap;
+    }
+    kv->marks[kv->n_marks++] = (kv_mark){kv->head, kv->n, kv->next_pos, kv->journal_len};
+    return kv->n_marks;
+}
+
+int kv_restore(wim_kvcache *kv) {
+    if (!kv->n_marks) return -1;
+    kv_mark m = kv->marks[--kv->n_marks];
+    size_t cb = kv_cell_bytes(kv);
+    while (kv->journal_len > m.journal_len) {
+        kv_journal_entry *e = &kv->journal[--kv->journal_len];
+        cell_copy(kv, e->slot, kv->journal_data + kv->journal_len * cb, 0);
+        kv->pos[e->slot] = e->pos;
+        kv->tok[e->slot] = e->tok;
+    }
+    kv->head = m.head;
+    kv->n = m.n;
+    kv->next_pos = m.next_pos;
+    return 0;
+}
+
+int kv_snapshot_drop(wim_kvcache *kv) {
+    if (!kv->n_marks) return -1;
+    kv->n_marks--;
+    if (!kv->n_marks) kv->journal_len = 0; /* nobody can roll back any more */
+    return 0;
+}
+
+uint32_t kv_crc(const wim_kvcache *kv) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    int meta[3] = {kv->n, kv->head, kv->next_pos};
+    crc = crc32(crc, (const Bytef *)meta, sizeof meta);
+    size_t row = (size_t)kv->kv_dim * kv->elem;
+    for (int s = 0; s < kv->n; s++) {
+        crc = crc32(crc, (const Bytef *)&kv->pos[s], sizeof *kv->pos);
+        crc = crc32(crc, (const Bytef *)&kv->tok[s], sizeof *kv->tok);
+        for (int l = 0; l < kv->n_layer; l++) {
+            crc = crc32(crc, kv_k(kv, l, s), (uInt)row);
+            crc = crc32(crc, kv_v(kv, l, s), (uInt)row);
+        }
+    }
+    return (uint32_t)crc;
+}
+
+/* ---- persistence ---- */
+
+#define KV_MAGIC "WIMKVC\r\n"
+#define KV_VERSION 1
+
+typedef struct {
+    char magic[8];
+    uint32_t version, type;
+    uint64_t fingerprint;
+    int32_t n_layer, kv_dim, capacity, pin, streaming, n, head, next_pos;
+    uint64_t raw_bytes, zip_bytes;
+    uint32_t crc, reserved;
+} kv_header;
+
+static size_t payload_bytes(const wim_kvcache *kv, int n) {
+    return (size_t)n * (2 * sizeof(int32_t) + kv_cell_bytes(kv));
+}
+
+int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err,
+            size_t errlen) {
+    if (kv->n_marks) {
+        snprintf(err, errlen, "%s: cannot save the KV cache while a snapshot is open", path);
+        return -1;
+    }
+    size_t raw_n = payload_bytes(kv, kv->n), row = (size_t)kv->kv_dim * kv->elem;
+    uint8_t *raw = malloc(raw_n ? raw_n : 1);
+    uLongf zip_n = compressBound((uLong)raw_n);
+    uint8_t *zip = malloc(zip_n);
+    if (!raw || !zip) {
+        free(raw);
+        free(zip);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    uint8_t *p = raw;
+    memcpy(p, kv->pos, (size_t)kv->n * 4);
+    p += (size_t)kv->n * 4;
+    memcpy(p, kv->tok, (size_t)kv->n * 4);
+    p += (size_t)kv->n * 4;
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int s = 0; s < kv->n; s++) {
+            memcpy(p, kv_k(kv, l, s), row);
+            memcpy(p + row, kv_v(kv, l, s), row);
+            p += 2 * row;
+        }
+    int zrc = compress2(zip, &zip_n, raw, (uLong)raw_n, 1);
+    kv_header h = {KV_MAGIC, KV_VERSION, (uint32_t)kv->type, fingerprint, kv->n_layer,
+                   kv->kv_dim, kv->capacity, kv->pin, kv->streaming, kv->n, kv->head,
+                   kv->next_pos, raw_n, zip_n, (uint32_t)crc32(0L, raw, (uInt)raw_n), 0};
+    free(raw);
+    if (zrc != Z_OK) {
+        free(zip);
+        snprintf(err, errlen, "%s: compression failed", path);
+        return -1;
+    }
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        free(zip);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd >= 0) fchmod(fd, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(zip, 1, zip_n, f) == zip_n &&
+             fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int saved = errno;
+    if (f && fclose(f)) ok = 0;
+    else if (!f && fd >= 0) close(fd);
+    free(zip);
+    if (ok && rename(tmp, path) == 0) {
+        free(tmp);
+        return 0;
+    }
+    if (fd >= 0) unlink(tmp);
+    free(tmp);
+    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(saved ? saved : errno));
+    return -1;
+}
+
+static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_t errlen) {
+    if (fread(h, sizeof *h, 1, f) != 1 || memcmp(h->magic, KV_MAGIC, 8)) {
+        snprintf(err, errlen, "%s: not a wim KV cache file", path);
+        return -1;
+    }
+    if (h->version != KV_VERSION) {
+        snprintf(err, errlen, "%s: KV cache file version %u is not supported (%d is)", path,
+                 h->version, KV_VERSION);
+        return -1;
+    }
+    if (h->capacity < 1 || h->n < 0 || h->n > h->capacity || h->pin < 0 ||
+        h->pin > h->capacity || h->head < h->pin || h->head > h->capacity || h->next_pos < h->n ||
+        h->type > WIM_KV_F32) {
+        snprintf(err, errlen, "%s: corrupt KV cache header", path);
+        return -1;
+    }
+    return 0;
+}
+
+int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, char *err,
+                     size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    kv_header h;
+    int rc = read_header(f, path, &h, err, errlen);
+    fclose(f);
+    if (rc) return -1;
+    *capacity = h.capacity;
+    *pin = h.pin;
+    *streaming = h.streaming;
+    return 0;
+}
+
+int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    kv_header h;
+    uint8_t *zip = NULL, *raw = NULL;
+    int rc = -1;
+    if (read_header(f, path, &h, err, errlen)) goto done;
+    if (h.fingerprint != fingerprint) {
+        snprintf(err, errlen, "%s: saved from a different model (fingerprint %016llx, this "
+                              "model %016llx)",
+                 path, (unsigned long long)h.fingerprint, (unsigned long long)fingerprint);
+        goto done;
+    }
+    if (h.n_layer != kv->n_layer || h.kv_dim != kv->kv_dim || h.capacity != kv->capacity ||
+        h.pin != kv->pin || h.streaming != kv->streaming || h.type != (uint32_t)kv->type) {
+        snprintf(err, errlen, "%s: saved with KV capacity %d, pin %d, %s; this context has "
+                              "capacity %d, pin %d, %s",
+                 path, h.capacity, h.pin, h.type == WIM_KV_F32 ? "f32" : "f16", kv->capacity,
+                 kv->pin, kv->type == WIM_KV_F32 ? "f32" : "f16");
+        goto done;
+    }
+    size_t expect = payload_bytes(kv, h.n);
+    struct stat st;
+    if (h.raw_bytes != expect || fstat(fileno(f), &st) ||
+        (uint64_t)st.st_size != sizeof h + h.zip_bytes) {
+        snprintf(err, errlen, "%s: truncated or corrupt KV cache file", path);
+        goto done;
+    }
+    zip = malloc(h.zip_bytes ? h.zip_bytes : 1);
+    raw = malloc(expect ? expect : 1);
+    if (!zip || !raw) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto done;
+    }
+    uLongf raw_n = (uLongf)expect;
+    if (fread(zip, 1, h.zip_bytes, f) != h.zip_bytes ||
+        uncompress(raw, &raw_n, zip, (uLong)h.zip_bytes) != Z_OK || raw_n != expect ||
+        (uint32_t)crc32(0L, raw, (uInt)expect) != h.crc) {
+        snprintf(err, errlen, "%s: corrupt KV cache file (checksum mismatch)", path);
+        goto done;
+    }
+    /* everything checked: now replace the cache contents */
+    kv_clear(kv);
+    const uint8_t *p = raw;
+    size_t row = (size_t)kv->kv_dim * kv->elem;
+    memcpy(kv->pos, p, (size_t)h.n * 4);
+    p += (size_t)h.n * 4;
+    memcpy(kv->tok, p, (size_t)h.n * 4);
+    p += (size_t)h.n * 4;
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int s = 0; s < h.n; s++) {
+            memcpy((uint8_t *)kv_k(kv, l, s), p, row);
+            memcpy((uint8_t *)kv_v(kv, l, s), p + row, row);
+            p += 2 * row;
+        }
+    kv->n = h.n;
+    kv->head = h.head;
+    kv->next_pos = h.next_pos;
+    rc = 0;
+done:
+    free(zip);
+    free(raw);
+    fclose(f);
+    return rc;
+}

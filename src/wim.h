@@ -26,18 +26,27 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors);
 enum wim_kv_type { WIM_KV_F16 = 0, WIM_KV_F32 = 1 };
 
 typedef struct {
-    int n_threads;    /* 0: all cores */
-    int n_ctx;        /* KV capacity in tokens; 0: the model's context length */
-    int chunk;        /* tokens per forward pass during prefill (default 512) */
+    int n_threads; /* 0: all cores */
+    int n_ctx;     /* KV capacity in tokens; 0: the model's context length */
+    int chunk;     /* tokens per forward pass during prefill (default 512) */
     enum wim_kv_type kv_type;
+    /* -1: the cache holds at most n_ctx tokens and eval fails beyond. >= 0: it
+     * streams past n_ctx as a sliding window that keeps the first kv_pin cells
+     * (see kvcache.h); chunk is then limited to n_ctx - kv_pin. */
+    int kv_pin;
+    /* Reference attention that materialises the full chunk x context score
+     * matrix (what the paper's memory argument assumes); for `wim profile`. */
+    int attn_materialize;
 } wim_ctx_params;
 
 wim_ctx_params wim_ctx_default_params(void);
 int wim_ctx_new(const wim_model *m, const wim_ctx_params *p, wim_ctx **out, char *err,
                 size_t errlen);
 void wim_ctx_free(wim_ctx *c);
-/* Tokens currently in the context (the next position). */
+/* The absolute position of the next token (tokens fed so far). */
 int wim_ctx_pos(const wim_ctx *c);
+/* KV capacity in tokens. */
+int wim_ctx_capacity(const wim_ctx *c);
 /* The thread count the context runs with. */
 int wim_ctx_threads(const wim_ctx *c);
 /* Forgets the whole sequence (the KV cache becomes empty). */
@@ -50,6 +59,33 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
              size_t errlen);
 
 int wim_model_n_vocab(const wim_model *m);
+
+/* ---- KV snapshots and persistence ----
+ * snapshot is O(1) and nests; restore rolls the cache back to the bytes it
+ * held at the matching snapshot, so text evaluated in between (a margin)
+ * leaves no trace; drop keeps the changes. */
+int wim_ctx_snapshot(wim_ctx *c);
+int wim_ctx_restore(wim_ctx *c);
+int wim_ctx_snapshot_drop(wim_ctx *c);
+/* CRC-32 of the live cache (cells and metadata). */
+uint32_t wim_ctx_kv_crc(const wim_ctx *c);
+/* Saves / loads the cache (zlib, versioned, tied to the model's fingerprint,
+ * CRC-checked, written atomically). A failed load leaves the context as it was. */
+int wim_ctx_save(const wim_ctx *c, const char *path, char *err, size_t errlen);
+int wim_ctx_load(wim_ctx *c, const char *path, char *err, size_t errlen);
+/* The capacity and pin a context must be created with to load a saved cache. */
+int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, size_t errlen);
+
+/* ---- memory accounting ---- */
+typedef struct {
+    size_t weights_bytes;   /* tensor bytes in the mapping (not copied) */
+    size_t kv_bytes;        /* KV cache now (cells and journal) */
+    size_t kv_peak;
+    size_t scratch_bytes;   /* working buffers now */
+    size_t scratch_peak;    /* largest working set so far */
+} wim_mem_report;
+void wim_ctx_memory(const wim_ctx *c, wim_mem_report *r);
+void wim_ctx_reset_peaks(wim_ctx *c);
 
 /* ---- sampling ----
  * temp == 0: greedy (the first index of the largest logit, so ties go to the
