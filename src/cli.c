@@ -472,6 +472,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"logits", cmd_logits, "print the top logits at every position as JSON Lines"},
     {"tokenize", cmd_tokenize, "print the token ids (or pieces) of a text"},
+    {"bench", cmd_bench, "prefill and decode tokens/s (llama-bench style table or --json)"},
     {"profile", cmd_profile, "memory and time of chunked prefill against L and K (table, SVG)"},
     {"mkmodel", cmd_mkmodel, "write a random-weight GGUF model of a given shape"},
 };

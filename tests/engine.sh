@@ -152,3 +152,15 @@ if [ -f "$GPT2" ]; then
     $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 2 >"$T/l2.jsonl"
     [ -s "$T/l1.jsonl" ] && cmp -s "$T/l1.jsonl" "$T/l2.jsonl" && pass $t || fail $t "logits differ between 1 and 2 threads"
 else skip $t "$GPT2 not found"; fi
+
+# 6. `wim bench --json` rows carry the documented fields.
+t=bench_json_format
+if have_stories && have_numpy; then
+    $W bench -m "$STORIES" -p 16,32 -n 4 -r 1 --json >"$T/b.jsonl" 2>"$T/e.txt" &&
+        $PY -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["test"] for r in rows] == ["pp16", "pp32", "tg4"], rows
+assert all(r["tok_s"] > 0 and r["isa"] and r["threads"] >= 1 for r in rows), rows
+' "$T/b.jsonl" && pass $t || fail $t "$(cat "$T/e.txt" "$T/b.jsonl" | head -c 300)"
+else skip $t "needs $STORIES and python3-numpy"; fi

@@ -1,0 +1,146 @@
+/*
+ * cmd_bench.c — `wim bench`: prefill and decode throughput, llama-bench style.
+ *
+ * ppN: N prompt tokens in chunks of --chunk (default 512) into an empty cache;
+ * tgN: N single-token decode steps from an empty cache. Each test is repeated
+ * and the median reported, since shared machines are noisy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "simd.h"
+#include "wim.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static const char *const usage =
+    "usage: wim bench -m MODEL [-p 512,4096] [-n 128] [-r REPEATS] [--chunk K] [-t THREADS]\n"
+    "                 [--json]\n"
+    "  Prefill (ppN) and decode (tgN) tokens per second, median of REPEATS (default 3).\n"
+    "  WIM_ISA=scalar|avx2|... forces a kernel set. --json prints one object per row:\n"
+    "  {\"test\":\"pp512\",\"tok_s\":...,\"isa\":...,\"threads\":...}\n";
+
+/* Times one test `reps` times; returns the median tokens/s or -1 on error. */
+static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int reps) {
+    char err[256];
+    int V = wim_model_n_vocab(m), n = prompt ? prompt : gen;
+    int32_t *t = malloc((size_t)n * sizeof *t);
+    double *rates = malloc((size_t)reps * sizeof *rates);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    if (!t || !rates || !logits) {
+        free(t);
+        free(rates);
+        free(logits);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(V - 1));
+    for (int r = 0; r < reps; r++) {
+        wim_ctx_reset(c);
+        double t0 = now_s();
+        if (prompt) {
+            if (wim_eval(c, t, prompt, logits, 0, err, sizeof err)) goto fail;
+        } else
+            for (int i = 0; i < gen; i++) /* logits are part of the cost of a decode step */
+                if (wim_eval(c, &t[i], 1, logits, 0, err, sizeof err)) goto fail;
+        rates[r] = n / (now_s() - t0);
+    }
+    qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
+    double med = rates[reps / 2];
+    free(t);
+    free(rates);
+    free(logits);
+    return med;
+fail:
+    cli_error("bench: %s", err);
+    free(t);
+    free(rates);
+    free(logits);
+    return -1;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *plist = "512";
+    long gen = 128, reps = 3, threads = 0, chunk = 512;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(usage, stdout), 0;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return cli_error("bench: unknown option or missing value: '%s'", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "-p")) plist = v;
+        else if (!strcmp(a, "-n")) {
+            if (cli_int(a, v, 0, 1 << 20, &gen)) return 2;
+        } else if (!strcmp(a, "-r")) {
+            if (cli_int(a, v, 1, 1000, &reps)) return 2;
+        } else if (!strcmp(a, "--chunk")) {
+            if (cli_int(a, v, 1, 1 << 16, &chunk)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (cli_int(a, v, 1, 1024, &threads)) return 2;
+        } else return cli_error("bench: unknown option '%s' (see wim bench --help)", a);
+    }
+    if (!model) return cli_error("bench: no model given: pass -m MODEL.gguf");
+    int prompts[16], np = 0;
+    for (const char *p = plist; *p && np < 16;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > (1 << 20) || (*end && *end != ','))
+            return cli_error("bench: -p expects comma-separated token counts, got '%s'", plist);
+        if (v > 0) prompts[np++] = (int)v;
+        p = end + (*end == ',');
+    }
+    char err[512];
+    wim_model *m;
+    if (wim_model_load(model, &m, err, sizeof err)) return cli_error("%s", err);
+    int cap = (int)gen;
+    for (int i = 0; i < np; i++)
+        if (prompts[i] > cap) cap = prompts[i];
+    wim_ctx_params p = wim_ctx_default_params();
+    p.n_ctx = cap > 0 ? cap : 1;
+    p.chunk = (int)chunk;
+    p.n_threads = (int)threads;
+    wim_ctx *c;
+    if (wim_ctx_new(m, &p, &c, err, sizeof err)) {
+        wim_model_free(m);
+        return cli_error("%s", err);
+    }
+    const char *isa = wim_kernels_get()->isa;
+    int nt = wim_ctx_threads(c), rc = 0;
+    if (!json) printf("| %-8s | %10s | %-10s | %7s |\n|----------|-----------:|------------|--------:|\n",
+                      "test", "tok/s", "isa", "threads");
+    for (int i = 0; i <= np && !rc; i++) {
+        int is_pp = i < np;
+        if (!is_pp && gen == 0) break;
+        double tps = run_test(m, c, is_pp ? prompts[i] : 0, is_pp ? 0 : (int)gen, (int)reps);
+        if (tps < 0) {
+            rc = 1;
+            break;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "%s%d", is_pp ? "pp" : "tg", is_pp ? prompts[i] : (int)gen);
+        if (json)
+            printf("{\"test\":\"%s\",\"tok_s\":%.2f,\"isa\":\"%s\",\"threads\":%d}\n", name, tps, isa,
+                   nt);
+        else printf("| %-8s | %10.2f | %-10s | %7d |\n", name, tps, isa, nt);
+        fflush(stdout);
+    }
+    wim_ctx_free(c);
+    wim_model_free(m);
+    return rc;
+}
