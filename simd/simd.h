@@ -7,7 +7,11 @@
  * Invariants:
  *  - The scalar table (simd/scalar.c) defines the semantics; every other ISA
  *    must match it (bit-exact where only int32 accumulation is involved,
- *    within float reassociation noise otherwise).
+ *    within float reassociation noise otherwise).  In this implementation
+ *    quantize_q8_0, gemm_q8_0 and axpy_* are bit-exact in every ISA: gemm_q8_0
+ *    folds each block's exact int32 sum into its output as
+ *    acc = acc + (float)isum * (d_x*d_w), blocks in order, no FMA.  That relies
+ *    on the C compiler not contracting a*b+c (GCC's default with -std=c11).
  *  - Every output element's arithmetic depends only on its own inputs and K,
  *    never on M, N, or where the element falls inside a tile.  The engine
  *    splits N across threads, so this is what makes results independent of
@@ -62,12 +66,13 @@ static inline uint16_t wim_fp32_to_fp16(float f) {
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffffu;
-    if (absx > 0x7f800000u) return (uint16_t)(sign | 0x7e00); /* NaN */
+    if (absx > 0x7f800000u) /* NaN: quiet it, keep the top payload bits (as F16C does) */
+        return (uint16_t)(sign | 0x7e00 | ((absx >> 13) & 0x3ff));
     if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
     if (absx < 0x38800000u) {                                  /* subnormal or zero */
         if (absx < 0x33000000u) return (uint16_t)sign;
         uint32_t e = absx >> 23, m = (absx & 0x7fffff) | 0x800000;
-        uint32_t shift = 126 - e + 14 - 1 + 1; /* places to drop */
+        uint32_t shift = 126 - e; /* value = m * 2^(e-150); the unit is 2^-24 */
         uint32_t half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
         if (rem > mid || (rem == mid && (half & 1))) half++;
         return (uint16_t)(sign | half);
@@ -96,13 +101,15 @@ static inline uint16_t wim_fp32_to_bf16(float f) {
  * N weight rows of K values (GGUF stores a [K, N] tensor as N rows of K).
  */
 typedef struct wim_kernels {
-    const char *isa; /* "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon" */
+    /* "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neon-dotprod" */
+    const char *isa;
 
     /* n % 32 == 0. Per block, as ggml's reference: d = max|x|/127, id = d ? 1/d : 0,
      * q = roundf(x*id) (so |q| <= 127), and d is stored as fp16. */
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
 
-    /* K % 32 == 0. Per block: int32 sum of qs products, times d_x*d_w in fp32. */
+    /* K % 32 == 0. Per block: int32 sum of qs products, times d_x*d_w in fp32.
+     * x must come from quantize_q8_0 (|qs| <= 127); w may hold any int8. */
     void (*gemm_q8_0)(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
                       int ldy);
     void (*gemm_f16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
@@ -112,14 +119,21 @@ typedef struct wim_kernels {
     /* Attention helpers (KV cache rows in f32 or f16). */
     float (*dot_f32)(const float *a, const float *b, int n);
     float (*dot_f16)(const uint16_t *a, const float *b, int n);
-    void (*axpy_f32)(float a, const float *x, float *y, int n);  /* y += a*x */
+    void (*axpy_f32)(float a, const float *x, float *y, int n); /* y += a*x */
     void (*axpy_f16)(float a, const uint16_t *x, float *y, int n);
 } wim_kernels;
 
 /* Chooses the table from cpuid (and the WIM_ISA environment variable, which
- * forces one). Returns 0, or -1 with a message in err when WIM_ISA names an
- * ISA this CPU or build lacks. Safe to call more than once. */
+ * forces one: scalar|avx2|avxvnni|avx512vnni|amx|neon). Returns 0, or -1 with a
+ * message in err ("WIM_ISA=amx: CPU lacks amx-tile amx-int8") when WIM_ISA names
+ * an ISA this CPU or build lacks; the active table is then left unchanged.
+ * Safe to call more than once; not thread-safe (call it before the threads). */
 int wim_kernels_init(char *err, size_t errlen);
+
+/* Whether `isa` (a WIM_ISA name) can run on this CPU, OS and build; if not and
+ * why != NULL, one phrase saying why ("CPU lacks avx512vnni"). Added for tests
+ * and `wim info`; same rules as wim_kernels_for. */
+int wim_kernels_available(const char *isa, char *why, size_t cap);
 
 /* The active table (the scalar one until wim_kernels_init succeeds). */
 const wim_kernels *wim_kernels_get(void);

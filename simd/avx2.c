@@ -1,0 +1,446 @@
+/*
+ * avx2.c — AVX2 + FMA + F16C kernels, and the shared 256-bit body of the
+ * AVX-VNNI and AVX512-VNNI tables.
+ *
+ * Owns: wim_kernels_avx2 (or, when included by avxvnni.c / avx512vnni.c with
+ * WIM_X86_TABLE defined, that file's table; only the int8 block product differs).
+ *
+ * Invariants:
+ *  - Compiled with -mavx2 -mfma -mf16c (more for the includers): nothing here runs
+ *    before dispatch.c has checked the CPU, and nothing runs at load time.
+ *  - gemm_q8_0 is bit-exact with scalar.c: each (row, column, block) product is
+ *    reduced to one exact int32, then the output's fp32 accumulator does
+ *    acc = acc + (float)isum * (dx*dw) block after block, one output per lane.
+ *    So tiles, tails and the M = 1 GEMV all give the same bits for an output.
+ *  - Float GEMMs: each output owns one 8-lane FMA accumulator over k (steps of 8),
+ *    a fixed horizontal sum, then the k tail in order with fmaf.  Every tile shape
+ *    runs that same sequence, so an output does not depend on M, N or its tile.
+ *  - quantize_q8_0 and axpy are bit-exact with scalar.c (no FMA in axpy).
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "simd.h"
+
+#ifndef WIM_X86_TABLE
+#define WIM_X86_TABLE wim_kernels_avx2
+#define WIM_X86_ISA "avx2"
+#define WIM_X86_DPBUSD 0 /* 0: maddubs+madd, 1: AVX-VNNI, 2: AVX512-VNNI (VL) */
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+/* The tile bodies loop over compile-time tile sizes; "#pragma GCC unroll" on those
+ * loops is what keeps the per-output accumulators in registers at -O2. */
+
+/* ---- int8 --------------------------------------------------------------- */
+
+/* 8 int32 lanes whose sum is sum_i |w_i| * (x_i * sign(w_i)) = sum_i x_i*w_i.
+ * maddubs needs its first operand unsigned: |w| fits u8 even for w = -128, and
+ * x*sign(w) fits s8 because |x| <= 127, so the int16 pair sums stay below 32767. */
+INLINE __m256i dot_i8(__m256i aw, __m256i sx) {
+#if WIM_X86_DPBUSD == 1
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx);
+#elif WIM_X86_DPBUSD == 2
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Lane p of the result = sum of the 8 lanes of v[p] (exact int32). */
+INLINE __m256i hsum8_epi32(const __m256i *v) {
+    __m256i a = _mm256_hadd_epi32(v[0], v[1]);
+    __m256i b = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i c = _mm256_hadd_epi32(v[4], v[5]);
+    __m256i d = _mm256_hadd_epi32(v[6], v[7]);
+    a = _mm256_hadd_epi32(a, b); /* [v0..v3 low halves | v0..v3 high halves] */
+    c = _mm256_hadd_epi32(c, d);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
+                            _mm256_permute2x128_si256(a, c, 0x31));
+}
+
+/* The fp16 scales of block b of rows 0..n-1 (stride nb blocks) in lanes 0..n-1.
+ * Lane positions are literal, so this builds at any optimisation level. */
+INLINE __m128i load_d8(const block_q8_0 *p, int nb, int b, const int n) {
+#define D(i) (n > (i) ? (short)p[(size_t)(i)*nb + b].d : (short)0)
+    return _mm_setr_epi16(D(0), D(1), D(2), D(3), D(4), D(5), D(6), D(7));
+#undef D
+}
+
+/*
+ * One RM x RN register tile over nbk blocks.  Products are numbered p = j*RM + m
+ * and live 8 to a vector.  xs[b*8 + m] and ws[b*wstride + j] hold the fp32 block
+ * scales; acc starts at 0 (first) or at the partial sum already in y.
+ */
+INLINE void q8_tile(const int RM, const int RN, int nbk, int nb, const block_q8_0 *x,
+                    const block_q8_0 *w, const float *xs, const float *ws, int wstride, float *y,
+                    int ldy, int first) {
+    /* xs == NULL: convert the fp16 scales here instead (one row tile: no reuse). */
+    const int P = RM * RN, G = (P + 7) / 8;
+    __m256i im[2], ij[2];
+    __m256 acc[2];
+    float tmp[16];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++) {
+        int a[8], c[8];
+        for (int l = 0; l < 8; l++) {
+            int p = 8 * g + l;
+            a[l] = p < P ? p % RM : 0;
+            c[l] = p < P ? p / RM : 0;
+        }
+        im[g] = _mm256_loadu_si256((const __m256i *)a);
+        ij[g] = _mm256_loadu_si256((const __m256i *)c);
+    }
+    for (int p = 0; p < 8 * G; p++)
+        tmp[p] = first || p >= P ? 0.0f : y[(size_t)(p % RM) * ldy + p / RM];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++)
+        acc[g] = _mm256_loadu_ps(tmp + 8 * g);
+
+    for (int b = 0; b < nbk; b++) {
+        __m256i xq[4], prod[16];
+#pragma GCC unroll 16
+        for (int m = 0; m < RM; m++)
+            xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
+#pragma GCC unroll 16
+        for (int j = 0; j < RN; j++) {
+            __m256i wq = _mm256_loadu_si256((const __m256i *)w[(size_t)j * nb + b].qs);
+            __m256i aw = _mm256_abs_epi8(wq);
+#pragma GCC unroll 16
+            for (int m = 0; m < RM; m++)
+                prod[j * RM + m] = dot_i8(aw, _mm256_sign_epi8(xq[m], wq));
+        }
+#pragma GCC unroll 16
+        for (int p = P; p < 8 * G; p++)
+            prod[p] = _mm256_setzero_si256();
+        __m256 xs8, ws8;
+        if (xs) {
+            xs8 = _mm256_loadu_ps(xs + (size_t)b * 8);
+            ws8 = _mm256_loadu_ps(ws + (size_t)b * wstride);
+        } else {
+            __m128i hx = load_d8(x, nb, b, RM), hw = load_d8(w, nb, b, RN);
+            xs8 = _mm256_cvtph_ps(hx);
+            ws8 = _mm256_cvtph_ps(hw);
+        }
+#pragma GCC unroll 16
+        for (int g = 0; g < G; g++) {
+            __m256i isum = hsum8_epi32(prod + 8 * g);
+            __m256 s = _mm256_mul_ps(_mm256_permutevar8x32_ps(xs8, im[g]),
+                                     _mm256_permutevar8x32_ps(ws8, ij[g]));
+            __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s);
+            acc[g] = _mm256_add_ps(acc[g], t);
+        }
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++)
+        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
+    for (int p = 0; p < P; p++)
+        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+}
+
+/* Blocking: a panel of Q8_NP weight columns and Q8_KCH blocks (64 x 128 x 34 B =
+ * 272 KiB) stays in L2 while every row tile of x streams past it. */
+#ifndef Q8_NP
+#define Q8_NP 64
+#endif
+#ifndef Q8_KCH
+#define Q8_KCH 128
+#endif
+#define Q8_WS (Q8_NP + 8) /* ws row stride; the pad keeps 8-float loads in bounds */
+
+/* All column tiles of one panel for RM rows. */
+INLINE void q8_rows(const int RM, const int RN, int np, int nbk, int nb, const block_q8_0 *x,
+                    const block_q8_0 *w, const float *xs, const float *ws, float *y, int ldy,
+                    int first) {
+    int j = 0;
+    for (; j + RN <= np; j += RN)
+        q8_tile(RM, RN, nbk, nb, x, w + (size_t)j * nb, xs, ws + j, Q8_WS, y + j, ldy, first);
+    for (; j < np; j++)
+        q8_tile(RM, 1, nbk, nb, x, w + (size_t)j * nb, xs, ws + j, Q8_WS, y + j, ldy, first);
+}
+
+/* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
+ * each weight row over the whole of K with the scales converted on the fly. */
+INLINE void q8_small(const int RM, const int RN, int N, int nb, const block_q8_0 *x,
+                     const block_q8_0 *w, float *y, int ldy) {
+    int j = 0;
+    for (; j + RN <= N; j += RN)
+        q8_tile(RM, RN, nb, nb, x, w + (size_t)j * nb, NULL, NULL, 0, y + j, ldy, 1);
+    for (; j < N; j++)
+        q8_tile(RM, 1, nb, nb, x, w + (size_t)j * nb, NULL, NULL, 0, y + j, ldy, 1);
+}
+
+static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
+                      int ldy) {
+    const int nb = K / QK8_0;
+    if (M <= 0 || N <= 0) return;
+    if (nb == 0) {
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < N; j++)
+                y[(size_t)m * ldy + j] = 0.0f;
+        return;
+    }
+    switch (M) {
+    case 1:
+        q8_small(1, 8, N, nb, x, w, y, ldy);
+        return;
+    case 2:
+        q8_small(2, 4, N, nb, x, w, y, ldy);
+        return;
+    case 3:
+        q8_small(3, 4, N, nb, x, w, y, ldy);
+        return;
+    case 4:
+        q8_small(4, 4, N, nb, x, w, y, ldy);
+        return;
+    }
+    float ws[Q8_KCH * Q8_WS], xs[Q8_KCH * 8];
+    for (int jp = 0; jp < N; jp += Q8_NP) {
+        const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
+        for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
+            const int nbk = nb - b0 < Q8_KCH ? nb - b0 : Q8_KCH;
+            /* column by column: each weight row is one forward stream for the prefetcher */
+            for (int j = 0; j < Q8_WS; j++) {
+                const block_q8_0 *wr = w + (size_t)(jp + j) * nb + b0;
+                for (int b = 0; b < nbk; b++)
+                    ws[(size_t)b * Q8_WS + j] = j < np ? wim_fp16_to_fp32(wr[b].d) : 0.0f;
+            }
+            for (int i0 = 0; i0 < M;) {
+                const int rm = M - i0 < 4 ? M - i0 : 4;
+                for (int b = 0; b < nbk; b++)
+                    for (int m = 0; m < 8; m++)
+                        xs[b * 8 + m] =
+                            m < rm ? wim_fp16_to_fp32(x[(size_t)(i0 + m) * nb + b0 + b].d) : 0.0f;
+                const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
+                const block_q8_0 *wp = w + (size_t)jp * nb + b0;
+                float *yp = y + (size_t)i0 * ldy + jp;
+                const int first = b0 == 0;
+                switch (rm) {
+                case 4:
+                    q8_rows(4, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    break;
+                case 3:
+                    q8_rows(3, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    break;
+                case 2:
+                    q8_rows(2, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    break;
+                default:
+                    q8_rows(1, 8, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    break;
+                }
+                i0 += rm;
+            }
+        }
+    }
+}
+
+/* ---- quantization ------------------------------------------------------- */
+
+/* roundf: round half away from zero, exactly (|p| < 2^23, so p - trunc(p) is exact). */
+INLINE __m256 round_away(__m256 p) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(p, t));
+    __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(p, sign));
+    __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(up, one));
+}
+
+static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / QK8_0; b++, x += QK8_0, y++) {
+        __m256 v[4];
+        for (int i = 0; i < 4; i++)
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+        __m256 mx = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y->d = wim_fp32_to_fp16(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[i], vid)));
+        /* packs work within 128-bit lanes; the permute restores element order */
+        __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i q8 = _mm256_packs_epi16(q01, q23);
+        q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y->qs, q8);
+    }
+}
+
+/* ---- float -------------------------------------------------------------- */
+
+enum { W_F32, W_F16, W_BF16 };
+
+INLINE __m256 load_w8(const int kind, const void *w, size_t i) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+    if (kind == W_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE float load_w1(const int kind, const void *w, size_t i) {
+    if (kind == W_F32) return ((const float *)w)[i];
+    if (kind == W_F16) return wim_fp16_to_fp32(((const uint16_t *)w)[i]);
+    return wim_bf16_to_fp32(((const uint16_t *)w)[i]);
+}
+
+/* Fixed reduction tree; every output uses this same one. */
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE void f_tile(const int kind, const int RM, const int RN, int K, const float *x, const void *w,
+                   float *y, int ldy) {
+    __m256 acc[4][8];
+#pragma GCC unroll 16
+    for (int m = 0; m < RM; m++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < RN; j++)
+            acc[m][j] = _mm256_setzero_ps();
+    }
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 wv[8];
+#pragma GCC unroll 16
+        for (int j = 0; j < RN; j++)
+            wv[j] = load_w8(kind, w, (size_t)j * K + k);
+#pragma GCC unroll 16
+        for (int m = 0; m < RM; m++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)m * K + k);
+#pragma GCC unroll 16
+            for (int j = 0; j < RN; j++)
+                acc[m][j] = _mm256_fmadd_ps(xv, wv[j], acc[m][j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int m = 0; m < RM; m++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < RN; j++) {
+            float s = hsum_ps(acc[m][j]);
+            for (int kk = k; kk < K; kk++)
+                s = fmaf(x[(size_t)m * K + kk], load_w1(kind, w, (size_t)j * K + kk), s);
+            y[(size_t)m * ldy + j] = s;
+        }
+    }
+}
+
+INLINE void f_rows(const int kind, const int RM, const int RN, int j0, int j1, int K,
+                   const float *x, const void *w, float *y, int ldy) {
+    const size_t esz = kind == W_F32 ? 4 : 2;
+    int j = j0;
+    for (; j + RN <= j1; j += RN)
+        f_tile(kind, RM, RN, K, x, (const char *)w + (size_t)j * K * esz, y + j, ldy);
+    for (; j < j1; j++)
+        f_tile(kind, RM, 1, K, x, (const char *)w + (size_t)j * K * esz, y + j, ldy);
+}
+
+/* Columns in panels small enough for L2, rows of x in tiles of 4 (3 columns each:
+ * 12 accumulators + 3 weight vectors + 1 activation = 16 ymm registers). */
+#define F_NP 24
+
+INLINE void gemm_float(const int kind, int M, int N, int K, const float *x, const void *w, float *y,
+                       int ldy) {
+    for (int jp = 0; jp < N; jp += F_NP) {
+        const int j1 = N - jp < F_NP ? N : jp + F_NP;
+        for (int i0 = 0; i0 < M;) {
+            const int rm = M - i0 < 4 ? M - i0 : 4;
+            const float *xp = x + (size_t)i0 * K;
+            float *yp = y + (size_t)i0 * ldy;
+            switch (rm) {
+            case 4:
+                f_rows(kind, 4, 3, jp, j1, K, xp, w, yp, ldy);
+                break;
+            case 3:
+                f_rows(kind, 3, 4, jp, j1, K, xp, w, yp, ldy);
+                break;
+            case 2:
+                f_rows(kind, 2, 4, jp, j1, K, xp, w, yp, ldy);
+                break;
+            default:
+                f_rows(kind, 1, 8, jp, j1, K, xp, w, yp, ldy);
+                break;
+            }
+            i0 += rm;
+        }
+    }
+}
+
+static void gemm_f32(int M, int N, int K, const float *x, const float *w, float *y, int ldy) {
+    gemm_float(W_F32, M, N, K, x, w, y, ldy);
+}
+static void gemm_f16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    gemm_float(W_F16, M, N, K, x, w, y, ldy);
+}
+static void gemm_bf16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    gemm_float(W_BF16, M, N, K, x, w, y, ldy);
+}
+
+/* Attention helpers: four accumulators hide the FMA latency on short rows. */
+INLINE float dot_any(const int kind, const void *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_w8(kind, a, i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(load_w8(kind, a, i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_w8(kind, a, i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_w8(kind, a, i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_w8(kind, a, i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        s = fmaf(load_w1(kind, a, i), b[i], s);
+    return s;
+}
+
+static float dot_f32(const float *a, const float *b, int n) {
+    return dot_any(W_F32, a, b, n);
+}
+static float dot_f16(const uint16_t *a, const float *b, int n) {
+    return dot_any(W_F16, a, b, n);
+}
+
+/* y = y + a*x with a separate product and sum, as scalar.c (bit-exact). */
+INLINE void axpy_any(const int kind, float a, const void *x, float *y, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 t = _mm256_mul_ps(va, load_w8(kind, x, i));
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), t));
+    }
+    for (; i < n; i++) {
+        float t = a * load_w1(kind, x, i);
+        y[i] = y[i] + t;
+    }
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n) {
+    axpy_any(W_F32, a, x, y, n);
+}
+static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
+    axpy_any(W_F16, a, x, y, n);
+}
+
+const wim_kernels WIM_X86_TABLE = {
+    .isa = WIM_X86_ISA,
+    .quantize_q8_0 = quantize_q8_0,
+    .gemm_q8_0 = gemm_q8_0,
+    .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
+    .gemm_f32 = gemm_f32,
+    .dot_f32 = dot_f32,
+    .dot_f16 = dot_f16,
+    .axpy_f32 = axpy_f32,
+    .axpy_f16 = axpy_f16,
+};

@@ -1,0 +1,153 @@
+/*
+ * scalar.c — the reference kernels: plain C that defines what every other ISA
+ * must compute.
+ *
+ * Owns: wim_kernels_scalar.
+ *
+ * Invariants (the semantics every SIMD twin reproduces):
+ *  - quantize_q8_0: per 32-block, amax = max|x|, d = amax / 127, id = d ? 1/d : 0,
+ *    q = roundf(x * id) (ties away from zero), d stored as fp16 (round to nearest
+ *    even). Bit-exact in every ISA.
+ *  - gemm_q8_0: per output and per block b in increasing order
+ *        isum = sum_k xq*wq (exact int32),  s = dx*dw,  t = (float)isum * s,
+ *        acc = acc + t
+ *    with three separately rounded fp32 operations (no fused multiply-add).
+ *    Every ISA keeps exactly this order per output, so gemm_q8_0 is bit-exact
+ *    across ISAs and independent of M, N and tiling.  Activations must come from
+ *    quantize_q8_0 (|q| <= 127); weights may use the full int8 range.
+ *  - Float kernels (gemm_f32/f16/bf16, dot_*): a sequential sum in k order.  SIMD
+ *    twins reassociate (lane-parallel partial sums, FMA), so they agree to float
+ *    reassociation noise only; each SIMD output still depends only on its inputs
+ *    and K.  axpy is elementwise y = y + a*x (a product, then a sum).
+ *  - This file is built without ISA flags and must stay correct on any target.
+ *    Mul and add are separate statements on purpose: the build uses -std=c11,
+ *    where GCC does not contract them into an FMA.
+ */
+#include <math.h>
+
+#include "simd.h"
+
+static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
+    for (int b = 0; b < n / QK8_0; b++, x += QK8_0, y++) {
+        float amax = 0.0f;
+        for (int i = 0; i < QK8_0; i++) {
+            float a = fabsf(x[i]);
+            if (a > amax) amax = a;
+        }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y->d = wim_fp32_to_fp16(d);
+        for (int i = 0; i < QK8_0; i++) {
+            float v = x[i] * id;
+            y->qs[i] = (int8_t)roundf(v);
+        }
+    }
+}
+
+static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
+                      int ldy) {
+    const int nb = K / QK8_0;
+    for (int m = 0; m < M; m++) {
+        const block_q8_0 *xr = x + (size_t)m * nb;
+        for (int j = 0; j < N; j++) {
+            const block_q8_0 *wr = w + (size_t)j * nb;
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t isum = 0;
+                for (int i = 0; i < QK8_0; i++)
+                    isum += (int32_t)xr[b].qs[i] * wr[b].qs[i];
+                float s = wim_fp16_to_fp32(xr[b].d) * wim_fp16_to_fp32(wr[b].d);
+                float t = (float)isum * s;
+                acc = acc + t;
+            }
+            y[(size_t)m * ldy + j] = acc;
+        }
+    }
+}
+
+static void gemm_f16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+            const float *xr = x + (size_t)m * K;
+            const uint16_t *wr = w + (size_t)j * K;
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float t = xr[k] * wim_fp16_to_fp32(wr[k]);
+                acc = acc + t;
+            }
+            y[(size_t)m * ldy + j] = acc;
+        }
+}
+
+static void gemm_bf16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+            const float *xr = x + (size_t)m * K;
+            const uint16_t *wr = w + (size_t)j * K;
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float t = xr[k] * wim_bf16_to_fp32(wr[k]);
+                acc = acc + t;
+            }
+            y[(size_t)m * ldy + j] = acc;
+        }
+}
+
+static void gemm_f32(int M, int N, int K, const float *x, const float *w, float *y, int ldy) {
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+            const float *xr = x + (size_t)m * K;
+            const float *wr = w + (size_t)j * K;
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float t = xr[k] * wr[k];
+                acc = acc + t;
+            }
+            y[(size_t)m * ldy + j] = acc;
+        }
+}
+
+static float dot_f32(const float *a, const float *b, int n) {
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float t = a[i] * b[i];
+        acc = acc + t;
+    }
+    return acc;
+}
+
+static float dot_f16(const uint16_t *a, const float *b, int n) {
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float t = wim_fp16_to_fp32(a[i]) * b[i];
+        acc = acc + t;
+    }
+    return acc;
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) {
+        float t = a * x[i];
+        y[i] = y[i] + t;
+    }
+}
+
+static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
+    for (int i = 0; i < n; i++) {
+        float t = a * wim_fp16_to_fp32(x[i]);
+        y[i] = y[i] + t;
+    }
+}
+
+const wim_kernels wim_kernels_scalar = {
+    .isa = "scalar",
+    .quantize_q8_0 = quantize_q8_0,
+    .gemm_q8_0 = gemm_q8_0,
+    .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
+    .gemm_f32 = gemm_f32,
+    .dot_f32 = dot_f32,
+    .dot_f16 = dot_f16,
+    .axpy_f32 = axpy_f32,
+    .axpy_f16 = axpy_f16,
+};
