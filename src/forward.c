@@ -25,6 +25,9 @@
 #include "simd.h"
 
 #define MM_TILE 64 /* output rows per kernel call */
+/* Below this many multiply-adds a parallel region costs more than it saves
+ * (waking threads, and on a busy machine waiting for a descheduled one). */
+#define PARALLEL_MIN_WORK (1L << 18)
 
 wim_ctx_params wim_ctx_default_params(void) {
     wim_ctx_params p = {0, 0, 512, WIM_KV_F16, -1, 0};
@@ -132,10 +135,11 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
     const uint8_t *wd = w->data;
     if (w->type == GGUF_T_Q8_0) {
         const int nb = K / QK8_0;
-#pragma omp parallel for num_threads(nt) if (M > 1)
+#pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++) kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)                                     \
+    if (tiles > 1 && (long)M * N * K >= PARALLEL_MIN_WORK)
     for (int t = 0; t < tiles; t++) {
         int j0 = t * MM_TILE, nn = N - j0 < MM_TILE ? N - j0 : MM_TILE;
         const void *wt = wd + (size_t)j0 * w->row_bytes;
@@ -190,7 +194,9 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
+    const long work = (long)M * cf->n_head * c->kv.n * hd;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)             \
+    if (work >= PARALLEL_MIN_WORK)
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++) {
             float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * attn_scratch_floats(hd);

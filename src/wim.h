@@ -97,4 +97,99 @@ wim_sampler *wim_sampler_new(float temp, float top_p, uint64_t seed, int n_vocab
 void wim_sampler_free(wim_sampler *s);
 int wim_sample(wim_sampler *s, const float *logits);
 
+/* ---- the WiM pipeline and its baselines ---- */
+typedef enum { WIM_PATTERN_WIM, WIM_PATTERN_LLM, WIM_PATTERN_RAG } wim_pattern;
+typedef enum { WIM_CLASSIFY_GENERATE, WIM_CLASSIFY_LOGIT } wim_classify_mode;
+typedef enum { WIM_RETRIEVER_CLASSIFIER, WIM_RETRIEVER_BM25 } wim_retriever;
+
+typedef struct {
+    wim_pattern pattern;
+    int segment_tokens;  /* K: at most this many tokens per segment (0: 4096, or a quarter of
+                            the model's context when that is smaller) */
+    int margin_tokens;   /* default 100 */
+    int classify_tokens; /* default 10 */
+    int answer_tokens;   /* default 50 */
+    wim_classify_mode classify;
+    int lenient_classifier; /* accept "yes", "YES." ...; default: the paper's exact rule */
+    wim_retriever retriever;
+    int top_k; /* segments kept by BM25 (default 3) */
+    float temp, top_p;
+    uint64_t seed;
+    int max_segments;        /* 0: all */
+    const char *prompts_dir; /* NULL: the project's defaults */
+    const char *chat;        /* chat family name, NULL: from the model's template */
+    int stream;              /* let the document stream through a KV window (pins the system
+                                prompt unless ctx.kv_pin says otherwise) */
+    int margins_in_extraction; /* show the margins kept so far to each extraction prompt
+                                  (departs from the paper; helps two-hop questions when the
+                                  window has forgotten the first hop) */
+    wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
+    const volatile int *interrupt; /* when it becomes non-zero: stop after the current step
+                                      and answer from the margins so far */
+    /* Replay (tests, debugging): use these margins and/or verdicts instead of generating or
+     * classifying them; either may be NULL. n_injected must cover every segment processed. */
+    const char *const *injected_margins;
+    const int *injected_relevant;
+    int n_injected;
+} wim_run_params;
+
+wim_run_params wim_run_default_params(void);
+
+typedef enum {
+    WIM_EV_START,
+    WIM_EV_SEGMENT,
+    WIM_EV_MARGIN,
+    WIM_EV_VERDICT,
+    WIM_EV_ANSWER,
+    WIM_EV_DONE
+} wim_event_type;
+
+typedef struct {
+    wim_event_type type;
+    const char *model, *pattern, *chat; /* start */
+    int segments, tokens;        /* start: segment count, document tokens */
+    int index;                   /* segment / margin / verdict */
+    int n_tokens;                /* segment: its tokens; margin: tokens generated */
+    long prefilled;              /* segment: tokens prefilled so far (all prompts included) */
+    double ms;                   /* segment: prefill time; margin: generation time */
+    const char *text;            /* margin text, answer text */
+    int relevant;                /* verdict */
+    const char *raw;             /* verdict: the classifier's raw output */
+    int has_logit_margin;        /* verdict: --classify logit was used */
+    float logit_margin;          /* verdict, --classify logit: logit(YES) - logit(NO) */
+    uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
+    int interrupted;             /* answer, done */
+    /* done */
+    double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer;
+    long tokens_prefilled, tokens_decoded;
+    size_t kv_bytes, scratch_peak_bytes, rss_peak_bytes;
+    int relevant_count;
+} wim_event;
+
+typedef void (*wim_event_fn)(const wim_event *ev, void *user);
+
+typedef struct {
+    char *answer;
+    int interrupted;
+    int n_segments; /* processed */
+    char **margins; /* n_segments (NULL entries for patterns without margins) */
+    int *relevant;  /* n_segments verdicts */
+    float *answer_logits; /* the logits that chose the first answer token (n_vocab) */
+    long tokens_prefilled, tokens_decoded;
+    double ms_total;
+} wim_result;
+
+/* Runs one pattern over a document and a query, reporting progress through cb
+ * (may be NULL). Returns 0 with *res filled (free with wim_result_free), or -1
+ * with one line in err: empty document or query, a document larger than the KV
+ * capacity without streaming, a template with an unknown placeholder, ... */
+int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *query,
+            const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
+            size_t errlen);
+void wim_result_free(wim_result *r);
+
+/* One event as a single line of JSON (no newline); returns the length, or the
+ * size needed when it exceeds cap (nothing is truncated silently). */
+size_t wim_event_json(const wim_event *ev, char *buf, size_t cap);
+
 #endif

@@ -1,0 +1,258 @@
+/*
+ * cmd_run.c — `wim run`: the WiM pipeline (or a baseline) on a document and a
+ * query, as a thin client of wim_run(): JSON Lines events, a progress bar on
+ * a terminal, and Ctrl-C that still answers from the margins so far.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "wim.h"
+
+/* The one piece of global state in the CLI: a signal handler can only talk to
+ * the pipeline through a flag. 1 after the first Ctrl-C. */
+static volatile sig_atomic_t interrupt_flag;
+
+static void on_sigint(int sig) {
+    if (interrupt_flag) { /* second Ctrl-C: abort now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    interrupt_flag = 1;
+}
+
+typedef struct {
+    FILE *events;     /* NULL: none */
+    int bar;          /* draw a progress bar on stderr */
+    int show_margins; /* print margins to stderr as they come */
+    int chat_given;   /* --chat was passed: no note about the raw family */
+    int segments, done, kept;
+    long tokens;
+    double ms;
+    char *line;
+    size_t line_cap;
+} run_view;
+
+static void draw_bar(run_view *v) {
+    int width = 24, filled = v->segments ? v->done * width / v->segments : 0;
+    double tps = v->ms > 0 ? v->tokens * 1e3 / v->ms : 0;
+    double eta = v->done ? v->ms / v->done * (v->segments - v->done) / 1e3 : 0;
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
+    fprintf(stderr, "] %d/%d segments  %.0f tok/s  ETA %d:%02d  margins kept %d%s", v->done,
+            v->segments, tps, (int)eta / 60, (int)eta % 60, v->kept,
+            interrupt_flag ? "  (stopping: Ctrl-C again to abort)" : "");
+    fflush(stderr);
+}
+
+static void on_event(const wim_event *ev, void *user) {
+    run_view *v = user;
+    if (v->events) {
+        size_t n = wim_event_json(ev, v->line, v->line_cap);
+        if (n >= v->line_cap) {
+            char *bigger = realloc(v->line, n + 1);
+            if (bigger) {
+                v->line = bigger;
+                v->line_cap = n + 1;
+                wim_event_json(ev, v->line, v->line_cap);
+            }
+        }
+        fprintf(v->events, "%s\n", v->line);
+        fflush(v->events); /* each event as it happens */
+    }
+    switch (ev->type) {
+    case WIM_EV_START:
+        v->segments = ev->segments;
+        if (!v->chat_given && !strcmp(ev->chat, "raw"))
+            fprintf(stderr, "wim: note: the model has no chat template; using plain prompts (the "
+                            "raw family)\n");
+        break;
+    case WIM_EV_SEGMENT:
+        v->done = ev->index + 1;
+        v->tokens += ev->n_tokens;
+        v->ms += ev->ms;
+        break;
+    case WIM_EV_MARGIN:
+        v->ms += ev->ms;
+        if (v->show_margins) {
+            if (v->bar) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "margin %d: %s\n", ev->index + 1, ev->text);
+        }
+        break;
+    case WIM_EV_VERDICT: v->kept += ev->relevant; break;
+    default: break;
+    }
+    if (v->bar && ev->type != WIM_EV_DONE) draw_bar(v);
+    if (v->bar && ev->type == WIM_EV_ANSWER) fprintf(stderr, "\n");
+}
+
+static const char *const usage =
+    "usage: wim run -m MODEL (-d DOC | --doc FILE) -q QUERY [options]\n"
+    "  Runs Writing in the Margins (or a baseline) over a document and answers the query.\n"
+    "  The answer goes to stdout; --events writes JSON Lines (schema in the README).\n"
+    "  --pattern wim|llm|rag     the pipeline (default wim) or a baseline\n"
+    "  --retriever classifier|bm25  how rag picks segments (default classifier); --top-k N\n"
+    "  --segment-tokens K        tokens per segment (default 4096, or 1/4 of the model context)\n"
+    "  --margin-tokens N         margin length (100); --answer-tokens N (50)\n"
+    "  --classify generate|logit the paper's YES/NO generation (default) or one logit comparison\n"
+    "  --classify-tokens N       (10); --lenient-classifier accepts yes/YES./Answer: YES\n"
+    "  --temp T --top-p P --seed S  sampling (default greedy)\n"
+    "  --prompts DIR             template folder (the reference implementation's works as is)\n"
+    "  --chat FAMILY             chatml|llama3|llama2|mistral|phi3|raw (default: from the model)\n"
+    "  --max-segments N          process only the first N segments\n"
+    "  --margins-in-extraction   show kept margins to each extraction prompt (not the paper's)\n"
+    "  --stream                  stream the document through the KV window (pins the system\n"
+    "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
+    "  --events FILE|-           JSON Lines events ('-' = stdout)\n"
+    "  --show-margins            print each margin on stderr as it is written\n"
+    "  --chunk K, -t THREADS     prefill chunk (512) and threads\n"
+    "  Ctrl-C once: stop after the current step and answer from the margins so far.\n";
+
+static int set_enum(const char *opt, const char *v, const char *const *names, int n, int *out) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    cli_error("%s: unknown value '%s'", opt, v);
+    return -1;
+}
+
+static int parse(int argc, char **argv, wim_run_params *p, const char **model, const char **doc,
+                 const char **query, const char **events, run_view *v) {
+    static const char *const patterns[] = {"wim", "llm", "rag"};
+    static const char *const classifiers[] = {"generate", "logit"};
+    static const char *const retrievers[] = {"classifier", "bm25"};
+    static const char *const kv_types[] = {"f16", "f32"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long n;
+        double x;
+        int e;
+        if (!strcmp(a, "--stream")) p->stream = 1;
+        else if (!strcmp(a, "--lenient-classifier")) p->lenient_classifier = 1;
+        else if (!strcmp(a, "--margins-in-extraction")) p->margins_in_extraction = 1;
+        else if (!strcmp(a, "--show-margins")) v->show_margins = 1;
+        else if (i + 1 >= argc) return cli_error("run: unknown option or missing value: '%s'", a);
+        else {
+            const char *val = argv[++i];
+#define INT(name, lo, hi, dst)                                                                     \
+    else if (!strcmp(a, name)) {                                                                   \
+        if (cli_int(a, val, lo, hi, &n)) return 2;                                                 \
+        dst = (int)n;                                                                              \
+    }
+#define ENUM(name, table, dst)                                                                     \
+    else if (!strcmp(a, name)) {                                                                   \
+        if (set_enum(a, val, table, (int)(sizeof table / sizeof *table), &e)) return 2;            \
+        dst = e;                                                                                   \
+    }
+            if (!strcmp(a, "-m") || !strcmp(a, "--model")) *model = val;
+            else if (!strcmp(a, "-d") || !strcmp(a, "--doc")) *doc = val;
+            else if (!strcmp(a, "-q") || !strcmp(a, "--query")) *query = val;
+            else if (!strcmp(a, "--events")) *events = val;
+            else if (!strcmp(a, "--prompts")) p->prompts_dir = val;
+            else if (!strcmp(a, "--chat")) p->chat = val;
+            ENUM("--pattern", patterns, p->pattern)
+            ENUM("--classify", classifiers, p->classify)
+            ENUM("--retriever", retrievers, p->retriever)
+            ENUM("--kv-type", kv_types, p->ctx.kv_type)
+            INT("--segment-tokens", 1, 1 << 20, p->segment_tokens)
+            INT("--margin-tokens", 1, 1 << 16, p->margin_tokens)
+            INT("--classify-tokens", 1, 1 << 16, p->classify_tokens)
+            INT("--answer-tokens", 1, 1 << 16, p->answer_tokens)
+            INT("--top-k", 1, 1 << 20, p->top_k)
+            INT("--max-segments", 1, 1 << 24, p->max_segments)
+            INT("--kv-capacity", 1, 1 << 24, p->ctx.n_ctx)
+            INT("--kv-pin", 0, 1 << 24, p->ctx.kv_pin)
+            INT("--chunk", 1, 1 << 16, p->ctx.chunk)
+            INT("-t", 1, 1024, p->ctx.n_threads)
+            INT("--threads", 1, 1024, p->ctx.n_threads)
+            else if (!strcmp(a, "--seed")) {
+                if (cli_int(a, val, 0, 0x7fffffffL, &n)) return 2;
+                p->seed = (uint64_t)n;
+            } else if (!strcmp(a, "--temp")) {
+                if (cli_float(a, val, 0, 100, &x)) return 2;
+                p->temp = (float)x;
+            } else if (!strcmp(a, "--top-p")) {
+                if (cli_float(a, val, 0, 1, &x)) return 2;
+                p->top_p = (float)x;
+            } else return cli_error("run: unknown option '%s' (see wim run --help)", a);
+#undef INT
+#undef ENUM
+        }
+    }
+    v->chat_given = p->chat != NULL;
+    if (!*model) return cli_error("run: no model given: pass -m MODEL.gguf");
+    if (!*doc) return cli_error("run: no document given: pass -d FILE (or -d - for stdin)");
+    if (!*query) return cli_error("run: no query given: pass -q QUERY");
+    return 0;
+}
+
+static char *read_doc(const char *path, size_t *len) {
+    if (strcmp(path, "-")) return cli_read_file(path, len);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0;) {
+        n += got;
+        if (n == cap) {
+            char *b = realloc(buf, 2 * cap + 1);
+            if (!b) free(buf);
+            buf = b;
+            cap *= 2;
+        }
+    }
+    if (!buf) cli_error("out of memory reading stdin");
+    else buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+int cmd_run(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return fputs(usage, stdout), 0;
+    wim_run_params p = wim_run_default_params();
+    const char *model = NULL, *doc_path = NULL, *query = NULL, *events = NULL;
+    run_view v = {0};
+    int rc = parse(argc, argv, &p, &model, &doc_path, &query, &events, &v);
+    if (rc) return rc;
+    size_t doc_len = 0;
+    char *doc = read_doc(doc_path, &doc_len);
+    if (!doc) return 2;
+    char err[512];
+    wim_model *m = NULL;
+    wim_result res = {0};
+    if (wim_model_load(model, &m, err, sizeof err)) {
+        free(doc);
+        return cli_error("%s", err);
+    }
+    if (events && strcmp(events, "-") && !(v.events = fopen(events, "w"))) {
+        wim_model_free(m);
+        free(doc);
+        return cli_error("%s: cannot write events", events);
+    }
+    if (events && !strcmp(events, "-")) v.events = stdout;
+    v.bar = isatty(STDERR_FILENO);
+    v.line_cap = 4096;
+    v.line = malloc(v.line_cap);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    p.interrupt = (const volatile int *)&interrupt_flag;
+    if (wim_run(m, doc, doc_len, query, &p, on_event, &v, &res, err, sizeof err)) {
+        if (v.bar) fprintf(stderr, "\n");
+        rc = cli_error("%s", err);
+    } else if (v.events != stdout) {
+        printf("%s\n", res.answer);
+    }
+    sigaction(SIGINT, &old, NULL);
+    if (v.events && v.events != stdout) fclose(v.events);
+    wim_result_free(&res);
+    free(v.line);
+    wim_model_free(m);
+    free(doc);
+    return rc;
+}

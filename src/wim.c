@@ -1,0 +1,504 @@
+/*
+ * wim.c — the Writing-in-the-Margins pipeline and its two baselines.
+ *
+ *   wim: BOS + system prompt, then for each segment: prefill it; snapshot the
+ *        KV cache; prefill the extraction prompt and decode a margin; restore
+ *        (the cache is bit-identical again); classify the margin in a separate
+ *        context. Finally the answer prompt with the relevant margins.
+ *   llm: the whole document, then the question (the long-context baseline).
+ *   rag: the classifier (or BM25) chooses segments; the chosen segments and
+ *        the question go to a fresh context.
+ *
+ * Invariants: margins never enter the main context except through the final
+ * prompt; every step reports through the event callback and nothing here
+ * prints; an interrupt stops after the current step and still answers.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "bm25.h"
+#include "chat.h"
+#include "classify.h"
+#include "model.h"
+#include "prompts.h"
+#include "segment.h"
+#include "tokenizer.h"
+#include "wim.h"
+
+typedef struct {
+    const wim_model *m;
+    const wim_run_params *p;
+    wim_event_fn cb;
+    void *user;
+    wim_ctx *main, *aux;
+    wim_sampler *sampler;
+    wim_prompts prompts;
+    wim_chat chat;
+    const char *query;
+    float *logits;
+    int yes_id, no_id;
+    long prefilled, decoded;
+    double ms_prefill, ms_margins, ms_classify, ms_answer;
+    char *err;
+    size_t errlen;
+} run_state;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+wim_run_params wim_run_default_params(void) {
+    wim_run_params p;
+    memset(&p, 0, sizeof p);
+    p.pattern = WIM_PATTERN_WIM;
+    p.margin_tokens = 100;
+    p.classify_tokens = 10;
+    p.answer_tokens = 50;
+    p.classify = WIM_CLASSIFY_GENERATE;
+    p.retriever = WIM_RETRIEVER_CLASSIFIER;
+    p.top_k = 3;
+    p.top_p = 1.0f;
+    p.ctx = wim_ctx_default_params();
+    return p;
+}
+
+void wim_result_free(wim_result *r) {
+    if (!r) return;
+    for (int i = 0; r->margins && i < r->n_segments; i++) free(r->margins[i]);
+    free(r->margins);
+    free(r->relevant);
+    free(r->answer);
+    free(r->answer_logits);
+    memset(r, 0, sizeof *r);
+}
+
+static void emit(run_state *s, wim_event *ev) {
+    if (s->cb) s->cb(ev, s->user);
+}
+
+static int interrupted(const run_state *s) { return s->p->interrupt && *s->p->interrupt; }
+
+/* Tokenizes text; prompts (templates with chat headers) parse special tokens,
+ * document text never does. Returns the count (ids malloc'd) or -1. */
+static int tokenize(run_state *s, const char *text, size_t len, int bos, int special,
+                    int32_t **ids) {
+    const wim_tokenizer *t = s->m->tok;
+    bos = bos && wim_tokenizer_add_bos(t) && wim_tokenizer_bos(t) >= 0;
+    int n = wim_tokenize(t, text, len, bos, special, NULL, 0, s->err, s->errlen);
+    if (n < 0) return -1;
+    if (!(*ids = malloc((size_t)(n + 1) * sizeof **ids))) {
+        snprintf(s->err, s->errlen, "out of memory");
+        return -1;
+    }
+    wim_tokenize(t, text, len, bos, special, *ids, n, s->err, s->errlen);
+    return n;
+}
+
+/* Appends tokens to a context; the last token's logits land in s->logits. */
+static int feed(run_state *s, wim_ctx *c, const int32_t *ids, int n) {
+    if (n == 0) return 0;
+    double t0 = now_ms();
+    int rc = wim_eval(c, ids, n, s->logits, 0, s->err, s->errlen);
+    s->ms_prefill += now_ms() - t0;
+    s->prefilled += n;
+    return rc;
+}
+
+static int feed_text(run_state *s, wim_ctx *c, const char *text, int bos, int special) {
+    int32_t *ids;
+    int n = tokenize(s, text, strlen(text), bos, special, &ids);
+    if (n < 0) return -1;
+    int rc = feed(s, c, ids, n);
+    free(ids);
+    return rc;
+}
+
+/* Decodes up to max tokens from s->logits (stops at end-of-generation);
+ * returns the text (malloc'd) or NULL. */
+static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
+    size_t cap = 256, len = 0;
+    char *text = malloc(cap);
+    if (!text) {
+        snprintf(s->err, s->errlen, "out of memory");
+        return NULL;
+    }
+    wim_detok d;
+    wim_detok_init(&d, s->m->tok, -1, 0);
+    int n = 0;
+    char piece[256];
+    for (; n < max; n++) {
+        int32_t next = wim_sample(s->sampler, s->logits);
+        if (wim_tokenizer_is_eog(s->m->tok, next)) break;
+        int nb = wim_detok_push(&d, next, piece, sizeof piece);
+        if (len + (size_t)nb + 8 > cap) {
+            char *t = realloc(text, cap = 2 * cap + (size_t)nb);
+            if (!t) {
+                free(text);
+                snprintf(s->err, s->errlen, "out of memory");
+                return NULL;
+            }
+            text = t;
+        }
+        memcpy(text + len, piece, (size_t)nb);
+        len += (size_t)nb;
+        s->decoded++;
+        if (n + 1 < max && wim_eval(c, &next, 1, s->logits, 0, s->err, s->errlen)) {
+            free(text);
+            return NULL;
+        }
+    }
+    len += (size_t)wim_detok_flush(&d, text + len, (int)(cap - len));
+    text[len] = 0;
+    if (n_out) *n_out = n;
+    return text;
+}
+
+static char *render(run_state *s, enum wim_prompt_kind kind, const char *answer,
+                    const char *margins) {
+    wim_prompt_vars v = {s->chat.user_header, s->chat.generation_header, s->query, answer,
+                         margins};
+    return wim_prompt_render(s->prompts.text[kind], &v, s->err, s->errlen);
+}
+
+/* Counts the tokens of a rendered prompt (for capacity planning). */
+static int prompt_tokens(run_state *s, enum wim_prompt_kind kind, const char *answer,
+                         const char *margins) {
+    char *text = render(s, kind, answer, margins);
+    if (!text) return -1;
+    int n = wim_tokenize(s->m->tok, text, strlen(text), 0, 1, NULL, 0, s->err, s->errlen);
+    free(text);
+    return n;
+}
+
+/* Judges text (a margin, or a segment for rag) in the separate context.
+ * Fills *relevant, *raw (malloc'd, "" in logit mode) and *logit_margin. */
+static int classify(run_state *s, const char *text, int *relevant, char **raw,
+                    float *logit_margin) {
+    double t0 = now_ms();
+    wim_ctx_reset(s->aux);
+    char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
+    if (!prompt) return -1;
+    int rc = feed_text(s, s->aux, prompt, 1, 1);
+    free(prompt);
+    if (rc) return -1;
+    if (s->p->classify == WIM_CLASSIFY_LOGIT) {
+        *logit_margin = s->logits[s->yes_id] - s->logits[s->no_id];
+        *relevant = *logit_margin > 0;
+        *raw = strdup("");
+    } else {
+        *raw = generate(s, s->aux, s->p->classify_tokens, NULL);
+        if (!*raw) return -1;
+        *relevant = s->p->lenient_classifier ? wim_classify_parse_lenient(*raw)
+                                             : wim_classify_parse(*raw);
+    }
+    s->ms_classify += now_ms() - t0;
+    return *raw ? 0 : -1;
+}
+
+/* The id a word starts with when the model writes it first in a reply. */
+static int word_token(run_state *s, const char *word) {
+    int id = wim_tokenizer_find(s->m->tok, word);
+    if (id >= 0) return id;
+    int32_t *ids;
+    int n = tokenize(s, word, strlen(word), 0, 0, &ids);
+    if (n <= 0) return -1;
+    id = ids[0];
+    free(ids);
+    return id;
+}
+
+static char *join_margins(char **margins, const int *relevant, int n) {
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        if (relevant[i] && margins[i]) len += strlen(margins[i]) + 1;
+    char *out = malloc(len);
+    if (!out) return NULL;
+    out[0] = 0;
+    for (int i = 0; i < n; i++)
+        if (relevant[i] && margins[i]) {
+            strcat(out, margins[i]);
+            strcat(out, "\n");
+        }
+    return out;
+}
+
+static const char *const pattern_names[] = {"wim", "llm", "rag"};
+
+/* Everything the pipeline needs before the first forward pass. */
+static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **segs, int *n_segs,
+                   int *doc_tokens) {
+    const wim_run_params *p = s->p;
+    const wim_model *m = s->m;
+    if (doc_len == 0) return snprintf(s->err, s->errlen, "the document is empty"), -1;
+    if (!s->query || !*s->query) return snprintf(s->err, s->errlen, "the query is empty"), -1;
+    char *tmpl = NULL;
+    int rc = p->chat ? wim_chat_by_name(p->chat, &s->chat, s->err, s->errlen)
+                     : (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl),
+                        wim_chat_detect(tmpl, &s->chat, s->err, s->errlen));
+    free(tmpl);
+    if (rc) return -1;
+    if (wim_prompts_load(p->prompts_dir, &s->prompts, s->err, s->errlen)) return -1;
+    int K = p->segment_tokens;
+    if (K <= 0) K = m->cfg.n_ctx_train / 4 < 4096 ? m->cfg.n_ctx_train / 4 : 4096;
+    *n_segs = wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
+    if (*n_segs < 0) return -1;
+    *doc_tokens = 0;
+    for (int i = 0; i < *n_segs; i++) *doc_tokens += (*segs)[i].n_tokens;
+    if (p->max_segments > 0 && *n_segs > p->max_segments) *n_segs = p->max_segments;
+    if ((p->injected_margins || p->injected_relevant) && p->n_injected < *n_segs)
+        return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
+                        p->n_injected, *n_segs),
+               -1;
+    if (p->classify == WIM_CLASSIFY_LOGIT) {
+        s->yes_id = word_token(s, "YES");
+        s->no_id = word_token(s, "NO");
+        if (s->yes_id < 0 || s->no_id < 0 || s->yes_id == s->no_id)
+            return snprintf(s->err, s->errlen, "--classify logit: this vocabulary has no "
+                                               "distinct YES and NO tokens"),
+                   -1;
+    }
+    if (!(s->logits = malloc((size_t)m->cfg.n_vocab * sizeof *s->logits)) ||
+        !(s->sampler = wim_sampler_new(p->temp, p->top_p, p->seed, m->cfg.n_vocab)))
+        return snprintf(s->err, s->errlen, "out of memory"), -1;
+    return 0;
+}
+
+/* Creates the main and classifier contexts with capacities planned from the
+ * work ahead, or fails up front when the document cannot fit. */
+static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int sys_tokens) {
+    const wim_run_params *p = s->p;
+    int max_seg = 0;
+    long doc = 0;
+    for (int i = 0; i < n_segs; i++) {
+        doc += segs[i].n_tokens;
+        if (segs[i].n_tokens > max_seg) max_seg = segs[i].n_tokens;
+    }
+    int extract = prompt_tokens(s, WIM_PROMPT_EXTRACT, NULL, NULL);
+    int final = prompt_tokens(s, WIM_PROMPT_ANSWER, NULL, "");
+    int classify = prompt_tokens(s, WIM_PROMPT_CLASSIFY, "", "");
+    if (extract < 0 || final < 0 || classify < 0) return -1;
+    long margins = p->pattern == WIM_PATTERN_WIM ? (long)n_segs * (p->margin_tokens + 2) : 0;
+    /* the least that must fit at once: one extraction step, or the answer prompt */
+    long step = final + p->answer_tokens;
+    if (p->pattern == WIM_PATTERN_WIM && extract + p->margin_tokens > step)
+        step = extract + p->margin_tokens;
+    long tail = final + margins + p->answer_tokens;
+    if (p->pattern == WIM_PATTERN_WIM) {
+        long with_notes = extract + p->margin_tokens + (p->margins_in_extraction ? margins + 8 : 0);
+        if (with_notes > tail) tail = with_notes;
+    }
+    long need = 1 + sys_tokens + doc + tail;
+    wim_ctx_params cp = p->ctx;
+    int streaming = p->stream || cp.kv_pin >= 0;
+    int limit = cp.n_ctx > 0 ? cp.n_ctx : s->m->cfg.n_ctx_train;
+    if (!streaming && need > limit)
+        return snprintf(s->err, s->errlen,
+                        "the document needs about %ld tokens of KV cache but the capacity is %d: "
+                        "raise --kv-capacity, use fewer segments, or stream with --stream",
+                        need, limit),
+               -1;
+    cp.n_ctx = need < limit ? (int)need : limit;
+    if (streaming && cp.kv_pin < 0) cp.kv_pin = 1 + sys_tokens; /* pin BOS + system prompt */
+    if (streaming && cp.kv_pin + step + max_seg > cp.n_ctx)
+        return snprintf(s->err, s->errlen,
+                        "a KV window of %d cells is too small for %d pinned tokens, a segment "
+                        "of %d and the %ld tokens of one prompt and its generation",
+                        cp.n_ctx, cp.kv_pin, max_seg, step),
+               -1;
+    if (!streaming) cp.kv_pin = -1;
+    if (wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen)) return -1;
+    wim_ctx_params ap = p->ctx;
+    ap.kv_pin = -1;
+    ap.n_ctx = 1 + classify + p->classify_tokens + 8 +
+               (p->pattern == WIM_PATTERN_RAG ? max_seg : p->margin_tokens);
+    if (ap.chunk <= 0 || ap.chunk > ap.n_ctx) ap.chunk = ap.n_ctx;
+    return wim_ctx_new(s->m, &ap, &s->aux, s->err, s->errlen);
+}
+
+static int run_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+                        wim_result *res) {
+    const wim_run_params *p = s->p;
+    for (int i = 0; i < n_segs && !interrupted(s); i++) {
+        const char *text = doc + segs[i].start;
+        char *seg = strndup(text, segs[i].len);
+        if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
+        double t0 = now_ms();
+        int rc = 0;
+        if (p->pattern != WIM_PATTERN_RAG) rc = feed_text(s, s->main, seg, 0, 0);
+        wim_event ev = {.type = WIM_EV_SEGMENT, .index = i, .n_tokens = segs[i].n_tokens,
+                        .prefilled = s->prefilled, .ms = now_ms() - t0};
+        if (!rc) emit(s, &ev);
+        res->n_segments = i + 1;
+        if (rc || p->pattern == WIM_PATTERN_LLM ||
+            (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25)) {
+            free(seg);
+            if (rc) return -1;
+            continue;
+        }
+        char *raw = NULL;
+        float lm = 0;
+        if (p->pattern == WIM_PATTERN_WIM) {
+            wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
+            mev.kv_crc_before = wim_ctx_kv_crc(s->main);
+            t0 = now_ms();
+            if (p->injected_margins) {
+                res->margins[i] = strdup(p->injected_margins[i]);
+            } else {
+                if (wim_ctx_snapshot(s->main)) rc = -1;
+                char *notes = NULL;
+                if (!rc && p->margins_in_extraction && i > 0 &&
+                    (notes = join_margins(res->margins, res->relevant, i)) && *notes) {
+                    char *framed = malloc(strlen(notes) + 32);
+                    if (framed) sprintf(framed, "Notes so far:\n%s", notes);
+                    rc = framed ? feed_text(s, s->main, framed, 0, 0) : -1;
+                    free(framed);
+                }
+                free(notes);
+                char *prompt = rc ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
+                rc = rc || !prompt || feed_text(s, s->main, prompt, 0, 1);
+                free(prompt);
+                if (!rc) res->margins[i] = generate(s, s->main, p->margin_tokens, &mev.n_tokens);
+                if (wim_ctx_restore(s->main) || !res->margins[i]) rc = -1;
+            }
+            mev.ms = now_ms() - t0;
+            s->ms_margins += mev.ms;
+            mev.text = res->margins[i];
+            mev.kv_crc_after = wim_ctx_kv_crc(s->main);
+            if (rc || !res->margins[i]) {
+                free(seg);
+                return -1;
+            }
+            emit(s, &mev);
+        }
+        if (p->injected_relevant) {
+            res->relevant[i] = p->injected_relevant[i];
+            raw = strdup("(injected)");
+        } else if (classify(s, p->pattern == WIM_PATTERN_WIM ? res->margins[i] : seg,
+                            &res->relevant[i], &raw, &lm)) {
+            free(seg);
+            free(raw);
+            return -1;
+        }
+        wim_event vev = {.type = WIM_EV_VERDICT, .index = i, .relevant = res->relevant[i],
+                         .raw = raw, .logit_margin = lm,
+                         .has_logit_margin = p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
+        emit(s, &vev);
+        free(raw);
+        free(seg);
+    }
+    return 0;
+}
+
+/* rag: the chosen segments into the (reset) main context after the system prompt. */
+static int rag_context(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+                       const char *sys, wim_result *res) {
+    if (s->p->retriever == WIM_RETRIEVER_BM25) {
+        const char **docs = malloc((size_t)n_segs * sizeof *docs);
+        size_t *lens = malloc((size_t)n_segs * sizeof *lens);
+        double *scores = malloc((size_t)n_segs * sizeof *scores);
+        int *top = malloc((size_t)n_segs * sizeof *top);
+        int rc = !docs || !lens || !scores || !top;
+        for (int i = 0; !rc && i < n_segs; i++) docs[i] = doc + segs[i].start, lens[i] = segs[i].len;
+        rc = rc || wim_bm25_score(docs, lens, n_segs, s->query, scores);
+        int k = rc ? 0 : wim_bm25_top(scores, n_segs, s->p->top_k, top);
+        for (int i = 0; i < k; i++) res->relevant[top[i]] = 1;
+        free(docs);
+        free(lens);
+        free(scores);
+        free(top);
+        if (rc) return snprintf(s->err, s->errlen, "out of memory"), -1;
+    }
+    wim_ctx_reset(s->main);
+    if (feed_text(s, s->main, sys, 1, 1)) return -1;
+    for (int i = 0; i < n_segs; i++) {
+        if (!res->relevant[i]) continue;
+        char *seg = strndup(doc + segs[i].start, segs[i].len);
+        int rc = !seg || feed_text(s, s->main, seg, 0, 0);
+        free(seg);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *query,
+            const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
+            size_t errlen) {
+    memset(res, 0, sizeof *res);
+    run_state s = {.m = m, .p = p, .cb = cb, .user = user, .query = query, .err = err,
+                   .errlen = errlen};
+    wim_segment *segs = NULL;
+    int n_segs = 0, doc_tokens = 0, rc = -1;
+    char *sys = NULL, *final = NULL, *margins = NULL;
+    double t_start = now_ms();
+    if (prepare(&s, doc, doc_len, &segs, &n_segs, &doc_tokens)) goto done;
+    if (!(sys = render(&s, WIM_PROMPT_SYSTEM, NULL, NULL))) goto done;
+    int sys_tokens = wim_tokenize(m->tok, sys, strlen(sys), 0, 1, NULL, 0, err, errlen);
+    if (sys_tokens < 0 || make_contexts(&s, segs, n_segs, sys_tokens)) goto done;
+    res->margins = calloc((size_t)n_segs + 1, sizeof *res->margins);
+    res->relevant = calloc((size_t)n_segs + 1, sizeof *res->relevant);
+    if (!res->margins || !res->relevant) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    const char *slash = strrchr(m->gguf->path, '/');
+    wim_event ev = {.type = WIM_EV_START, .model = slash ? slash + 1 : m->gguf->path,
+                    .pattern = pattern_names[p->pattern], .chat = s.chat.name,
+                    .segments = n_segs, .tokens = doc_tokens};
+    emit(&s, &ev);
+    if (p->pattern != WIM_PATTERN_RAG && feed_text(&s, s.main, sys, 1, 1)) goto done;
+    if (run_segments(&s, doc, segs, n_segs, res)) goto done;
+    res->interrupted = interrupted(&s);
+    if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, segs, res->n_segments, sys, res))
+        goto done;
+    margins = p->pattern == WIM_PATTERN_WIM
+                  ? join_margins(res->margins, res->relevant, res->n_segments)
+                  : strdup("");
+    if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
+    double t0 = now_ms();
+    if (feed_text(&s, s.main, final, 0, 1)) goto done;
+    if (!(res->answer_logits = malloc((size_t)m->cfg.n_vocab * sizeof(float)))) goto done;
+    memcpy(res->answer_logits, s.logits, (size_t)m->cfg.n_vocab * sizeof(float));
+    if (!(res->answer = generate(&s, s.main, p->answer_tokens, NULL))) goto done;
+    s.ms_answer = now_ms() - t0;
+    wim_event aev = {.type = WIM_EV_ANSWER, .text = res->answer,
+                     .interrupted = res->interrupted};
+    emit(&s, &aev);
+    res->tokens_prefilled = s.prefilled;
+    res->tokens_decoded = s.decoded;
+    res->ms_total = now_ms() - t_start;
+    wim_mem_report a, b;
+    wim_ctx_memory(s.main, &a);
+    wim_ctx_memory(s.aux, &b);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    int kept = 0;
+    for (int i = 0; i < res->n_segments; i++) kept += res->relevant[i];
+    wim_event dev = {.type = WIM_EV_DONE, .interrupted = res->interrupted,
+                     .segments = res->n_segments, .relevant_count = kept,
+                     .ms_total = res->ms_total, .ms_prefill = s.ms_prefill,
+                     .ms_margins = s.ms_margins, .ms_classify = s.ms_classify,
+                     .ms_answer = s.ms_answer, .tokens_prefilled = s.prefilled,
+                     .tokens_decoded = s.decoded, .kv_bytes = a.kv_bytes + b.kv_bytes,
+                     .scratch_peak_bytes = a.scratch_peak + b.scratch_peak,
+                     .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
+    emit(&s, &dev);
+    rc = 0;
+done:
+    if (rc) wim_result_free(res);
+    free(sys);
+    free(final);
+    free(margins);
+    free(segs);
+    free(s.logits);
+    wim_sampler_free(s.sampler);
+    wim_prompts_free(&s.prompts);
+    wim_ctx_free(s.main);
+    wim_ctx_free(s.aux);
+    return rc;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Validates a `wim run --events` file against the schema in the README.
+
+  check_events.py FILE PATTERN [interrupted]   schema, order, counts
+  check_events.py --same A B                   same outputs ignoring timings
+"""
+import json
+import sys
+
+FIELDS = {
+    "start": {"model": str, "pattern": str, "chat": str, "segments": int, "tokens": int},
+    "segment": {"index": int, "tokens": int, "prefilled": int, "ms": (int, float)},
+    "margin": {"index": int, "text": str, "tokens": int, "ms": (int, float),
+               "kv_crc_before": int, "kv_crc_after": int},
+    "verdict": {"index": int, "relevant": bool, "raw": str},
+    "answer": {"text": str, "interrupted": bool},
+    "done": {"interrupted": bool, "segments": int, "relevant": int, "ms": dict,
+             "tokens_prefilled": int, "tokens_decoded": int, "memory": dict},
+}
+TIMING = {"ms", "memory", "prefilled"}
+
+
+def load(path):
+    events = []
+    for n, line in enumerate(open(path), 1):
+        e = json.loads(line)  # raises on invalid JSON
+        kind = e.get("event")
+        assert kind in FIELDS, f"line {n}: unknown event {kind}"
+        for k, t in FIELDS[kind].items():
+            assert isinstance(e.get(k), t), f"line {n}: {kind}.{k} missing or not {t}"
+        events.append(e)
+    return events
+
+
+def check(path, pattern, interrupted=False):
+    ev = load(path)
+    kinds = [e["event"] for e in ev]
+    assert kinds[0] == "start" and kinds[-2:] == ["answer", "done"], kinds
+    n = ev[0]["segments"]
+    body = kinds[1:-2]
+    per = {"wim": ["segment", "margin", "verdict"], "llm": ["segment"],
+           "rag": ["segment", "verdict"], "rag-bm25": ["segment"]}[pattern]
+    done = len(body) // len(per)
+    assert body == per * done, f"order: {body[:12]}"
+    indices = [e["index"] for e in ev[1:-2]]
+    assert indices == [i for i in range(done) for _ in per], indices
+    for e in ev:
+        if e["event"] == "margin":
+            assert e["kv_crc_before"] == e["kv_crc_after"], "a margin changed the KV cache"
+    if interrupted:
+        assert ev[-1]["interrupted"] and ev[-2]["interrupted"], "not marked interrupted"
+        assert done < n, f"all {n} segments ran despite the interrupt"
+    else:
+        assert done == n and not ev[-1]["interrupted"], f"{done} of {n} segments"
+    assert ev[-1]["segments"] == done
+
+
+def strip(e):
+    return {k: v for k, v in e.items() if k not in TIMING}
+
+
+def main():
+    if sys.argv[1] == "--same":
+        a, b = load(sys.argv[2]), load(sys.argv[3])
+        assert [strip(e) for e in a] == [strip(e) for e in b], "outputs differ"
+    else:
+        check(sys.argv[1], sys.argv[2], len(sys.argv) > 3)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# wim.sh — the pipeline through `wim run`: schema-valid events in the right
+# order for each pattern, Ctrl-C still answering, identical outputs with 1 and
+# 2 threads on stories260K and on a random-weight ChatML model.
+set -u
+W=${WIM_BIN:-build/wim}
+S=${WIM_SHARED:-../shared}
+PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+STORIES=$S/models/stories260K.gguf
+if [ ! -f "$STORIES" ] || [ ! -f "$S/data/babilong/babilong_8k.json" ]; then
+    echo "SKIP wim_pipeline: needs $STORIES and $S/data/babilong/babilong_8k.json"
+    exit 0
+fi
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["context"][:2000]); open(sys.argv[3],"w").write(d["query"])' \
+    "$S/data/babilong/babilong_8k.json" "$T/doc.txt" "$T/query.txt"
+Q=$(cat "$T/query.txt")
+common="--segment-tokens 200 --margin-tokens 24 --answer-tokens 16 --classify-tokens 6 --chunk 64"
+
+for pat in wim llm rag; do
+    t=events_schema_and_order_$pat
+    if $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern $pat $common --events "$T/$pat.jsonl" \
+        >"$T/$pat.out" 2>"$T/$pat.err"; then
+        if $PY "$HERE/check_events.py" "$T/$pat.jsonl" $pat >"$T/chk" 2>&1; then echo "PASS $t"
+        else echo "FAIL $t: $(head -c 300 "$T/chk")"; fi
+    else echo "FAIL $t: $(head -c 300 "$T/$pat.err")"; fi
+done
+t=rag_bm25_runs
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern rag --retriever bm25 --top-k 2 $common \
+    --events "$T/bm25.jsonl" >/dev/null 2>"$T/e" && $PY "$HERE/check_events.py" "$T/bm25.jsonl" rag-bm25 >"$T/chk" 2>&1 &&
+    echo "PASS $t" || echo "FAIL $t: $(cat "$T/e" "$T/chk" | head -c 300)"
+
+# Ctrl-C: the first SIGINT stops after the current step and still answers.
+t=sigint_still_answers
+yes "$(cat "$T/doc.txt")" | head -c 60000 >"$T/long.txt"
+$W run -m "$STORIES" -d "$T/long.txt" -q "$Q" $common --margin-tokens 100 --stream --kv-capacity 1024 --events "$T/int.jsonl" \
+    >"$T/int.out" 2>"$T/int.err" &
+pid=$!
+for _ in $(seq 1 200); do grep -q '"event":"margin"' "$T/int.jsonl" 2>/dev/null && break; sleep 0.05; done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 0 ] && $PY "$HERE/check_events.py" "$T/int.jsonl" wim interrupted >"$T/chk" 2>&1; then echo "PASS $t"
+else echo "FAIL $t: exit $rc $(cat "$T/chk" "$T/int.err" | head -c 300)"; fi
+
+# Identical outputs with 1 and 2 threads, every pattern, two models.
+same_outputs() { # name model extra-args...
+    local name=$1 model=$2
+    shift 2
+    local ok=1
+    for pat in wim llm rag; do
+        for th in 1 2; do
+            $W run -m "$model" -d "$T/doc.txt" -q "$Q" --pattern $pat $common -t $th "$@" \
+                --events "$T/$name-$pat-$th.jsonl" >/dev/null 2>"$T/e" || { ok=0; msg=$(head -c 200 "$T/e"); }
+        done
+        $PY "$HERE/check_events.py" --same "$T/$name-$pat-1.jsonl" "$T/$name-$pat-2.jsonl" >"$T/chk" 2>&1 ||
+            { ok=0; msg="$pat: $(head -c 200 "$T/chk")"; }
+    done
+    [ $ok = 1 ] && echo "PASS threads_identical_$name" || echo "FAIL threads_identical_$name: $msg"
+}
+same_outputs stories260K "$STORIES"
+if [ -f "$S/vocab/ggml-vocab-qwen2.gguf" ]; then
+    $W mkmodel --vocab-from "$S/vocab/ggml-vocab-qwen2.gguf" -o "$T/chatml.gguf" --arch qwen2 --type f16 \
+        --dim 64 --heads 4 --kv-heads 2 --ff 128 --layers 2 --tied --seed 5 --ctx 4096
+    $W run -m "$T/chatml.gguf" -d "$T/doc.txt" -q "$Q" $common --max-segments 1 --events "$T/chat.jsonl" >/dev/null 2>&1
+    grep -q '"chat":"chatml"' "$T/chat.jsonl" && echo "PASS chatml_template_detected" || echo "FAIL chatml_template_detected: $(head -c 200 "$T/chat.jsonl")"
+    same_outputs random_chatml "$T/chatml.gguf" --max-segments 4
+else echo "SKIP threads_identical_random_chatml: $S/vocab/ggml-vocab-qwen2.gguf not found"; fi
+
+# Input checks: one line, exit 2.
+check_err() {
+    local name=$1
+    shift
+    "$@" >/dev/null 2>"$T/e"
+    local rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$T/e")" -eq 1 ] && echo "PASS $name" || echo "FAIL $name: exit $rc $(head -c 200 "$T/e")"
+}
+: >"$T/empty.txt"
+check_err run_empty_document $W run -m "$STORIES" -d "$T/empty.txt" -q "$Q"
+check_err run_empty_query $W run -m "$STORIES" -d "$T/doc.txt" -q ""
+check_err run_document_too_long $W run -m "$STORIES" -d "$T/long.txt" -q "$Q" --kv-capacity 1024
+mkdir -p "$T/badprompts"
+cp "$S/data/wim-templates/"*.txt "$T/badprompts/" 2>/dev/null
+echo 'Tell me about {nonsense}.' >"$T/badprompts/final_answer.txt"
+check_err run_unknown_placeholder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --prompts "$T/badprompts"
+check_err run_bad_pattern $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern nope
