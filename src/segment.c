@@ -235,11 +235,11 @@ static int is_dotted_abbrev(const char *word, size_t n) {
  * marker; w is where the next word starts. */
 static int dot_is_abbreviation(const char *text, size_t len, size_t line_start, size_t dot,
                                size_t w) {
-    size_t a = dot;
-    while (a > 0 && (is_ascii_alpha((unsigned char)text[a - 1]) || text[a - 1] == '.'))
+    size_t a = dot; /* back over letters and single dots between letters ("U.S") */
+    while (a > 0 && (is_ascii_alpha((unsigned char)text[a - 1]) ||
+                     (text[a - 1] == '.' && a >= 2 && a < dot &&
+                      is_ascii_alpha((unsigned char)text[a - 2]))))
         a--;
-    while (a < dot && text[a] == '.')
-        a++;
     if (a == dot) { /* "12. " opening its line is a list marker */
         size_t d = dot;
         while (d > line_start && dot - d <= 3 && is_ascii_digit((unsigned char)text[d - 1]))
@@ -295,13 +295,17 @@ typedef struct {
     int oom;
 } offsets;
 
+/* Appends x; on failure (out of memory, or more than the int count the API
+ * returns) sets oom and keeps what it had, for the caller to free. */
 static void offsets_push(offsets *o, size_t x) {
-    if (o->oom) return;
+    if (o->oom || o->n >= (size_t)INT_MAX) {
+        o->oom = 1;
+        return;
+    }
     if (o->n == o->cap) {
         size_t cap = o->cap ? 2 * o->cap : 64;
         size_t *v = realloc(o->v, cap * sizeof *v);
-        if (!v || o->n >= (size_t)INT_MAX) {
-            if (v) o->v = v;
+        if (!v) {
             o->oom = 1;
             return;
         }
@@ -438,38 +442,50 @@ typedef struct {
     int nlo, nhi;
 } bracket;
 
+/* The first cut in (from, to) that follows ASCII whitespace, or 0. */
+static size_t first_ws_cut(const char *text, size_t from, size_t to) {
+    for (size_t y = from + 1; y < to; y++)
+        if (is_ascii_space(text[y - 1])) return y;
+    return 0;
+}
+
+/* 2^streak - 1 tokens: how far past the estimate an open bracket reaches. */
+static double reach(int streak) {
+    return (double)((1u << (streak < 20 ? streak : 20)) - 1);
+}
+
 /* Where to probe next, or 0 to stop. Token counts grow almost linearly with
- * length, so the count's own rate points near the answer (bracketing, then
- * regula falsi aimed between k and k+1 tokens, with a bisection whenever a
- * step fails to halve the bracket); steps double while the bracket is open. */
+ * length, so the count's own rate points near the answer: first bracket it
+ * (reaching further each time a probe lands on the same side), then regula
+ * falsi aimed between k and k+1 tokens, bisecting after two steps in a row
+ * failed to halve the bracket. Where the text has whitespace, only cuts right
+ * after it are probed inside the bracket: prefer_whitespace would move a cut
+ * inside a word back anyway. */
 static size_t next_probe(const packer *p, size_t pos, size_t end, const bracket *b, int *streak,
-                         int *bisect) {
+                         int bisect) {
     double target = p->k + 0.5;
-    double dx;
     if (!b->hi) { /* everything so far fits: extrapolate past lo */
         if (b->lo == end) return 0;
         double rate = (double)(b->lo - pos) / (b->nlo > 0 ? b->nlo : 1);
-        dx = (target - b->nlo) * rate;
-        dx = (dx < 1 ? 1 : dx) * (double)(1u << (*streak < 20 ? *streak : 20));
-        (*streak)++;
+        double dx = (target + reach((*streak)++) - b->nlo) * rate;
+        if (dx < 1) dx = 1;
         return dx >= (double)(end - b->lo) ? end : snap(p, b->lo, b->lo + (size_t)dx);
     }
     if (b->lo == pos) { /* everything so far overflows: interpolate below hi */
-        dx = p->k * (double)(b->hi - pos) / b->nhi / (double)(1u << (*streak < 20 ? *streak : 20));
-        (*streak)++;
-        size_t x = snap(p, pos, pos + (size_t)dx);
+        double rate = (double)(b->hi - pos) / b->nhi;
+        double dx = (p->k - 0.5 - reach((*streak)++)) * rate;
+        size_t x = snap(p, pos, pos + (size_t)(dx > 1 ? dx : 1));
         return x < b->hi ? x : 0;
     }
     size_t w = b->hi - b->lo, x;
-    /* Only one word left between lo and hi, with a whitespace cut to fall back
-     * on: refining inside the word would be discarded by prefer_whitespace. */
-    if (!at_whitespace(p, b->lo) && !last_ws_cut(p->text, b->lo, b->hi - 1) &&
-        last_ws_cut(p->text, b->lo - ws_stretch(pos, b->lo), b->lo) > pos)
-        return 0;
-    if (*bisect || b->nhi <= b->nlo)
+    if (bisect || b->nhi <= b->nlo)
         x = b->lo + w / 2;
     else
         x = b->lo + (size_t)((double)w * (target - b->nlo) / (b->nhi - b->nlo));
+    if (last_ws_cut(p->text, b->lo - ws_stretch(pos, b->lo), b->hi - 1) > pos) {
+        size_t y = last_ws_cut(p->text, b->lo, x);
+        return y > b->lo ? y : first_ws_cut(p->text, x, b->hi);
+    }
     x = snap(p, b->lo, x);
     return x < b->hi ? x : 0;
 }
@@ -483,8 +499,8 @@ static int longest_fit(const packer *p, size_t pos, size_t end, double bpt, size
     bracket b = {pos, 0, 0, 0};
     double g = (double)p->k * bpt;
     size_t x = g >= (double)(end - pos) ? end : snap(p, pos, pos + (size_t)g);
-    int streak = 0, bisect = 0;
-    size_t width = SIZE_MAX; /* the bracket before the last probe */
+    int streak = 0, slow = 0; /* slow: steps in a row that did not halve the bracket */
+    size_t width = SIZE_MAX;  /* the closed bracket before the last probe */
     while (x) {
         int n = count(p, pos, x);
         if (n < 0) return -1;
@@ -493,12 +509,12 @@ static int longest_fit(const packer *p, size_t pos, size_t end, double bpt, size
             b.lo = x, b.nlo = n;
         else
             b.hi = x, b.nhi = n;
-        if (was_open != (!b.hi || b.lo == pos)) streak = 0; /* the bracket just closed */
         if (b.hi && b.lo > pos) {
-            bisect = !bisect && width != SIZE_MAX && 2 * (b.hi - b.lo) > width;
+            if (was_open) streak = 0;
+            slow = width != SIZE_MAX && 2 * (b.hi - b.lo) > width && slow < 2 ? slow + 1 : 0;
             width = b.hi - b.lo;
         }
-        x = next_probe(p, pos, end, &b, &streak, &bisect);
+        x = next_probe(p, pos, end, &b, &streak, slow == 2);
     }
     if (b.lo == pos) {
         size_t c1 = next_boundary(p->text, p->len, pos);

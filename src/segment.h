@@ -13,8 +13,13 @@
  *    n_tokens <= max_tokens, and n_tokens is that exact count.
  *  - Cuts fall at sentence ends except inside a sentence longer than
  *    max_tokens, which is cut at UTF-8 character boundaries (preferably right
- *    after whitespace). An invalid byte counts as one character, as in the
- *    tokenizer.
+ *    after ASCII whitespace) into pieces measured from the sentence's start;
+ *    its last piece may share a segment with the sentences after it. An
+ *    invalid byte counts as one character, as in the tokenizer.
+ *  - Packing is greedy: a segment takes the following sentences while their
+ *    estimated joint count fits, then the real count decides (token counts
+ *    are not additive across joins); a sentence the estimate puts just past
+ *    the bound is still tried, so segments come out nearly full.
  *  - Cost is linear in the document, up to log factors: each sentence is
  *    tokenized once, each segment a few times.
  *

@@ -267,10 +267,13 @@ static const char *const sentence_cases[] = {
     "A line\r\n\r\n|Windows paragraph",
     "# Title\n|Some text here.\n|- item one\n|- item two\n|* item three",
     "Intro:\n|1. First item\n|2) Second item\n|12. Twelfth item",
+    "List:\n  |1. Indented item\n  |2. Another",
+    "Wait...Mr. Smith came. |Ok.",
+    "See section 3.2. |Next.",
+    "He asked \"why?\" |Nobody knew.",
     "Bullets\n|\xe2\x80\xa2 one\n|+ two",
     "Tab\tseparated. |Next\tone.",
-    "Nbsp\xc2\xa0"
-    "after. |Next.",
+    "No-break\302\240space. |Next.",
     "\xe4\xbb\x8a\xe5\xa4\xa9\xe5\xa4\xa9\xe6\xb0\x94\xe5\xa5\xbd\xe3\x80\x82|\xe6\x88\x91\xe4\xbb"
     "\xac\xe8\xb5\xb0\xe5\x90\xa7\xef\xbc\x81|\xe5\xa5\xbd",
     "\xe5\xa5\xbd\xe3\x80\x82 |\xe5\xa5\xbd",
@@ -445,8 +448,7 @@ static const char *const plain_words[] = {
     "caf\xc3\xa9",
     "\xe6\x97\xa5\xe6\x9c\xac",
     "\xf0\x9f\x98\x80",
-    "stra\xc3\x9f"
-    "e",
+    "stra\303\237e",
 };
 #define N_PLAIN (sizeof plain_words / sizeof plain_words[0])
 
@@ -473,7 +475,7 @@ static void test_long_sentence(void) {
         size_t *ends;
         int ns = wim_sentence_ends(text, len, &ends);
         free(ends);
-        CHECKF(ns == 1, "%d sentences", ns);
+        if (ns != 1) snprintf(why, sizeof why, "%s: %d sentences", names[v], ns), bad = why;
         static const int ks[] = {100, 1000, 4096};
         for (int ki = 0; ki < 3 && !bad; ki++) {
             int k = ks[ki];
@@ -660,10 +662,12 @@ static void test_nothing_dropped(void) {
     const int k = 40;
     size_t *ends;
     int ns = wim_sentence_ends(text, len, &ends);
-    CHECK(ns == 31);
     /* the reference's algorithm, over the same sentences and counts */
-    char *ref = calloc(len * 2 + 1, 1), *cur = calloc(len * 2 + 1, 1);
-    CHECK(ref && cur);
+    char *ref = calloc(len + 1, 1), *cur = calloc(len + 1, 1);
+    if (ns != 31 || !ref || !cur) {
+        free(text), free(ends), free(ref), free(cur);
+        CHECKF(0, "%d sentences, want 31", ns);
+    }
     int dropped[31], n_dropped = 0, curr_tokens = 0;
     for (int i = 0; i < ns; i++) {
         size_t a = i ? ends[i - 1] : 0;
@@ -702,6 +706,7 @@ static void test_nothing_dropped(void) {
     free(ref);
     free(seg);
     free(ends);
+    free(text);
     CHECKF(n_dropped >= 5, "the reference drops only %d sentences here", n_dropped);
     CHECKF(!bad, "%s", bad);
 }
