@@ -12,7 +12,7 @@ ARCH    := $(shell $(CC) -dumpmachine | cut -d- -f1)
 SHARED  ?= ../shared
 OPT     ?= -O2
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE \
-           -Isrc -Isimd -MMD -MP
+           -Isrc -Isimd -Ipaper-repro -MMD -MP
 LDLIBS  += -lopenblas -lz -lm -fopenmp
 
 ifeq ($(SAN),1)
@@ -40,6 +40,9 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+REPRO_SRC := $(wildcard paper-repro/*.c)
+REPRO_OBJ := $(REPRO_SRC:%.c=$(BUILD)/%.o)
+REPRO_LIB := $(BUILD)/librepro.a -lcjson
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -63,12 +66,18 @@ $(BUILD)/libwim.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/wim: $(CLI_OBJ) $(BUILD)/libwim.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libwim.a $(LDLIBS)
+# paper-repro (loaders, CWE generator, document builder, scorers) uses cJSON; the
+# engine in libwim.a does not.
+$(BUILD)/librepro.a: $(REPRO_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a tests/test.h
+$(BUILD)/wim: $(CLI_OBJ) $(BUILD)/libwim.a $(BUILD)/librepro.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a $(BUILD)/librepro.a tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libwim.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libwim.a
 	@mkdir -p $(dir $@)
@@ -76,10 +85,11 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libwim.a
 
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/wim $(TEST_BIN)
-	@WIM_SHARED=$(SHARED) bash tests/run.sh $(BUILD)
+	@WIM_SHARED=$(SHARED) WIM_TEST_QUICK=$(WIM_TEST_QUICK) bash tests/run.sh $(BUILD)
 
+# WIM_TEST_QUICK trims the longest loops (same code paths) so the sanitizer run stays short.
 asan:
-	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 WIM_TEST_QUICK=1 test
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/wim
@@ -89,9 +99,9 @@ bench: $(BUILD)/wim $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
 
 format:
-	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h
+	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h paper-repro/*.c paper-repro/*.h
 
 clean:
 	rm -rf build build-asan build-neon
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(REPRO_OBJ:.o=.d)

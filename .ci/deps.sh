@@ -3,9 +3,9 @@
 # Installs the missing ones with apt-get when run as root; otherwise prints the
 # one command that would, and fails. Fast when nothing is missing.
 set -u
-pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data
+pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data libcjson-dev wamerican
       gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-[ "$(uname -m)" = aarch64 ] && pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data)
+[ "$(uname -m)" = aarch64 ] && pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data libcjson-dev wamerican)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -165,6 +165,22 @@ static void axpy_f32(float a, const float *x, float *y, int n) {
 static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     WIM_AMX_FALLBACK.axpy_f16(a, x, y, n);
 }
+static void dot_rows_f32(const float *rows, size_t stride, int count, const float *q, int n,
+                         float *out) {
+    WIM_AMX_FALLBACK.dot_rows_f32(rows, stride, count, q, n, out);
+}
+static void dot_rows_f16(const uint16_t *rows, size_t stride, int count, const float *q, int n,
+                         float *out) {
+    WIM_AMX_FALLBACK.dot_rows_f16(rows, stride, count, q, n, out);
+}
+static void axpy_rows_f32(const float *w, const float *rows, size_t stride, int count, float *acc,
+                          int n) {
+    WIM_AMX_FALLBACK.axpy_rows_f32(w, rows, stride, count, acc, n);
+}
+static void axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride, int count,
+                          float *acc, int n) {
+    WIM_AMX_FALLBACK.axpy_rows_f16(w, rows, stride, count, acc, n);
+}
 
 const wim_kernels WIM_AMX_TABLE = {
     .isa = "amx",
@@ -177,4 +193,8 @@ const wim_kernels WIM_AMX_TABLE = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    .dot_rows_f32 = dot_rows_f32,
+    .dot_rows_f16 = dot_rows_f16,
+    .axpy_rows_f32 = axpy_rows_f32,
+    .axpy_rows_f16 = axpy_rows_f16,
 };

@@ -432,6 +432,17 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     axpy_any(W_F16, a, x, y, n);
 }
 
+/* inlined into the row loops (the table's own entries are out-of-line copies) */
+INLINE float dot_f32_in(const float *a, const float *b, int n) { return dot_any(W_F32, a, b, n); }
+INLINE float dot_f16_in(const uint16_t *a, const float *b, int n) {
+    return dot_any(W_F16, a, b, n);
+}
+INLINE void axpy_f32_in(float a, const float *x, float *y, int n) { axpy_any(W_F32, a, x, y, n); }
+INLINE void axpy_f16_in(float a, const uint16_t *x, float *y, int n) {
+    axpy_any(W_F16, a, x, y, n);
+}
+WIM_ROW_KERNELS(x86, dot_f32_in, dot_f16_in, axpy_f32_in, axpy_f16_in)
+
 const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
@@ -443,4 +454,5 @@ const wim_kernels WIM_X86_TABLE = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    WIM_ROW_KERNEL_FIELDS(x86),
 };

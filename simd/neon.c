@@ -72,6 +72,10 @@ INLINE int32x4_t dot32_sdot(int8x16_t xa, int8x16_t xb, int8x16_t wa, int8x16_t 
         .dot_f16 = dot_f16_##sfx,                                                                  \
         .axpy_f32 = axpy_f32_##sfx,                                                                \
         .axpy_f16 = axpy_f16_##sfx,                                                                \
+        .dot_rows_f32 = dot_rows_f32_##sfx,                                                        \
+        .dot_rows_f16 = dot_rows_f16_##sfx,                                                        \
+        .axpy_rows_f32 = axpy_rows_f32_##sfx,                                                      \
+        .axpy_rows_f16 = axpy_rows_f16_##sfx,                                                      \
     };
 TABLE(wim_kernels_neon, "neon", plain)
 TABLE(wim_kernels_neon_dotprod, "neon-dotprod", dot)
@@ -336,6 +340,26 @@ static void SFX(axpy_f32)(float a, const float *x, float *y, int n) {
 }
 static void SFX(axpy_f16)(float a, const uint16_t *x, float *y, int n) {
     SFX(axpy_any)(SFX(W_F16), a, x, y, n);
+}
+
+/* Row-tile attention kernels (see simd.h), spelled out because of SFX. */
+static void SFX(dot_rows_f32)(const float *rows, size_t stride, int count, const float *q, int n,
+                              float *out) {
+    for (int i = 0; i < count; i++) out[i] = SFX(dot_f32)(rows + (size_t)i * stride, q, n);
+}
+static void SFX(dot_rows_f16)(const uint16_t *rows, size_t stride, int count, const float *q,
+                              int n, float *out) {
+    for (int i = 0; i < count; i++) out[i] = SFX(dot_f16)(rows + (size_t)i * stride, q, n);
+}
+static void SFX(axpy_rows_f32)(const float *w, const float *rows, size_t stride, int count,
+                               float *acc, int n) {
+    for (int i = 0; i < count; i++)
+        if (w[i] != 0.0f) SFX(axpy_f32)(w[i], rows + (size_t)i * stride, acc, n);
+}
+static void SFX(axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stride, int count,
+                               float *acc, int n) {
+    for (int i = 0; i < count; i++)
+        if (w[i] != 0.0f) SFX(axpy_f16)(w[i], rows + (size_t)i * stride, acc, n);
 }
 
 #endif /* NEON_BODY */

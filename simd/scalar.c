@@ -139,6 +139,8 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     }
 }
 
+WIM_ROW_KERNELS(scalar, dot_f32, dot_f16, axpy_f32, axpy_f16)
+
 const wim_kernels wim_kernels_scalar = {
     .isa = "scalar",
     .quantize_q8_0 = quantize_q8_0,
@@ -150,4 +152,5 @@ const wim_kernels wim_kernels_scalar = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    WIM_ROW_KERNEL_FIELDS(scalar),
 };

@@ -13,22 +13,19 @@
 void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                const float *q, int qpos, float scale, float *out, float *scratch) {
     float *score = scratch, *acc = out;
-    const size_t off = (size_t)kvh * head_dim;
+    const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
     const int f16 = kv->type == WIM_KV_F16;
     float run_max = -INFINITY, run_sum = 0.0f;
     memset(acc, 0, (size_t)head_dim * sizeof(float));
     for (int t0 = 0; t0 < kv->n; t0 += ATTN_TILE) {
-        int t1 = t0 + ATTN_TILE < kv->n ? t0 + ATTN_TILE : kv->n;
+        const int cnt = kv->n - t0 < ATTN_TILE ? kv->n - t0 : ATTN_TILE;
+        const void *kr = kv_k(kv, layer, t0), *vr = kv_v(kv, layer, t0);
+        if (f16) k->dot_rows_f16((const uint16_t *)kr + off, stride, cnt, q, head_dim, score);
+        else k->dot_rows_f32((const float *)kr + off, stride, cnt, q, head_dim, score);
         float tile_max = -INFINITY;
-        for (int s = t0; s < t1; s++) {
-            float sc = -INFINITY;
-            if (kv->pos[s] <= qpos) {
-                const void *kr = kv_k(kv, layer, s);
-                sc = scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
-                                  : k->dot_f32((const float *)kr + off, q, head_dim));
-                if (sc > tile_max) tile_max = sc;
-            }
-            score[s - t0] = sc;
+        for (int i = 0; i < cnt; i++) {
+            score[i] = kv->pos[t0 + i] <= qpos ? score[i] * scale : -INFINITY;
+            if (score[i] > tile_max) tile_max = score[i];
         }
         if (tile_max == -INFINITY) continue; /* every cell in the tile is in the future */
         if (tile_max > run_max) {            /* rescale what was accumulated so far */
@@ -37,14 +34,12 @@ void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, 
             for (int i = 0; i < head_dim; i++) acc[i] *= corr;
             run_max = tile_max;
         }
-        for (int s = t0; s < t1; s++) {
-            if (score[s - t0] == -INFINITY) continue;
-            float w = expf(score[s - t0] - run_max);
-            run_sum += w;
-            const void *vr = kv_v(kv, layer, s);
-            if (f16) k->axpy_f16(w, (const uint16_t *)vr + off, acc, head_dim);
-            else k->axpy_f32(w, (const float *)vr + off, acc, head_dim);
+        for (int i = 0; i < cnt; i++) { /* weights; masked cells get 0 and are skipped */
+            score[i] = score[i] == -INFINITY ? 0.0f : expf(score[i] - run_max);
+            run_sum += score[i];
         }
+        if (f16) k->axpy_rows_f16(score, (const uint16_t *)vr + off, stride, cnt, acc, head_dim);
+        else k->axpy_rows_f32(score, (const float *)vr + off, stride, cnt, acc, head_dim);
     }
     float inv = run_sum > 0 ? 1.0f / run_sum : 0.0f;
     for (int i = 0; i < head_dim; i++) acc[i] *= inv;

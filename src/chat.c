@@ -11,6 +11,7 @@
  * so once on stderr: a library does not print).
  */
 #include "chat.h"
+#include "error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,15 +27,6 @@ static const wim_chat families[WIM_CHAT_COUNT] = {
     [WIM_CHAT_PHI3] = {WIM_CHAT_PHI3, "phi3", "<|user|>\n", "<|end|>\n<|assistant|>\n"},
 };
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* The markers that identify a family in a template, most specific first:
  * every marker of an entry must be present. */
@@ -62,7 +54,7 @@ int wim_chat_detect(const char *tmpl, wim_chat *out, char *err, size_t errlen) {
             return 0;
         }
     }
-    return set_err(err, errlen,
+    return wim_errorf(err, errlen,
                    "unrecognised chat template (not ChatML, Llama 3, Llama 2/Mistral [INST] or "
                    "Phi-3); name the family with --chat chatml|llama3|llama2|mistral|phi3|raw");
 }
@@ -75,7 +67,7 @@ int wim_chat_by_name(const char *name, wim_chat *out, char *err, size_t errlen) 
             return 0;
         }
     }
-    return set_err(err, errlen,
+    return wim_errorf(err, errlen,
                    "unknown chat family '%s' (chatml, llama3, llama2, mistral, phi3, raw)",
                    name ? name : "");
 }

@@ -469,6 +469,7 @@ typedef struct {
 
 static const command commands[] = {
     {"run", cmd_run, "Writing in the Margins (or a baseline) over a document and a query"},
+    {"repro", cmd_repro, "regenerate the paper's tables (run shards, then --table to merge)"},
     {"info", cmd_info, "describe a model (and --cpu: the CPU and kernels)"},
     {"generate", cmd_generate, "generate text from a prompt"},
     {"logits", cmd_logits, "print the top logits at every position as JSON Lines"},

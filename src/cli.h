@@ -27,5 +27,6 @@ int cmd_mkmodel(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_repro(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
  * second over the same scan, so the result is allocated once at its exact size.
  */
 #include "prompts.h"
+#include "error.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -48,15 +49,6 @@ static const char *const kind_names[WIM_PROMPT_COUNT] = {"system", "extraction",
 /* Templates are a few hundred bytes; a bigger file is a wrong path, not a prompt. */
 #define MAX_TEMPLATE_BYTES (1u << 20)
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 const char *wim_prompt_file_name(enum wim_prompt_kind kind) {
     return (unsigned)kind < WIM_PROMPT_COUNT ? file_names[kind] : NULL;
@@ -118,7 +110,7 @@ static void list_vars(unsigned mask, char *buf, size_t cap) {
 
 int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *label, char *err,
                      size_t errlen) {
-    if ((unsigned)kind >= WIM_PROMPT_COUNT) return set_err(err, errlen, "bad prompt kind");
+    if ((unsigned)kind >= WIM_PROMPT_COUNT) return wim_errorf(err, errlen, "bad prompt kind");
     unsigned used = 0;
     int line = 1;
     for (const char *s = tmpl; *s; s++) {
@@ -127,12 +119,12 @@ int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *la
         if (!len) continue;
         int v = var_index(s + 1, nlen);
         if (v < 0)
-            return set_err(err, errlen, "%s: unknown placeholder {%.*s} on line %d", label,
+            return wim_errorf(err, errlen, "%s: unknown placeholder {%.*s} on line %d", label,
                            (int)(nlen > 60 ? 60 : nlen), s + 1, line);
         if (!(allowed_vars[kind] & BIT(v))) {
             char allowed[128];
             list_vars(allowed_vars[kind], allowed, sizeof allowed);
-            return set_err(err, errlen,
+            return wim_errorf(err, errlen,
                            "%s: placeholder {%s} on line %d is not allowed in the %s prompt "
                            "(allowed: %s)",
                            label, var_names[v], line, kind_names[kind], allowed);
@@ -144,7 +136,7 @@ int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *la
     if (missing) {
         char names[128];
         list_vars(missing, names, sizeof names);
-        return set_err(err, errlen, "%s: the %s prompt must use %s", label, kind_names[kind],
+        return wim_errorf(err, errlen, "%s: the %s prompt must use %s", label, kind_names[kind],
                        names);
     }
     return 0;
@@ -154,7 +146,7 @@ int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *la
 static char *read_template(const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        wim_errorf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1024, len = 0;
@@ -164,7 +156,7 @@ static char *read_template(const char *path, char *err, size_t errlen) {
         len += got;
         if (len < cap - 1) break; /* end of file or error; ferror says which */
         if (cap >= MAX_TEMPLATE_BYTES) {
-            set_err(err, errlen, "%s: larger than %u bytes; not a prompt template", path,
+            wim_errorf(err, errlen, "%s: larger than %u bytes; not a prompt template", path,
                     MAX_TEMPLATE_BYTES);
             goto fail;
         }
@@ -174,16 +166,16 @@ static char *read_template(const char *path, char *err, size_t errlen) {
         cap *= 2;
     }
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
+        wim_errorf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     if (ferror(f)) {
-        set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+        wim_errorf(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
     buf[len] = 0;
     if (memchr(buf, 0, len)) {
-        set_err(err, errlen, "%s: contains a NUL byte; not a text template", path);
+        wim_errorf(err, errlen, "%s: contains a NUL byte; not a text template", path);
         goto fail;
     }
     fclose(f);
@@ -213,11 +205,11 @@ static char *load_one(const char *dir, enum wim_prompt_kind kind, char *err, siz
     if (!dir) {
         snprintf(label, sizeof label, "built-in %s", file_names[kind]);
         text = strdup(wim_prompt_defaults[kind]);
-        if (!text) set_err(err, errlen, "%s: out of memory", label);
+        if (!text) wim_errorf(err, errlen, "%s: out of memory", label);
     } else {
         path = join_path(dir, file_names[kind]);
         if (!path) {
-            set_err(err, errlen, "out of memory");
+            wim_errorf(err, errlen, "out of memory");
             return NULL;
         }
         text = read_template(path, err, errlen);
@@ -232,7 +224,7 @@ static char *load_one(const char *dir, enum wim_prompt_kind kind, char *err, siz
 
 int wim_prompts_load(const char *dir, wim_prompts *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
-    if (dir && !(p->dir = strdup(dir))) return set_err(err, errlen, "out of memory");
+    if (dir && !(p->dir = strdup(dir))) return wim_errorf(err, errlen, "out of memory");
     for (int k = 0; k < WIM_PROMPT_COUNT; k++) {
         p->text[k] = load_one(dir, (enum wim_prompt_kind)k, err, errlen);
         if (!p->text[k]) {
@@ -267,14 +259,14 @@ static int render_pass(const char *tmpl, const wim_prompt_vars *v, char *out, si
         if (!*s) break;
         int idx = var_index(s + 1, nlen);
         if (idx < 0)
-            return set_err(err, errlen, "unknown placeholder {%.*s}", (int)(nlen > 60 ? 60 : nlen),
+            return wim_errorf(err, errlen, "unknown placeholder {%.*s}", (int)(nlen > 60 ? 60 : nlen),
                            s + 1);
         const char *val = var_value(v, idx);
         if (!val)
-            return set_err(err, errlen, "the template uses {%s} but no value was given",
+            return wim_errorf(err, errlen, "the template uses {%s} but no value was given",
                            var_names[idx]);
         size_t vlen = strlen(val);
-        if (vlen > SIZE_MAX / 2 - n) return set_err(err, errlen, "rendered prompt too large");
+        if (vlen > SIZE_MAX / 2 - n) return wim_errorf(err, errlen, "rendered prompt too large");
         if (out) memcpy(out + n, val, vlen);
         n += vlen;
         s += len - 1;
@@ -290,7 +282,7 @@ char *wim_prompt_render(const char *tmpl, const wim_prompt_vars *v, char *err, s
     if (render_pass(tmpl, v, NULL, &n, err, errlen)) return NULL;
     char *out = malloc(n + 1);
     if (!out) {
-        set_err(err, errlen, "out of memory rendering a prompt");
+        wim_errorf(err, errlen, "out of memory rendering a prompt");
         return NULL;
     }
     render_pass(tmpl, v, out, &n, err, errlen);

@@ -16,6 +16,7 @@
  *  - Builders either hand back a whole array or free everything they built.
  */
 #include "segment.h"
+#include "error.h"
 
 #include "unicode.h"
 
@@ -26,15 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------------------ */
 /* characters                                                                */
@@ -390,7 +382,7 @@ static int seg_push(const packer *p, seg_vec *s, size_t start, size_t end, int n
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 64;
         wim_segment *v = realloc(s->v, cap * sizeof *v);
-        if (!v) return set_err(p->err, p->errlen, "out of memory while segmenting");
+        if (!v) return wim_errorf(p->err, p->errlen, "out of memory while segmenting");
         s->v = v;
         s->cap = cap;
     }
@@ -518,7 +510,7 @@ static int longest_fit(const packer *p, size_t pos, size_t end, double bpt, size
     }
     if (b.lo == pos) {
         size_t c1 = next_boundary(p->text, p->len, pos);
-        return set_err(
+        return wim_errorf(
             p->err, p->errlen,
             "max_tokens %d is too small: the character at byte %zu alone needs %d tokens", p->k,
             pos, count(p, pos, c1));
@@ -681,20 +673,20 @@ int wim_segment_text(const wim_tokenizer *tok, const char *text, size_t len, int
                      wim_segment **out, char *err, size_t errlen) {
     *out = NULL;
     if (max_tokens < 1)
-        return set_err(err, errlen, "max_tokens must be at least 1 (got %d)", max_tokens);
-    if (!tok) return set_err(err, errlen, "no tokenizer");
-    if (!text && len) return set_err(err, errlen, "no text");
+        return wim_errorf(err, errlen, "max_tokens must be at least 1 (got %d)", max_tokens);
+    if (!tok) return wim_errorf(err, errlen, "no tokenizer");
+    if (!text && len) return wim_errorf(err, errlen, "no text");
     if (len == 0) return 0;
     size_t *ends;
     int n_ends = wim_sentence_ends(text, len, &ends);
-    if (n_ends < 0) return set_err(err, errlen, "out of memory while finding sentences");
+    if (n_ends < 0) return wim_errorf(err, errlen, "out of memory while finding sentences");
     packer p = {tok, text, len, max_tokens, err, errlen};
     seg_vec units = {0}, segs = {0};
     int rc = make_units(&p, ends, n_ends, &units);
     free(ends);
     if (!rc) rc = pack(&p, units.v, units.n, &segs);
     free(units.v);
-    if (!rc && segs.n > (size_t)INT_MAX) rc = set_err(err, errlen, "too many segments");
+    if (!rc && segs.n > (size_t)INT_MAX) rc = wim_errorf(err, errlen, "too many segments");
     if (rc) {
         free(segs.v);
         return -1;

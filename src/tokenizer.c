@@ -22,6 +22,7 @@
  *    ids never reach the output.
  */
 #include "tokenizer.h"
+#include "error.h"
 
 #include "gguf.h"
 #include "unicode.h"
@@ -126,15 +127,6 @@ struct wim_tokenizer {
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                             */
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Grows *p (elements of size sz) to hold at least need; 0 or -1. */
 static int grow(void **p, size_t *cap, size_t need, size_t sz) {
@@ -327,11 +319,11 @@ static void pair_put(wim_tokenizer *t, int32_t l, int32_t r, int32_t rank, int32
 static int load_merges(wim_tokenizer *t, const gguf_file *f, char *err, size_t errlen) {
     const gguf_kv *kv = gguf_find(f, "tokenizer.ggml.merges");
     if (!kv || kv->value.type != GGUF_VT_ARRAY || kv->value.v.arr.type != GGUF_VT_STRING)
-        return set_err(err, errlen,
+        return wim_errorf(err, errlen,
                        "tokenizer.ggml.merges is missing (needed by a gpt2 tokenizer)");
     uint64_t n = kv->value.v.arr.n;
-    if (n > INT32_MAX) return set_err(err, errlen, "too many merges");
-    if (pairs_init(t, (size_t)n)) return set_err(err, errlen, "out of memory");
+    if (n > INT32_MAX) return wim_errorf(err, errlen, "too many merges");
+    if (pairs_init(t, (size_t)n)) return wim_errorf(err, errlen, "out of memory");
     char *buf = NULL;
     size_t cap = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -352,7 +344,7 @@ static int load_merges(wim_tokenizer *t, const gguf_file *f, char *err, size_t e
     return 0;
 oom:
     free(buf);
-    return set_err(err, errlen, "out of memory");
+    return wim_errorf(err, errlen, "out of memory");
 }
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the
@@ -495,7 +487,7 @@ static const gguf_value *vocab_array(const gguf_file *f, const char *key, uint64
     int ok = v->type == GGUF_VT_ARRAY && v->v.arr.n == n &&
              (want_float ? v->v.arr.type == GGUF_VT_FLOAT32 : arr_is_int(v->v.arr.type));
     if (!ok) {
-        *bad = set_err(err, errlen, "%s: expected %llu %s", key, (unsigned long long)n,
+        *bad = wim_errorf(err, errlen, "%s: expected %llu %s", key, (unsigned long long)n,
                        want_float ? "float32 values" : "integers");
         return NULL;
     }
@@ -505,10 +497,10 @@ static const gguf_value *vocab_array(const gguf_file *f, const char *key, uint64
 static int load_tokens(wim_tokenizer *t, const gguf_file *f, char *err, size_t errlen) {
     const gguf_kv *kv = gguf_find(f, "tokenizer.ggml.tokens");
     if (!kv || kv->value.type != GGUF_VT_ARRAY || kv->value.v.arr.type != GGUF_VT_STRING)
-        return set_err(err, errlen, "tokenizer.ggml.tokens is missing");
+        return wim_errorf(err, errlen, "tokenizer.ggml.tokens is missing");
     uint64_t n = kv->value.v.arr.n;
     if (n == 0 || n > INT32_MAX / 2)
-        return set_err(err, errlen, "bad vocabulary size %llu", (unsigned long long)n);
+        return wim_errorf(err, errlen, "bad vocabulary size %llu", (unsigned long long)n);
     int bad = 0;
     const gguf_value *scores = vocab_array(f, "tokenizer.ggml.scores", n, 1, err, errlen, &bad);
     const gguf_value *types = vocab_array(f, "tokenizer.ggml.token_type", n, 0, err, errlen, &bad);
@@ -523,7 +515,7 @@ static int load_tokens(wim_tokenizer *t, const gguf_file *f, char *err, size_t e
     t->eog = calloc(n, 1);
     if (!t->score || !t->attr || !t->eog ||
         grow((void **)&t->arena, &t->arena_cap, bytes + 1024, 1) || strmap_init(&t->tok, (size_t)n))
-        return set_err(err, errlen, "out of memory");
+        return wim_errorf(err, errlen, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
         gguf_str s = kv->value.v.arr.values[i].v.str;
         char empty[32];
@@ -534,7 +526,7 @@ static int load_tokens(wim_tokenizer *t, const gguf_file *f, char *err, size_t e
         } else {
             id = add_string(t, s.ptr, s.len);
         }
-        if (id < 0 || strmap_put(t, &t->tok, id, 1)) return set_err(err, errlen, "out of memory");
+        if (id < 0 || strmap_put(t, &t->tok, id, 1)) return wim_errorf(err, errlen, "out of memory");
         if (scores) {
             float x;
             memcpy(&x, scores->v.arr.data + 4 * i, 4);
@@ -816,7 +808,7 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
     char *model = NULL, *pre = NULL;
     int r = gguf_get_str(f, "tokenizer.ggml.model", &model);
     if (r != 1)
-        return set_err(err, errlen, "tokenizer.ggml.model is missing: no vocabulary in this file");
+        return wim_errorf(err, errlen, "tokenizer.ggml.model is missing: no vocabulary in this file");
     int rc = 0;
     if (strcmp(model, "llama") == 0) {
         t->kind = WIM_TOK_SPM;
@@ -830,7 +822,7 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
             for (i = 0; i < n && strcmp(pre_names[i].name, pre) != 0; i++) {
             }
             if (i == n) {
-                rc = set_err(err, errlen, "unsupported tokenizer.ggml.pre '%s'", pre);
+                rc = wim_errorf(err, errlen, "unsupported tokenizer.ggml.pre '%s'", pre);
             } else {
                 t->pre = pre_names[i].pre;
                 t->ignore_merges = pre_names[i].llama3;
@@ -838,10 +830,10 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
             }
         }
     } else if (strcmp(model, "bert") == 0) {
-        rc = set_err(err, errlen,
+        rc = wim_errorf(err, errlen,
                      "unsupported tokenizer.ggml.model 'bert' (WordPiece is not implemented)");
     } else {
-        rc = set_err(err, errlen, "unsupported tokenizer.ggml.model '%s'", model);
+        rc = wim_errorf(err, errlen, "unsupported tokenizer.ggml.model '%s'", model);
     }
     free(model);
     free(pre);
@@ -851,7 +843,7 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
 int wim_tokenizer_load(const struct gguf_file *f, wim_tokenizer **out, char *err, size_t errlen) {
     *out = NULL;
     wim_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return set_err(err, errlen, "out of memory");
+    if (!t) return wim_errorf(err, errlen, "out of memory");
     if (load_kind(t, f, err, errlen) || load_tokens(t, f, err, errlen)) goto fail;
     if (t->kind == WIM_TOK_BPE) {
         if (load_merges(t, f, err, errlen)) goto fail;
@@ -867,7 +859,7 @@ int wim_tokenizer_load(const struct gguf_file *f, wim_tokenizer **out, char *err
     t->add_bos = meta_bool(f, "tokenizer.ggml.add_bos_token", t->add_bos);
     load_special_ids(t, f);
     if (build_specials(t) || build_decoded(t)) {
-        set_err(err, errlen, "out of memory");
+        wim_errorf(err, errlen, "out of memory");
         goto fail;
     }
     phi3_rstrip(t, f);
@@ -1764,8 +1756,8 @@ done:
 int wim_tokenize(const wim_tokenizer *t, const char *text, size_t len, int add_bos,
                  int parse_special, int32_t *ids, int cap, char *err, size_t errlen) {
     if (len > (size_t)INT_MAX / 2 - 16 || len > UINT32_MAX / 4)
-        return set_err(err, errlen, "text too long to tokenize (%zu bytes)", len);
-    if (!text && len) return set_err(err, errlen, "no text");
+        return wim_errorf(err, errlen, "text too long to tokenize (%zu bytes)", len);
+    if (!text && len) return wim_errorf(err, errlen, "no text");
     scratch s = {0};
     s.ids = ids;
     s.cap = ids && cap > 0 ? cap : 0;
@@ -1786,7 +1778,7 @@ int wim_tokenize(const wim_tokenizer *t, const char *text, size_t len, int add_b
     }
     int n = s.n, oom = s.oom;
     scratch_free(&s);
-    if (oom) return set_err(err, errlen, "out of memory while tokenizing");
+    if (oom) return wim_errorf(err, errlen, "out of memory while tokenizing");
     return n;
 }
 

@@ -164,3 +164,29 @@ assert [r["test"] for r in rows] == ["pp16", "pp32", "tg4"], rows
 assert all(r["tok_s"] > 0 and r["isa"] and r["threads"] >= 1 for r in rows), rows
 ' "$T/b.jsonl" && pass $t || fail $t "$(cat "$T/e.txt" "$T/b.jsonl" | head -c 300)"
 else skip $t "needs $STORIES and python3-numpy"; fi
+
+# 7. Every kernel set this machine can run gives the same model: logits within 1e-3
+#    of the scalar reference and identical greedy text (random Q8_0 and F16 models).
+if [ -f "$GPT2" ] && have_numpy; then
+    isas=$($W info --cpu | awk '/^cpu/ {print}' | grep -o 'avx2\|avxvnni\|avx512vnni\|amx' | sort -u)
+    for type in q8_0 f16; do
+        m="$T/isa-$type.gguf"
+        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 128 --heads 4 --kv-heads 2 --ff 256 \
+            --layers 2 --seed 13 --arch qwen2
+        WIM_ISA=scalar $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10,11,12 --top 10 --chunk 5 >"$T/scalar.jsonl"
+        WIM_ISA=scalar $W generate -m "$m" -p "The weather" -n 24 --ignore-eos >"$T/scalar.txt" 2>/dev/null
+        for isa in $isas; do
+            t=isa_${isa}_matches_scalar_$type
+            if ! WIM_ISA=$isa $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10,11,12 --top 10 --chunk 5 \
+                >"$T/$isa.jsonl" 2>"$T/e.txt"; then
+                skip $t "$(cat "$T/e.txt")"
+                continue
+            fi
+            WIM_ISA=$isa $W generate -m "$m" -p "The weather" -n 24 --ignore-eos >"$T/$isa.txt" 2>/dev/null
+            if $PY "$HERE/compare_logits.py" "$T/$isa.jsonl" "$T/scalar.jsonl" 1e-3 >"$T/cmp.txt" &&
+                [ -s "$T/$isa.txt" ] && cmp -s "$T/$isa.txt" "$T/scalar.txt"; then
+                pass "$t ($(cat "$T/cmp.txt"))"
+            else fail $t "$(cat "$T/cmp.txt") / greedy text differs"; fi
+        done
+    done
+else skip isa_matches_scalar "needs $GPT2 and python3-numpy"; fi

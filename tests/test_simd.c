@@ -592,6 +592,44 @@ static void test_dot_axpy(void) {
     }
 }
 
+/* The row-tile attention kernels equal the same table's per-row kernels bit
+ * for bit (strided rows, zero weights skipped), for every ISA incl. scalar. */
+static void test_row_kernels(void) {
+    const int dims[] = {8, 13, 64, 128}, counts[] = {1, 7, 64};
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 3; b++) {
+            int n = dims[a], cnt = counts[b];
+            size_t stride = (size_t)n * 3 + 5;
+            float *rows = xmalloc(stride * cnt * 4), *q = xmalloc((size_t)n * 4);
+            float *o1 = xmalloc((size_t)cnt * 4), *o2 = xmalloc((size_t)cnt * 4);
+            float *w = xmalloc((size_t)cnt * 4), *y1 = xmalloc((size_t)n * 4),
+                  *y2 = xmalloc((size_t)n * 4);
+            uint16_t *rh = xmalloc(stride * cnt * 2);
+            fill_f(rows, stride * cnt, 1.0f);
+            fill_f(q, (size_t)n, 1.0f);
+            fill_f(w, (size_t)cnt, 1.0f);
+            w[cnt / 2] = 0.0f; /* a masked cell */
+            for (size_t i = 0; i < stride * cnt; i++) rh[i] = wim_fp32_to_fp16(rows[i]);
+            T->dot_rows_f32(rows, stride, cnt, q, n, o1);
+            for (int i = 0; i < cnt; i++) o2[i] = T->dot_f32(rows + i * stride, q, n);
+            CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f32 n=%d count=%d", n, cnt);
+            T->dot_rows_f16(rh, stride, cnt, q, n, o1);
+            for (int i = 0; i < cnt; i++) o2[i] = T->dot_f16(rh + i * stride, q, n);
+            CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f16 n=%d count=%d", n, cnt);
+            fill_f(y1, (size_t)n, 1.0f);
+            memcpy(y2, y1, (size_t)n * 4);
+            T->axpy_rows_f32(w, rows, stride, cnt, y1, n);
+            for (int i = 0; i < cnt; i++)
+                if (w[i] != 0.0f) T->axpy_f32(w[i], rows + i * stride, y2, n);
+            CHECKF(!memcmp(y1, y2, (size_t)n * 4), "axpy_rows_f32 n=%d count=%d", n, cnt);
+            T->axpy_rows_f16(w, rh, stride, cnt, y1, n);
+            for (int i = 0; i < cnt; i++)
+                if (w[i] != 0.0f) T->axpy_f16(w[i], rh + i * stride, y2, n);
+            CHECKF(!memcmp(y1, y2, (size_t)n * 4), "axpy_rows_f16 n=%d count=%d", n, cnt);
+            free(rows), free(q), free(o1), free(o2), free(w), free(y1), free(y2), free(rh);
+        }
+}
+
 /*
  * The thread-count invariant: an output's bits do not depend on which rows and
  * columns were computed with it.  One big product, then sub-products at odd
@@ -667,6 +705,7 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_gemm_bf16);
         RUN_ISA(test_dot_axpy);
     }
+    RUN_ISA(test_row_kernels);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
 }
