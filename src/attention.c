@@ -18,31 +18,45 @@ void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, 
     float run_max = -INFINITY, run_sum = 0.0f;
     memset(acc, 0, (size_t)head_dim * sizeof(float));
     for (int t0 = 0; t0 < kv->n; t0 += ATTN_TILE) {
-        const int cnt = kv->n - t0 < ATTN_TILE ? kv->n - t0 : ATTN_TILE;
-        const void *kr = kv_k(kv, layer, t0), *vr = kv_v(kv, layer, t0);
-        if (f16) k->dot_rows_f16((const uint16_t *)kr + off, stride, cnt, q, head_dim, score);
-        else k->dot_rows_f32((const float *)kr + off, stride, cnt, q, head_dim, score);
+        const int end = kv->n - t0 < ATTN_TILE ? kv->n - t0 : ATTN_TILE;
+        /* only the span of cells this query may see: in prefill the chunk's own future
+         * cells sit at the end of the last tiles, so they cost nothing */
+        int lo = 0, hi = end;
+        while (lo < hi && kv->pos[t0 + lo] > qpos)
+            lo++;
+        while (hi > lo && kv->pos[t0 + hi - 1] > qpos)
+            hi--;
+        if (lo == hi) continue; /* every cell in the tile is in the future */
+        const int cnt = hi - lo, c0 = t0 + lo;
+        const void *kr = kv_k(kv, layer, c0), *vr = kv_v(kv, layer, c0);
+        if (f16)
+            k->dot_rows_f16((const uint16_t *)kr + off, stride, cnt, q, head_dim, score);
+        else
+            k->dot_rows_f32((const float *)kr + off, stride, cnt, q, head_dim, score);
         float tile_max = -INFINITY;
         for (int i = 0; i < cnt; i++) {
-            score[i] = kv->pos[t0 + i] <= qpos ? score[i] * scale : -INFINITY;
+            score[i] = kv->pos[c0 + i] <= qpos ? score[i] * scale : -INFINITY;
             if (score[i] > tile_max) tile_max = score[i];
         }
-        if (tile_max == -INFINITY) continue; /* every cell in the tile is in the future */
-        if (tile_max > run_max) {            /* rescale what was accumulated so far */
+        if (tile_max > run_max) { /* rescale what was accumulated so far */
             float corr = expf(run_max - tile_max);
             run_sum *= corr;
-            for (int i = 0; i < head_dim; i++) acc[i] *= corr;
+            for (int i = 0; i < head_dim; i++)
+                acc[i] *= corr;
             run_max = tile_max;
         }
         for (int i = 0; i < cnt; i++) { /* weights; masked cells get 0 and are skipped */
             score[i] = score[i] == -INFINITY ? 0.0f : expf(score[i] - run_max);
             run_sum += score[i];
         }
-        if (f16) k->axpy_rows_f16(score, (const uint16_t *)vr + off, stride, cnt, acc, head_dim);
-        else k->axpy_rows_f32(score, (const float *)vr + off, stride, cnt, acc, head_dim);
+        if (f16)
+            k->axpy_rows_f16(score, (const uint16_t *)vr + off, stride, cnt, acc, head_dim);
+        else
+            k->axpy_rows_f32(score, (const float *)vr + off, stride, cnt, acc, head_dim);
     }
     float inv = run_sum > 0 ? 1.0f / run_sum : 0.0f;
-    for (int i = 0; i < head_dim; i++) acc[i] *= inv;
+    for (int i = 0; i < head_dim; i++)
+        acc[i] *= inv;
 }
 
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
@@ -53,17 +67,21 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
     float mx = -INFINITY, sum = 0.0f;
     for (int s = 0; s < kv->n; s++) {
         const void *kr = kv_k(kv, layer, s);
-        row[s] = kv->pos[s] > qpos ? -INFINITY
-                 : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
-                                : k->dot_f32((const float *)kr + off, q, head_dim));
+        row[s] = kv->pos[s] > qpos
+                     ? -INFINITY
+                     : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
+                                    : k->dot_f32((const float *)kr + off, q, head_dim));
         if (row[s] > mx) mx = row[s];
     }
-    for (int s = 0; s < kv->n; s++) sum += row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
+    for (int s = 0; s < kv->n; s++)
+        sum += row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
     memset(out, 0, (size_t)head_dim * sizeof(float));
     for (int s = 0; s < kv->n; s++) {
         if (row[s] == 0.0f) continue;
         const void *vr = kv_v(kv, layer, s);
-        if (f16) k->axpy_f16(row[s] / sum, (const uint16_t *)vr + off, out, head_dim);
-        else k->axpy_f32(row[s] / sum, (const float *)vr + off, out, head_dim);
+        if (f16)
+            k->axpy_f16(row[s] / sum, (const uint16_t *)vr + off, out, head_dim);
+        else
+            k->axpy_f32(row[s] / sum, (const float *)vr + off, out, head_dim);
     }
 }

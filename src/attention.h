@@ -13,7 +13,9 @@
 
 #define ATTN_TILE 64
 
-static inline int attn_scratch_floats(int head_dim) { return ATTN_TILE + head_dim; }
+static inline int attn_scratch_floats(int head_dim) {
+    return ATTN_TILE + head_dim;
+}
 
 /* out[head_dim] = softmax(q·Kᵀ·scale over cells with pos <= qpos) · V for the
  * KV head kvh of layer. scratch holds attn_scratch_floats(head_dim) floats. */

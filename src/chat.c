@@ -27,7 +27,6 @@ static const wim_chat families[WIM_CHAT_COUNT] = {
     [WIM_CHAT_PHI3] = {WIM_CHAT_PHI3, "phi3", "<|user|>\n", "<|end|>\n<|assistant|>\n"},
 };
 
-
 /* The markers that identify a family in a template, most specific first:
  * every marker of an entry must be present. */
 static const struct {
@@ -55,8 +54,8 @@ int wim_chat_detect(const char *tmpl, wim_chat *out, char *err, size_t errlen) {
         }
     }
     return wim_errorf(err, errlen,
-                   "unrecognised chat template (not ChatML, Llama 3, Llama 2/Mistral [INST] or "
-                   "Phi-3); name the family with --chat chatml|llama3|llama2|mistral|phi3|raw");
+                      "unrecognised chat template (not ChatML, Llama 3, Llama 2/Mistral [INST] or "
+                      "Phi-3); name the family with --chat chatml|llama3|llama2|mistral|phi3|raw");
 }
 
 int wim_chat_by_name(const char *name, wim_chat *out, char *err, size_t errlen) {
@@ -68,6 +67,6 @@ int wim_chat_by_name(const char *name, wim_chat *out, char *err, size_t errlen) 
         }
     }
     return wim_errorf(err, errlen,
-                   "unknown chat family '%s' (chatml, llama3, llama2, mistral, phi3, raw)",
-                   name ? name : "");
+                      "unknown chat family '%s' (chatml, llama3, llama2, mistral, phi3, raw)",
+                      name ? name : "");
 }

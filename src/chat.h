@@ -15,10 +15,10 @@
 
 enum wim_chat_family {
     WIM_CHAT_RAW = 0,
-    WIM_CHAT_CHATML,  /* <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n */
-    WIM_CHAT_LLAMA3,  /* <|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|> */
-    WIM_CHAT_LLAMA2,  /* [INST] ... [/INST] (Llama 2, Mistral) */
-    WIM_CHAT_PHI3,    /* <|user|>\n ... <|end|>\n<|assistant|>\n */
+    WIM_CHAT_CHATML, /* <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n */
+    WIM_CHAT_LLAMA3, /* <|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|> */
+    WIM_CHAT_LLAMA2, /* [INST] ... [/INST] (Llama 2, Mistral) */
+    WIM_CHAT_PHI3,   /* <|user|>\n ... <|end|>\n<|assistant|>\n */
     WIM_CHAT_COUNT
 };
 

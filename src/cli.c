@@ -112,8 +112,18 @@ static int opt_val(int argc, char **argv, int *i, const char *name, const char *
     return 1;
 }
 
-enum { O_MODEL = 1, O_PROMPT = 2, O_N = 4, O_SAMPLING = 8, O_CHUNK = 16, O_THREADS = 32,
-       O_TOKENS = 64, O_TOP = 128, O_INFO = 256, O_KVFILE = 512 };
+enum {
+    O_MODEL = 1,
+    O_PROMPT = 2,
+    O_N = 4,
+    O_SAMPLING = 8,
+    O_CHUNK = 16,
+    O_THREADS = 32,
+    O_TOKENS = 64,
+    O_TOP = 128,
+    O_INFO = 256,
+    O_KVFILE = 512
+};
 
 /* Parses the options a subcommand accepts (mask); returns 0, or 2 after an error. */
 static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
@@ -121,10 +131,14 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
         const char *v = NULL;
         int r;
 #define VAL(flag, name) ((mask & (flag)) && (r = opt_val(argc, argv, &i, name, &v)) != 0)
-        if (VAL(O_MODEL, "-m") || VAL(O_MODEL, "--model")) o->model = v;
-        else if (VAL(O_PROMPT, "-p") || VAL(O_PROMPT, "--prompt")) o->prompt = v;
-        else if (VAL(O_PROMPT, "-f") || VAL(O_PROMPT, "--file")) o->prompt_file = v;
-        else if (VAL(O_TOKENS, "--tokens")) o->tokens = v;
+        if (VAL(O_MODEL, "-m") || VAL(O_MODEL, "--model"))
+            o->model = v;
+        else if (VAL(O_PROMPT, "-p") || VAL(O_PROMPT, "--prompt"))
+            o->prompt = v;
+        else if (VAL(O_PROMPT, "-f") || VAL(O_PROMPT, "--file"))
+            o->prompt_file = v;
+        else if (VAL(O_TOKENS, "--tokens"))
+            o->tokens = v;
         else if (VAL(O_N, "-n")) {
             if (r > 0 && cli_int("-n", v, 0, 1 << 24, &o->n)) return 2;
         } else if (VAL(O_SAMPLING, "--temp")) {
@@ -139,23 +153,27 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
             if (r > 0 && cli_int("--kv-capacity", v, 1, 1 << 24, &o->kv_capacity)) return 2;
         } else if (VAL(O_CHUNK, "--kv-pin")) {
             if (r > 0 && cli_int("--kv-pin", v, 0, 1 << 24, &o->kv_pin)) return 2;
-        } else if (VAL(O_KVFILE, "--save-kv")) o->save_kv = v;
+        } else if (VAL(O_KVFILE, "--save-kv"))
+            o->save_kv = v;
         else if (VAL(O_KVFILE, "--load-kv")) {
             o->load_kv = v;
         } else if (VAL(O_THREADS, "-t") || VAL(O_THREADS, "--threads")) {
             if (r > 0 && cli_int("-t", v, 1, 1024, &o->threads)) return 2;
         } else if (VAL(O_TOP, "--top")) {
             if (r > 0 && cli_int("--top", v, 1, 1 << 24, &o->top)) return 2;
-        } else if ((mask & O_SAMPLING) && !strcmp(argv[i], "--ignore-eos")) o->ignore_eos = 1;
+        } else if ((mask & O_SAMPLING) && !strcmp(argv[i], "--ignore-eos"))
+            o->ignore_eos = 1;
         else if (VAL(O_CHUNK, "--kv-type")) {
             if (r > 0 && strcmp(v, "f16") && strcmp(v, "f32"))
                 return cli_error("--kv-type must be f16 or f32, not '%s'", v);
             if (r > 0) o->kv_f32 = !strcmp(v, "f32");
-        }
-        else if ((mask & O_INFO) && !strcmp(argv[i], "--cpu")) o->cpu = 1;
-        else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors")) o->tensors = 0;
-        else return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
-                              argv[0]);
+        } else if ((mask & O_INFO) && !strcmp(argv[i], "--cpu"))
+            o->cpu = 1;
+        else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors"))
+            o->tensors = 0;
+        else
+            return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
+                             argv[0]);
         if (r < 0) return cli_error("%s: option %s needs a value", argv[0], argv[i]);
 #undef VAL
     }
@@ -191,7 +209,8 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
     if (o->load_kv) {
         if (wim_kv_file_geometry(o->load_kv, &p.n_ctx, &p.kv_pin, err, sizeof err))
             return cli_error("%s", err);
-    } else if (o->kv_capacity) p.n_ctx = (int)o->kv_capacity;
+    } else if (o->kv_capacity)
+        p.n_ctx = (int)o->kv_capacity;
     else {
         p.n_ctx = needed < m->cfg.n_ctx_train ? needed : m->cfg.n_ctx_train;
         if (p.n_ctx < 1) p.n_ctx = 1;
@@ -210,8 +229,7 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
 }
 
 /* Tokenizes the prompt (with the model's BOS rule); returns the count or -1. */
-static int prompt_tokens(const wim_model *m, const char *text, size_t len, int bos,
-                         int32_t **out) {
+static int prompt_tokens(const wim_model *m, const char *text, size_t len, int bos, int32_t **out) {
     char err[256];
     int add_bos = bos && wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
     int need = wim_tokenize(m->tok, text, len, add_bos, 0, NULL, 0, err, sizeof err);
@@ -331,10 +349,11 @@ int cmd_generate(int argc, char **argv) {
     fwrite(out, 1, (size_t)nb, stdout);
     fflush(stdout);
     double t2 = now_ms();
-    fprintf(stderr, "\nprompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms "
-                    "(%.1f tok/s); kernels %s, %d threads\n",
-            np, t1 - t0, np * 1e3 / (t1 - t0 + 1e-9), ngen, t2 - t1,
-            ngen * 1e3 / (t2 - t1 + 1e-9), wim_kernels_get()->isa, wim_ctx_threads(c));
+    fprintf(stderr,
+            "\nprompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms "
+            "(%.1f tok/s); kernels %s, %d threads\n",
+            np, t1 - t0, np * 1e3 / (t1 - t0 + 1e-9), ngen, t2 - t1, ngen * 1e3 / (t2 - t1 + 1e-9),
+            wim_kernels_get()->isa, wim_ctx_threads(c));
     rc = 0;
 done:
     free(logits);
@@ -359,7 +378,8 @@ static const char *const logits_usage =
 /* Parses "1,2,3" into ids; returns the count, or -1 after an error line. */
 static int parse_token_list(const char *s, int32_t **out) {
     int n = 1;
-    for (const char *p = s; *p; p++) n += *p == ',';
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
     *out = malloc((size_t)n * sizeof **out);
     if (!*out) return cli_error("out of memory"), -1;
     const char *p = s;
@@ -392,7 +412,8 @@ int cmd_logits(int argc, char **argv) {
     char *file_text = NULL;
     int n;
     if ((rc = load_model(o.model, &m))) goto done;
-    if (o.tokens) n = parse_token_list(o.tokens, &toks);
+    if (o.tokens)
+        n = parse_token_list(o.tokens, &toks);
     else {
         size_t len = o.prompt ? strlen(o.prompt) : 0;
         if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &len))) {
@@ -424,7 +445,8 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     printf("{\"tokens\":[");
-    for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", toks[i]);
+    for (int i = 0; i < n; i++)
+        printf("%s%d", i ? "," : "", toks[i]);
     printf("],\"n_vocab\":%d}\n", V);
     int k = o.top < V ? (int)o.top : V;
     int *best = malloc((size_t)k * sizeof *best);
@@ -445,7 +467,8 @@ int cmd_logits(int argc, char **argv) {
             best[j] = id;
         }
         printf("{\"pos\":%d,\"top\":[", pos0 + i);
-        for (int j = 0; j < nb; j++) printf("%s[%d,%.9g]", j ? "," : "", best[j], l[best[j]]);
+        for (int j = 0; j < nb; j++)
+            printf("%s[%d,%.9g]", j ? "," : "", best[j], l[best[j]]);
         printf("]}\n");
     }
     free(best);

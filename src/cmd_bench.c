@@ -45,7 +45,8 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
         free(logits);
         return -1;
     }
-    for (int i = 0; i < n; i++) t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(V - 1));
+    for (int i = 0; i < n; i++)
+        t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(V - 1));
     for (int r = 0; r < reps; r++) {
         wim_ctx_reset(c);
         double t0 = now_s();
@@ -83,8 +84,10 @@ int cmd_bench(int argc, char **argv) {
         }
         if (i + 1 >= argc) return cli_error("bench: unknown option or missing value: '%s'", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "-p")) plist = v;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "-p"))
+            plist = v;
         else if (!strcmp(a, "-n")) {
             if (cli_int(a, v, 0, 1 << 20, &gen)) return 2;
         } else if (!strcmp(a, "-r")) {
@@ -93,7 +96,8 @@ int cmd_bench(int argc, char **argv) {
             if (cli_int(a, v, 1, 1 << 16, &chunk)) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (cli_int(a, v, 1, 1024, &threads)) return 2;
-        } else return cli_error("bench: unknown option '%s' (see wim bench --help)", a);
+        } else
+            return cli_error("bench: unknown option '%s' (see wim bench --help)", a);
     }
     if (!model) return cli_error("bench: no model given: pass -m MODEL.gguf");
     int prompts[16], np = 0;
@@ -122,8 +126,9 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *isa = wim_kernels_get()->isa;
     int nt = wim_ctx_threads(c), rc = 0;
-    if (!json) printf("| %-8s | %10s | %-10s | %7s |\n|----------|-----------:|------------|--------:|\n",
-                      "test", "tok/s", "isa", "threads");
+    if (!json)
+        printf("| %-8s | %10s | %-10s | %7s |\n|----------|-----------:|------------|--------:|\n",
+               "test", "tok/s", "isa", "threads");
     for (int i = 0; i <= np && !rc; i++) {
         int is_pp = i < np;
         if (!is_pp && gen == 0) break;
@@ -135,9 +140,10 @@ int cmd_bench(int argc, char **argv) {
         char name[32];
         snprintf(name, sizeof name, "%s%d", is_pp ? "pp" : "tg", is_pp ? prompts[i] : (int)gen);
         if (json)
-            printf("{\"test\":\"%s\",\"tok_s\":%.2f,\"isa\":\"%s\",\"threads\":%d}\n", name, tps, isa,
-                   nt);
-        else printf("| %-8s | %10.2f | %-10s | %7d |\n", name, tps, isa, nt);
+            printf("{\"test\":\"%s\",\"tok_s\":%.2f,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
+                   isa, nt);
+        else
+            printf("| %-8s | %10.2f | %-10s | %7d |\n", name, tps, isa, nt);
         fflush(stdout);
     }
     wim_ctx_free(c);

@@ -45,11 +45,15 @@ static int add_matrix(gguf_writer *w, const mk_opts *o, const char *name, int n_
         free(data);
         return cli_error("mkmodel: out of memory");
     }
-    for (size_t i = 0; i < n; i++) f[i] = scale * rng_uniform(rng);
+    for (size_t i = 0; i < n; i++)
+        f[i] = scale * rng_uniform(rng);
     for (size_t i = 0; i < n; i++) {
-        if (t == GGUF_T_F32) ((float *)data)[i] = f[i];
-        else if (t == GGUF_T_F16) ((uint16_t *)data)[i] = wim_fp32_to_fp16(f[i]);
-        else if (t == GGUF_T_BF16) ((uint16_t *)data)[i] = wim_fp32_to_bf16(f[i]);
+        if (t == GGUF_T_F32)
+            ((float *)data)[i] = f[i];
+        else if (t == GGUF_T_F16)
+            ((uint16_t *)data)[i] = wim_fp32_to_fp16(f[i]);
+        else if (t == GGUF_T_BF16)
+            ((uint16_t *)data)[i] = wim_fp32_to_bf16(f[i]);
     }
     if (t == GGUF_T_Q8_0) wim_kernels_get()->quantize_q8_0(f, data, (int)n);
     uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
@@ -64,7 +68,8 @@ static void add_vector(gguf_writer *w, const char *name, int n, float base, floa
                        uint64_t *rng) {
     float *v = malloc((size_t)n * sizeof *v);
     if (!v) return; /* the writer reports the missing tensor as a load error later */
-    for (int i = 0; i < n; i++) v[i] = base + spread * rng_uniform(rng);
+    for (int i = 0; i < n; i++)
+        v[i] = base + spread * rng_uniform(rng);
     uint64_t ne[1] = {(uint64_t)n};
     gguf_writer_add_tensor(w, name, GGUF_T_F32, 1, ne, v);
     free(v);
@@ -85,36 +90,58 @@ static int parse(int argc, char **argv, mk_opts *o) {
         const char *a = argv[i];
         long *iv = NULL;
         long lo = 1, hi = 1 << 20;
-        if (!strcmp(a, "--tied")) o->tied = 1;
-        else if (!strcmp(a, "--rope-freqs")) o->rope_freqs = 1;
-        else if (!strcmp(a, "--qkv-bias")) o->qkv_bias = 1;
-        else if (!strcmp(a, "--fused")) o->fused = 1;
-        else if (i + 1 >= argc) return cli_error("mkmodel: unknown option or missing value: '%s'", a);
-        else if (!strcmp(a, "-o")) o->out = argv[++i];
-        else if (!strcmp(a, "--vocab-from")) o->vocab = argv[++i];
-        else if (!strcmp(a, "--arch")) o->arch = argv[++i];
+        if (!strcmp(a, "--tied"))
+            o->tied = 1;
+        else if (!strcmp(a, "--rope-freqs"))
+            o->rope_freqs = 1;
+        else if (!strcmp(a, "--qkv-bias"))
+            o->qkv_bias = 1;
+        else if (!strcmp(a, "--fused"))
+            o->fused = 1;
+        else if (i + 1 >= argc)
+            return cli_error("mkmodel: unknown option or missing value: '%s'", a);
+        else if (!strcmp(a, "-o"))
+            o->out = argv[++i];
+        else if (!strcmp(a, "--vocab-from"))
+            o->vocab = argv[++i];
+        else if (!strcmp(a, "--arch"))
+            o->arch = argv[++i];
         else if (!strcmp(a, "--type")) {
             const char *t = argv[++i];
-            if (!strcmp(t, "f32")) o->type = GGUF_T_F32;
-            else if (!strcmp(t, "f16")) o->type = GGUF_T_F16;
-            else if (!strcmp(t, "bf16")) o->type = GGUF_T_BF16;
-            else if (!strcmp(t, "q8_0")) o->type = GGUF_T_Q8_0;
-            else return cli_error("mkmodel: --type must be f32, f16, bf16 or q8_0, not '%s'", t);
+            if (!strcmp(t, "f32"))
+                o->type = GGUF_T_F32;
+            else if (!strcmp(t, "f16"))
+                o->type = GGUF_T_F16;
+            else if (!strcmp(t, "bf16"))
+                o->type = GGUF_T_BF16;
+            else if (!strcmp(t, "q8_0"))
+                o->type = GGUF_T_Q8_0;
+            else
+                return cli_error("mkmodel: --type must be f32, f16, bf16 or q8_0, not '%s'", t);
         } else if (!strcmp(a, "--rope-theta")) {
             if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
         } else {
-            if (!strcmp(a, "--dim")) iv = &o->dim;
-            else if (!strcmp(a, "--layers")) iv = &o->layers;
-            else if (!strcmp(a, "--heads")) iv = &o->heads;
-            else if (!strcmp(a, "--kv-heads")) iv = &o->kv_heads;
-            else if (!strcmp(a, "--ff")) iv = &o->ff;
-            else if (!strcmp(a, "--ctx")) iv = &o->ctx;
-            else if (!strcmp(a, "--seed")) iv = &o->seed, lo = 0, hi = 0x7fffffff;
-            else return cli_error("mkmodel: unknown option '%s' (see wim mkmodel --help)", a);
+            if (!strcmp(a, "--dim"))
+                iv = &o->dim;
+            else if (!strcmp(a, "--layers"))
+                iv = &o->layers;
+            else if (!strcmp(a, "--heads"))
+                iv = &o->heads;
+            else if (!strcmp(a, "--kv-heads"))
+                iv = &o->kv_heads;
+            else if (!strcmp(a, "--ff"))
+                iv = &o->ff;
+            else if (!strcmp(a, "--ctx"))
+                iv = &o->ctx;
+            else if (!strcmp(a, "--seed"))
+                iv = &o->seed, lo = 0, hi = 0x7fffffff;
+            else
+                return cli_error("mkmodel: unknown option '%s' (see wim mkmodel --help)", a);
             if (cli_int(a, argv[++i], lo, hi, iv)) return 2;
         }
     }
-    if (!o->out || !o->vocab) return cli_error("mkmodel: -o OUT and --vocab-from VOCAB are required");
+    if (!o->out || !o->vocab)
+        return cli_error("mkmodel: -o OUT and --vocab-from VOCAB are required");
     if (strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "phi3"))
         return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
     if (o->dim % o->heads || o->heads % o->kv_heads || (o->dim / o->heads) % 2)
@@ -127,8 +154,16 @@ static int parse(int argc, char **argv, mk_opts *o) {
 int cmd_mkmodel(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
-    mk_opts o = {.arch = "llama", .type = GGUF_T_F32, .dim = 64, .layers = 2, .heads = 4,
-                 .kv_heads = 2, .ff = 128, .ctx = 2048, .seed = 1, .theta = 10000.0};
+    mk_opts o = {.arch = "llama",
+                 .type = GGUF_T_F32,
+                 .dim = 64,
+                 .layers = 2,
+                 .heads = 4,
+                 .kv_heads = 2,
+                 .ff = 128,
+                 .ctx = 2048,
+                 .seed = 1,
+                 .theta = 10000.0};
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     char err[512];
@@ -180,7 +215,8 @@ int cmd_mkmodel(int argc, char **argv) {
 #define T(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
         add_vector(w, T("attn_norm.weight"), d, 1.0f, 0.1f, &rng);
         add_vector(w, T("ffn_norm.weight"), d, 1.0f, 0.1f, &rng);
-        if (fused) rc = add_matrix(w, &o, T("attn_qkv.weight"), d, d + 2 * kvd, s_in, &rng);
+        if (fused)
+            rc = add_matrix(w, &o, T("attn_qkv.weight"), d, d + 2 * kvd, s_in, &rng);
         else
             rc = add_matrix(w, &o, T("attn_q.weight"), d, d, s_in, &rng) ||
                  add_matrix(w, &o, T("attn_k.weight"), d, kvd, s_in, &rng) ||
@@ -191,7 +227,8 @@ int cmd_mkmodel(int argc, char **argv) {
             add_vector(w, T("attn_v.bias"), kvd, 0.0f, 0.2f, &rng);
         }
         rc = rc || add_matrix(w, &o, T("attn_output.weight"), d, d, s_in, &rng);
-        if (fused) rc = rc || add_matrix(w, &o, T("ffn_up.weight"), d, 2 * ff, s_in, &rng);
+        if (fused)
+            rc = rc || add_matrix(w, &o, T("ffn_up.weight"), d, 2 * ff, s_in, &rng);
         else
             rc = rc || add_matrix(w, &o, T("ffn_gate.weight"), d, ff, s_in, &rng) ||
                  add_matrix(w, &o, T("ffn_up.weight"), d, ff, s_in, &rng);

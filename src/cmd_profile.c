@@ -15,7 +15,8 @@
 #define MAX_VALUES 16
 
 static const char *const usage =
-    "usage: wim profile -m MODEL [-L 1024,4096,16384] [-K 128,512,4096] [--mode both|tiled|materialized]\n"
+    "usage: wim profile -m MODEL [-L 1024,4096,16384] [-K 128,512,4096] [--mode "
+    "both|tiled|materialized]\n"
     "                   [--svg FILE] [--json] [-t THREADS]\n"
     "  For each context length L and chunk size K, prefills L tokens in chunks of K into a\n"
     "  fresh KV cache of L cells and reports the peak of accounted scratch memory, the KV\n"
@@ -44,7 +45,9 @@ static int parse_list(const char *opt, const char *s, int *out) {
     return n;
 }
 
-static double mib(size_t b) { return b / 1048576.0; }
+static double mib(size_t b) {
+    return b / 1048576.0;
+}
 
 /* ---- SVG: log-log plot of scratch peak against L, one line per (K, mode) ---- */
 
@@ -74,45 +77,56 @@ static int write_svg(const char *path, const wim_profile_row *rows, int n_rows, 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return cli_error("%s: cannot write", path);
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "font-family=\"sans-serif\" font-size=\"13\">\n", W, H);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"13\">\n",
+            W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%.0f\" y=\"28\" font-size=\"17\" font-weight=\"bold\">Prefill working "
-               "memory vs context length (%s)</text>\n", left, model_name);
-    fprintf(f, "<text x=\"%.0f\" y=\"47\" fill=\"#555\">Materialised attention needs a K x L score "
-               "matrix; tiled online softmax needs scratch independent of L. Log-log axes.</text>\n",
+    fprintf(f,
+            "<text x=\"%.0f\" y=\"28\" font-size=\"17\" font-weight=\"bold\">Prefill working "
+            "memory vs context length (%s)</text>\n",
+            left, model_name);
+    fprintf(f,
+            "<text x=\"%.0f\" y=\"47\" fill=\"#555\">Materialised attention needs a K x L score "
+            "matrix; tiled online softmax needs scratch independent of L. Log-log axes.</text>\n",
             left);
     for (double e = ly0; e <= ly1 + 1e-9; e++) { /* horizontal grid: bytes */
         double y = PY(pow(10, e));
-        const char *unit[] = {"B", "10 B", "100 B", "1 KB", "10 KB", "100 KB", "1 MB", "10 MB",
-                              "100 MB", "1 GB", "10 GB", "100 GB", "1 TB"};
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", left,
-                y, left + pw, y);
+        const char *unit[] = {"B",     "10 B",   "100 B", "1 KB",  "10 KB",  "100 KB", "1 MB",
+                              "10 MB", "100 MB", "1 GB",  "10 GB", "100 GB", "1 TB"};
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+                left, y, left + pw, y);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", left - 8, y + 4,
                 e >= 0 && e <= 12 ? unit[(int)e] : "?");
     }
     for (int i = 0; i < n_rows; i++) { /* vertical ticks at each L measured */
         int seen = 0;
-        for (int j = 0; j < i; j++) seen |= rows[j].L == rows[i].L;
+        for (int j = 0; j < i; j++)
+            seen |= rows[j].L == rows[i].L;
         if (seen || !rows[i].ok) continue;
         double x = PX(rows[i].L);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", x, top,
-                x, top + ph);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x, top + ph + 18,
-                rows[i].L);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", x,
+                top, x, top + ph);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x,
+                top + ph + 18, rows[i].L);
     }
-    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#333\"/>\n", left, top, pw, ph);
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">context length L (tokens)</text>\n",
+    fprintf(f,
+            "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+            "stroke=\"#333\"/>\n",
+            left, top, pw, ph);
+    fprintf(f,
+            "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">context length L (tokens)</text>\n",
             left + pw / 2, H - 22);
-    fprintf(f, "<text transform=\"translate(22,%.0f) rotate(-90)\" text-anchor=\"middle\">peak "
-               "bytes</text>\n", top + ph / 2);
+    fprintf(f,
+            "<text transform=\"translate(22,%.0f) rotate(-90)\" text-anchor=\"middle\">peak "
+            "bytes</text>\n",
+            top + ph / 2);
     int legend = 0;
     for (int mode = 1; mode >= 0; mode--)
         for (int k = 0; k < nK; k++) {
             const char *color = colors[k % 8];
-            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"%s points=\"", color,
-                    mode ? "" : " stroke-dasharray=\"7,5\"");
+            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"%s points=\"",
+                    color, mode ? "" : " stroke-dasharray=\"7,5\"");
             int pts = 0;
             for (int i = 0; i < n_rows; i++)
                 if (rows[i].ok && rows[i].K == Ks[k] && rows[i].materialize == mode) {
@@ -126,23 +140,29 @@ static int write_svg(const char *path, const wim_profile_row *rows, int n_rows, 
                             PX(rows[i].L), PY((double)rows[i].scratch_peak_bytes), color);
             if (!pts) continue;
             double ly = top + 10 + 22 * legend++;
-            fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"%s\" "
-                       "stroke-width=\"2.5\"%s/>\n", left + pw + 15, ly, left + pw + 45, ly, color,
+            fprintf(f,
+                    "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"%s\" "
+                    "stroke-width=\"2.5\"%s/>\n",
+                    left + pw + 15, ly, left + pw + 45, ly, color,
                     mode ? "" : " stroke-dasharray=\"7,5\"");
-            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\">scratch, K=%d, %s</text>\n", left + pw + 52, ly + 4,
-                    Ks[k], mode ? "materialised" : "tiled");
+            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\">scratch, K=%d, %s</text>\n", left + pw + 52,
+                    ly + 4, Ks[k], mode ? "materialised" : "tiled");
         }
     /* the KV cache itself grows with L in both modes: one grey line */
-    fprintf(f, "<polyline fill=\"none\" stroke=\"#888\" stroke-width=\"1.5\" stroke-dasharray=\"2,3\" "
-               "points=\"");
+    fprintf(f,
+            "<polyline fill=\"none\" stroke=\"#888\" stroke-width=\"1.5\" stroke-dasharray=\"2,3\" "
+            "points=\"");
     for (int i = 0; i < n_rows; i++)
         if (rows[i].ok && rows[i].K == Ks[0] && rows[i].materialize == rows[0].materialize)
             fprintf(f, "%.1f,%.1f ", PX(rows[i].L), PY((double)rows[i].kv_bytes));
     fprintf(f, "\"/>\n");
     double ly = top + 10 + 22 * legend;
-    fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#888\" "
-               "stroke-width=\"1.5\" stroke-dasharray=\"2,3\"/>\n", left + pw + 15, ly, left + pw + 45, ly);
-    fprintf(f, "<text x=\"%.0f\" y=\"%.1f\">KV cache (both modes)</text>\n", left + pw + 52, ly + 4);
+    fprintf(f,
+            "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#888\" "
+            "stroke-width=\"1.5\" stroke-dasharray=\"2,3\"/>\n",
+            left + pw + 15, ly, left + pw + 45, ly);
+    fprintf(f, "<text x=\"%.0f\" y=\"%.1f\">KV cache (both modes)</text>\n", left + pw + 52,
+            ly + 4);
     fprintf(f, "</svg>\n");
 #undef PX
 #undef PY
@@ -167,16 +187,20 @@ int cmd_profile(int argc, char **argv) {
         }
         if (i + 1 >= argc) return cli_error("profile: unknown option or missing value: '%s'", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--svg")) svg = v;
-        else if (!strcmp(a, "--mode")) mode = v;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--svg"))
+            svg = v;
+        else if (!strcmp(a, "--mode"))
+            mode = v;
         else if (!strcmp(a, "-L")) {
             if ((nL = parse_list("-L", v, Ls)) < 0) return 2;
         } else if (!strcmp(a, "-K")) {
             if ((nK = parse_list("-K", v, Ks)) < 0) return 2;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (cli_int("-t", v, 1, 1024, &threads)) return 2;
-        } else return cli_error("profile: unknown option '%s' (see wim profile --help)", a);
+        } else
+            return cli_error("profile: unknown option '%s' (see wim profile --help)", a);
     }
     if (!model) return cli_error("profile: no model given: pass -m MODEL.gguf");
     int modes[2], n_modes = 0;

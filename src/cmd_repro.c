@@ -63,11 +63,13 @@ static int table_mode(int argc, char **argv) {
     int n = 0, csv = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--table")) continue;
-        if (!strcmp(argv[i], "--csv")) csv = 1;
+        if (!strcmp(argv[i], "--csv"))
+            csv = 1;
         else if (argv[i][0] == '-') {
             free(paths);
             return cli_error("repro --table: unknown option '%s'", argv[i]);
-        } else paths[n++] = argv[i];
+        } else
+            paths[n++] = argv[i];
     }
     char err[512];
     int rc = n ? repro_table(paths, n, csv, stdout, err, sizeof err) : -1;
@@ -110,20 +112,28 @@ int cmd_repro(int argc, char **argv) {
             if (t < 0) return cli_error("repro: unknown task '%s'", v);
             p.task = (repro_task)t;
         } else if (!strcmp(a, "--length")) {
-            if (parse_length(v, &p.length)) return cli_error("repro: --length expects e.g. 16k or 4000, got '%s'", v);
+            if (parse_length(v, &p.length))
+                return cli_error("repro: --length expects e.g. 16k or 4000, got '%s'", v);
         } else if (!strcmp(a, "--patterns")) {
             if (parse_patterns(v, &p)) return 2;
         } else if (!strcmp(a, "--shard")) {
             if (sscanf(v, "%d/%d", &p.shard, &p.n_shards) != 2 || p.n_shards < 1 || p.shard < 0 ||
                 p.shard >= p.n_shards)
                 return cli_error("repro: --shard expects i/n with 0 <= i < n, got '%s'", v);
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--data")) p.data_path = v;
-        else if (!strcmp(a, "--out")) p.out_dir = v;
-        else if (!strcmp(a, "--judge-model")) judge = v;
-        else if (!strcmp(a, "--words")) words = v;
-        else if (!strcmp(a, "--prompts")) p.run.prompts_dir = v;
-        else if (!strcmp(a, "--chat")) p.run.chat = v;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--data"))
+            p.data_path = v;
+        else if (!strcmp(a, "--out"))
+            p.out_dir = v;
+        else if (!strcmp(a, "--judge-model"))
+            judge = v;
+        else if (!strcmp(a, "--words"))
+            words = v;
+        else if (!strcmp(a, "--prompts"))
+            p.run.prompts_dir = v;
+        else if (!strcmp(a, "--chat"))
+            p.run.chat = v;
         else if (!strcmp(a, "--preset")) {
             if (strcmp(v, "paper")) return cli_error("repro: the only preset is 'paper'");
             preset = 1;
@@ -137,10 +147,12 @@ int cmd_repro(int argc, char **argv) {
             p.run.retriever = strcmp(v, "bm25") ? WIM_RETRIEVER_CLASSIFIER : WIM_RETRIEVER_BM25;
         } else if (!strcmp(a, "--temp") || !strcmp(a, "--top-p")) {
             if (cli_float(a, v, 0, 100, &x)) return 2;
-            if (a[2] == 't' && a[3] == 'e') p.run.temp = (float)x;
-            else p.run.top_p = (float)x;
+            if (a[2] == 't' && a[3] == 'e')
+                p.run.temp = (float)x;
+            else
+                p.run.top_p = (float)x;
         } else {
-            int *dst = !strcmp(a, "--n")                ? &p.n
+            int *dst = !strcmp(a, "--n")                 ? &p.n
                        : !strcmp(a, "--segment-tokens")  ? &p.run.segment_tokens
                        : !strcmp(a, "--margin-tokens")   ? &p.run.margin_tokens
                        : !strcmp(a, "--classify-tokens") ? &p.run.classify_tokens
@@ -150,7 +162,7 @@ int cmd_repro(int argc, char **argv) {
                        : !strcmp(a, "--kv-pin")          ? &p.run.ctx.kv_pin
                        : !strcmp(a, "--chunk")           ? &p.run.ctx.chunk
                        : !strcmp(a, "-t")                ? &p.run.ctx.n_threads
-                       : NULL;
+                                                         : NULL;
             if (!strcmp(a, "--seed")) {
                 if (cli_int(a, v, 0, 0x7fffffffL, &n)) return 2;
                 p.seed = (uint64_t)n;
@@ -183,7 +195,8 @@ int cmd_repro(int argc, char **argv) {
                          repro_task_name(p.task));
     if (p.task == REPRO_CWE) {
         if (!words && access("/usr/share/dict/words", R_OK) == 0) words = "/usr/share/dict/words";
-        if (!words) return cli_error("repro: cwe needs --words FILE[,FILE] (or Debian's wamerican)");
+        if (!words)
+            return cli_error("repro: cwe needs --words FILE[,FILE] (or Debian's wamerican)");
         words_copy = strdup(words);
         char *save = NULL;
         for (char *t = strtok_r(words_copy, ",", &save); t && p.n_word_files < 16;

@@ -42,7 +42,8 @@ static void draw_bar(run_view *v) {
     double tps = v->ms > 0 ? v->tokens * 1e3 / v->ms : 0;
     double eta = v->done ? v->ms / v->done * (v->segments - v->done) / 1e3 : 0;
     fprintf(stderr, "\r[");
-    for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
+    for (int i = 0; i < width; i++)
+        fputc(i < filled ? '#' : '.', stderr);
     fprintf(stderr, "] %d/%d segments  %.0f tok/s  ETA %d:%02d  margins kept %d%s", v->done,
             v->segments, tps, (int)eta / 60, (int)eta % 60, v->kept,
             interrupt_flag ? "  (stopping: Ctrl-C again to abort)" : "");
@@ -83,8 +84,11 @@ static void on_event(const wim_event *ev, void *user) {
             fprintf(stderr, "margin %d: %s\n", ev->index + 1, ev->text);
         }
         break;
-    case WIM_EV_VERDICT: v->kept += ev->relevant; break;
-    default: break;
+    case WIM_EV_VERDICT:
+        v->kept += ev->relevant;
+        break;
+    default:
+        break;
     }
     if (v->bar && ev->type != WIM_EV_DONE) draw_bar(v);
     if (v->bar && ev->type == WIM_EV_ANSWER) fprintf(stderr, "\n");
@@ -133,11 +137,16 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
         long n;
         double x;
         int e;
-        if (!strcmp(a, "--stream")) p->stream = 1;
-        else if (!strcmp(a, "--lenient-classifier")) p->lenient_classifier = 1;
-        else if (!strcmp(a, "--margins-in-extraction")) p->margins_in_extraction = 1;
-        else if (!strcmp(a, "--show-margins")) v->show_margins = 1;
-        else if (i + 1 >= argc) return cli_error("run: unknown option or missing value: '%s'", a);
+        if (!strcmp(a, "--stream"))
+            p->stream = 1;
+        else if (!strcmp(a, "--lenient-classifier"))
+            p->lenient_classifier = 1;
+        else if (!strcmp(a, "--margins-in-extraction"))
+            p->margins_in_extraction = 1;
+        else if (!strcmp(a, "--show-margins"))
+            v->show_margins = 1;
+        else if (i + 1 >= argc)
+            return cli_error("run: unknown option or missing value: '%s'", a);
         else {
             const char *val = argv[++i];
 #define INT(name, lo, hi, dst)                                                                     \
@@ -150,12 +159,18 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
         if (set_enum(a, val, table, (int)(sizeof table / sizeof *table), &e)) return 2;            \
         dst = e;                                                                                   \
     }
-            if (!strcmp(a, "-m") || !strcmp(a, "--model")) *model = val;
-            else if (!strcmp(a, "-d") || !strcmp(a, "--doc")) *doc = val;
-            else if (!strcmp(a, "-q") || !strcmp(a, "--query")) *query = val;
-            else if (!strcmp(a, "--events")) *events = val;
-            else if (!strcmp(a, "--prompts")) p->prompts_dir = val;
-            else if (!strcmp(a, "--chat")) p->chat = val;
+            if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+                *model = val;
+            else if (!strcmp(a, "-d") || !strcmp(a, "--doc"))
+                *doc = val;
+            else if (!strcmp(a, "-q") || !strcmp(a, "--query"))
+                *query = val;
+            else if (!strcmp(a, "--events"))
+                *events = val;
+            else if (!strcmp(a, "--prompts"))
+                p->prompts_dir = val;
+            else if (!strcmp(a, "--chat"))
+                p->chat = val;
             ENUM("--pattern", patterns, p->pattern)
             ENUM("--classify", classifiers, p->classify)
             ENUM("--retriever", retrievers, p->retriever)
@@ -174,13 +189,16 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             else if (!strcmp(a, "--seed")) {
                 if (cli_int(a, val, 0, 0x7fffffffL, &n)) return 2;
                 p->seed = (uint64_t)n;
-            } else if (!strcmp(a, "--temp")) {
+            }
+            else if (!strcmp(a, "--temp")) {
                 if (cli_float(a, val, 0, 100, &x)) return 2;
                 p->temp = (float)x;
-            } else if (!strcmp(a, "--top-p")) {
+            }
+            else if (!strcmp(a, "--top-p")) {
                 if (cli_float(a, val, 0, 1, &x)) return 2;
                 p->top_p = (float)x;
-            } else return cli_error("run: unknown option '%s' (see wim run --help)", a);
+            }
+            else return cli_error("run: unknown option '%s' (see wim run --help)", a);
 #undef INT
 #undef ENUM
         }
@@ -205,8 +223,10 @@ static char *read_doc(const char *path, size_t *len) {
             cap *= 2;
         }
     }
-    if (!buf) cli_error("out of memory reading stdin");
-    else buf[n] = 0;
+    if (!buf)
+        cli_error("out of memory reading stdin");
+    else
+        buf[n] = 0;
     *len = n;
     return buf;
 }

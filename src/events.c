@@ -58,13 +58,17 @@ static void put_str(sbuf *b, const char *s) {
             i++;
         } else if (c < 0x20) {
             const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
-            if (named) put(b, named, 2);
-            else putf(b, "\\u%04x", c);
+            if (named)
+                put(b, named, 2);
+            else
+                putf(b, "\\u%04x", c);
             i++;
         } else {
             int len = utf8_len(p + i, n - i);
-            if (len) put(b, (const char *)p + i, (size_t)len);
-            else put(b, "\xef\xbf\xbd", 3);
+            if (len)
+                put(b, (const char *)p + i, (size_t)len);
+            else
+                put(b, "\xef\xbf\xbd", 3);
             i += len ? (size_t)len : 1;
         }
     }
@@ -97,8 +101,8 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         putf(&b, ",\"index\":%d", ev->index);
         key(&b, "text");
         put_str(&b, ev->text);
-        putf(&b, ",\"tokens\":%d,\"ms\":%.1f,\"kv_crc_before\":%u,\"kv_crc_after\":%u", ev->n_tokens,
-             ev->ms, ev->kv_crc_before, ev->kv_crc_after);
+        putf(&b, ",\"tokens\":%d,\"ms\":%.1f,\"kv_crc_before\":%u,\"kv_crc_after\":%u",
+             ev->n_tokens, ev->ms, ev->kv_crc_before, ev->kv_crc_after);
         break;
     case WIM_EV_VERDICT:
         putf(&b, ",\"index\":%d,\"relevant\":%s", ev->index, ev->relevant ? "true" : "false");
@@ -124,7 +128,9 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         break;
     }
     put(&b, "}", 1);
-    if (b.len < cap) buf[b.len] = 0;
-    else if (cap) buf[cap - 1] = 0;
+    if (b.len < cap)
+        buf[b.len] = 0;
+    else if (cap)
+        buf[cap - 1] = 0;
     return b.len;
 }

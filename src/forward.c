@@ -89,8 +89,8 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     if (c->p.n_ctx <= 0) c->p.n_ctx = cf->n_ctx_train;
     int streaming = c->p.kv_pin >= 0;
     if (streaming && c->p.kv_pin >= c->p.n_ctx) {
-        snprintf(err, errlen, "--kv-pin %d leaves no room in a KV cache of %d tokens",
-                 c->p.kv_pin, c->p.n_ctx);
+        snprintf(err, errlen, "--kv-pin %d leaves no room in a KV cache of %d tokens", c->p.kv_pin,
+                 c->p.n_ctx);
         free(c);
         return -1;
     }
@@ -119,9 +119,15 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     return 0;
 }
 
-int wim_ctx_pos(const wim_ctx *c) { return c->kv.next_pos; }
-int wim_ctx_capacity(const wim_ctx *c) { return c->kv.capacity; }
-int wim_ctx_threads(const wim_ctx *c) { return c->p.n_threads; }
+int wim_ctx_pos(const wim_ctx *c) {
+    return c->kv.next_pos;
+}
+int wim_ctx_capacity(const wim_ctx *c) {
+    return c->kv.capacity;
+}
+int wim_ctx_threads(const wim_ctx *c) {
+    return c->p.n_threads;
+}
 
 void wim_ctx_reset(wim_ctx *c) {
     kv_clear(&c->kv);
@@ -136,22 +142,30 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
     if (w->type == GGUF_T_Q8_0) {
         const int nb = K / QK8_0;
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
-        for (int i = 0; i < M; i++) kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
+        for (int i = 0; i < M; i++)
+            kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)                                     \
-    if (tiles > 1 && (long)M * N * K >= PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(dynamic, 1)                                                      \
+    num_threads(nt) if (tiles > 1 && (long)M * N * K >= PARALLEL_MIN_WORK)
     for (int t = 0; t < tiles; t++) {
         int j0 = t * MM_TILE, nn = N - j0 < MM_TILE ? N - j0 : MM_TILE;
         const void *wt = wd + (size_t)j0 * w->row_bytes;
         switch (w->type) {
-        case GGUF_T_Q8_0: kern->gemm_q8_0(M, nn, K, c->xq, wt, y + j0, ldy); break;
-        case GGUF_T_F16: kern->gemm_f16(M, nn, K, x, wt, y + j0, ldy); break;
-        case GGUF_T_BF16: kern->gemm_bf16(M, nn, K, x, wt, y + j0, ldy); break;
+        case GGUF_T_Q8_0:
+            kern->gemm_q8_0(M, nn, K, c->xq, wt, y + j0, ldy);
+            break;
+        case GGUF_T_F16:
+            kern->gemm_f16(M, nn, K, x, wt, y + j0, ldy);
+            break;
+        case GGUF_T_BF16:
+            kern->gemm_bf16(M, nn, K, x, wt, y + j0, ldy);
+            break;
         case GGUF_T_F32:
             if (M >= 4) /* OpenBLAS pays off once weights are reused across rows */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, x, K, wt, K,
                             0.0f, y + j0, ldy);
-            else kern->gemm_f32(M, nn, K, x, wt, y + j0, ldy);
+            else
+                kern->gemm_f32(M, nn, K, x, wt, y + j0, ldy);
             break;
         }
     }
@@ -159,9 +173,11 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
 
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
     float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
 }
 
 /* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
@@ -183,10 +199,13 @@ static void rope(float *v, int n_heads, int head_dim, int n_rot, int neox, const
 static void add_bias(float *x, const float *b, int M, int n) {
     if (!b) return;
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < n; j++) x[(size_t)i * n + j] += b[j];
+        for (int j = 0; j < n; j++)
+            x[(size_t)i * n + j] += b[j];
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
 
 /* Causal attention of the chunk's M queries over the whole cache, one
  * (token, head) pair per task, each with its own online-softmax tile. */
@@ -195,11 +214,12 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
     const long work = (long)M * cf->n_head * c->kv.n * hd;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)             \
-    if (work >= PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)                                          \
+    num_threads(c->p.n_threads) if (work >= PARALLEL_MIN_WORK)
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++) {
-            float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * attn_scratch_floats(hd);
+            float *scratch =
+                c->att_scratch + (size_t)omp_get_thread_num() * attn_scratch_floats(hd);
             attn_head(c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
                       pos0 + i, scale, c->att + (size_t)i * qd + (size_t)h * hd, scratch);
         }
@@ -217,10 +237,10 @@ static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++)
-            attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
-                                   c->q + (size_t)i * qd + (size_t)h * hd, pos0 + i,
-                                   1.0f / sqrtf((float)hd), c->att + (size_t)i * qd + (size_t)h * hd,
-                                   S + ((size_t)h * M + i) * n);
+            attn_head_materialized(
+                c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
+                pos0 + i, 1.0f / sqrtf((float)hd), c->att + (size_t)i * qd + (size_t)h * hd,
+                S + ((size_t)h * M + i) * n);
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }
@@ -235,7 +255,8 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
     const int ff = cf->n_ff;
     float *x = c->x, *xb = c->xb, *xb2 = c->xb2;
 
-    for (int i = 0; i < M; i++) wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
+    for (int i = 0; i < M; i++)
+        wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
 
     for (int l = 0; l < cf->n_layer; l++) {
         const wim_layer *L = &m->layers[l];
@@ -268,9 +289,11 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
         }
         if (c->p.attn_materialize) {
             if (attention_materialized(c, l, M, pos0)) return -1;
-        } else attention_tiled(c, l, M, pos0);
+        } else
+            attention_tiled(c, l, M, pos0);
         matmul(c, &L->wo, c->att, M, xb2, d);
-        for (size_t i = 0; i < (size_t)M * d; i++) x[i] += xb2[i];
+        for (size_t i = 0; i < (size_t)M * d; i++)
+            x[i] += xb2[i];
 
         /* feed-forward block (SwiGLU) */
         for (int i = 0; i < M; i++)
@@ -278,17 +301,20 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
         if (L->w_gate.data) {
             matmul(c, &L->w_gate, xb, M, c->hb, ff);
             matmul(c, &L->w_up, xb, M, c->hb2, ff);
-            for (size_t i = 0; i < (size_t)M * ff; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+            for (size_t i = 0; i < (size_t)M * ff; i++)
+                c->hb[i] = silu(c->hb[i]) * c->hb2[i];
         } else { /* fused: each row is gate (first n_ff) then up */
             matmul(c, &L->w_up, xb, M, c->hb, 2 * ff);
             for (int i = 0; i < M; i++) {
                 const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
-                for (int j = 0; j < ff; j++) c->hb2[(size_t)i * ff + j] = silu(g[j]) * u[j];
+                for (int j = 0; j < ff; j++)
+                    c->hb2[(size_t)i * ff + j] = silu(g[j]) * u[j];
             }
             memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
         }
         matmul(c, &L->w_down, c->hb, M, xb2, d);
-        for (size_t i = 0; i < (size_t)M * d; i++) x[i] += xb2[i];
+        for (size_t i = 0; i < (size_t)M * d; i++)
+            x[i] += xb2[i];
     }
     for (int i = 0; i < M; i++)
         rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, m->output_norm, d, cf->norm_eps);
@@ -325,16 +351,26 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
             return -1;
         }
         if (!logits) continue;
-        if (all_logits) matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
-        else if (s + M == n) matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
+        if (all_logits)
+            matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
+        else if (s + M == n)
+            matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
     }
     return 0;
 }
 
-int wim_ctx_snapshot(wim_ctx *c) { return kv_snapshot(&c->kv) < 0 ? -1 : 0; }
-int wim_ctx_restore(wim_ctx *c) { return kv_restore(&c->kv); }
-int wim_ctx_snapshot_drop(wim_ctx *c) { return kv_snapshot_drop(&c->kv); }
-uint32_t wim_ctx_kv_crc(const wim_ctx *c) { return kv_crc(&c->kv); }
+int wim_ctx_snapshot(wim_ctx *c) {
+    return kv_snapshot(&c->kv) < 0 ? -1 : 0;
+}
+int wim_ctx_restore(wim_ctx *c) {
+    return kv_restore(&c->kv);
+}
+int wim_ctx_snapshot_drop(wim_ctx *c) {
+    return kv_snapshot_drop(&c->kv);
+}
+uint32_t wim_ctx_kv_crc(const wim_ctx *c) {
+    return kv_crc(&c->kv);
+}
 
 int wim_ctx_save(const wim_ctx *c, const char *path, char *err, size_t errlen) {
     return kv_save(&c->kv, c->m->fingerprint, path, err, errlen);
@@ -354,11 +390,14 @@ int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, s
 void wim_ctx_memory(const wim_ctx *c, wim_mem_report *r) {
     const gguf_file *g = c->m->gguf;
     r->weights_bytes = 0;
-    for (uint64_t i = 0; i < g->n_tensors; i++) r->weights_bytes += g->tensors[i].nbytes;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        r->weights_bytes += g->tensors[i].nbytes;
     r->kv_bytes = c->mem.cur[WIM_MEM_KV];
     r->kv_peak = c->mem.peak[WIM_MEM_KV];
     r->scratch_bytes = c->mem.cur[WIM_MEM_SCRATCH];
     r->scratch_peak = c->mem.peak[WIM_MEM_SCRATCH];
 }
 
-void wim_ctx_reset_peaks(wim_ctx *c) { wim_mem_reset_peak(&c->mem); }
+void wim_ctx_reset_peaks(wim_ctx *c) {
+    wim_mem_reset_peak(&c->mem);
+}

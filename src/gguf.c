@@ -41,7 +41,9 @@ static int fail(cursor *c, const char *fmt, ...) {
     return -1;
 }
 
-static size_t remaining(const cursor *c) { return (size_t)(c->end - c->p); }
+static size_t remaining(const cursor *c) {
+    return (size_t)(c->end - c->p);
+}
 
 static int take(cursor *c, void *out, size_t n, const char *what) {
     if (remaining(c) < n) return fail(c, "file ends inside %s (truncated?)", what);
@@ -50,8 +52,12 @@ static int take(cursor *c, void *out, size_t n, const char *what) {
     return 0;
 }
 
-static int read_u32(cursor *c, uint32_t *v, const char *what) { return take(c, v, 4, what); }
-static int read_u64(cursor *c, uint64_t *v, const char *what) { return take(c, v, 8, what); }
+static int read_u32(cursor *c, uint32_t *v, const char *what) {
+    return take(c, v, 4, what);
+}
+static int read_u64(cursor *c, uint64_t *v, const char *what) {
+    return take(c, v, 8, what);
+}
 
 static int read_str(cursor *c, gguf_str *s, const char *what) {
     uint64_t len = 0;
@@ -66,16 +72,16 @@ static int read_str(cursor *c, gguf_str *s, const char *what) {
 }
 
 static const size_t vtype_size[GGUF_VT_COUNT] = {
-    [GGUF_VT_UINT8] = 1,   [GGUF_VT_INT8] = 1,    [GGUF_VT_UINT16] = 2,  [GGUF_VT_INT16] = 2,
-    [GGUF_VT_UINT32] = 4,  [GGUF_VT_INT32] = 4,   [GGUF_VT_FLOAT32] = 4, [GGUF_VT_BOOL] = 1,
-    [GGUF_VT_STRING] = 0,  [GGUF_VT_ARRAY] = 0,   [GGUF_VT_UINT64] = 8,  [GGUF_VT_INT64] = 8,
+    [GGUF_VT_UINT8] = 1,   [GGUF_VT_INT8] = 1,  [GGUF_VT_UINT16] = 2,  [GGUF_VT_INT16] = 2,
+    [GGUF_VT_UINT32] = 4,  [GGUF_VT_INT32] = 4, [GGUF_VT_FLOAT32] = 4, [GGUF_VT_BOOL] = 1,
+    [GGUF_VT_STRING] = 0,  [GGUF_VT_ARRAY] = 0, [GGUF_VT_UINT64] = 8,  [GGUF_VT_INT64] = 8,
     [GGUF_VT_FLOAT64] = 8,
 };
 
 const char *gguf_vtype_name(enum gguf_vtype t) {
-    static const char *names[GGUF_VT_COUNT] = {"u8",   "i8",  "u16",    "i16",   "u32",
-                                               "i32",  "f32", "bool",   "string", "array",
-                                               "u64",  "i64", "f64"};
+    static const char *names[GGUF_VT_COUNT] = {"u8",  "i8",  "u16",  "i16",    "u32",
+                                               "i32", "f32", "bool", "string", "array",
+                                               "u64", "i64", "f64"};
     return (unsigned)t < GGUF_VT_COUNT ? names[t] : "?";
 }
 
@@ -83,24 +89,63 @@ const char *gguf_vtype_name(enum gguf_vtype t) {
 static void decode_scalar(enum gguf_vtype t, const uint8_t *p, gguf_value *v) {
     v->type = t;
     switch (t) {
-    case GGUF_VT_UINT8: v->v.u64 = p[0]; break;
-    case GGUF_VT_BOOL: v->v.u64 = p[0] != 0; break;
-    case GGUF_VT_INT8: v->v.i64 = (int8_t)p[0]; break;
-    case GGUF_VT_UINT16: { uint16_t x; memcpy(&x, p, 2); v->v.u64 = x; break; }
-    case GGUF_VT_INT16: { int16_t x; memcpy(&x, p, 2); v->v.i64 = x; break; }
-    case GGUF_VT_UINT32: { uint32_t x; memcpy(&x, p, 4); v->v.u64 = x; break; }
-    case GGUF_VT_INT32: { int32_t x; memcpy(&x, p, 4); v->v.i64 = x; break; }
-    case GGUF_VT_FLOAT32: { float x; memcpy(&x, p, 4); v->v.f64 = x; break; }
-    case GGUF_VT_UINT64: memcpy(&v->v.u64, p, 8); break;
-    case GGUF_VT_INT64: memcpy(&v->v.i64, p, 8); break;
-    case GGUF_VT_FLOAT64: memcpy(&v->v.f64, p, 8); break;
-    default: break;
+    case GGUF_VT_UINT8:
+        v->v.u64 = p[0];
+        break;
+    case GGUF_VT_BOOL:
+        v->v.u64 = p[0] != 0;
+        break;
+    case GGUF_VT_INT8:
+        v->v.i64 = (int8_t)p[0];
+        break;
+    case GGUF_VT_UINT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        v->v.u64 = x;
+        break;
+    }
+    case GGUF_VT_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        v->v.i64 = x;
+        break;
+    }
+    case GGUF_VT_UINT32: {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        v->v.u64 = x;
+        break;
+    }
+    case GGUF_VT_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        v->v.i64 = x;
+        break;
+    }
+    case GGUF_VT_FLOAT32: {
+        float x;
+        memcpy(&x, p, 4);
+        v->v.f64 = x;
+        break;
+    }
+    case GGUF_VT_UINT64:
+        memcpy(&v->v.u64, p, 8);
+        break;
+    case GGUF_VT_INT64:
+        memcpy(&v->v.i64, p, 8);
+        break;
+    case GGUF_VT_FLOAT64:
+        memcpy(&v->v.f64, p, 8);
+        break;
+    default:
+        break;
     }
 }
 
 static void free_value(gguf_value *v) {
     if (v->type != GGUF_VT_ARRAY || !v->v.arr.values) return;
-    for (uint64_t i = 0; i < v->v.arr.n; i++) free_value(&v->v.arr.values[i]);
+    for (uint64_t i = 0; i < v->v.arr.n; i++)
+        free_value(&v->v.arr.values[i]);
     free(v->v.arr.values);
     v->v.arr.values = NULL;
 }
@@ -132,8 +177,8 @@ static int read_array(cursor *c, gguf_value *v, int depth, const char *what) {
         return fail(c, "%s: array of %llu %s elements exceeds the file", what,
                     (unsigned long long)n, gguf_vtype_name(et));
     v->v.arr.values = calloc(n ? n : 1, sizeof(gguf_value));
-    if (!v->v.arr.values) return fail(c, "%s: out of memory for %llu elements", what,
-                                      (unsigned long long)n);
+    if (!v->v.arr.values)
+        return fail(c, "%s: out of memory for %llu elements", what, (unsigned long long)n);
     for (uint64_t i = 0; i < n; i++)
         if (read_value(c, (enum gguf_vtype)et, &v->v.arr.values[i], depth + 1, what)) return -1;
     return 0;
@@ -155,12 +200,12 @@ static int read_value(cursor *c, enum gguf_vtype t, gguf_value *v, int depth, co
 /* ---- tensor types ---- */
 
 static const char *const ttype_names[] = {
-    [0] = "F32",     [1] = "F16",     [2] = "Q4_0",    [3] = "Q4_1",   [6] = "Q5_0",
-    [7] = "Q5_1",    [8] = "Q8_0",    [9] = "Q8_1",    [10] = "Q2_K",  [11] = "Q3_K",
-    [12] = "Q4_K",   [13] = "Q5_K",   [14] = "Q6_K",   [15] = "Q8_K",  [16] = "IQ2_XXS",
+    [0] = "F32",     [1] = "F16",      [2] = "Q4_0",   [3] = "Q4_1",    [6] = "Q5_0",
+    [7] = "Q5_1",    [8] = "Q8_0",     [9] = "Q8_1",   [10] = "Q2_K",   [11] = "Q3_K",
+    [12] = "Q4_K",   [13] = "Q5_K",    [14] = "Q6_K",  [15] = "Q8_K",   [16] = "IQ2_XXS",
     [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL", [21] = "IQ3_S",
-    [22] = "IQ2_S",  [23] = "IQ4_XS", [24] = "I8",     [25] = "I16",   [26] = "I32",
-    [27] = "I64",    [28] = "F64",    [29] = "IQ1_M",  [30] = "BF16",
+    [22] = "IQ2_S",  [23] = "IQ4_XS",  [24] = "I8",    [25] = "I16",    [26] = "I32",
+    [27] = "I64",    [28] = "F64",     [29] = "IQ1_M", [30] = "BF16",
 };
 
 const char *gguf_ttype_name(enum gguf_ttype t) {
@@ -173,14 +218,19 @@ int gguf_ttype_known(uint32_t t) {
     return t == GGUF_T_F32 || t == GGUF_T_F16 || t == GGUF_T_BF16 || t == GGUF_T_Q8_0;
 }
 
-uint64_t gguf_ttype_block(enum gguf_ttype t) { return t == GGUF_T_Q8_0 ? 32 : 1; }
+uint64_t gguf_ttype_block(enum gguf_ttype t) {
+    return t == GGUF_T_Q8_0 ? 32 : 1;
+}
 
 uint64_t gguf_ttype_block_bytes(enum gguf_ttype t) {
     switch (t) {
-    case GGUF_T_F32: return 4;
+    case GGUF_T_F32:
+        return 4;
     case GGUF_T_F16:
-    case GGUF_T_BF16: return 2;
-    case GGUF_T_Q8_0: return 34;
+    case GGUF_T_BF16:
+        return 2;
+    case GGUF_T_Q8_0:
+        return 34;
     }
     return 0;
 }
@@ -221,8 +271,10 @@ static const char *printable(gguf_str s, char *buf, size_t cap) {
     size_t j = 0;
     for (uint64_t i = 0; i < s.len && j + 5 < cap; i++) {
         unsigned char ch = (unsigned char)s.ptr[i];
-        if (ch >= 32 && ch < 127) buf[j++] = (char)ch;
-        else j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", ch);
+        if (ch >= 32 && ch < 127)
+            buf[j++] = (char)ch;
+        else
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", ch);
     }
     buf[j] = 0;
     return buf;
@@ -234,7 +286,8 @@ static int check_unique(cursor *c, gguf_file *f) {
     if (f->n_kv > 1) {
         const gguf_kv **s = malloc(f->n_kv * sizeof *s);
         if (!s) return fail(c, "out of memory");
-        for (uint64_t i = 0; i < f->n_kv; i++) s[i] = &f->kv[i];
+        for (uint64_t i = 0; i < f->n_kv; i++)
+            s[i] = &f->kv[i];
         qsort(s, f->n_kv, sizeof *s, cmp_kv);
         for (uint64_t i = 1; i < f->n_kv && !rc; i++)
             if (str_cmp(s[i - 1]->key, s[i]->key) == 0)
@@ -244,7 +297,8 @@ static int check_unique(cursor *c, gguf_file *f) {
     if (rc || f->n_tensors < 2) return rc;
     const gguf_tensor **t = malloc(f->n_tensors * sizeof *t);
     if (!t) return fail(c, "out of memory");
-    for (uint64_t i = 0; i < f->n_tensors; i++) t[i] = &f->tensors[i];
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        t[i] = &f->tensors[i];
     qsort(t, f->n_tensors, sizeof *t, cmp_tensor_name);
     for (uint64_t i = 1; i < f->n_tensors && !rc; i++)
         if (str_cmp(t[i - 1]->name, t[i]->name) == 0)
@@ -272,7 +326,8 @@ static int read_tensor_info(cursor *c, gguf_file *f, gguf_tensor *t, uint64_t id
         return fail(c, "tensor '%s' has %u dimensions (1..%d allowed)", nm, t->n_dims,
                     GGUF_MAX_DIMS);
     uint64_t n_elem = 1;
-    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
+        t->ne[d] = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
         if (read_u64(c, &t->ne[d], what)) return -1;
         if (t->ne[d] == 0 || t->ne[d] > (uint64_t)INT64_MAX)
@@ -289,7 +344,8 @@ static int read_tensor_info(cursor *c, gguf_file *f, gguf_tensor *t, uint64_t id
                     gguf_ttype_name((enum gguf_ttype)type), type);
     t->type = (enum gguf_ttype)type;
     if (t->ne[0] % gguf_ttype_block(t->type))
-        return fail(c, "tensor '%s' has rows of %llu elements, not a multiple of the %s block (%llu)",
+        return fail(c,
+                    "tensor '%s' has rows of %llu elements, not a multiple of the %s block (%llu)",
                     nm, (unsigned long long)t->ne[0], gguf_ttype_name(t->type),
                     (unsigned long long)gguf_ttype_block(t->type));
     uint64_t rows = n_elem / t->ne[0], rb = gguf_row_bytes(t->type, t->ne[0]);
@@ -336,8 +392,7 @@ static int parse(gguf_file *f, char *err, size_t errlen) {
         if (read_value(&c, (enum gguf_vtype)t, &kv->value, 0, kn)) return -1;
         if (str_eq(kv->key, "general.alignment")) {
             if (t != GGUF_VT_UINT32)
-                return fail(&c, "general.alignment has type %s (u32 expected)",
-                            gguf_vtype_name(t));
+                return fail(&c, "general.alignment has type %s (u32 expected)", gguf_vtype_name(t));
             uint64_t a = kv->value.v.u64;
             if (a == 0 || (a & (a - 1)))
                 return fail(&c, "general.alignment %llu is not a power of two",
@@ -366,7 +421,8 @@ static int parse(gguf_file *f, char *err, size_t errlen) {
 
 static void free_index(gguf_file *f) {
     if (f->kv)
-        for (uint64_t i = 0; i < f->n_kv; i++) free_value(&f->kv[i].value);
+        for (uint64_t i = 0; i < f->n_kv; i++)
+            free_value(&f->kv[i].value);
     free(f->kv);
     free(f->tensors);
     f->kv = NULL;
@@ -457,19 +513,24 @@ static int is_signed(enum gguf_vtype t) {
 int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out) {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv) return 0;
-    if (is_signed(kv->value.type)) *out = kv->value.v.i64;
+    if (is_signed(kv->value.type))
+        *out = kv->value.v.i64;
     else if (is_unsigned(kv->value.type) && kv->value.v.u64 <= (uint64_t)INT64_MAX)
         *out = (int64_t)kv->value.v.u64;
-    else return -1;
+    else
+        return -1;
     return 1;
 }
 
 int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out) {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv) return 0;
-    if (is_unsigned(kv->value.type)) *out = kv->value.v.u64;
-    else if (is_signed(kv->value.type) && kv->value.v.i64 >= 0) *out = (uint64_t)kv->value.v.i64;
-    else return -1;
+    if (is_unsigned(kv->value.type))
+        *out = kv->value.v.u64;
+    else if (is_signed(kv->value.type) && kv->value.v.i64 >= 0)
+        *out = (uint64_t)kv->value.v.i64;
+    else
+        return -1;
     return 1;
 }
 
@@ -563,7 +624,8 @@ static void wb_put(wbuf *b, const void *src, size_t n) {
     if (b->oom) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         uint8_t *p = realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
@@ -575,14 +637,20 @@ static void wb_put(wbuf *b, const void *src, size_t n) {
     memcpy(b->p + b->len, src, n);
     b->len += n;
 }
-static void wb_u32(wbuf *b, uint32_t v) { wb_put(b, &v, 4); }
-static void wb_u64(wbuf *b, uint64_t v) { wb_put(b, &v, 8); }
+static void wb_u32(wbuf *b, uint32_t v) {
+    wb_put(b, &v, 4);
+}
+static void wb_u64(wbuf *b, uint64_t v) {
+    wb_put(b, &v, 8);
+}
 static void wb_str(wbuf *b, const char *s, size_t n) {
     wb_u64(b, n);
     wb_put(b, s, n);
 }
 
-gguf_writer *gguf_writer_new(void) { return calloc(1, sizeof(gguf_writer)); }
+gguf_writer *gguf_writer_new(void) {
+    return calloc(1, sizeof(gguf_writer));
+}
 
 void gguf_writer_free(gguf_writer *w) {
     if (!w) return;
@@ -675,7 +743,8 @@ void gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const 
     wb_u32(&b, GGUF_VT_ARRAY);
     wb_u32(&b, GGUF_VT_STRING);
     wb_u64(&b, n);
-    for (uint64_t i = 0; i < n; i++) wb_str(&b, v[i], strlen(v[i]));
+    for (uint64_t i = 0; i < n; i++)
+        wb_str(&b, v[i], strlen(v[i]));
     put_kv(w, key, &b);
 }
 
@@ -683,13 +752,17 @@ void gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const 
 static void ser_value(wbuf *b, const gguf_value *v, int with_tag) {
     if (with_tag) wb_u32(b, v->type);
     switch (v->type) {
-    case GGUF_VT_STRING: wb_str(b, v->v.str.ptr, v->v.str.len); break;
+    case GGUF_VT_STRING:
+        wb_str(b, v->v.str.ptr, v->v.str.len);
+        break;
     case GGUF_VT_ARRAY:
         wb_u32(b, v->v.arr.type);
         wb_u64(b, v->v.arr.n);
         if (v->v.arr.values)
-            for (uint64_t i = 0; i < v->v.arr.n; i++) ser_value(b, &v->v.arr.values[i], 0);
-        else wb_put(b, v->v.arr.data, v->v.arr.n * vtype_size[v->v.arr.type]);
+            for (uint64_t i = 0; i < v->v.arr.n; i++)
+                ser_value(b, &v->v.arr.values[i], 0);
+        else
+            wb_put(b, v->v.arr.data, v->v.arr.n * vtype_size[v->v.arr.type]);
         break;
     default: { /* re-encode the scalar in its own width */
         uint8_t raw[8];
@@ -697,8 +770,10 @@ static void ser_value(wbuf *b, const gguf_value *v, int with_tag) {
         if (v->type == GGUF_VT_FLOAT32) {
             float x = (float)v->v.f64;
             memcpy(raw, &x, 4);
-        } else if (v->type == GGUF_VT_FLOAT64) memcpy(raw, &v->v.f64, 8);
-        else memcpy(raw, &u, 8); /* little-endian: low bytes first */
+        } else if (v->type == GGUF_VT_FLOAT64)
+            memcpy(raw, &v->v.f64, 8);
+        else
+            memcpy(raw, &u, 8); /* little-endian: low bytes first */
         wb_put(b, raw, vtype_size[v->type]);
     }
     }
@@ -719,8 +794,8 @@ void gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv) {
     free(key);
 }
 
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, enum gguf_ttype type,
-                            uint32_t n_dims, const uint64_t *ne, const void *data) {
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, enum gguf_ttype type, uint32_t n_dims,
+                            const uint64_t *ne, const void *data) {
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? 2 * w->cap_t : 32;
         wtensor *t = realloc(w->t, cap * sizeof *t);
@@ -753,7 +828,9 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, enum gguf_ttype ty
     w->n_t++;
 }
 
-static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+static uint64_t align_up(uint64_t x, uint64_t a) {
+    return (x + a - 1) / a * a;
+}
 
 int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen) {
     if (w->oom) {
@@ -774,7 +851,8 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
         wtensor *t = &w->t[i];
         wb_str(&h, t->name, strlen(t->name));
         wb_u32(&h, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) wb_u64(&h, t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            wb_u64(&h, t->ne[d]);
         wb_u32(&h, t->type);
         wb_u64(&h, off);
         off = align_up(off + t->nbytes, GGUF_DEFAULT_ALIGNMENT);
@@ -808,7 +886,8 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
     if (fp) {
         ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
         if (fclose(fp)) ok = 0;
-    } else if (fd >= 0) close(fd);
+    } else if (fd >= 0)
+        close(fd);
     if (ok && rename(tmp, path) == 0) {
         free(tmp);
         free(h.p);

@@ -93,9 +93,9 @@ typedef struct gguf_file {
     uint64_t n_kv, n_tensors;
     gguf_kv *kv;
     gguf_tensor *tensors;
-    uint64_t data_offset;  /* start of the tensor data section */
-    size_t header_bytes;   /* magic through the tensor table (what the fingerprint hashes) */
-    int mapped;            /* base is our own mmap (gguf_open) rather than a caller's buffer */
+    uint64_t data_offset; /* start of the tensor data section */
+    size_t header_bytes;  /* magic through the tensor table (what the fingerprint hashes) */
+    int mapped;           /* base is our own mmap (gguf_open) rather than a caller's buffer */
 } gguf_file;
 
 /* Opens and validates. Returns 0, or -1 with "PATH: what is wrong" in err. */
@@ -152,8 +152,8 @@ void gguf_writer_set_arr(gguf_writer *w, const char *key, enum gguf_vtype elem_t
                          const void *data, uint64_t n);
 void gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 /* data (nbytes = gguf_row_bytes(type, ne[0]) * rows) is copied. */
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, enum gguf_ttype type,
-                            uint32_t n_dims, const uint64_t *ne, const void *data);
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, enum gguf_ttype type, uint32_t n_dims,
+                            const uint64_t *ne, const void *data);
 /* Returns 0, or -1 with a message in err. */
 int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen);
 

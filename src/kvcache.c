@@ -118,12 +118,14 @@ int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots) {
     if (kv->streaming && n_new > kv->capacity - kv->pin) return -1;
     for (int i = 0; i < n_new; i++) {
         int slot;
-        if (kv->n < kv->capacity) slot = kv->n++;
+        if (kv->n < kv->capacity)
+            slot = kv->n++;
         else if (kv->streaming) {
             slot = kv->head;
             if (kv->n_marks && journal_push(kv, slot)) return -1;
             kv->head = kv->pin + (kv->head - kv->pin + 1) % (kv->capacity - kv->pin);
-        } else return -1;
+        } else
+            return -1;
         slots[i] = slot;
         kv->pos[slot] = kv->next_pos++;
         kv->tok[slot] = tokens ? tokens[i] : -1;
@@ -250,9 +252,22 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
             p += 2 * row;
         }
     int zrc = compress2(zip, &zip_n, raw, (uLong)raw_n, 1);
-    kv_header h = {KV_MAGIC, KV_VERSION, (uint32_t)kv->type, fingerprint, kv->n_layer,
-                   kv->kv_dim, kv->capacity, kv->pin, kv->streaming, kv->n, kv->head,
-                   kv->next_pos, raw_n, zip_n, (uint32_t)crc32(0L, raw, (uInt)raw_n), 0};
+    kv_header h = {KV_MAGIC,
+                   KV_VERSION,
+                   (uint32_t)kv->type,
+                   fingerprint,
+                   kv->n_layer,
+                   kv->kv_dim,
+                   kv->capacity,
+                   kv->pin,
+                   kv->streaming,
+                   kv->n,
+                   kv->head,
+                   kv->next_pos,
+                   raw_n,
+                   zip_n,
+                   (uint32_t)crc32(0L, raw, (uInt)raw_n),
+                   0};
     free(raw);
     if (zrc != Z_OK) {
         free(zip);
@@ -273,8 +288,10 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
     int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(zip, 1, zip_n, f) == zip_n &&
              fflush(f) == 0 && fsync(fileno(f)) == 0;
     int saved = errno;
-    if (f && fclose(f)) ok = 0;
-    else if (!f && fd >= 0) close(fd);
+    if (f && fclose(f))
+        ok = 0;
+    else if (!f && fd >= 0)
+        close(fd);
     free(zip);
     if (ok && rename(tmp, path) == 0) {
         free(tmp);
@@ -296,9 +313,8 @@ static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_
                  h->version, KV_VERSION);
         return -1;
     }
-    if (h->capacity < 1 || h->n < 0 || h->n > h->capacity || h->pin < 0 ||
-        h->pin > h->capacity || h->head < h->pin || h->head > h->capacity || h->next_pos < h->n ||
-        h->type > WIM_KV_F32) {
+    if (h->capacity < 1 || h->n < 0 || h->n > h->capacity || h->pin < 0 || h->pin > h->capacity ||
+        h->head < h->pin || h->head > h->capacity || h->next_pos < h->n || h->type > WIM_KV_F32) {
         snprintf(err, errlen, "%s: corrupt KV cache header", path);
         return -1;
     }
@@ -333,15 +349,17 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
     int rc = -1;
     if (read_header(f, path, &h, err, errlen)) goto done;
     if (h.fingerprint != fingerprint) {
-        snprintf(err, errlen, "%s: saved from a different model (fingerprint %016llx, this "
-                              "model %016llx)",
+        snprintf(err, errlen,
+                 "%s: saved from a different model (fingerprint %016llx, this "
+                 "model %016llx)",
                  path, (unsigned long long)h.fingerprint, (unsigned long long)fingerprint);
         goto done;
     }
     if (h.n_layer != kv->n_layer || h.kv_dim != kv->kv_dim || h.capacity != kv->capacity ||
         h.pin != kv->pin || h.streaming != kv->streaming || h.type != (uint32_t)kv->type) {
-        snprintf(err, errlen, "%s: saved with KV capacity %d, pin %d, %s; this context has "
-                              "capacity %d, pin %d, %s",
+        snprintf(err, errlen,
+                 "%s: saved with KV capacity %d, pin %d, %s; this context has "
+                 "capacity %d, pin %d, %s",
                  path, h.capacity, h.pin, h.type == WIM_KV_F32 ? "f32" : "f16", kv->capacity,
                  kv->pin, kv->type == WIM_KV_F32 ? "f32" : "f16");
         goto done;

@@ -20,5 +20,6 @@ void wim_mem_free(wim_mem *m, enum wim_mem_kind kind, void *p, size_t bytes) {
 }
 
 void wim_mem_reset_peak(wim_mem *m) {
-    for (int k = 0; k < WIM_MEM_KINDS; k++) m->peak[k] = m->cur[k];
+    for (int k = 0; k < WIM_MEM_KINDS; k++)
+        m->peak[k] = m->cur[k];
 }

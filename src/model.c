@@ -35,7 +35,9 @@ static int lfail(loader *l, const char *fmt, ...) {
 void wim_mat_row(const wim_mat *m, int row, float *out) {
     const uint8_t *p = (const uint8_t *)m->data + (size_t)row * m->row_bytes;
     switch (m->type) {
-    case GGUF_T_F32: memcpy(out, p, (size_t)m->n_in * sizeof(float)); break;
+    case GGUF_T_F32:
+        memcpy(out, p, (size_t)m->n_in * sizeof(float));
+        break;
     case GGUF_T_F16:
         for (int i = 0; i < m->n_in; i++) {
             uint16_t h;
@@ -54,7 +56,8 @@ void wim_mat_row(const wim_mat *m, int row, float *out) {
         const block_q8_0 *b = (const block_q8_0 *)p;
         for (int i = 0; i < m->n_in / QK8_0; i++) {
             float d = wim_fp16_to_fp32(b[i].d);
-            for (int j = 0; j < QK8_0; j++) out[i * QK8_0 + j] = d * b[i].qs[j];
+            for (int j = 0; j < QK8_0; j++)
+                out[i * QK8_0 + j] = d * b[i].qs[j];
         }
         break;
     }
@@ -79,7 +82,8 @@ static int get_float(loader *l, const char *arch, const char *suffix, float *out
     char key[96];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     int r = gguf_get_f32(l->f, key, out);
-    if (r < 0 || (r == 1 && !(*out > 0))) return lfail(l, "metadata key %s has an invalid value", key);
+    if (r < 0 || (r == 1 && !(*out > 0)))
+        return lfail(l, "metadata key %s has an invalid value", key);
     return 0;
 }
 
@@ -118,9 +122,12 @@ static int read_config(loader *l, wim_config *c) {
     char *arch = NULL;
     if (gguf_get_str(l->f, "general.architecture", &arch) != 1)
         return lfail(l, "missing or invalid general.architecture (is this a model file?)");
-    if (!strcmp(arch, "llama")) c->arch = WIM_ARCH_LLAMA;
-    else if (!strcmp(arch, "qwen2")) c->arch = WIM_ARCH_QWEN2;
-    else if (!strcmp(arch, "phi3")) c->arch = WIM_ARCH_PHI3;
+    if (!strcmp(arch, "llama"))
+        c->arch = WIM_ARCH_LLAMA;
+    else if (!strcmp(arch, "qwen2"))
+        c->arch = WIM_ARCH_QWEN2;
+    else if (!strcmp(arch, "phi3"))
+        c->arch = WIM_ARCH_PHI3;
     else {
         lfail(l, "architecture '%s' is not supported (llama, qwen2, phi3 are)", arch);
         free(arch);
@@ -175,10 +182,9 @@ static int bind_layer(loader *l, const wim_config *c, int i, wim_layer *L) {
         bind_vec(l, NAME("ffn_norm.weight"), d, 0, &L->ffn_norm) ||
         bind_mat(l, NAME("attn_qkv.weight"), d, qd + 2 * kvd, 1, &L->wqkv))
         return -1;
-    if (!L->wqkv.data &&
-        (bind_mat(l, NAME("attn_q.weight"), d, qd, 0, &L->wq) ||
-         bind_mat(l, NAME("attn_k.weight"), d, kvd, 0, &L->wk) ||
-         bind_mat(l, NAME("attn_v.weight"), d, kvd, 0, &L->wv)))
+    if (!L->wqkv.data && (bind_mat(l, NAME("attn_q.weight"), d, qd, 0, &L->wq) ||
+                          bind_mat(l, NAME("attn_k.weight"), d, kvd, 0, &L->wk) ||
+                          bind_mat(l, NAME("attn_v.weight"), d, kvd, 0, &L->wv)))
         return -1;
     if (bind_vec(l, NAME("attn_q.bias"), qd, 1, &L->bq) ||
         bind_vec(l, NAME("attn_k.bias"), kvd, 1, &L->bk) ||
@@ -267,7 +273,9 @@ fail:
     return -1;
 }
 
-int wim_model_n_vocab(const wim_model *m) { return m->cfg.n_vocab; }
+int wim_model_n_vocab(const wim_model *m) {
+    return m->cfg.n_vocab;
+}
 
 void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     FILE *fp = file;
@@ -308,8 +316,9 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
         }
     fprintf(fp, ")\n");
     size_t kv_per_tok = (size_t)2 * c->n_layer * c->n_head_kv * c->head_dim;
-    fprintf(fp, "memory         weights %.1f MiB (mapped); KV cache %.1f KiB/token in f16, "
-                "%.1f MiB at the full context of %d\n",
+    fprintf(fp,
+            "memory         weights %.1f MiB (mapped); KV cache %.1f KiB/token in f16, "
+            "%.1f MiB at the full context of %d\n",
             bytes / 1048576.0, kv_per_tok * 2 / 1024.0,
             kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
     fprintf(fp, "fingerprint    %016llx\n", (unsigned long long)m->fingerprint);
@@ -323,8 +332,7 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
             n += snprintf(shape + n, sizeof shape - (size_t)n, ", %llu",
                           (unsigned long long)t->ne[d]);
         if (n < (int)sizeof shape) snprintf(shape + n, sizeof shape - (size_t)n, "]");
-        fprintf(fp, "%-5llu %-32.*s %-5s %-24s %12llu\n", (unsigned long long)i,
-                (int)t->name.len, t->name.ptr, gguf_ttype_name(t->type), shape,
-                (unsigned long long)t->nbytes);
+        fprintf(fp, "%-5llu %-32.*s %-5s %-24s %12llu\n", (unsigned long long)i, (int)t->name.len,
+                t->name.ptr, gguf_ttype_name(t->type), shape, (unsigned long long)t->nbytes);
     }
 }

@@ -25,8 +25,8 @@ typedef struct {
     wim_arch arch;
     char arch_name[16];
     int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
-    int n_rot;      /* dimensions rotated by RoPE (<= head_dim) */
-    int rope_neox;  /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
+    int n_rot;     /* dimensions rotated by RoPE (<= head_dim) */
+    int rope_neox; /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
     float rope_theta, norm_eps;
     int tied_output; /* no output.weight: the embedding matrix is reused */
 } wim_config;
@@ -41,8 +41,8 @@ typedef struct {
 
 typedef struct {
     float *attn_norm, *ffn_norm;
-    wim_mat wq, wk, wv; /* separate projections ... */
-    wim_mat wqkv;       /* ... or one fused q|k|v (phi3); .data == NULL when absent */
+    wim_mat wq, wk, wv;  /* separate projections ... */
+    wim_mat wqkv;        /* ... or one fused q|k|v (phi3); .data == NULL when absent */
     float *bq, *bk, *bv; /* optional biases (qwen2) */
     wim_mat wo;
     wim_mat w_gate, w_up; /* w_gate.data == NULL: w_up is fused gate|up (phi3) */

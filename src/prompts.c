@@ -49,7 +49,6 @@ static const char *const kind_names[WIM_PROMPT_COUNT] = {"system", "extraction",
 /* Templates are a few hundred bytes; a bigger file is a wrong path, not a prompt. */
 #define MAX_TEMPLATE_BYTES (1u << 20)
 
-
 const char *wim_prompt_file_name(enum wim_prompt_kind kind) {
     return (unsigned)kind < WIM_PROMPT_COUNT ? file_names[kind] : NULL;
 }
@@ -120,14 +119,14 @@ int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *la
         int v = var_index(s + 1, nlen);
         if (v < 0)
             return wim_errorf(err, errlen, "%s: unknown placeholder {%.*s} on line %d", label,
-                           (int)(nlen > 60 ? 60 : nlen), s + 1, line);
+                              (int)(nlen > 60 ? 60 : nlen), s + 1, line);
         if (!(allowed_vars[kind] & BIT(v))) {
             char allowed[128];
             list_vars(allowed_vars[kind], allowed, sizeof allowed);
             return wim_errorf(err, errlen,
-                           "%s: placeholder {%s} on line %d is not allowed in the %s prompt "
-                           "(allowed: %s)",
-                           label, var_names[v], line, kind_names[kind], allowed);
+                              "%s: placeholder {%s} on line %d is not allowed in the %s prompt "
+                              "(allowed: %s)",
+                              label, var_names[v], line, kind_names[kind], allowed);
         }
         used |= BIT(v);
         s += len - 1;
@@ -137,7 +136,7 @@ int wim_prompt_check(enum wim_prompt_kind kind, const char *tmpl, const char *la
         char names[128];
         list_vars(missing, names, sizeof names);
         return wim_errorf(err, errlen, "%s: the %s prompt must use %s", label, kind_names[kind],
-                       names);
+                          names);
     }
     return 0;
 }
@@ -157,7 +156,7 @@ static char *read_template(const char *path, char *err, size_t errlen) {
         if (len < cap - 1) break; /* end of file or error; ferror says which */
         if (cap >= MAX_TEMPLATE_BYTES) {
             wim_errorf(err, errlen, "%s: larger than %u bytes; not a prompt template", path,
-                    MAX_TEMPLATE_BYTES);
+                       MAX_TEMPLATE_BYTES);
             goto fail;
         }
         char *grown = realloc(buf, cap * 2);
@@ -259,12 +258,12 @@ static int render_pass(const char *tmpl, const wim_prompt_vars *v, char *out, si
         if (!*s) break;
         int idx = var_index(s + 1, nlen);
         if (idx < 0)
-            return wim_errorf(err, errlen, "unknown placeholder {%.*s}", (int)(nlen > 60 ? 60 : nlen),
-                           s + 1);
+            return wim_errorf(err, errlen, "unknown placeholder {%.*s}",
+                              (int)(nlen > 60 ? 60 : nlen), s + 1);
         const char *val = var_value(v, idx);
         if (!val)
             return wim_errorf(err, errlen, "the template uses {%s} but no value was given",
-                           var_names[idx]);
+                              var_names[idx]);
         size_t vlen = strlen(val);
         if (vlen > SIZE_MAX / 2 - n) return wim_errorf(err, errlen, "rendered prompt too large");
         if (out) memcpy(out + n, val, vlen);

@@ -86,7 +86,8 @@ int wim_sample(wim_sampler *s, const float *logits) {
             }
         }
         mass = 0;
-        for (int i = 0; i < m; i++) mass += s->cands[i].p;
+        for (int i = 0; i < m; i++)
+            mass += s->cands[i].p;
     }
     float r = next_uniform(s) * mass, cum = 0;
     for (int i = 0; i < m; i++) {

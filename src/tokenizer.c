@@ -127,7 +127,6 @@ struct wim_tokenizer {
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                             */
 
-
 /* Grows *p (elements of size sz) to hold at least need; 0 or -1. */
 static int grow(void **p, size_t *cap, size_t need, size_t sz) {
     if (need <= *cap) return 0;
@@ -320,7 +319,7 @@ static int load_merges(wim_tokenizer *t, const gguf_file *f, char *err, size_t e
     const gguf_kv *kv = gguf_find(f, "tokenizer.ggml.merges");
     if (!kv || kv->value.type != GGUF_VT_ARRAY || kv->value.v.arr.type != GGUF_VT_STRING)
         return wim_errorf(err, errlen,
-                       "tokenizer.ggml.merges is missing (needed by a gpt2 tokenizer)");
+                          "tokenizer.ggml.merges is missing (needed by a gpt2 tokenizer)");
     uint64_t n = kv->value.v.arr.n;
     if (n > INT32_MAX) return wim_errorf(err, errlen, "too many merges");
     if (pairs_init(t, (size_t)n)) return wim_errorf(err, errlen, "out of memory");
@@ -488,7 +487,7 @@ static const gguf_value *vocab_array(const gguf_file *f, const char *key, uint64
              (want_float ? v->v.arr.type == GGUF_VT_FLOAT32 : arr_is_int(v->v.arr.type));
     if (!ok) {
         *bad = wim_errorf(err, errlen, "%s: expected %llu %s", key, (unsigned long long)n,
-                       want_float ? "float32 values" : "integers");
+                          want_float ? "float32 values" : "integers");
         return NULL;
     }
     return v;
@@ -526,7 +525,8 @@ static int load_tokens(wim_tokenizer *t, const gguf_file *f, char *err, size_t e
         } else {
             id = add_string(t, s.ptr, s.len);
         }
-        if (id < 0 || strmap_put(t, &t->tok, id, 1)) return wim_errorf(err, errlen, "out of memory");
+        if (id < 0 || strmap_put(t, &t->tok, id, 1))
+            return wim_errorf(err, errlen, "out of memory");
         if (scores) {
             float x;
             memcpy(&x, scores->v.arr.data + 4 * i, 4);
@@ -808,7 +808,8 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
     char *model = NULL, *pre = NULL;
     int r = gguf_get_str(f, "tokenizer.ggml.model", &model);
     if (r != 1)
-        return wim_errorf(err, errlen, "tokenizer.ggml.model is missing: no vocabulary in this file");
+        return wim_errorf(err, errlen,
+                          "tokenizer.ggml.model is missing: no vocabulary in this file");
     int rc = 0;
     if (strcmp(model, "llama") == 0) {
         t->kind = WIM_TOK_SPM;
@@ -831,7 +832,7 @@ static int load_kind(wim_tokenizer *t, const gguf_file *f, char *err, size_t err
         }
     } else if (strcmp(model, "bert") == 0) {
         rc = wim_errorf(err, errlen,
-                     "unsupported tokenizer.ggml.model 'bert' (WordPiece is not implemented)");
+                        "unsupported tokenizer.ggml.model 'bert' (WordPiece is not implemented)");
     } else {
         rc = wim_errorf(err, errlen, "unsupported tokenizer.ggml.model '%s'", model);
     }

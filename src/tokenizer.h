@@ -30,9 +30,9 @@ void wim_tokenizer_free(wim_tokenizer *t);
 
 int wim_tokenizer_n_vocab(const wim_tokenizer *t);
 enum wim_tok_kind wim_tokenizer_kind(const wim_tokenizer *t);
-int wim_tokenizer_bos(const wim_tokenizer *t); /* -1 when none */
-int wim_tokenizer_eos(const wim_tokenizer *t); /* -1 when none */
-int wim_tokenizer_eot(const wim_tokenizer *t); /* end of turn, -1 when none */
+int wim_tokenizer_bos(const wim_tokenizer *t);     /* -1 when none */
+int wim_tokenizer_eos(const wim_tokenizer *t);     /* -1 when none */
+int wim_tokenizer_eot(const wim_tokenizer *t);     /* end of turn, -1 when none */
 int wim_tokenizer_add_bos(const wim_tokenizer *t); /* the model's add_bos_token default */
 /* True for EOS, EOT and other end-of-generation tokens. */
 int wim_tokenizer_is_eog(const wim_tokenizer *t, int id);
@@ -60,8 +60,8 @@ int wim_token_bytes(const wim_tokenizer *t, int id, int render_special, char *bu
  * (llama2.c's run.c does the same). */
 typedef struct {
     const wim_tokenizer *tok;
-    int prev;             /* previous id fed, -1 at start */
-    int render_special;   /* print control tokens as text */
+    int prev;           /* previous id fed, -1 at start */
+    int render_special; /* print control tokens as text */
     unsigned char pending[8];
     int n_pending;
 } wim_detok;

@@ -70,7 +70,8 @@ wim_run_params wim_run_default_params(void) {
 
 void wim_result_free(wim_result *r) {
     if (!r) return;
-    for (int i = 0; r->margins && i < r->n_segments; i++) free(r->margins[i]);
+    for (int i = 0; r->margins && i < r->n_segments; i++)
+        free(r->margins[i]);
     free(r->margins);
     free(r->relevant);
     free(r->answer);
@@ -82,7 +83,9 @@ static void emit(run_state *s, wim_event *ev) {
     if (s->cb) s->cb(ev, s->user);
 }
 
-static int interrupted(const run_state *s) { return s->p->interrupt && *s->p->interrupt; }
+static int interrupted(const run_state *s) {
+    return s->p->interrupt && *s->p->interrupt;
+}
 
 /* Tokenizes text; prompts (templates with chat headers) parse special tokens,
  * document text never does. Returns the count (ids malloc'd) or -1. */
@@ -161,8 +164,7 @@ static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
 
 static char *render(run_state *s, enum wim_prompt_kind kind, const char *answer,
                     const char *margins) {
-    wim_prompt_vars v = {s->chat.user_header, s->chat.generation_header, s->query, answer,
-                         margins};
+    wim_prompt_vars v = {s->chat.user_header, s->chat.generation_header, s->query, answer, margins};
     return wim_prompt_render(s->prompts.text[kind], &v, s->err, s->errlen);
 }
 
@@ -194,8 +196,8 @@ static int classify(run_state *s, const char *text, int *relevant, char **raw,
     } else {
         *raw = generate(s, s->aux, s->p->classify_tokens, NULL);
         if (!*raw) return -1;
-        *relevant = s->p->lenient_classifier ? wim_classify_parse_lenient(*raw)
-                                             : wim_classify_parse(*raw);
+        *relevant =
+            s->p->lenient_classifier ? wim_classify_parse_lenient(*raw) : wim_classify_parse(*raw);
     }
     s->ms_classify += now_ms() - t0;
     return *raw ? 0 : -1;
@@ -249,7 +251,8 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
     *n_segs = wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
     if (*n_segs < 0) return -1;
     *doc_tokens = 0;
-    for (int i = 0; i < *n_segs; i++) *doc_tokens += (*segs)[i].n_tokens;
+    for (int i = 0; i < *n_segs; i++)
+        *doc_tokens += (*segs)[i].n_tokens;
     if (p->max_segments > 0 && *n_segs > p->max_segments) *n_segs = p->max_segments;
     if ((p->injected_margins || p->injected_relevant) && p->n_injected < *n_segs)
         return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
@@ -259,8 +262,9 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
         s->yes_id = word_token(s, "YES");
         s->no_id = word_token(s, "NO");
         if (s->yes_id < 0 || s->no_id < 0 || s->yes_id == s->no_id)
-            return snprintf(s->err, s->errlen, "--classify logit: this vocabulary has no "
-                                               "distinct YES and NO tokens"),
+            return snprintf(s->err, s->errlen,
+                            "--classify logit: this vocabulary has no "
+                            "distinct YES and NO tokens"),
                    -1;
     }
     if (!(s->logits = malloc((size_t)m->cfg.n_vocab * sizeof *s->logits)) ||
@@ -331,8 +335,11 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
         double t0 = now_ms();
         int rc = 0;
         if (p->pattern != WIM_PATTERN_RAG) rc = feed_text(s, s->main, seg, 0, 0);
-        wim_event ev = {.type = WIM_EV_SEGMENT, .index = i, .n_tokens = segs[i].n_tokens,
-                        .prefilled = s->prefilled, .ms = now_ms() - t0};
+        wim_event ev = {.type = WIM_EV_SEGMENT,
+                        .index = i,
+                        .n_tokens = segs[i].n_tokens,
+                        .prefilled = s->prefilled,
+                        .ms = now_ms() - t0};
         if (!rc) emit(s, &ev);
         res->n_segments = i + 1;
         if (rc || p->pattern == WIM_PATTERN_LLM ||
@@ -385,9 +392,13 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
             free(raw);
             return -1;
         }
-        wim_event vev = {.type = WIM_EV_VERDICT, .index = i, .relevant = res->relevant[i],
-                         .raw = raw, .logit_margin = lm,
-                         .has_logit_margin = p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
+        wim_event vev = {.type = WIM_EV_VERDICT,
+                         .index = i,
+                         .relevant = res->relevant[i],
+                         .raw = raw,
+                         .logit_margin = lm,
+                         .has_logit_margin =
+                             p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
         emit(s, &vev);
         free(raw);
         free(seg);
@@ -404,10 +415,12 @@ static int rag_context(run_state *s, const char *doc, const wim_segment *segs, i
         double *scores = malloc((size_t)n_segs * sizeof *scores);
         int *top = malloc((size_t)n_segs * sizeof *top);
         int rc = !docs || !lens || !scores || !top;
-        for (int i = 0; !rc && i < n_segs; i++) docs[i] = doc + segs[i].start, lens[i] = segs[i].len;
+        for (int i = 0; !rc && i < n_segs; i++)
+            docs[i] = doc + segs[i].start, lens[i] = segs[i].len;
         rc = rc || wim_bm25_score(docs, lens, n_segs, s->query, scores);
         int k = rc ? 0 : wim_bm25_top(scores, n_segs, s->p->top_k, top);
-        for (int i = 0; i < k; i++) res->relevant[top[i]] = 1;
+        for (int i = 0; i < k; i++)
+            res->relevant[top[i]] = 1;
         free(docs);
         free(lens);
         free(scores);
@@ -430,8 +443,8 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
             const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
             size_t errlen) {
     memset(res, 0, sizeof *res);
-    run_state s = {.m = m, .p = p, .cb = cb, .user = user, .query = query, .err = err,
-                   .errlen = errlen};
+    run_state s = {
+        .m = m, .p = p, .cb = cb, .user = user, .query = query, .err = err, .errlen = errlen};
     wim_segment *segs = NULL;
     int n_segs = 0, doc_tokens = 0, rc = -1;
     char *sys = NULL, *final = NULL, *margins = NULL;
@@ -447,9 +460,12 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
         goto done;
     }
     const char *slash = strrchr(m->gguf->path, '/');
-    wim_event ev = {.type = WIM_EV_START, .model = slash ? slash + 1 : m->gguf->path,
-                    .pattern = pattern_names[p->pattern], .chat = s.chat.name,
-                    .segments = n_segs, .tokens = doc_tokens};
+    wim_event ev = {.type = WIM_EV_START,
+                    .model = slash ? slash + 1 : m->gguf->path,
+                    .pattern = pattern_names[p->pattern],
+                    .chat = s.chat.name,
+                    .segments = n_segs,
+                    .tokens = doc_tokens};
     emit(&s, &ev);
     if (p->pattern != WIM_PATTERN_RAG && feed_text(&s, s.main, sys, 1, 1)) goto done;
     if (run_segments(&s, doc, segs, n_segs, res)) goto done;
@@ -466,8 +482,7 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     memcpy(res->answer_logits, s.logits, (size_t)m->cfg.n_vocab * sizeof(float));
     if (!(res->answer = generate(&s, s.main, p->answer_tokens, NULL))) goto done;
     s.ms_answer = now_ms() - t0;
-    wim_event aev = {.type = WIM_EV_ANSWER, .text = res->answer,
-                     .interrupted = res->interrupted};
+    wim_event aev = {.type = WIM_EV_ANSWER, .text = res->answer, .interrupted = res->interrupted};
     emit(&s, &aev);
     res->tokens_prefilled = s.prefilled;
     res->tokens_decoded = s.decoded;
@@ -478,13 +493,20 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int kept = 0;
-    for (int i = 0; i < res->n_segments; i++) kept += res->relevant[i];
-    wim_event dev = {.type = WIM_EV_DONE, .interrupted = res->interrupted,
-                     .segments = res->n_segments, .relevant_count = kept,
-                     .ms_total = res->ms_total, .ms_prefill = s.ms_prefill,
-                     .ms_margins = s.ms_margins, .ms_classify = s.ms_classify,
-                     .ms_answer = s.ms_answer, .tokens_prefilled = s.prefilled,
-                     .tokens_decoded = s.decoded, .kv_bytes = a.kv_bytes + b.kv_bytes,
+    for (int i = 0; i < res->n_segments; i++)
+        kept += res->relevant[i];
+    wim_event dev = {.type = WIM_EV_DONE,
+                     .interrupted = res->interrupted,
+                     .segments = res->n_segments,
+                     .relevant_count = kept,
+                     .ms_total = res->ms_total,
+                     .ms_prefill = s.ms_prefill,
+                     .ms_margins = s.ms_margins,
+                     .ms_classify = s.ms_classify,
+                     .ms_answer = s.ms_answer,
+                     .tokens_prefilled = s.prefilled,
+                     .tokens_decoded = s.decoded,
+                     .kv_bytes = a.kv_bytes + b.kv_bytes,
                      .scratch_peak_bytes = a.scratch_peak + b.scratch_peak,
                      .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
     emit(&s, &dev);

@@ -78,11 +78,11 @@ int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, s
 
 /* ---- memory accounting ---- */
 typedef struct {
-    size_t weights_bytes;   /* tensor bytes in the mapping (not copied) */
-    size_t kv_bytes;        /* KV cache now (cells and journal) */
+    size_t weights_bytes; /* tensor bytes in the mapping (not copied) */
+    size_t kv_bytes;      /* KV cache now (cells and journal) */
     size_t kv_peak;
-    size_t scratch_bytes;   /* working buffers now */
-    size_t scratch_peak;    /* largest working set so far */
+    size_t scratch_bytes; /* working buffers now */
+    size_t scratch_peak;  /* largest working set so far */
 } wim_mem_report;
 void wim_ctx_memory(const wim_ctx *c, wim_mem_report *r);
 void wim_ctx_reset_peaks(wim_ctx *c);
@@ -115,11 +115,11 @@ typedef struct {
     int top_k; /* segments kept by BM25 (default 3) */
     float temp, top_p;
     uint64_t seed;
-    int max_segments;        /* 0: all */
-    const char *prompts_dir; /* NULL: the project's defaults */
-    const char *chat;        /* chat family name, NULL: from the model's template */
-    int stream;              /* let the document stream through a KV window (pins the system
-                                prompt unless ctx.kv_pin says otherwise) */
+    int max_segments;          /* 0: all */
+    const char *prompts_dir;   /* NULL: the project's defaults */
+    const char *chat;          /* chat family name, NULL: from the model's template */
+    int stream;                /* let the document stream through a KV window (pins the system
+                                  prompt unless ctx.kv_pin says otherwise) */
     int margins_in_extraction; /* show the margins kept so far to each extraction prompt
                                   (departs from the paper; helps two-hop questions when the
                                   window has forgotten the first hop) */
@@ -147,18 +147,18 @@ typedef enum {
 typedef struct {
     wim_event_type type;
     const char *model, *pattern, *chat; /* start */
-    int segments, tokens;        /* start: segment count, document tokens */
-    int index;                   /* segment / margin / verdict */
-    int n_tokens;                /* segment: its tokens; margin: tokens generated */
-    long prefilled;              /* segment: tokens prefilled so far (all prompts included) */
-    double ms;                   /* segment: prefill time; margin: generation time */
-    const char *text;            /* margin text, answer text */
-    int relevant;                /* verdict */
-    const char *raw;             /* verdict: the classifier's raw output */
-    int has_logit_margin;        /* verdict: --classify logit was used */
-    float logit_margin;          /* verdict, --classify logit: logit(YES) - logit(NO) */
+    int segments, tokens;               /* start: segment count, document tokens */
+    int index;                          /* segment / margin / verdict */
+    int n_tokens;                       /* segment: its tokens; margin: tokens generated */
+    long prefilled;       /* segment: tokens prefilled so far (all prompts included) */
+    double ms;            /* segment: prefill time; margin: generation time */
+    const char *text;     /* margin text, answer text */
+    int relevant;         /* verdict */
+    const char *raw;      /* verdict: the classifier's raw output */
+    int has_logit_margin; /* verdict: --classify logit was used */
+    float logit_margin;   /* verdict, --classify logit: logit(YES) - logit(NO) */
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
-    int interrupted;             /* answer, done */
+    int interrupted;                      /* answer, done */
     /* done */
     double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer;
     long tokens_prefilled, tokens_decoded;
@@ -171,9 +171,9 @@ typedef void (*wim_event_fn)(const wim_event *ev, void *user);
 typedef struct {
     char *answer;
     int interrupted;
-    int n_segments; /* processed */
-    char **margins; /* n_segments (NULL entries for patterns without margins) */
-    int *relevant;  /* n_segments verdicts */
+    int n_segments;       /* processed */
+    char **margins;       /* n_segments (NULL entries for patterns without margins) */
+    int *relevant;        /* n_segments verdicts */
     float *answer_logits; /* the logits that chose the first answer token (n_vocab) */
     long tokens_prefilled, tokens_decoded;
     double ms_total;

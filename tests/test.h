@@ -57,11 +57,13 @@ static inline void t_run(const char *name, void (*fn)(void)) {
     t_state = 0;
     t_msg[0] = 0;
     fn();
-    if (t_state == 0) printf("PASS %s\n", name);
+    if (t_state == 0)
+        printf("PASS %s\n", name);
     else if (t_state == 1) {
         printf("FAIL %s: %s\n", name, t_msg);
         t_failures++;
-    } else printf("SKIP %s: %s\n", name, t_msg);
+    } else
+        printf("SKIP %s: %s\n", name, t_msg);
     fflush(stdout);
 }
 
@@ -86,7 +88,9 @@ static inline double t_reldiff(double a, double b) {
     return m > 1e-30 ? d / m : d;
 }
 
-static inline int t_exit(void) { return t_failures ? 1 : 0; }
+static inline int t_exit(void) {
+    return t_failures ? 1 : 0;
+}
 
 /* Deterministic generator for test inputs (xorshift64*). */
 static inline unsigned long long t_rand_next(unsigned long long *s) {

@@ -21,8 +21,10 @@ static uint8_t *make_file(size_t *size) {
     float scores[3] = {0, -1, -2};
     gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, scores, 3);
     float a[64 * 2], b[32];
-    for (int i = 0; i < 128; i++) a[i] = (float)i;
-    for (int i = 0; i < 32; i++) b[i] = (float)-i;
+    for (int i = 0; i < 128; i++)
+        a[i] = (float)i;
+    for (int i = 0; i < 32; i++)
+        b[i] = (float)-i;
     uint64_t ne_a[2] = {64, 2}, ne_b[1] = {32};
     gguf_writer_add_tensor(w, "alpha", GGUF_T_F32, 2, ne_a, a);
     gguf_writer_add_tensor(w, "beta", GGUF_T_F32, 1, ne_b, b);
@@ -148,8 +150,8 @@ static void test_targeted_corruptions(void) {
     CHECKF(patched_fails(buf, n, a + 20, 12, 4, "Q4_K", err, sizeof err), "%s", err);
     CHECKF(patched_fails(buf, n, a + 20, 999, 4, "unknown", err, sizeof err), "%s", err);
     CHECKF(patched_fails(buf, n, a + 24, 3, 8, "not aligned", err, sizeof err), "%s", err);
-    CHECKF(patched_fails(buf, n, a + 24, 1ULL << 40, 8, "outside the file", err, sizeof err),
-           "%s", err);
+    CHECKF(patched_fails(buf, n, a + 24, 1ULL << 40, 8, "outside the file", err, sizeof err), "%s",
+           err);
     /* beta moved onto alpha's bytes */
     size_t bt = find(buf, n, "beta") + 4;
     CHECKF(patched_fails(buf, n, bt + 16, 32, 8, "overlap", err, sizeof err), "%s", err);
@@ -210,8 +212,10 @@ static void test_random_bytes_never_crash(void) {
         int flips = 1 + (int)(t_rand_next(&s) % 4);
         for (int i = 0; i < flips; i++)
             copy[t_rand_next(&s) % 400 % n] ^= (uint8_t)(1u << (t_rand_next(&s) % 8));
-        if (open_copy(copy, n, err, sizeof err) == 0) accepted++;
-        else CHECKF(err[0] && !strchr(err, '\n'), "iteration %d: bad message", iter);
+        if (open_copy(copy, n, err, sizeof err) == 0)
+            accepted++;
+        else
+            CHECKF(err[0] && !strchr(err, '\n'), "iteration %d: bad message", iter);
         free(copy);
     }
     /* flips inside tensor data or float values are legitimately accepted */

@@ -33,7 +33,8 @@ static uint32_t cell_crc(const wim_kvcache *kv, int s) {
 
 static picture take(const wim_kvcache *kv) {
     picture p = {kv_crc(kv), kv->n, malloc((size_t)(kv->n + 1) * sizeof(uint32_t))};
-    for (int s = 0; s < kv->n; s++) p.cells[s] = cell_crc(kv, s);
+    for (int s = 0; s < kv->n; s++)
+        p.cells[s] = cell_crc(kv, s);
     return p;
 }
 
@@ -43,11 +44,13 @@ static void append_random(wim_kvcache *kv, int count, unsigned long long *rng) {
     float k[DIM], v[DIM];
     while (count > 0) {
         int m = count < 16 ? count : 16;
-        for (int i = 0; i < m; i++) toks[i] = (int32_t)(t_rand_next(rng) % 1000);
+        for (int i = 0; i < m; i++)
+            toks[i] = (int32_t)(t_rand_next(rng) % 1000);
         if (kv_claim(kv, m, toks, slots)) return;
         for (int i = 0; i < m; i++)
             for (int l = 0; l < LAYERS; l++) {
-                for (int j = 0; j < DIM; j++) k[j] = t_rand_float(rng), v[j] = t_rand_float(rng);
+                for (int j = 0; j < DIM; j++)
+                    k[j] = t_rand_float(rng), v[j] = t_rand_float(rng);
                 kv_store(kv, l, slots[i], k, v);
             }
         count -= m;
@@ -75,9 +78,10 @@ static void property_run(int streaming, enum wim_kv_type type, unsigned long lon
         } else if (r < 9 && depth > 0) {
             CHECK(kv_restore(&kv) == 0);
             picture now = take(&kv), *then = &stack[--depth];
-            CHECKF(now.whole == then->whole && now.n == then->n, "op %d: cache differs after restore",
-                   op);
-            for (int s = 0; s < now.n; s++) CHECKF(now.cells[s] == then->cells[s], "op %d: cell %d", op, s);
+            CHECKF(now.whole == then->whole && now.n == then->n,
+                   "op %d: cache differs after restore", op);
+            for (int s = 0; s < now.n; s++)
+                CHECKF(now.cells[s] == then->cells[s], "op %d: cell %d", op, s);
             free(now.cells);
             free(then->cells);
         } else if (depth > 0) {
@@ -87,15 +91,22 @@ static void property_run(int streaming, enum wim_kv_type type, unsigned long lon
             kv_clear(&kv);
         }
     }
-    while (depth > 0) free(stack[--depth].cells);
+    while (depth > 0)
+        free(stack[--depth].cells);
     CHECK(kv.n <= kv.capacity);
     kv_free(&kv);
     CHECK(mem.cur[WIM_MEM_KV] == 0);
 }
 
-static void test_snapshot_property_plain(void) { property_run(0, WIM_KV_F16, 1); }
-static void test_snapshot_property_streaming_f16(void) { property_run(1, WIM_KV_F16, 2); }
-static void test_snapshot_property_streaming_f32(void) { property_run(1, WIM_KV_F32, 3); }
+static void test_snapshot_property_plain(void) {
+    property_run(0, WIM_KV_F16, 1);
+}
+static void test_snapshot_property_streaming_f16(void) {
+    property_run(1, WIM_KV_F16, 2);
+}
+static void test_snapshot_property_streaming_f32(void) {
+    property_run(1, WIM_KV_F32, 3);
+}
 
 static void test_ring_pins_and_overwrites_oldest(void) {
     wim_mem mem = {0};
@@ -131,7 +142,8 @@ static wim_model *load_stories(void) {
 }
 
 static void fill(int32_t *t, int n, unsigned long long seed) {
-    for (int i = 0; i < n; i++) t[i] = 3 + (int32_t)(t_rand_next(&seed) % 509);
+    for (int i = 0; i < n; i++)
+        t[i] = 3 + (int32_t)(t_rand_next(&seed) % 509);
 }
 
 /* prefill A, snapshot, junk, restore, prefill B  ==  prefill A, prefill B. */
@@ -170,8 +182,12 @@ static void margin_leaves_no_trace(int capacity, int pin, int na, int nb, int ch
     wim_model_free(m);
 }
 
-static void test_margin_no_trace_plain(void) { margin_leaves_no_trace(512, -1, 300, 40, 64); }
-static void test_margin_no_trace_wrapped(void) { margin_leaves_no_trace(128, 8, 300, 40, 32); }
+static void test_margin_no_trace_plain(void) {
+    margin_leaves_no_trace(512, -1, 300, 40, 64);
+}
+static void test_margin_no_trace_wrapped(void) {
+    margin_leaves_no_trace(128, 8, 300, 40, 32);
+}
 
 /* 20,000 tokens through a 2,048-cell window: the accounted KV and scratch
  * peaks are the same as for 2,500 tokens. */
@@ -204,8 +220,8 @@ static void test_streaming_bounded_memory(void) {
     }
     free(t);
     CHECKF(peaks[0][0] == peaks[1][0] && peaks[0][1] == peaks[1][1],
-           "peaks differ: kv %zu vs %zu, scratch %zu vs %zu", peaks[0][0], peaks[1][0],
-           peaks[0][1], peaks[1][1]);
+           "peaks differ: kv %zu vs %zu, scratch %zu vs %zu", peaks[0][0], peaks[1][0], peaks[0][1],
+           peaks[1][1]);
     wim_model_free(m);
 }
 
@@ -230,8 +246,8 @@ static void test_materialized_matches_tiled(void) {
         wim_ctx_free(c);
     }
     for (int i = 0; i < 512; i++)
-        CHECKF(fabs(l[0][i] - l[1][i]) < 1e-5 * fmax(1.0, fabs(l[0][i])),
-               "logit %d: %g vs %g", i, l[0][i], l[1][i]);
+        CHECKF(fabs(l[0][i] - l[1][i]) < 1e-5 * fmax(1.0, fabs(l[0][i])), "logit %d: %g vs %g", i,
+               l[0][i], l[1][i]);
     wim_model_free(m);
 }
 

@@ -71,7 +71,8 @@ static void test_injected_margins_give_identical_answer_logits(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
     int keep[64];
-    for (int i = 0; i < 64; i++) keep[i] = i % 2 == 0; /* so the final prompt carries margins */
+    for (int i = 0; i < 64; i++)
+        keep[i] = i % 2 == 0; /* so the final prompt carries margins */
     wim_run_params p = params();
     p.injected_relevant = keep; /* run a: margins generated in the cache, verdicts fixed */
     p.n_injected = 64;
@@ -87,7 +88,8 @@ static void test_injected_margins_give_identical_answer_logits(void) {
            "%s", err);
     CHECK(b.n_segments == a.n_segments && a.n_segments >= 3);
     int carried = 0;
-    for (int i = 0; i < a.n_segments; i++) carried += a.relevant[i] && a.margins[i][0];
+    for (int i = 0; i < a.n_segments; i++)
+        carried += a.relevant[i] && a.margins[i][0];
     CHECK(carried > 0);
     CHECK(memcmp(a.answer_logits, b.answer_logits, 512 * sizeof(float)) == 0);
     CHECK(!strcmp(a.answer, b.answer));
