@@ -19,7 +19,11 @@ echo "   NOTE: stories260K is a tiny story model; it cannot follow instructions,
 echo "   story-like margins and answer. The pipeline itself is what this shows."
 echo "   document: data/demo/document.txt   query: $(cat "$here/demo/query.txt")"
 echo
-"$wim" run -m "$model" -d "$here/demo/document.txt" -q "$(cat "$here/demo/query.txt")" \
-    --segment-tokens 160 --margin-tokens 40 --answer-tokens 40 --show-margins --lenient-classifier
+answer=$("$wim" run -m "$model" -d "$here/demo/document.txt" -q "$(cat "$here/demo/query.txt")" \
+    --segment-tokens 160 --margin-tokens 40 --answer-tokens 40 --show-margins --lenient-classifier) || exit
 echo
-echo "expected answer: $(cat "$here/demo/expected.txt")"
+echo "== answer =="
+printf '%s\n' "$answer" | sed '/^[[:space:]]*$/d'
+echo
+echo "== expected answer =="
+cat "$here/demo/expected.txt"

@@ -19,7 +19,7 @@ typedef struct {
     const char *arch, *out, *vocab;
     enum gguf_ttype type;
     long dim, layers, heads, kv_heads, ff, ctx, seed;
-    double theta;
+    double theta, rope_scale;
     int tied, rope_freqs, qkv_bias, fused;
 } mk_opts;
 
@@ -79,7 +79,7 @@ static const char *const usage =
     "usage: wim mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [--arch llama|qwen2|phi3]\n"
     "                   [--type f32|f16|bf16|q8_0] [--dim D] [--layers L] [--heads H]\n"
     "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
-    "                   [--tied] [--rope-freqs] [--qkv-bias] [--fused]\n"
+    "                   [--tied] [--rope-freqs] [--rope-scale F] [--qkv-bias] [--fused]\n"
     "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
     "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
     "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
@@ -120,6 +120,8 @@ static int parse(int argc, char **argv, mk_opts *o) {
                 return cli_error("mkmodel: --type must be f32, f16, bf16 or q8_0, not '%s'", t);
         } else if (!strcmp(a, "--rope-theta")) {
             if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
+        } else if (!strcmp(a, "--rope-scale")) {
+            if (cli_float(a, argv[++i], 0.01, 1e6, &o->rope_scale)) return 2;
         } else {
             if (!strcmp(a, "--dim"))
                 iv = &o->dim;
@@ -199,6 +201,10 @@ int cmd_mkmodel(int argc, char **argv) {
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
     gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)o.theta);
     gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+    if (o.rope_scale > 0) {
+        gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear");
+        gguf_writer_set_f32(w, KEY("rope.scaling.factor"), (float)o.rope_scale);
+    }
 #undef KEY
     for (uint64_t i = 0; i < vocab->n_kv; i++)
         if (vocab->kv[i].key.len > 10 && !memcmp(vocab->kv[i].key.ptr, "tokenizer.", 10))

@@ -107,7 +107,8 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     layout_scratch(c, c->scratch);
     for (int i = 0; i < cf->n_rot / 2; i++) {
         double f_i = pow((double)cf->rope_theta, -2.0 * i / cf->n_rot);
-        c->inv_freq[i] = m->rope_freqs ? f_i / m->rope_freqs[i] : f_i;
+        if (m->rope_freqs) f_i /= m->rope_freqs[i];
+        c->inv_freq[i] = f_i / cf->rope_scale;
     }
     if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv * cf->head_dim, c->p.n_ctx,
                 streaming ? c->p.kv_pin : 0, streaming, c->p.kv_type, err, errlen)) {

@@ -165,10 +165,17 @@ static int read_config(loader *l, wim_config *c) {
     char key[96];
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     char *scaling = NULL;
+    c->rope_scale = 1.0f;
     if (gguf_get_str(l->f, key, &scaling) == 1 && strcmp(scaling, "none") != 0) {
-        lfail(l, "rope scaling '%s' is not supported yet", scaling);
-        free(scaling);
-        return -1;
+        /* linear scaling divides every position by the factor; the others (yarn,
+         * longrope) change the frequencies per dimension and are not implemented */
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+        if (strcmp(scaling, "linear") != 0 || gguf_get_f32(l->f, key, &c->rope_scale) != 1 ||
+            !(c->rope_scale > 0)) {
+            lfail(l, "rope scaling '%s' is not supported (none and linear are)", scaling);
+            free(scaling);
+            return -1;
+        }
     }
     free(scaling);
     return 0;
@@ -294,8 +301,10 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
             c->head_dim, c->n_head != c->n_head_kv ? ", GQA" : "");
     fprintf(fp, "feed-forward   %d\n", c->n_ff);
     fprintf(fp, "context        %d\n", c->n_ctx_train);
-    fprintf(fp, "rope           %s, %d dims, theta %g%s\n", c->rope_neox ? "neox" : "norm",
-            c->n_rot, c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");
+    fprintf(fp, "rope           %s, %d dims, theta %g%s", c->rope_neox ? "neox" : "norm", c->n_rot,
+            c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");
+    if (c->rope_scale != 1.0f) fprintf(fp, ", linear scaling x%g", c->rope_scale);
+    fprintf(fp, "\n");
     fprintf(fp, "rms epsilon    %g\n", c->norm_eps);
     fprintf(fp, "output         %s\n", c->tied_output ? "tied to token_embd" : "output.weight");
     uint64_t counts[31] = {0}, bytes = 0, params = 0;

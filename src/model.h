@@ -28,6 +28,7 @@ typedef struct {
     int n_rot;     /* dimensions rotated by RoPE (<= head_dim) */
     int rope_neox; /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
     float rope_theta, norm_eps;
+    float rope_scale; /* linear RoPE scaling: positions are divided by it (1: none) */
     int tied_output; /* no output.weight: the embedding matrix is reused */
 } wim_config;
 

@@ -87,6 +87,7 @@ if [ -f "$GPT2" ] && have_numpy; then
     run_ref llama_bf16 1e-4 --arch llama --type bf16 $common
     run_ref llama_q8_0 2e-3 --arch llama --type q8_0 $common
     run_ref llama3_rope_freqs_tied 1e-4 --arch llama --type f32 $common --rope-freqs --tied --rope-theta 500000
+    run_ref llama_linear_rope_scaling 1e-4 --arch llama --type f32 $common --rope-scale 4
     run_ref llama_mha 1e-4 --arch llama --type f16 --dim 64 --heads 4 --kv-heads 4 --ff 96 --layers 1
     run_ref qwen2_bias_tied_f32 1e-4 --arch qwen2 --type f32 $common --tied
     run_ref qwen2_q8_0 2e-3 --arch qwen2 --type q8_0 $common

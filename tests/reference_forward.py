@@ -137,6 +137,8 @@ def forward(meta, T, tokens, kv_type):
     inv_freq = theta ** (-2.0 * np.arange(n_rot // 2) / n_rot)
     if "rope_freqs.weight" in T:
         inv_freq = inv_freq / T["rope_freqs.weight"][0]
+    if g("rope.scaling.type", "none") == "linear":
+        inv_freq = inv_freq / g("rope.scaling.factor")
     n = len(tokens)
     emb = T["token_embd.weight"][0]
     x = emb[tokens].copy()
