@@ -12,6 +12,9 @@
  *    reduced to one exact int32, then the output's fp32 accumulator does
  *    acc = acc + (float)isum * (dx*dw) block after block, one output per lane.
  *    So tiles, tails and the M = 1 GEMV all give the same bits for an output.
+ *    M <= 4 (decode) reads the weights as they are and reduces each product with
+ *    a hadd tree; M >= 5 (prefill) packs 8 weight columns 4 bytes at a time so
+ *    the int32 lanes are already the 8 columns' sums and no reduction is needed.
  *  - Float GEMMs: each output owns one 8-lane FMA accumulator over k (steps of 8),
  *    a fixed horizontal sum, then the k tail in order with fmaf.  Every tile shape
  *    runs that same sequence, so an output does not depend on M, N or its tile.
@@ -47,6 +50,17 @@ INLINE __m256i dot_i8(__m256i aw, __m256i sx) {
 #endif
 }
 
+/* acc + dot_i8(aw, sx), fused where the ISA has it. */
+INLINE __m256i dot_acc_i8(__m256i acc, __m256i aw, __m256i sx) {
+#if WIM_X86_DPBUSD == 1
+    return _mm256_dpbusd_avx_epi32(acc, aw, sx);
+#elif WIM_X86_DPBUSD == 2
+    return _mm256_dpbusd_epi32(acc, aw, sx);
+#else
+    return _mm256_add_epi32(acc, dot_i8(aw, sx));
+#endif
+}
+
 /* Lane p of the result = sum of the 8 lanes of v[p] (exact int32). */
 INLINE __m256i hsum8_epi32(const __m256i *v) {
     __m256i a = _mm256_hadd_epi32(v[0], v[1]);
@@ -68,14 +82,12 @@ INLINE __m128i load_d8(const block_q8_0 *p, int nb, int b, const int n) {
 }
 
 /*
- * One RM x RN register tile over nbk blocks.  Products are numbered p = j*RM + m
- * and live 8 to a vector.  xs[b*8 + m] and ws[b*wstride + j] hold the fp32 block
- * scales; acc starts at 0 (first) or at the partial sum already in y.
+ * Decode (M <= 4): one RM x RN register tile over all nb blocks, unpacked.
+ * Products are numbered p = j*RM + m and live 8 to a vector; each is reduced to
+ * its exact int32 block sum by a hadd tree, 8 products per tree.
  */
-INLINE void q8_tile(const int RM, const int RN, int nbk, int nb, const block_q8_0 *x,
-                    const block_q8_0 *w, const float *xs, const float *ws, int wstride, float *y,
-                    int ldy, int first) {
-    /* xs == NULL: convert the fp16 scales here instead (one row tile: no reuse). */
+INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x,
+                    const block_q8_0 *w, float *y, int ldy) {
     const int P = RM * RN, G = (P + 7) / 8;
     __m256i im[2], ij[2];
     __m256 acc[2];
@@ -91,13 +103,11 @@ INLINE void q8_tile(const int RM, const int RN, int nbk, int nb, const block_q8_
         im[g] = _mm256_loadu_si256((const __m256i *)a);
         ij[g] = _mm256_loadu_si256((const __m256i *)c);
     }
-    for (int p = 0; p < 8 * G; p++)
-        tmp[p] = first || p >= P ? 0.0f : y[(size_t)(p % RM) * ldy + p / RM];
 #pragma GCC unroll 16
     for (int g = 0; g < G; g++)
-        acc[g] = _mm256_loadu_ps(tmp + 8 * g);
+        acc[g] = _mm256_setzero_ps();
 
-    for (int b = 0; b < nbk; b++) {
+    for (int b = 0; b < nb; b++) {
         __m256i xq[4], prod[16];
 #pragma GCC unroll 16
         for (int m = 0; m < RM; m++)
@@ -113,15 +123,8 @@ INLINE void q8_tile(const int RM, const int RN, int nbk, int nb, const block_q8_
 #pragma GCC unroll 16
         for (int p = P; p < 8 * G; p++)
             prod[p] = _mm256_setzero_si256();
-        __m256 xs8, ws8;
-        if (xs) {
-            xs8 = _mm256_loadu_ps(xs + (size_t)b * 8);
-            ws8 = _mm256_loadu_ps(ws + (size_t)b * wstride);
-        } else {
-            __m128i hx = load_d8(x, nb, b, RM), hw = load_d8(w, nb, b, RN);
-            xs8 = _mm256_cvtph_ps(hx);
-            ws8 = _mm256_cvtph_ps(hw);
-        }
+        __m256 xs8 = _mm256_cvtph_ps(load_d8(x, nb, b, RM));
+        __m256 ws8 = _mm256_cvtph_ps(load_d8(w, nb, b, RN));
 #pragma GCC unroll 16
         for (int g = 0; g < G; g++) {
             __m256i isum = hsum8_epi32(prod + 8 * g);
@@ -138,25 +141,156 @@ INLINE void q8_tile(const int RM, const int RN, int nbk, int nb, const block_q8_
         y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
 }
 
-/* Blocking: a panel of Q8_NP weight columns and Q8_KCH blocks (64 x 128 x 34 B =
- * 272 KiB) stays in L2 while every row tile of x streams past it. */
+/*
+ * Prefill (M >= 5): weights packed 8 columns at a time so that no product ever
+ * needs a horizontal sum.  In a packed block, vector g (0..7) holds bytes
+ * 4g..4g+3 of the 8 columns' blocks, column c in int32 lane c.  With row m's
+ * bytes 4g..4g+3 broadcast to every lane, dot_i8 gives in lane c the exact
+ * 4-byte partial product of column c; adding the 8 of them gives the exact
+ * int32 block sum of all 8 outputs (m, c) at once, which then goes through the
+ * same acc = acc + (float)isum * (dx*dw) as everywhere else.  The int32 sums are
+ * exact in any order, so this is bit-identical with scalar.c and the GEMV path.
+ *
+ * Blocking: a panel of Q8_NP columns and Q8_KCH blocks (64 x 32 x 32 B = 64 KiB
+ * packed, on the stack) is packed once and reused by every row tile of x.
+ */
 #ifndef Q8_NP
 #define Q8_NP 64
 #endif
 #ifndef Q8_KCH
-#define Q8_KCH 128
+#define Q8_KCH 32
 #endif
-#define Q8_WS (Q8_NP + 8) /* ws row stride; the pad keeps 8-float loads in bounds */
+#define Q8_RM 4 /* rows per register tile */
+#ifndef Q8_RC
+#define Q8_RC 2 /* 8-column groups per register tile */
+#endif
 
-/* All column tiles of one panel for RM rows. */
-INLINE void q8_rows(const int RM, const int RN, int np, int nbk, int nb, const block_q8_0 *x,
-                    const block_q8_0 *w, const float *xs, const float *ws, float *y, int ldy,
-                    int first) {
+/* Packs columns j0..j0+n-1 (n <= 8; the rest zero), blocks 0..nbk-1, of w. */
+static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, float *ws) {
+    for (int b = 0; b < nbk; b++) {
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            r[c] = c < n ? _mm256_loadu_si256((const __m256i *)w[(size_t)c * nb + b].qs)
+                         : _mm256_setzero_si256();
+        __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+        __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+        __m256i *o = wp + (size_t)b * 8;
+        o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+        o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+        o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+        o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+        o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+        o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+        o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+        o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+        _mm256_storeu_ps(ws + (size_t)b * 8, _mm256_cvtph_ps(load_d8(w, nb, b, n)));
+    }
+}
+
+INLINE __m256i bcast4(const int8_t *p) {
+    int v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* RM rows x RC groups of 8 packed columns over nbk blocks (group stride gs
+ * vectors / floats); n of the RC*8 columns are stored.  xs[b*Q8_RM + m]: row
+ * scales; acc starts at 0 (first) or at y. */
+INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8_0 *x,
+                     const __m256i *wp, const float *ws, size_t gs, const float *xs, float *y,
+                     int ldy, int n, int first) {
+    __m256 acc[Q8_RM * 2];
+    float tmp[16];
+#pragma GCC unroll 8
+    for (int m = 0; m < RM; m++) {
+        if (first) {
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++)
+                acc[m * RC + r] = _mm256_setzero_ps();
+        } else if (n == 8 * RC) {
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++)
+                acc[m * RC + r] = _mm256_loadu_ps(y + (size_t)m * ldy + 8 * r);
+        } else {
+            for (int c = 0; c < 8 * RC; c++)
+                tmp[c] = c < n ? y[(size_t)m * ldy + c] : 0.0f;
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++)
+                acc[m * RC + r] = _mm256_loadu_ps(tmp + 8 * r);
+        }
+    }
+    for (int b = 0; b < nbk; b++) {
+        __m256i s[Q8_RM * 2];
+#pragma GCC unroll 8
+        for (int p = 0; p < RM * RC; p++)
+            s[p] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m256i wq[2], aw[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++) {
+                wq[r] = _mm256_load_si256(wp + r * gs + (size_t)b * 8 + g);
+                aw[r] = _mm256_abs_epi8(wq[r]);
+            }
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                __m256i xb = bcast4(x[(size_t)m * nb + b].qs + 4 * g);
+#pragma GCC unroll 2
+                for (int r = 0; r < RC; r++)
+                    s[m * RC + r] =
+                        dot_acc_i8(s[m * RC + r], aw[r], _mm256_sign_epi8(xb, wq[r]));
+            }
+            /* keeps GCC from regrouping the int32 adds into trees, which spills */
+#pragma GCC unroll 8
+            for (int p = 0; p < RM * RC; p++)
+                __asm__("" : "+x"(s[p]));
+        }
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            __m256 dx = _mm256_broadcast_ss(xs + (size_t)b * Q8_RM + m);
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++) {
+                __m256 sc = _mm256_mul_ps(dx, _mm256_load_ps(ws + r * gs + (size_t)b * 8));
+                acc[m * RC + r] = _mm256_add_ps(
+                    acc[m * RC + r], _mm256_mul_ps(_mm256_cvtepi32_ps(s[m * RC + r]), sc));
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < RM; m++) {
+        if (n == 8 * RC) {
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++)
+                _mm256_storeu_ps(y + (size_t)m * ldy + 8 * r, acc[m * RC + r]);
+        } else {
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++)
+                _mm256_storeu_ps(tmp + 8 * r, acc[m * RC + r]);
+            for (int c = 0; c < n; c++)
+                y[(size_t)m * ldy + c] = tmp[c];
+        }
+    }
+}
+
+/* All 8-column groups of one packed panel for RM rows. */
+INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
+                     const __m256i *wp, const float *ws, const float *xs, float *y, int ldy,
+                     int first) {
+    const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
-    for (; j + RN <= np; j += RN)
-        q8_tile(RM, RN, nbk, nb, x, w + (size_t)j * nb, xs, ws + j, Q8_WS, y + j, ldy, first);
-    for (; j < np; j++)
-        q8_tile(RM, 1, nbk, nb, x, w + (size_t)j * nb, xs, ws + j, Q8_WS, y + j, ldy, first);
+    for (; Q8_RC == 2 && j + 16 <= np; j += 16)
+        q8p_tile(RM, 2, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy, 16,
+                 first);
+    for (; j < np; j += 8)
+        q8p_tile(RM, 1, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy,
+                 np - j < 8 ? np - j : 8, first);
 }
 
 /* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
@@ -165,9 +299,9 @@ INLINE void q8_small(const int RM, const int RN, int N, int nb, const block_q8_0
                      const block_q8_0 *w, float *y, int ldy) {
     int j = 0;
     for (; j + RN <= N; j += RN)
-        q8_tile(RM, RN, nb, nb, x, w + (size_t)j * nb, NULL, NULL, 0, y + j, ldy, 1);
+        q8_tile(RM, RN, nb, x, w + (size_t)j * nb, y + j, ldy);
     for (; j < N; j++)
-        q8_tile(RM, 1, nb, nb, x, w + (size_t)j * nb, NULL, NULL, 0, y + j, ldy, 1);
+        q8_tile(RM, 1, nb, x, w + (size_t)j * nb, y + j, ldy);
 }
 
 static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
@@ -194,39 +328,36 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
         q8_small(4, 4, N, nb, x, w, y, ldy);
         return;
     }
-    float ws[Q8_KCH * Q8_WS], xs[Q8_KCH * 8];
+    _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
+    _Alignas(32) float ws[Q8_NP * Q8_KCH], xs[Q8_KCH * Q8_RM];
     for (int jp = 0; jp < N; jp += Q8_NP) {
         const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
         for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
             const int nbk = nb - b0 < Q8_KCH ? nb - b0 : Q8_KCH;
-            /* column by column: each weight row is one forward stream for the prefetcher */
-            for (int j = 0; j < Q8_WS; j++) {
-                const block_q8_0 *wr = w + (size_t)(jp + j) * nb + b0;
-                for (int b = 0; b < nbk; b++)
-                    ws[(size_t)b * Q8_WS + j] = j < np ? wim_fp16_to_fp32(wr[b].d) : 0.0f;
-            }
+            for (int j = 0; j < np; j += 8)
+                q8_pack8(w + (size_t)(jp + j) * nb + b0, nb, np - j < 8 ? np - j : 8, nbk,
+                         wp + (size_t)(j / 8) * nbk * 8, ws + (size_t)(j / 8) * nbk * 8);
             for (int i0 = 0; i0 < M;) {
-                const int rm = M - i0 < 4 ? M - i0 : 4;
+                const int rm = M - i0 < Q8_RM ? M - i0 : Q8_RM;
                 for (int b = 0; b < nbk; b++)
-                    for (int m = 0; m < 8; m++)
-                        xs[b * 8 + m] =
+                    for (int m = 0; m < Q8_RM; m++)
+                        xs[b * Q8_RM + m] =
                             m < rm ? wim_fp16_to_fp32(x[(size_t)(i0 + m) * nb + b0 + b].d) : 0.0f;
                 const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
-                const block_q8_0 *wp = w + (size_t)jp * nb + b0;
                 float *yp = y + (size_t)i0 * ldy + jp;
                 const int first = b0 == 0;
                 switch (rm) {
                 case 4:
-                    q8_rows(4, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
                     break;
                 case 3:
-                    q8_rows(3, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
                     break;
                 case 2:
-                    q8_rows(2, 4, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
                     break;
                 default:
-                    q8_rows(1, 8, np, nbk, nb, xp, wp, xs, ws, yp, ldy, first);
+                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
                     break;
                 }
                 i0 += rm;
