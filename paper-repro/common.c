@@ -102,11 +102,24 @@ void sbuf_addf(sbuf *b, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->oom = 1; /* only used for short numbered items */
+    if (n < 0) {
+        b->oom = 1;
         return;
     }
-    sbuf_add(b, tmp, (size_t)n);
+    if ((size_t)n < sizeof tmp) {
+        sbuf_add(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1); /* longer than the stack buffer: format again */
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sbuf_add(b, big, (size_t)n);
+    free(big);
 }
 
 char *sbuf_take(sbuf *b) {

@@ -86,3 +86,13 @@ if [ "$total" -eq $((3 * N)) ] && [ "$redone" -eq $((3 * N - before + 1)) ] && h
     /usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$f"; then
     echo "PASS repro_resume_after_kill (killed after $((before - 1)) results, redid $redone)"
 else echo "FAIL repro_resume_after_kill: $total lines, $before before, $redone redone"; fi
+
+# an LLM judge (here the tiny model itself) adds a judged score to every line
+t=repro_judge_scores
+$W repro --task squad --length 1500 -m "$M" --data "$S/data/squad2" --n 1 --patterns llm --out "$T/judge" \
+    --judge-model "$M" $fast 2>"$T/e" &&
+    /usr/bin/python3 -c '
+import json, sys, glob
+rows = [json.loads(l) for f in glob.glob(sys.argv[1] + "/*.jsonl") for l in open(f)]
+assert len(rows) == 1 and rows[0]["score"]["judge"] in (0, 1), rows
+' "$T/judge" && $W repro --table "$T/judge" | grep -q "LLM judge" && echo "PASS $t" || echo "FAIL $t: $(head -c 300 "$T/e")"

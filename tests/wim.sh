@@ -67,6 +67,14 @@ if [ -f "$S/vocab/ggml-vocab-qwen2.gguf" ]; then
     $W run -m "$T/chatml.gguf" -d "$T/doc.txt" -q "$Q" $common --max-segments 1 --events "$T/chat.jsonl" >/dev/null 2>&1
     grep -q '"chat":"chatml"' "$T/chat.jsonl" && echo "PASS chatml_template_detected" || echo "FAIL chatml_template_detected: $(head -c 200 "$T/chat.jsonl")"
     same_outputs random_chatml "$T/chatml.gguf" --max-segments 4
+    t=classify_logit_reports_margins
+    $W run -m "$T/chatml.gguf" -d "$T/doc.txt" -q "$Q" $common --max-segments 3 --classify logit \
+        --events "$T/logit.jsonl" >/dev/null 2>"$T/e" &&
+        $PY -c '
+import json, sys
+v = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "verdict"]
+assert len(v) == 3 and all(isinstance(e["logit_margin"], float) and e["relevant"] == (e["logit_margin"] > 0) for e in v), v
+' "$T/logit.jsonl" && echo "PASS $t" || echo "FAIL $t: $(cat "$T/e" | head -c 200)"
 else echo "SKIP threads_identical_random_chatml: $S/vocab/ggml-vocab-qwen2.gguf not found"; fi
 
 # Input checks: one line, exit 2.
