@@ -111,6 +111,8 @@ static const char *const usage =
     "  --margins-in-extraction   show kept margins to each extraction prompt (not the paper's)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
+    "  --save-kv FILE            save the KV cache once the document is read (for --load-kv)\n"
+    "  --load-kv FILE            llm pattern: answer from a saved document cache (no -d)\n"
     "  --events FILE|-           JSON Lines events ('-' = stdout)\n"
     "  --show-margins            print each margin on stderr as it is written\n"
     "  --chunk K, -t THREADS     prefill chunk (512) and threads\n"
@@ -171,6 +173,10 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
                 p->prompts_dir = val;
             else if (!strcmp(a, "--chat"))
                 p->chat = val;
+            else if (!strcmp(a, "--save-kv"))
+                p->save_kv = val;
+            else if (!strcmp(a, "--load-kv"))
+                p->load_kv = val;
             ENUM("--pattern", patterns, p->pattern)
             ENUM("--classify", classifiers, p->classify)
             ENUM("--retriever", retrievers, p->retriever)
@@ -205,7 +211,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     }
     v->chat_given = p->chat != NULL;
     if (!*model) return cli_error("run: no model given: pass -m MODEL.gguf");
-    if (!*doc) return cli_error("run: no document given: pass -d FILE (or -d - for stdin)");
+    if (!*doc && !p->load_kv)
+        return cli_error("run: no document given: pass -d FILE (or -d - for stdin)");
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
     return 0;
 }
@@ -240,7 +247,7 @@ int cmd_run(int argc, char **argv) {
     int rc = parse(argc, argv, &p, &model, &doc_path, &query, &events, &v);
     if (rc) return rc;
     size_t doc_len = 0;
-    char *doc = read_doc(doc_path, &doc_len);
+    char *doc = doc_path ? read_doc(doc_path, &doc_len) : calloc(1, 1);
     if (!doc) return 2;
     char err[512];
     wim_model *m = NULL;

@@ -237,7 +237,13 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
                    int *doc_tokens) {
     const wim_run_params *p = s->p;
     const wim_model *m = s->m;
-    if (doc_len == 0) return snprintf(s->err, s->errlen, "the document is empty"), -1;
+    if (p->load_kv && p->pattern != WIM_PATTERN_LLM)
+        return snprintf(s->err, s->errlen,
+                        "--load-kv serves the llm pattern: wim and rag read the document "
+                        "segment by segment"),
+               -1;
+    if (doc_len == 0 && !p->load_kv)
+        return snprintf(s->err, s->errlen, "the document is empty"), -1;
     if (!s->query || !*s->query) return snprintf(s->err, s->errlen, "the query is empty"), -1;
     char *tmpl = NULL;
     int rc = p->chat ? wim_chat_by_name(p->chat, &s->chat, s->err, s->errlen)
@@ -248,7 +254,7 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
     if (wim_prompts_load(p->prompts_dir, &s->prompts, s->err, s->errlen)) return -1;
     int K = p->segment_tokens;
     if (K <= 0) K = m->cfg.n_ctx_train / 4 < 4096 ? m->cfg.n_ctx_train / 4 : 4096;
-    *n_segs = wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
+    *n_segs = p->load_kv ? 0 : wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
     if (*n_segs < 0) return -1;
     *doc_tokens = 0;
     for (int i = 0; i < *n_segs; i++)
@@ -271,6 +277,18 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
         !(s->sampler = wim_sampler_new(p->temp, p->top_p, p->seed, m->cfg.n_vocab)))
         return snprintf(s->err, s->errlen, "out of memory"), -1;
     return 0;
+}
+
+/* The classifier's own small context: its prompt around one margin (or, for
+ * rag, one segment) plus the verdict. */
+static int make_classifier_context(run_state *s, int classify_prompt, int max_seg) {
+    const wim_run_params *p = s->p;
+    wim_ctx_params ap = p->ctx;
+    ap.kv_pin = -1;
+    ap.n_ctx = 1 + classify_prompt + p->classify_tokens + 8 +
+               (p->pattern == WIM_PATTERN_RAG ? max_seg : p->margin_tokens);
+    if (ap.chunk <= 0 || ap.chunk > ap.n_ctx) ap.chunk = ap.n_ctx;
+    return wim_ctx_new(s->m, &ap, &s->aux, s->err, s->errlen);
 }
 
 /* Creates the main and classifier contexts with capacities planned from the
@@ -299,6 +317,13 @@ static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int 
     }
     long need = 1 + sys_tokens + doc + tail;
     wim_ctx_params cp = p->ctx;
+    if (p->load_kv) { /* the saved cache brings its own geometry and contents */
+        if (wim_kv_file_geometry(p->load_kv, &cp.n_ctx, &cp.kv_pin, s->err, s->errlen) ||
+            wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen) ||
+            wim_ctx_load(s->main, p->load_kv, s->err, s->errlen))
+            return -1;
+        return make_classifier_context(s, classify, max_seg);
+    }
     int streaming = p->stream || cp.kv_pin >= 0;
     int limit = cp.n_ctx > 0 ? cp.n_ctx : s->m->cfg.n_ctx_train;
     if (!streaming && need > limit)
@@ -317,12 +342,7 @@ static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int 
                -1;
     if (!streaming) cp.kv_pin = -1;
     if (wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen)) return -1;
-    wim_ctx_params ap = p->ctx;
-    ap.kv_pin = -1;
-    ap.n_ctx = 1 + classify + p->classify_tokens + 8 +
-               (p->pattern == WIM_PATTERN_RAG ? max_seg : p->margin_tokens);
-    if (ap.chunk <= 0 || ap.chunk > ap.n_ctx) ap.chunk = ap.n_ctx;
-    return wim_ctx_new(s->m, &ap, &s->aux, s->err, s->errlen);
+    return make_classifier_context(s, classify, max_seg);
 }
 
 static int run_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
@@ -467,9 +487,13 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
                     .segments = n_segs,
                     .tokens = doc_tokens};
     emit(&s, &ev);
-    if (p->pattern != WIM_PATTERN_RAG && feed_text(&s, s.main, sys, 1, 1)) goto done;
+    if (p->pattern != WIM_PATTERN_RAG && !p->load_kv && feed_text(&s, s.main, sys, 1, 1))
+        goto done;
     if (run_segments(&s, doc, segs, n_segs, res)) goto done;
     res->interrupted = interrupted(&s);
+    if (p->save_kv && p->pattern != WIM_PATTERN_RAG && !res->interrupted &&
+        wim_ctx_save(s.main, p->save_kv, err, errlen))
+        goto done;
     if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, segs, res->n_segments, sys, res))
         goto done;
     margins = p->pattern == WIM_PATTERN_WIM

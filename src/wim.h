@@ -124,6 +124,10 @@ typedef struct {
                                   (departs from the paper; helps two-hop questions when the
                                   window has forgotten the first hop) */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
+    /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
+     * trace), save the main KV cache. load_kv (llm pattern only): start from such a file
+     * instead of a document, so one prefilled document serves many queries. */
+    const char *save_kv, *load_kv;
     const volatile int *interrupt; /* when it becomes non-zero: stop after the current step
                                       and answer from the margins so far */
     /* Replay (tests, debugging): use these margins and/or verdicts instead of generating or

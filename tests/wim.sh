@@ -77,6 +77,15 @@ assert len(v) == 3 and all(isinstance(e["logit_margin"], float) and e["relevant"
 ' "$T/logit.jsonl" && echo "PASS $t" || echo "FAIL $t: $(cat "$T/e" | head -c 200)"
 else echo "SKIP threads_identical_random_chatml: $S/vocab/ggml-vocab-qwen2.gguf not found"; fi
 
+# A document prefilled once serves another query: --save-kv then --load-kv (llm pattern)
+# answers exactly as an uninterrupted run does.
+t=run_save_load_kv_same_answer
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern llm $common --kv-capacity 2000 --save-kv "$T/doc.kv" \
+    >"$T/direct.txt" 2>"$T/e" &&
+    $W run -m "$STORIES" --load-kv "$T/doc.kv" -q "$Q" --pattern llm $common >"$T/loaded.txt" 2>>"$T/e" &&
+    [ -s "$T/direct.txt" ] && cmp -s "$T/direct.txt" "$T/loaded.txt" && echo "PASS $t" ||
+    echo "FAIL $t: $(head -c 300 "$T/e")"
+
 # Input checks: one line, exit 2.
 check_err() {
     local name=$1
@@ -93,4 +102,5 @@ mkdir -p "$T/badprompts"
 cp "$S/data/wim-templates/"*.txt "$T/badprompts/" 2>/dev/null
 echo 'Tell me about {nonsense}.' >"$T/badprompts/final_answer.txt"
 check_err run_unknown_placeholder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --prompts "$T/badprompts"
+check_err run_load_kv_needs_llm $W run -m "$STORIES" --load-kv "$T/doc.kv" -q "$Q" --pattern wim
 check_err run_bad_pattern $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern nope
