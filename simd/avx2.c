@@ -86,8 +86,8 @@ INLINE __m128i load_d8(const block_q8_0 *p, int nb, int b, const int n) {
  * Products are numbered p = j*RM + m and live 8 to a vector; each is reduced to
  * its exact int32 block sum by a hadd tree, 8 products per tree.
  */
-INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x,
-                    const block_q8_0 *w, float *y, int ldy) {
+INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, const block_q8_0 *w,
+                    float *y, int ldy) {
     const int P = RM * RN, G = (P + 7) / 8;
     __m256i im[2], ij[2];
     __m256 acc[2];
@@ -244,8 +244,7 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                 __m256i xb = bcast4(x[(size_t)m * nb + b].qs + 4 * g);
 #pragma GCC unroll 2
                 for (int r = 0; r < RC; r++)
-                    s[m * RC + r] =
-                        dot_acc_i8(s[m * RC + r], aw[r], _mm256_sign_epi8(xb, wq[r]));
+                    s[m * RC + r] = dot_acc_i8(s[m * RC + r], aw[r], _mm256_sign_epi8(xb, wq[r]));
             }
             /* keeps GCC from regrouping the int32 adds into trees, which spills */
 #pragma GCC unroll 8
@@ -280,9 +279,8 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
 }
 
 /* All 8-column groups of one packed panel for RM rows. */
-INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
-                     const __m256i *wp, const float *ws, const float *xs, float *y, int ldy,
-                     int first) {
+INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
+                     const float *ws, const float *xs, float *y, int ldy, int first) {
     const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
     for (; Q8_RC == 2 && j + 16 <= np; j += 16)
@@ -564,15 +562,83 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
 }
 
 /* inlined into the row loops (the table's own entries are out-of-line copies) */
-INLINE float dot_f32_in(const float *a, const float *b, int n) { return dot_any(W_F32, a, b, n); }
+INLINE float dot_f32_in(const float *a, const float *b, int n) {
+    return dot_any(W_F32, a, b, n);
+}
 INLINE float dot_f16_in(const uint16_t *a, const float *b, int n) {
     return dot_any(W_F16, a, b, n);
 }
-INLINE void axpy_f32_in(float a, const float *x, float *y, int n) { axpy_any(W_F32, a, x, y, n); }
-INLINE void axpy_f16_in(float a, const uint16_t *x, float *y, int n) {
-    axpy_any(W_F16, a, x, y, n);
+/* acc += w[r] * row r over a tile with acc held in NV registers (head sizes of
+ * 8..128): the same rounded product-then-sum per element as axpy_any, in the
+ * same row order, without reloading acc for every row. */
+#define AXPY_ROWS_IN_REGS(NV)                                                                      \
+    INLINE void axpy_rows_reg##NV(const int kind, const float *w, const void *rows, size_t stride, \
+                                  int count, float *acc) {                                         \
+        __m256 a[NV];                                                                              \
+        for (int v = 0; v < NV; v++)                                                               \
+            a[v] = _mm256_loadu_ps(acc + 8 * v);                                                   \
+        for (int r = 0; r < count; r++) {                                                          \
+            if (w[r] == 0.0f) continue;                                                            \
+            const __m256 wr = _mm256_set1_ps(w[r]);                                                \
+            for (int v = 0; v < NV; v++)                                                           \
+                a[v] = _mm256_add_ps(a[v],                                                         \
+                                     _mm256_mul_ps(wr, load_w8(kind, rows, r * stride + 8 * v)));  \
+        }                                                                                          \
+        for (int v = 0; v < NV; v++)                                                               \
+            _mm256_storeu_ps(acc + 8 * v, a[v]);                                                   \
+    }
+AXPY_ROWS_IN_REGS(1)
+AXPY_ROWS_IN_REGS(2)
+AXPY_ROWS_IN_REGS(4)
+AXPY_ROWS_IN_REGS(8)
+AXPY_ROWS_IN_REGS(16)
+
+INLINE void axpy_rows_any(const int kind, const float *w, const void *rows, size_t stride,
+                          int count, float *acc, int n) {
+    switch (n) {
+    case 8:
+        axpy_rows_reg1(kind, w, rows, stride, count, acc);
+        return;
+    case 16:
+        axpy_rows_reg2(kind, w, rows, stride, count, acc);
+        return;
+    case 32:
+        axpy_rows_reg4(kind, w, rows, stride, count, acc);
+        return;
+    case 64:
+        axpy_rows_reg8(kind, w, rows, stride, count, acc);
+        return;
+    case 128:
+        axpy_rows_reg16(kind, w, rows, stride, count, acc);
+        return;
+    }
+    for (int r = 0; r < count; r++)
+        if (w[r] != 0.0f) {
+            if (kind == W_F32)
+                axpy_any(W_F32, w[r], (const float *)rows + r * stride, acc, n);
+            else
+                axpy_any(W_F16, w[r], (const uint16_t *)rows + r * stride, acc, n);
+        }
 }
-WIM_ROW_KERNELS(x86, dot_f32_in, dot_f16_in, axpy_f32_in, axpy_f16_in)
+
+static void x86_dot_rows_f32(const float *rows, size_t stride, int count, const float *q, int n,
+                             float *out) {
+    for (int i = 0; i < count; i++)
+        out[i] = dot_f32_in(rows + (size_t)i * stride, q, n);
+}
+static void x86_dot_rows_f16(const uint16_t *rows, size_t stride, int count, const float *q, int n,
+                             float *out) {
+    for (int i = 0; i < count; i++)
+        out[i] = dot_f16_in(rows + (size_t)i * stride, q, n);
+}
+static void x86_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count,
+                              float *acc, int n) {
+    axpy_rows_any(W_F32, w, rows, stride, count, acc, n);
+}
+static void x86_axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride, int count,
+                              float *acc, int n) {
+    axpy_rows_any(W_F16, w, rows, stride, count, acc, n);
+}
 
 const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,

@@ -1,9 +1,9 @@
 /*
- * attention.h — one query head against the KV cache, fp32, online softmax.
+ * attention.h — causal attention against the KV cache, fp32, online softmax.
  *
  * Scores are computed a tile of ATTN_TILE cells at a time and folded into a
- * running maximum, sum and weighted value accumulator, so scratch is
- * O(ATTN_TILE + head_dim) whatever the context length.
+ * running maximum, sum and weighted value accumulator per query, so scratch
+ * is O(ATTN_TILE x head_dim + queries) whatever the context length.
  */
 #ifndef WIM_ATTENTION_H
 #define WIM_ATTENTION_H
@@ -13,14 +13,27 @@
 
 #define ATTN_TILE 64
 
-static inline int attn_scratch_floats(int head_dim) {
-    return ATTN_TILE + head_dim;
+/* A block of queries that share one KV head (the heads of a GQA group, over
+ * several tokens of a chunk), so each K/V tile is fetched into cache once for
+ * all of them; a query's arithmetic depends only on its own
+ * visible cells, so results do not depend on how queries are blocked (and so
+ * not on the chunk size or the thread count). scratch holds
+ * attn_block_scratch_floats(head_dim, nq) floats. */
+#define ATTN_QBLOCK 16 /* tokens per block */
+
+typedef struct {
+    const float *q;
+    float *out;
+    int qpos;
+} attn_query;
+
+static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {
+    (void)head_dim;
+    return ATTN_TILE + 2 * (size_t)max_queries;
 }
 
-/* out[head_dim] = softmax(q·Kᵀ·scale over cells with pos <= qpos) · V for the
- * KV head kvh of layer. scratch holds attn_scratch_floats(head_dim) floats. */
-void attn_head(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-               const float *q, int qpos, float scale, float *out, float *scratch);
+void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
+                const attn_query *qs, int nq, float scale, float *scratch);
 
 /* The same result computed the textbook way: all n scores of the query are
  * written to row[kv->n], then softmax, then the weighted sum of values. */

@@ -58,7 +58,15 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
     CARVE(c->hb, T * 2 * ff * 4); /* room for a fused gate|up product */
     CARVE(c->hb2, T * ff * 4);
     CARVE(c->xq, T * (max_in / QK8_0 + 1) * sizeof(block_q8_0));
-    CARVE(c->att_scratch, (size_t)c->p.n_threads * attn_scratch_floats(cf->head_dim) * 4);
+    /* per thread: the block's tiles and states, then its query list */
+    const int group = cf->n_head / cf->n_head_kv;
+    /* rounded to 16 floats so every thread's area and its query list stay aligned */
+    c->att_query_offset =
+        (attn_block_scratch_floats(cf->head_dim, ATTN_QBLOCK * group) + 15) & ~(size_t)15;
+    c->att_scratch_floats =
+        (c->att_query_offset + (ATTN_QBLOCK * group * sizeof(attn_query) + 3) / 4 + 15) &
+        ~(size_t)15;
+    CARVE(c->att_scratch, (size_t)c->p.n_threads * c->att_scratch_floats * 4);
     CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
     CARVE(c->slots, T * sizeof(int));
     if (fused) CARVE(c->qkv, T * (qd + 2 * kvd) * 4);
@@ -214,16 +222,24 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
+    const int blocks = (M + ATTN_QBLOCK - 1) / ATTN_QBLOCK, tasks = blocks * cf->n_head_kv;
     const long work = (long)M * cf->n_head * c->kv.n * hd;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)                                          \
-    num_threads(c->p.n_threads) if (work >= PARALLEL_MIN_WORK)
-    for (int i = 0; i < M; i++)
-        for (int h = 0; h < cf->n_head; h++) {
-            float *scratch =
-                c->att_scratch + (size_t)omp_get_thread_num() * attn_scratch_floats(hd);
-            attn_head(c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
-                      pos0 + i, scale, c->att + (size_t)i * qd + (size_t)h * hd, scratch);
-        }
+    /* one task: one KV head and up to ATTN_QBLOCK tokens, i.e. every query head of
+     * the GQA group for those tokens, so each K/V tile is widened once for all of them */
+#pragma omp parallel for schedule(dynamic, 1)                                                      \
+    num_threads(c->p.n_threads) if (tasks > 1 && work >= PARALLEL_MIN_WORK)
+    for (int t = 0; t < tasks; t++) {
+        const int kvh = t % cf->n_head_kv, i0 = t / cf->n_head_kv * ATTN_QBLOCK;
+        const int i1 = i0 + ATTN_QBLOCK < M ? i0 + ATTN_QBLOCK : M;
+        float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
+        attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
+        int nq = 0;
+        for (int i = i0; i < i1; i++)
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
+                                        c->att + (size_t)i * qd + (size_t)h * hd, pos0 + i};
+        attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, scale, scratch);
+    }
 }
 
 /* The reference the memory profile compares against: the full n_head x M x n

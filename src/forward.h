@@ -17,11 +17,13 @@ struct wim_ctx {
     wim_kvcache kv;
     /* scratch for one chunk of p.chunk tokens */
     float *x, *xb, *xb2, *q, *k, *v, *qkv, *att, *hb, *hb2;
-    block_q8_0 *xq;     /* activations quantized for Q8_0 products */
-    float *att_scratch; /* per-thread attention tiles */
-    double *inv_freq;   /* RoPE inverse frequencies, rope_freqs applied */
-    int *slots;         /* KV cells of the tokens in the current chunk */
-    void *scratch;      /* the block all of the above are carved from */
+    block_q8_0 *xq;            /* activations quantized for Q8_0 products */
+    float *att_scratch;        /* per-thread attention tiles and query lists */
+    size_t att_scratch_floats; /* floats of att_scratch per thread */
+    size_t att_query_offset;   /* where each thread's query list starts, in floats */
+    double *inv_freq;          /* RoPE inverse frequencies, rope_freqs applied */
+    int *slots;                /* KV cells of the tokens in the current chunk */
+    void *scratch;             /* the block all of the above are carved from */
     size_t scratch_size;
 };
 

@@ -595,8 +595,8 @@ static void test_dot_axpy(void) {
 /* The row-tile attention kernels equal the same table's per-row kernels bit
  * for bit (strided rows, zero weights skipped), for every ISA incl. scalar. */
 static void test_row_kernels(void) {
-    const int dims[] = {8, 13, 64, 128}, counts[] = {1, 7, 64};
-    for (int a = 0; a < 4; a++)
+    const int dims[] = {8, 13, 16, 32, 64, 128}, counts[] = {1, 7, 64};
+    for (int a = 0; a < 6; a++)
         for (int b = 0; b < 3; b++) {
             int n = dims[a], cnt = counts[b];
             size_t stride = (size_t)n * 3 + 5;
