@@ -158,7 +158,7 @@ static int judge_answer(const wim_model *jm, const char *question, const char *g
 
 /* ---- one result line ---- */
 
-static cJSON *settings_json(const repro_run_params *p, const wim_model *m) {
+static cJSON *settings_json(const repro_run_params *p) {
     const wim_run_params *r = &p->run;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "preset", p->preset ? p->preset : "none");
@@ -181,7 +181,6 @@ static cJSON *settings_json(const repro_run_params *p, const wim_model *m) {
     cJSON_AddNumberToObject(s, "kv_capacity", r->ctx.n_ctx);
     cJSON_AddNumberToObject(s, "threads", r->ctx.n_threads);
     cJSON_AddStringToObject(s, "judge", p->judge_path ? p->judge_path : "none");
-    (void)m;
     return s;
 }
 
@@ -249,7 +248,7 @@ static int run_one(const wim_model *m, const repro_run_params *p, const repro_ex
     cJSON_AddNumberToObject(j, "tokens_prefilled", (double)res.tokens_prefilled);
     cJSON_AddNumberToObject(j, "tokens_decoded", (double)res.tokens_decoded);
     cJSON_AddNumberToObject(j, "ms", res.ms_total);
-    cJSON_AddItemToObject(j, "settings", settings_json(p, m));
+    cJSON_AddItemToObject(j, "settings", settings_json(p));
     int rc = write_line(out, j, err, errlen);
     if (p->verbose && rc == 0)
         fprintf(stderr, "repro: %s %s %s: score %.3f (%d segments, %.1f s)\n",

@@ -207,6 +207,11 @@ int cmd_profile(int argc, char **argv) {
     if (!strcmp(mode, "both") || !strcmp(mode, "tiled")) modes[n_modes++] = 0;
     if (!strcmp(mode, "both") || !strcmp(mode, "materialized")) modes[n_modes++] = 1;
     if (!n_modes) return cli_error("profile: --mode must be both, tiled or materialized");
+    int pairs = 0;
+    for (int a = 0; a < nL; a++)
+        for (int b = 0; b < nK; b++)
+            pairs += Ks[b] <= Ls[a];
+    if (!pairs) return cli_error("profile: nothing to measure: every chunk size K exceeds every L");
     char err[512];
     wim_model *m;
     /* no OpenMP region may run in this process before the measurements fork */

@@ -35,3 +35,6 @@ kv_grows = get[(2048, 128, "tiled")]["kv_bytes"] == 4 * get[(512, 128, "tiled")]
 print(("PASS" if kv_grows else "FAIL") + " profile_kv_grows_with_L")
 PY
 grep -q '<polyline' "$T/p.svg" && grep -q 'tiled' "$T/p.svg" && echo "PASS profile_svg_written" || echo "FAIL profile_svg_written: no plot"
+$W profile -m "$M" -L 10 -K 20 >/dev/null 2>"$T/e2"
+[ $? -eq 2 ] && [ "$(wc -l <"$T/e2")" -eq 1 ] && echo "PASS profile_nothing_to_measure_is_an_error" ||
+    echo "FAIL profile_nothing_to_measure_is_an_error: $(head -c 200 "$T/e2")"
