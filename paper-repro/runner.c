@@ -123,9 +123,8 @@ static int judge_answer(const wim_model *jm, const char *question, const char *g
               chat.user_header, question, gold, prediction, chat.generation_header);
     char *prompt = sbuf_take(&b);
     int32_t *ids = NULL;
-    int n = prompt ? wim_tokenize(jm->tok, prompt, strlen(prompt), 1, 1, NULL, 0, err, errlen) : -1;
-    if (n > 0 && (ids = malloc((size_t)n * sizeof *ids)))
-        wim_tokenize(jm->tok, prompt, strlen(prompt), 1, 1, ids, n, err, errlen);
+    int n =
+        prompt ? wim_tokenize_alloc(jm->tok, prompt, strlen(prompt), 1, 1, &ids, err, errlen) : -1;
     free(prompt);
     wim_ctx_params cp = wim_ctx_default_params();
     cp.n_ctx = n + 8;

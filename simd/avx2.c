@@ -621,16 +621,8 @@ INLINE void axpy_rows_any(const int kind, const float *w, const void *rows, size
         }
 }
 
-static void x86_dot_rows_f32(const float *rows, size_t stride, int count, const float *q, int n,
-                             float *out) {
-    for (int i = 0; i < count; i++)
-        out[i] = dot_f32_in(rows + (size_t)i * stride, q, n);
-}
-static void x86_dot_rows_f16(const uint16_t *rows, size_t stride, int count, const float *q, int n,
-                             float *out) {
-    for (int i = 0; i < count; i++)
-        out[i] = dot_f16_in(rows + (size_t)i * stride, q, n);
-}
+WIM_DOT_ROW_KERNELS(x86, dot_f32_in, dot_f16_in)
+
 static void x86_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count,
                               float *acc, int n) {
     axpy_rows_any(W_F32, w, rows, stride, count, acc, n);

@@ -65,28 +65,21 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     }
 }
 
-static void gemm_f16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
-    for (int m = 0; m < M; m++)
-        for (int j = 0; j < N; j++) {
-            const float *xr = x + (size_t)m * K;
-            const uint16_t *wr = w + (size_t)j * K;
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float t = xr[k] * wim_fp16_to_fp32(wr[k]);
-                acc = acc + t;
-            }
-            y[(size_t)m * ldy + j] = acc;
-        }
+/* The float products: one multiply and one add per element, in k order. */
+static inline float widen(int kind, const void *w, size_t i) {
+    if (kind == 0) return ((const float *)w)[i];
+    if (kind == 1) return wim_fp16_to_fp32(((const uint16_t *)w)[i]);
+    return wim_bf16_to_fp32(((const uint16_t *)w)[i]);
 }
 
-static void gemm_bf16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+static inline void gemm_float(int kind, int M, int N, int K, const float *x, const void *w,
+                              float *y, int ldy) {
     for (int m = 0; m < M; m++)
         for (int j = 0; j < N; j++) {
             const float *xr = x + (size_t)m * K;
-            const uint16_t *wr = w + (size_t)j * K;
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
-                float t = xr[k] * wim_bf16_to_fp32(wr[k]);
+                float t = xr[k] * widen(kind, w, (size_t)j * K + k);
                 acc = acc + t;
             }
             y[(size_t)m * ldy + j] = acc;
@@ -94,17 +87,13 @@ static void gemm_bf16(int M, int N, int K, const float *x, const uint16_t *w, fl
 }
 
 static void gemm_f32(int M, int N, int K, const float *x, const float *w, float *y, int ldy) {
-    for (int m = 0; m < M; m++)
-        for (int j = 0; j < N; j++) {
-            const float *xr = x + (size_t)m * K;
-            const float *wr = w + (size_t)j * K;
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float t = xr[k] * wr[k];
-                acc = acc + t;
-            }
-            y[(size_t)m * ldy + j] = acc;
-        }
+    gemm_float(0, M, N, K, x, w, y, ldy);
+}
+static void gemm_f16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    gemm_float(1, M, N, K, x, w, y, ldy);
+}
+static void gemm_bf16(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy) {
+    gemm_float(2, M, N, K, x, w, y, ldy);
 }
 
 static float dot_f32(const float *a, const float *b, int n) {

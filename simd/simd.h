@@ -137,8 +137,9 @@ typedef struct wim_kernels {
 } wim_kernels;
 
 /* Defines NAME_dot_rows_f32 ... NAME_axpy_rows_f16 in an ISA file from its own
- * per-row kernels, so the compiler inlines them into the row loop. */
-#define WIM_ROW_KERNELS(NAME, DOT32, DOT16, AXPY32, AXPY16)                                        \
+ * per-row kernels, so the compiler inlines them into the row loop. An ISA with
+ * a better tile axpy uses WIM_DOT_ROW_KERNELS alone and writes its own. */
+#define WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                    \
     static void NAME##_dot_rows_f32(const float *rows, size_t stride, int count, const float *q,  \
                                     int n, float *out) {                                           \
         for (int i = 0; i < count; i++) out[i] = DOT32(rows + (size_t)i * stride, q, n);           \
@@ -146,7 +147,9 @@ typedef struct wim_kernels {
     static void NAME##_dot_rows_f16(const uint16_t *rows, size_t stride, int count,               \
                                     const float *q, int n, float *out) {                           \
         for (int i = 0; i < count; i++) out[i] = DOT16(rows + (size_t)i * stride, q, n);           \
-    }                                                                                              \
+    }
+#define WIM_ROW_KERNELS(NAME, DOT32, DOT16, AXPY32, AXPY16)                                        \
+    WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                        \
     static void NAME##_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count, \
                                      float *acc, int n) {                                          \
         for (int i = 0; i < count; i++)                                                            \

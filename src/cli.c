@@ -232,11 +232,8 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
 static int prompt_tokens(const wim_model *m, const char *text, size_t len, int bos, int32_t **out) {
     char err[256];
     int add_bos = bos && wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
-    int need = wim_tokenize(m->tok, text, len, add_bos, 0, NULL, 0, err, sizeof err);
+    int need = wim_tokenize_alloc(m->tok, text, len, add_bos, 0, out, err, sizeof err);
     if (need < 0) return cli_error("%s", err), -1;
-    *out = malloc((size_t)(need + 1) * sizeof **out);
-    if (!*out) return cli_error("out of memory"), -1;
-    wim_tokenize(m->tok, text, len, add_bos, 0, *out, need, err, sizeof err);
     return need;
 }
 

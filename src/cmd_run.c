@@ -115,6 +115,7 @@ static const char *const usage =
     "  --load-kv FILE            llm pattern: answer from a saved document cache (no -d)\n"
     "  --events FILE|-           JSON Lines events ('-' = stdout)\n"
     "  --show-margins            print each margin on stderr as it is written\n"
+    "  --verify-kv               CRC the KV cache around every margin (events prove no trace)\n"
     "  --chunk K, -t THREADS     prefill chunk (512) and threads\n"
     "  Ctrl-C once: stop after the current step and answer from the margins so far.\n";
 
@@ -147,6 +148,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->margins_in_extraction = 1;
         else if (!strcmp(a, "--show-margins"))
             v->show_margins = 1;
+        else if (!strcmp(a, "--verify-kv"))
+            p->verify_kv = 1;
         else if (i + 1 >= argc)
             return cli_error("run: unknown option or missing value: '%s'", a);
         else {

@@ -110,13 +110,9 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "wim: tokenize: this vocabulary has no BOS token; --add-bos ignored\n");
     char err[256];
     rc = 1;
-    int n = wim_tokenize(tok, text, len, o.add_bos, o.parse_special, NULL, 0, err, sizeof err);
-    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+    int32_t *ids = NULL;
+    int n = wim_tokenize_alloc(tok, text, len, o.add_bos, o.parse_special, &ids, err, sizeof err);
     if (n < 0)
-        cli_error("tokenize: %s", err);
-    else if (n > 0 && !ids)
-        cli_error("tokenize: out of memory");
-    else if (wim_tokenize(tok, text, len, o.add_bos, o.parse_special, ids, n, err, sizeof err) != n)
         cli_error("tokenize: %s", err);
     else {
         for (int i = 0; i < n; i++) {

@@ -101,8 +101,10 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         putf(&b, ",\"index\":%d", ev->index);
         key(&b, "text");
         put_str(&b, ev->text);
-        putf(&b, ",\"tokens\":%d,\"ms\":%.1f,\"kv_crc_before\":%u,\"kv_crc_after\":%u",
-             ev->n_tokens, ev->ms, ev->kv_crc_before, ev->kv_crc_after);
+        putf(&b, ",\"tokens\":%d,\"ms\":%.1f", ev->n_tokens, ev->ms);
+        if (ev->has_kv_crc)
+            putf(&b, ",\"kv_crc_before\":%u,\"kv_crc_after\":%u", ev->kv_crc_before,
+                 ev->kv_crc_after);
         break;
     case WIM_EV_VERDICT:
         putf(&b, ",\"index\":%d,\"relevant\":%s", ev->index, ev->relevant ? "true" : "false");

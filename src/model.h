@@ -29,7 +29,7 @@ typedef struct {
     int rope_neox; /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
     float rope_theta, norm_eps;
     float rope_scale; /* linear RoPE scaling: positions are divided by it (1: none) */
-    int tied_output; /* no output.weight: the embedding matrix is reused */
+    int tied_output;  /* no output.weight: the embedding matrix is reused */
 } wim_config;
 
 /* A weight matrix: n_out rows of n_in values of `type`, row-major. */

@@ -1875,3 +1875,23 @@ int wim_detok_flush(wim_detok *d, char *out, int cap) {
     d->n_pending = 0;
     return w;
 }
+
+int wim_tokenize_alloc(const wim_tokenizer *t, const char *text, size_t len, int add_bos,
+                       int parse_special, int32_t **ids, char *err, size_t errlen) {
+    *ids = NULL;
+    if (len > (size_t)INT32_MAX - 8)
+        return wim_errorf(err, errlen, "text of %zu bytes is too long", len);
+    int cap = (int)len + 4;
+    for (;;) {
+        int32_t *buf = malloc((size_t)cap * sizeof *buf);
+        if (!buf) return wim_errorf(err, errlen, "out of memory for %d tokens", cap);
+        int n = wim_tokenize(t, text, len, add_bos, parse_special, buf, cap, err, errlen);
+        if (n >= 0 && n <= cap) {
+            *ids = buf;
+            return n;
+        }
+        free(buf);
+        if (n < 0) return -1;
+        cap = n; /* the bound did not hold: the exact size, once more */
+    }
+}

@@ -49,6 +49,12 @@ int wim_tokenizer_find(const wim_tokenizer *t, const char *piece);
 int wim_tokenize(const wim_tokenizer *t, const char *text, size_t len, int add_bos,
                  int parse_special, int32_t *ids, int cap, char *err, size_t errlen);
 
+/* The same, into a malloc'd array sized for the text (one pass in practice:
+ * a text never needs more than one token per byte plus BOS and the dummy
+ * prefix). Returns the count with *ids set (caller frees), or -1 with err. */
+int wim_tokenize_alloc(const wim_tokenizer *t, const char *text, size_t len, int add_bos,
+                       int parse_special, int32_t **ids, char *err, size_t errlen);
+
 /* The bytes a token stands for (▁ -> space, <0xNN> -> that byte, byte-level
  * BPE unicode -> bytes; control tokens -> their text only if render_special).
  * Returns the byte count (may exceed cap: then only cap bytes are written). */

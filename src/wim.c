@@ -93,13 +93,7 @@ static int tokenize(run_state *s, const char *text, size_t len, int bos, int spe
                     int32_t **ids) {
     const wim_tokenizer *t = s->m->tok;
     bos = bos && wim_tokenizer_add_bos(t) && wim_tokenizer_bos(t) >= 0;
-    int n = wim_tokenize(t, text, len, bos, special, NULL, 0, s->err, s->errlen);
-    if (n < 0) return -1;
-    if (!(*ids = malloc((size_t)(n + 1) * sizeof **ids))) {
-        snprintf(s->err, s->errlen, "out of memory");
-        return -1;
-    }
-    wim_tokenize(t, text, len, bos, special, *ids, n, s->err, s->errlen);
+    int n = wim_tokenize_alloc(t, text, len, bos, special, ids, s->err, s->errlen);
     return n;
 }
 
@@ -372,7 +366,8 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
         float lm = 0;
         if (p->pattern == WIM_PATTERN_WIM) {
             wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
-            mev.kv_crc_before = wim_ctx_kv_crc(s->main);
+            mev.has_kv_crc = p->verify_kv;
+            if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(s->main);
             t0 = now_ms();
             if (p->injected_margins) {
                 res->margins[i] = strdup(p->injected_margins[i]);
@@ -396,7 +391,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
             mev.ms = now_ms() - t0;
             s->ms_margins += mev.ms;
             mev.text = res->margins[i];
-            mev.kv_crc_after = wim_ctx_kv_crc(s->main);
+            if (p->verify_kv) mev.kv_crc_after = wim_ctx_kv_crc(s->main);
             if (rc || !res->margins[i]) {
                 free(seg);
                 return -1;
@@ -487,8 +482,7 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
                     .segments = n_segs,
                     .tokens = doc_tokens};
     emit(&s, &ev);
-    if (p->pattern != WIM_PATTERN_RAG && !p->load_kv && feed_text(&s, s.main, sys, 1, 1))
-        goto done;
+    if (p->pattern != WIM_PATTERN_RAG && !p->load_kv && feed_text(&s, s.main, sys, 1, 1)) goto done;
     if (run_segments(&s, doc, segs, n_segs, res)) goto done;
     res->interrupted = interrupted(&s);
     if (p->save_kv && p->pattern != WIM_PATTERN_RAG && !res->interrupted &&

@@ -115,11 +115,14 @@ typedef struct {
     int top_k; /* segments kept by BM25 (default 3) */
     float temp, top_p;
     uint64_t seed;
-    int max_segments;          /* 0: all */
-    const char *prompts_dir;   /* NULL: the project's defaults */
-    const char *chat;          /* chat family name, NULL: from the model's template */
-    int stream;                /* let the document stream through a KV window (pins the system
-                                  prompt unless ctx.kv_pin says otherwise) */
+    int max_segments;        /* 0: all */
+    const char *prompts_dir; /* NULL: the project's defaults */
+    const char *chat;        /* chat family name, NULL: from the model's template */
+    int stream;              /* let the document stream through a KV window (pins the system
+                                prompt unless ctx.kv_pin says otherwise) */
+    int verify_kv; /* CRC the whole KV cache before and after each margin and report both in
+                      the margin event (proof that margins leave no trace; costs a pass over
+                      the cache per margin, so it is off by default) */
     int margins_in_extraction; /* show the margins kept so far to each extraction prompt
                                   (departs from the paper; helps two-hop questions when the
                                   window has forgotten the first hop) */
@@ -161,6 +164,7 @@ typedef struct {
     const char *raw;      /* verdict: the classifier's raw output */
     int has_logit_margin; /* verdict: --classify logit was used */
     float logit_margin;   /* verdict, --classify logit: logit(YES) - logit(NO) */
+    int has_kv_crc;       /* margin: verify_kv was set */
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */
     /* done */

@@ -17,7 +17,7 @@ fi
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["context"][:2000]); open(sys.argv[3],"w").write(d["query"])' \
     "$S/data/babilong/babilong_8k.json" "$T/doc.txt" "$T/query.txt"
 Q=$(cat "$T/query.txt")
-common="--segment-tokens 200 --margin-tokens 24 --answer-tokens 16 --classify-tokens 6 --chunk 64"
+common="--segment-tokens 200 --margin-tokens 24 --answer-tokens 16 --classify-tokens 6 --chunk 64 --verify-kv"
 
 for pat in wim llm rag; do
     t=events_schema_and_order_$pat
