@@ -28,7 +28,8 @@ static void on_sigint(int sig) {
 typedef struct {
     FILE *events;     /* NULL: none */
     int bar;          /* draw a progress bar on stderr */
-    int show_margins; /* print margins to stderr as they come */
+    int show_margins; /* print margins to stderr as they come, with their verdicts */
+    char *margin;     /* the latest margin, printed once its verdict arrives */
     int chat_given;   /* --chat was passed: no note about the raw family */
     int segments, done, kept;
     long tokens;
@@ -79,13 +80,18 @@ static void on_event(const wim_event *ev, void *user) {
         break;
     case WIM_EV_MARGIN:
         v->ms += ev->ms;
-        if (v->show_margins) {
-            if (v->bar) fprintf(stderr, "\r\033[K");
-            fprintf(stderr, "margin %d: %s\n", ev->index + 1, ev->text);
-        }
+        free(v->margin);
+        v->margin = v->show_margins && ev->text ? strdup(ev->text) : NULL;
         break;
     case WIM_EV_VERDICT:
         v->kept += ev->relevant;
+        if (v->margin) {
+            if (v->bar) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "margin %d (%s): %s\n", ev->index + 1,
+                    ev->relevant ? "kept" : "dropped", v->margin);
+            free(v->margin);
+            v->margin = NULL;
+        }
         break;
     default:
         break;
@@ -109,6 +115,7 @@ static const char *const usage =
     "  --chat FAMILY             chatml|llama3|llama2|mistral|phi3|raw (default: from the model)\n"
     "  --max-segments N          process only the first N segments\n"
     "  --margins-in-extraction   show kept margins to each extraction prompt (not the paper's)\n"
+    "  --dedupe-margins          note each distinct margin line once (not the paper's)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
     "  --save-kv FILE            save the KV cache once the document is read (for --load-kv)\n"
@@ -146,6 +153,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->lenient_classifier = 1;
         else if (!strcmp(a, "--margins-in-extraction"))
             p->margins_in_extraction = 1;
+        else if (!strcmp(a, "--dedupe-margins"))
+            p->dedupe_margins = 1;
         else if (!strcmp(a, "--show-margins"))
             v->show_margins = 1;
         else if (!strcmp(a, "--verify-kv"))
@@ -282,6 +291,7 @@ int cmd_run(int argc, char **argv) {
     if (v.events && v.events != stdout) fclose(v.events);
     wim_result_free(&res);
     free(v.line);
+    free(v.margin);
     wim_model_free(m);
     free(doc);
     return rc;

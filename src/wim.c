@@ -209,18 +209,44 @@ static int word_token(run_state *s, const char *word) {
     return id;
 }
 
-static char *join_margins(char **margins, const int *relevant, int n) {
+/* Whether the line [line, line+len) already occurs as a whole line of out. */
+static int has_line(const char *out, const char *line, size_t len) {
+    for (const char *p = out; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        if (n == len && memcmp(p, line, len) == 0) return 1;
+        p += n + (eol != NULL);
+    }
+    return 0;
+}
+
+/* The kept margins, each followed by a newline; with dedupe, line by line with blank
+ * and repeated lines dropped. */
+static char *join_margins(char **margins, const int *relevant, int n, int dedupe) {
     size_t len = 1;
     for (int i = 0; i < n; i++)
         if (relevant[i] && margins[i]) len += strlen(margins[i]) + 1;
     char *out = malloc(len);
     if (!out) return NULL;
     out[0] = 0;
-    for (int i = 0; i < n; i++)
-        if (relevant[i] && margins[i]) {
-            strcat(out, margins[i]);
-            strcat(out, "\n");
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        if (!relevant[i] || !margins[i]) continue;
+        if (!dedupe) {
+            used += (size_t)sprintf(out + used, "%s\n", margins[i]);
+            continue;
         }
+        for (const char *p = margins[i]; *p;) {
+            const char *eol = strchr(p, '\n');
+            size_t k = eol ? (size_t)(eol - p) : strlen(p);
+            if (k > 0 && !has_line(out, p, k)) {
+                memcpy(out + used, p, k);
+                out[used += k] = '\n';
+                out[++used] = 0;
+            }
+            p += k + (eol != NULL);
+        }
+    }
     return out;
 }
 
@@ -375,7 +401,8 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                 if (wim_ctx_snapshot(s->main)) rc = -1;
                 char *notes = NULL;
                 if (!rc && p->margins_in_extraction && i > 0 &&
-                    (notes = join_margins(res->margins, res->relevant, i)) && *notes) {
+                    (notes = join_margins(res->margins, res->relevant, i, p->dedupe_margins)) &&
+                    *notes) {
                     char *framed = malloc(strlen(notes) + 32);
                     if (framed) sprintf(framed, "Notes so far:\n%s", notes);
                     rc = framed ? feed_text(s, s->main, framed, 0, 0) : -1;
@@ -491,7 +518,7 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, segs, res->n_segments, sys, res))
         goto done;
     margins = p->pattern == WIM_PATTERN_WIM
-                  ? join_margins(res->margins, res->relevant, res->n_segments)
+                  ? join_margins(res->margins, res->relevant, res->n_segments, p->dedupe_margins)
                   : strdup("");
     if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
     double t0 = now_ms();

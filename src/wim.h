@@ -126,6 +126,9 @@ typedef struct {
     int margins_in_extraction; /* show the margins kept so far to each extraction prompt
                                   (departs from the paper; helps two-hop questions when the
                                   window has forgotten the first hop) */
+    int dedupe_margins;        /* join kept margins line by line, each distinct line once
+                                  (departs from the paper: a sentence visible to several
+                                  extraction steps is noted once, so counts stay right) */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
     /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
      * trace), save the main KV cache. load_kv (llm pattern only): start from such a file

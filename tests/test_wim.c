@@ -99,6 +99,50 @@ static void test_injected_margins_give_identical_answer_logits(void) {
     wim_model_free(m);
 }
 
+/* --dedupe-margins: kept margins joined line by line, each distinct line once. Margins
+ * "A\nB", "B\nC", "A" must give the final prompt of margins "A\nB", "C" without it. */
+static void test_dedupe_margins_joins_distinct_lines(void) {
+    wim_model *m = load();
+    if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
+    const char *dup[64], *plain[64];
+    int keep_dup[64] = {1, 1, 1}, keep_plain[64] = {1, 1};
+    for (int i = 0; i < 64; i++)
+        dup[i] = plain[i] = "";
+    dup[0] = plain[0] = "Mary is in the office.\nJohn is in the kitchen.";
+    dup[1] = "John is in the kitchen.\nThe ball is red.";
+    dup[2] = "Mary is in the office.";
+    plain[1] = "The ball is red.";
+    wim_run_params p = params();
+    p.n_injected = 64;
+    p.injected_margins = dup;
+    p.injected_relevant = keep_dup;
+    p.dedupe_margins = 1;
+    wim_run_params q = p;
+    q.injected_margins = plain;
+    q.injected_relevant = keep_plain;
+    q.dedupe_margins = 0;
+    wim_run_params r = p;
+    r.dedupe_margins = 0;
+    wim_result a, b, c;
+    char err[256];
+    int ok = wim_run(m, document, strlen(document), "Where is Mary?", &p, NULL, NULL, &a, err,
+                     sizeof err) == 0 &&
+             wim_run(m, document, strlen(document), "Where is Mary?", &q, NULL, NULL, &b, err,
+                     sizeof err) == 0 &&
+             wim_run(m, document, strlen(document), "Where is Mary?", &r, NULL, NULL, &c, err,
+                     sizeof err) == 0;
+    CHECKF(ok, "%s", err);
+    if (!ok) return;
+    CHECK(a.n_segments >= 3);
+    CHECK(memcmp(a.answer_logits, b.answer_logits, 512 * sizeof(float)) == 0);
+    CHECK(a.tokens_prefilled == b.tokens_prefilled);
+    CHECK(c.tokens_prefilled > a.tokens_prefilled); /* without dedupe the repeats stay */
+    wim_result_free(&a);
+    wim_result_free(&b);
+    wim_result_free(&c);
+    wim_model_free(m);
+}
+
 static void test_input_checks(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
@@ -123,6 +167,7 @@ int main(void) {
     }
     RUN(test_margins_leave_cache_bit_identical);
     RUN(test_injected_margins_give_identical_answer_logits);
+    RUN(test_dedupe_margins_joins_distinct_lines);
     RUN(test_input_checks);
     return t_exit();
 }
