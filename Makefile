@@ -4,6 +4,7 @@
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       the main job on the bundled default
 #   make bench      benchmarks (bench/)
+#   make model      retrain the bundled model data/wim-tiny/ (PyTorch, ~40 min on 2 cores; not in test or CI)
 #   make deps       install the Debian packages the build needs (apt-get)
 
 CC      ?= gcc
@@ -46,7 +47,7 @@ REPRO_LIB := $(BUILD)/librepro.a -lcjson
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan demo bench deps clean format
+.PHONY: all test asan demo bench model deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
 # test and demo first make sure the Debian packages are there (installing them as root,
@@ -93,10 +94,13 @@ asan:
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/wim
-	@bash data/demo.sh $(BUILD)/wim $(SHARED)
+	@bash data/demo.sh $(BUILD)/wim
 
 bench: $(BUILD)/wim $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
+
+model: $(BUILD)/wim
+	@bash data/wim-tiny/make-model.sh $(BUILD)/wim
 
 format:
 	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h paper-repro/*.c paper-repro/*.h

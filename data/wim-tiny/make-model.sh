@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# data/wim-tiny/make-model.sh WIM — what `make model` runs: retrains wim-tiny from scratch
+# and replaces the committed model, vocabulary and training log.
+#   1. PyTorch from Debian (python3-torch; installed when run as root, else requested);
+#   2. train.py in build/wim-tiny/ (seeded; resumes from its checkpoint if interrupted;
+#      about 40 minutes on 2 cores);
+#   3. check_logits.py: the engine's logits against PyTorch's on held-out inputs;
+#   4. the Q8_0 GGUF, vocab.json and train-log.jsonl copied into data/wim-tiny/.
+# Never part of `make test` or CI.
+set -eu
+wim=$1
+here=$(cd "$(dirname "$0")" && pwd)
+out=${WIM_MODEL_OUT:-$here/../../build/wim-tiny}
+py=/usr/bin/python3
+if ! $py -c 'import torch' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-torch libopenblas0-pthread
+    else
+        echo "make model: PyTorch is missing; run: sudo apt-get install python3-torch libopenblas0-pthread" >&2
+        exit 2
+    fi
+fi
+mkdir -p "$out"
+$py "$here/train.py" --out "$out" "${@:2}"
+$py "$here/check_logits.py" "$out/wim-tiny-f16.gguf" --wim "$wim" --vocab "$out/vocab.json" --tol 1e-3
+$py "$here/check_logits.py" "$out/wim-tiny-q8_0.gguf" --wim "$wim" --vocab "$out/vocab.json" --tol 5e-2
+cp "$out/wim-tiny-q8_0.gguf" "$here/wim-tiny.gguf"
+cp "$out/vocab.json" "$out/train-log.jsonl" "$here/"
+echo "make model: data/wim-tiny/wim-tiny.gguf replaced; run 'make test' and bench/wim-tiny-eval.py"
