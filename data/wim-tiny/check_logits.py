@@ -39,13 +39,7 @@ from tokenizer import BOS, Tokenizer  # noqa: E402
 def torch_model(path, n_vocab):
     meta, t = load_gguf(path)
     m = M.Model(n_vocab)
-    sd = {"emb.weight": t["token_embd.weight"][0], "norm.weight": t["output_norm.weight"][0]}
-    names = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
-             "wo": "attn_output", "ffn_norm": "ffn_norm", "w1": "ffn_gate", "w3": "ffn_up",
-             "w2": "ffn_down"}
-    for i in range(m.c["n_layers"]):
-        for mod, g in names.items():
-            sd[f"blocks.{i}.{mod}.weight"] = t[f"blk.{i}.{g}.weight"][0]
+    sd = {k: t[g][0] for k, g in M.gguf_names(m.c["n_layers"]).items()}
     m.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()})
     return m.eval()
 
@@ -64,7 +58,7 @@ def long_sequence(tok, rng):
 
 def compare(m, wim, path, ids, pin, cells, chunk=512):
     T = len(ids)
-    mask = M.causal_mask(T, pin, cells - pin)[None]
+    mask = M.branch_mask(list(range(T)), [0] * T, pin, cells - pin)[None]
     with torch.no_grad():
         ref = m(torch.tensor([ids]), torch.arange(T)[None], mask)[0].numpy()
     cmd = [wim, "logits", "-m", path, "--tokens", ",".join(map(str, ids)), "--top", "16",

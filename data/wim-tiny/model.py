@@ -99,17 +99,6 @@ class Model(nn.Module):
         return self.norm(x) @ self.emb.weight.T  # tied output
 
 
-def causal_mask(T, pin=None, window=None):
-    """(T, T) boolean: key j visible to query i. With a window, only keys among the first
-    `pin` or the last `window` before i (the engine's streaming cache)."""
-    i = torch.arange(T)[:, None]
-    j = torch.arange(T)[None]
-    m = j <= i
-    if window is not None:
-        m &= (j < pin) | (i - j < window)
-    return m
-
-
 def branch_mask(pos, branch, pin, window):
     """Mask for a branched example: causal; a branch sees the trunk (branch 0) and
     itself; and the engine's streaming window by position (pinned cells, or the last
@@ -121,6 +110,19 @@ def branch_mask(pos, branch, pin, window):
     same = (b[None] == 0) | (b[None] == b[:, None])
     near = (j < pin) | (p[:, None] - p[None] < window)
     return (j <= i) & same & near
+
+
+def gguf_names(n_layers):
+    """PyTorch state-dict key -> GGUF tensor name (llama.cpp's names for `llama`)."""
+    per_block = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
+                 "wo": "attn_output", "ffn_norm": "ffn_norm", "w1": "ffn_gate", "w3": "ffn_up",
+                 "w2": "ffn_down"}
+    names = {"emb.weight": "token_embd.weight"}
+    for i in range(n_layers):
+        for mod, g in per_block.items():
+            names[f"blocks.{i}.{mod}.weight"] = f"blk.{i}.{g}.weight"
+    names["norm.weight"] = "output_norm.weight"
+    return names
 
 
 # --- GGUF (v3) writer ---
@@ -194,15 +196,7 @@ def write_gguf(path, model, tok, wtype="q8_0", name="wim-tiny"):
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
     }
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    tensors = [("token_embd.weight", sd["emb.weight"])]
-    names = {"attn_norm": "attn_norm.weight", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
-             "wo": "attn_output", "ffn_norm": "ffn_norm.weight", "w1": "ffn_gate",
-             "w3": "ffn_up", "w2": "ffn_down"}
-    for i in range(c["n_layers"]):
-        for mod, g in names.items():
-            key = f"blocks.{i}.{mod}.weight"
-            tensors.append((f"blk.{i}.{g}" + ("" if g.endswith(".weight") else ".weight"), sd[key]))
-    tensors.append(("output_norm.weight", sd["norm.weight"]))
+    tensors = [(g, sd[k]) for k, g in gguf_names(c["n_layers"]).items()]
     blobs = []
     for n, a in tensors:
         if a.ndim == 1:
