@@ -1,55 +1,85 @@
 /*
  * attention.c — tiled causal attention with an online softmax.
  *
- * Cells are visited in slot order in tiles of ATTN_TILE; the tile boundaries
- * depend only on slot indices, and each query only computes the cells it may
- * see, so a query's result is the same whatever chunk size brought its keys
- * into the cache and however queries are grouped into blocks.
+ * A query visits the cells it may see (kvcache.h: the pinned cells and the
+ * last W positions) in logical slot order, in tiles of ATTN_TILE logical
+ * slots; a tile's visible cells are a few runs of consecutive physical slots.
+ * Tile boundaries and order depend only on positions, never on where the
+ * cells physically are, so a query's result is the same whatever chunk size
+ * brought its keys into the cache, whatever extra cells the cache has for
+ * streaming, and however queries are grouped into blocks (the row kernels do
+ * each row's arithmetic on its own, so splitting a tile into runs changes
+ * nothing).
  */
 #include "attention.h"
 
 #include <math.h>
 #include <string.h>
 
-/* The cells [lo, hi) of a tile that a query at qpos may see (hi == lo: none). */
-static void visible_span(const wim_kvcache *kv, int t0, int end, int qpos, int *lo, int *hi) {
-    int a = 0, b = end;
-    while (a < b && kv->pos[t0 + a] > qpos)
-        a++;
-    while (b > a && kv->pos[t0 + b - 1] > qpos)
-        b--;
-    *lo = a;
-    *hi = b;
+typedef struct {
+    int slot, count;
+} cell_run;
+
+/* The cells a query at position p sees in logical tile [t0, t1), as runs of
+ * consecutive physical slots in logical order; returns how many (at most 5:
+ * pinned cells, then two logical runs each split at most once where the
+ * physical ring wraps). */
+static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *runs) {
+    const int pin = kv->pin, w = kv->capacity - pin, ring = kv->cells - pin;
+    int nr = 0, e = t1 < pin ? t1 : pin;
+    if (e > p + 1) e = p + 1;
+    if (t0 < e) runs[nr++] = (cell_run){t0, e - t0}; /* pinned: slot == position */
+    const int lo = t0 > pin ? t0 : pin;
+    if (lo >= t1 || p < pin) return nr;
+    /* the window: positions a..p, the oldest in logical slot va, then on cyclically */
+    const int a = p - w + 1 > pin ? p - w + 1 : pin, len = p - a + 1;
+    const int va = pin + (a - pin) % w;
+    const int cut = va > lo && va < t1 ? va : t1;
+    const int bounds[3] = {lo, cut, t1};
+    for (int r = 0; r < 2; r++) {
+        const int s = bounds[r], n = bounds[r + 1] - s;
+        if (n <= 0) continue;
+        const int o0 = (s - va + w) % w; /* offsets from a grow along the run */
+        const int cnt = (o0 + n < len ? o0 + n : len) - o0;
+        if (cnt <= 0) continue;
+        const int s0 = pin + (a + o0 - pin) % ring,
+                  first = cnt < pin + ring - s0 ? cnt : pin + ring - s0;
+        runs[nr++] = (cell_run){s0, first};
+        if (cnt > first) runs[nr++] = (cell_run){pin, cnt - first};
+    }
+    return nr;
 }
 
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                 const attn_query *qs, int nq, float scale, float *scratch) {
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
-    const size_t row_bytes = stride * kv->elem;
     const int f16 = kv->type == WIM_KV_F16;
+    /* logical slots in use: a ring of exactly C cells after next_pos tokens */
+    const int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
     float *score = scratch, *run_max = score + ATTN_TILE, *run_sum = run_max + nq;
     for (int j = 0; j < nq; j++) {
         run_max[j] = -INFINITY;
         run_sum[j] = 0.0f;
         memset(qs[j].out, 0, (size_t)head_dim * sizeof(float));
     }
-    for (int t0 = 0; t0 < kv->n; t0 += ATTN_TILE) {
-        const int end = kv->n - t0 < ATTN_TILE ? kv->n - t0 : ATTN_TILE;
-        const uint8_t *krows = (const uint8_t *)kv_k(kv, layer, t0) + off * kv->elem;
-        const uint8_t *vrows = (const uint8_t *)kv_v(kv, layer, t0) + off * kv->elem;
+    for (int t0 = 0; t0 < nl; t0 += ATTN_TILE) {
+        const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
         for (int j = 0; j < nq; j++) {
-            int a, b;
-            visible_span(kv, t0, end, qs[j].qpos, &a, &b);
-            if (a >= b) continue; /* every cell of the tile is in this query's future */
-            const int cnt = b - a, c0 = t0 + a;
-            const void *kr = krows + (size_t)a * row_bytes, *vr = vrows + (size_t)a * row_bytes;
-            if (f16)
-                k->dot_rows_f16(kr, stride, cnt, qs[j].q, head_dim, score);
-            else
-                k->dot_rows_f32(kr, stride, cnt, qs[j].q, head_dim, score);
+            cell_run runs[5];
+            const int nr = visible_runs(kv, t0, t1, qs[j].qpos, runs);
+            if (!nr) continue; /* nothing of the tile is visible to this query */
+            int cnt = 0;
+            for (int r = 0; r < nr; r++) {
+                const void *kr = (const uint8_t *)kv_k(kv, layer, runs[r].slot) + off * kv->elem;
+                if (f16)
+                    k->dot_rows_f16(kr, stride, runs[r].count, qs[j].q, head_dim, score + cnt);
+                else
+                    k->dot_rows_f32(kr, stride, runs[r].count, qs[j].q, head_dim, score + cnt);
+                cnt += runs[r].count;
+            }
             float tile_max = -INFINITY;
             for (int i = 0; i < cnt; i++) {
-                score[i] = kv->pos[c0 + i] <= qs[j].qpos ? score[i] * scale : -INFINITY;
+                score[i] *= scale;
                 if (score[i] > tile_max) tile_max = score[i];
             }
             float *acc = qs[j].out;
@@ -60,14 +90,19 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                     acc[i] *= corr;
                 run_max[j] = tile_max;
             }
-            for (int i = 0; i < cnt; i++) { /* weights; masked cells get 0 and are skipped */
+            for (int i = 0; i < cnt; i++) {
                 score[i] = score[i] == -INFINITY ? 0.0f : expf(score[i] - run_max[j]);
                 run_sum[j] += score[i];
             }
-            if (f16)
-                k->axpy_rows_f16(score, vr, stride, cnt, acc, head_dim);
-            else
-                k->axpy_rows_f32(score, vr, stride, cnt, acc, head_dim);
+            cnt = 0;
+            for (int r = 0; r < nr; r++) {
+                const void *vr = (const uint8_t *)kv_v(kv, layer, runs[r].slot) + off * kv->elem;
+                if (f16)
+                    k->axpy_rows_f16(score + cnt, vr, stride, runs[r].count, acc, head_dim);
+                else
+                    k->axpy_rows_f32(score + cnt, vr, stride, runs[r].count, acc, head_dim);
+                cnt += runs[r].count;
+            }
         }
     }
     for (int j = 0; j < nq; j++) {
@@ -85,7 +120,7 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
     float mx = -INFINITY, sum = 0.0f;
     for (int s = 0; s < kv->n; s++) {
         const void *kr = kv_k(kv, layer, s);
-        row[s] = kv->pos[s] > qpos
+        row[s] = !kv_visible(kv, s, qpos)
                      ? -INFINITY
                      : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
                                     : k->dot_f32((const float *)kr + off, q, head_dim));

@@ -118,6 +118,7 @@ static const char *const usage =
     "  --dedupe-margins          note each distinct margin line once (not the paper's)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
+    "                            (streaming allocates C + chunk - 1 cells)\n"
     "  --save-kv FILE            save the KV cache once the document is read (for --load-kv)\n"
     "  --load-kv FILE            llm pattern: answer from a saved document cache (no -d)\n"
     "  --events FILE|-           JSON Lines events ('-' = stdout)\n"

@@ -103,7 +103,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
         return -1;
     }
     int room = streaming ? c->p.n_ctx - c->p.kv_pin : c->p.n_ctx;
-    if (c->p.chunk > room) c->p.chunk = room; /* one cell per token within a chunk */
+    if (c->p.chunk > room) c->p.chunk = room; /* bounds the extra streaming cells too */
     c->kern = wim_kernels_get();
     c->scratch_size = layout_scratch(c, NULL);
     c->scratch = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, c->scratch_size);
@@ -118,8 +118,9 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
         if (m->rope_freqs) f_i /= m->rope_freqs[i];
         c->inv_freq[i] = f_i / cf->rope_scale;
     }
+    /* streaming: chunk - 1 extra cells, so every query of a chunk still sees its full window */
     if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv * cf->head_dim, c->p.n_ctx,
-                streaming ? c->p.kv_pin : 0, streaming, c->p.kv_type, err, errlen)) {
+                streaming ? c->p.kv_pin : 0, streaming, c->p.chunk, c->p.kv_type, err, errlen)) {
         wim_ctx_free(c);
         return -1;
     }

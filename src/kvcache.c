@@ -3,9 +3,13 @@
  * (see kvcache.h for the regimes and invariants).
  *
  * Snapshots cost O(1): a mark records head, n and next_pos. Only an append
- * that overwrites a live cell while a mark is open copies that cell's old
+ * that overwrites a used cell while a mark is open copies that cell's old
  * contents to the journal; restore replays the journal backwards to the
  * mark. Appends into empty cells need no journal: restoring n forgets them.
+ *
+ * The physical layout (pin + R ring cells) depends on max_claim; kv_crc,
+ * kv_save and kv_load go through the logical layout (a ring of exactly C
+ * cells), which depends only on next_pos.
  */
 #include "kvcache.h"
 
@@ -20,10 +24,16 @@
 #include "simd.h"
 
 int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity, int pin,
-            int streaming, enum wim_kv_type type, char *err, size_t errlen) {
+            int streaming, int max_claim, enum wim_kv_type type, char *err, size_t errlen) {
     memset(kv, 0, sizeof *kv);
-    if (capacity < 1 || pin < 0 || (streaming && pin >= capacity)) {
-        snprintf(err, errlen, "invalid KV geometry: capacity %d, pinned %d", capacity, pin);
+    if (!streaming) { /* no window: nothing pinned, no extra cells */
+        pin = 0;
+        max_claim = capacity;
+    }
+    if (capacity < 1 || pin < 0 || (streaming && pin >= capacity) || max_claim < 1 ||
+        (streaming && max_claim - 1 > 0x3fffffff - capacity)) {
+        snprintf(err, errlen, "invalid KV geometry: capacity %d, pinned %d, chunk %d", capacity,
+                 pin, max_claim);
         return -1;
     }
     kv->mem = mem;
@@ -32,17 +42,20 @@ int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity
     kv->capacity = capacity;
     kv->pin = pin;
     kv->streaming = streaming;
+    kv->max_claim = max_claim;
+    kv->cells = streaming ? capacity + max_claim - 1 : capacity;
     kv->head = pin;
     kv->type = type;
     kv->elem = type == WIM_KV_F32 ? 4 : 2;
-    size_t bytes = (size_t)n_layer * capacity * kv_dim * kv->elem;
+    const int cells = kv->cells;
+    size_t bytes = (size_t)n_layer * cells * kv_dim * kv->elem;
     kv->k = wim_mem_alloc(mem, WIM_MEM_KV, bytes);
     kv->v = wim_mem_alloc(mem, WIM_MEM_KV, bytes);
-    kv->pos = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)capacity * sizeof *kv->pos);
-    kv->tok = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)capacity * sizeof *kv->tok);
+    kv->pos = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)cells * sizeof *kv->pos);
+    kv->tok = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)cells * sizeof *kv->tok);
     if (!kv->k || !kv->v || !kv->pos || !kv->tok) {
         kv_free(kv);
-        snprintf(err, errlen, "cannot allocate a KV cache of %d tokens (%.1f MiB)", capacity,
+        snprintf(err, errlen, "cannot allocate a KV cache of %d cells (%.1f MiB)", cells,
                  2.0 * bytes / 1048576.0);
         return -1;
     }
@@ -55,11 +68,11 @@ size_t kv_cell_bytes(const wim_kvcache *kv) {
 
 void kv_free(wim_kvcache *kv) {
     if (!kv->mem) return;
-    size_t bytes = (size_t)kv->n_layer * kv->capacity * kv->kv_dim * kv->elem;
+    size_t bytes = (size_t)kv->n_layer * kv->cells * kv->kv_dim * kv->elem;
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->k, bytes);
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->v, bytes);
-    wim_mem_free(kv->mem, WIM_MEM_KV, kv->pos, (size_t)kv->capacity * sizeof *kv->pos);
-    wim_mem_free(kv->mem, WIM_MEM_KV, kv->tok, (size_t)kv->capacity * sizeof *kv->tok);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->pos, (size_t)kv->cells * sizeof *kv->pos);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->tok, (size_t)kv->cells * sizeof *kv->tok);
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal, kv->journal_cap * sizeof *kv->journal);
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal_data, kv->journal_cap * kv_cell_bytes(kv));
     free(kv->marks);
@@ -115,15 +128,15 @@ static int journal_push(wim_kvcache *kv, int slot) {
 
 int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots) {
     if (n_new > kv_room(kv)) return -1;
-    if (kv->streaming && n_new > kv->capacity - kv->pin) return -1;
+    if (kv->streaming && n_new > kv->max_claim) return -1;
     for (int i = 0; i < n_new; i++) {
         int slot;
-        if (kv->n < kv->capacity)
+        if (kv->n < kv->cells)
             slot = kv->n++;
         else if (kv->streaming) {
             slot = kv->head;
             if (kv->n_marks && journal_push(kv, slot)) return -1;
-            kv->head = kv->pin + (kv->head - kv->pin + 1) % (kv->capacity - kv->pin);
+            kv->head = kv->pin + (kv->head - kv->pin + 1) % (kv->cells - kv->pin);
         } else
             return -1;
         slots[i] = slot;
@@ -190,12 +203,32 @@ int kv_snapshot_drop(wim_kvcache *kv) {
     return 0;
 }
 
+/* ---- logical layout: a ring of exactly C cells ---- */
+
+/* Cells in use, and the head, in a ring of C cells after next_pos tokens. */
+static int logical_n(const wim_kvcache *kv, int next_pos) {
+    return next_pos < kv->capacity ? next_pos : kv->capacity;
+}
+static int logical_head(const wim_kvcache *kv, int next_pos) {
+    return next_pos <= kv->capacity ? kv->pin
+                                    : kv->pin + (next_pos - kv->pin) % (kv->capacity - kv->pin);
+}
+/* The position in logical slot v (< logical_n) once next_pos tokens are in. */
+static int logical_pos(const wim_kvcache *kv, int v, int next_pos) {
+    if (v < kv->pin || next_pos <= kv->capacity) return v;
+    const int w = kv->capacity - kv->pin, a = next_pos - w; /* the oldest such position */
+    const int va = kv->pin + (a - kv->pin) % w;
+    return a + (v - va + w) % w;
+}
+
 uint32_t kv_crc(const wim_kvcache *kv) {
     uLong crc = crc32(0L, Z_NULL, 0);
-    int meta[3] = {kv->n, kv->head, kv->next_pos};
+    const int n = logical_n(kv, kv->next_pos);
+    int meta[3] = {n, logical_head(kv, kv->next_pos), kv->next_pos};
     crc = crc32(crc, (const Bytef *)meta, sizeof meta);
     size_t row = (size_t)kv->kv_dim * kv->elem;
-    for (int s = 0; s < kv->n; s++) {
+    for (int v = 0; v < n; v++) {
+        const int s = kv_slot_of(kv, logical_pos(kv, v, kv->next_pos));
         crc = crc32(crc, (const Bytef *)&kv->pos[s], sizeof *kv->pos);
         crc = crc32(crc, (const Bytef *)&kv->tok[s], sizeof *kv->tok);
         for (int l = 0; l < kv->n_layer; l++) {
@@ -230,7 +263,8 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
         snprintf(err, errlen, "%s: cannot save the KV cache while a snapshot is open", path);
         return -1;
     }
-    size_t raw_n = payload_bytes(kv, kv->n), row = (size_t)kv->kv_dim * kv->elem;
+    const int n = logical_n(kv, kv->next_pos);
+    size_t raw_n = payload_bytes(kv, n), row = (size_t)kv->kv_dim * kv->elem;
     uint8_t *raw = malloc(raw_n ? raw_n : 1);
     uLongf zip_n = compressBound((uLong)raw_n);
     uint8_t *zip = malloc(zip_n);
@@ -241,12 +275,15 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
         return -1;
     }
     uint8_t *p = raw;
-    memcpy(p, kv->pos, (size_t)kv->n * 4);
-    p += (size_t)kv->n * 4;
-    memcpy(p, kv->tok, (size_t)kv->n * 4);
-    p += (size_t)kv->n * 4;
+    for (int v = 0; v < n; v++) { /* logical layout */
+        const int s = kv_slot_of(kv, logical_pos(kv, v, kv->next_pos));
+        memcpy(p + (size_t)v * 4, &kv->pos[s], 4);
+        memcpy(p + (size_t)(n + v) * 4, &kv->tok[s], 4);
+    }
+    p += (size_t)n * 8;
     for (int l = 0; l < kv->n_layer; l++)
-        for (int s = 0; s < kv->n; s++) {
+        for (int v = 0; v < n; v++) {
+            const int s = kv_slot_of(kv, logical_pos(kv, v, kv->next_pos));
             memcpy(p, kv_k(kv, l, s), row);
             memcpy(p + row, kv_v(kv, l, s), row);
             p += 2 * row;
@@ -261,8 +298,8 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
                    kv->capacity,
                    kv->pin,
                    kv->streaming,
-                   kv->n,
-                   kv->head,
+                   n,
+                   logical_head(kv, kv->next_pos),
                    kv->next_pos,
                    raw_n,
                    zip_n,
@@ -384,22 +421,49 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
         snprintf(err, errlen, "%s: corrupt KV cache file (checksum mismatch)", path);
         goto done;
     }
-    /* everything checked: now replace the cache contents */
+    /* the cells must be the logical layout of next_pos tokens */
+    int layout_ok = h.next_pos <= 0x3fffffff && (kv->streaming || h.next_pos == h.n) &&
+                    h.n == logical_n(kv, h.next_pos) && h.head == logical_head(kv, h.next_pos);
+    for (int v = 0; layout_ok && v < h.n; v++) {
+        int32_t q;
+        memcpy(&q, raw + (size_t)v * 4, 4);
+        layout_ok = q == logical_pos(kv, v, h.next_pos);
+    }
+    if (!layout_ok) {
+        snprintf(err, errlen, "%s: corrupt KV cache file (cell layout)", path);
+        goto done;
+    }
+    /* everything checked: now replace the cache contents, each cell in the
+     * physical slot its position has here; slots of positions the file does
+     * not hold (no query can see them any more) are emptied */
     kv_clear(kv);
-    const uint8_t *p = raw;
+    const int used = h.next_pos < kv->cells ? h.next_pos : kv->cells;
     size_t row = (size_t)kv->kv_dim * kv->elem;
-    memcpy(kv->pos, p, (size_t)h.n * 4);
-    p += (size_t)h.n * 4;
-    memcpy(kv->tok, p, (size_t)h.n * 4);
-    p += (size_t)h.n * 4;
-    for (int l = 0; l < kv->n_layer; l++)
-        for (int s = 0; s < h.n; s++) {
-            memcpy((uint8_t *)kv_k(kv, l, s), p, row);
-            memcpy((uint8_t *)kv_v(kv, l, s), p + row, row);
-            p += 2 * row;
+    for (int s = 0; s < used; s++)
+        kv->pos[s] = kv->tok[s] = -1;
+    const uint8_t *p = raw + (size_t)h.n * 8;
+    for (int v = 0; v < h.n; v++) {
+        int32_t q, t;
+        memcpy(&q, raw + (size_t)v * 4, 4);
+        memcpy(&t, raw + (size_t)(h.n + v) * 4, 4);
+        const int s = kv_slot_of(kv, q);
+        kv->pos[s] = q;
+        kv->tok[s] = t;
+        for (int l = 0; l < kv->n_layer; l++) {
+            const uint8_t *c = p + ((size_t)l * h.n + v) * 2 * row;
+            memcpy((uint8_t *)kv_k(kv, l, s), c, row);
+            memcpy((uint8_t *)kv_v(kv, l, s), c + row, row);
         }
-    kv->n = h.n;
-    kv->head = h.head;
+    }
+    for (int s = 0; s < used; s++)
+        if (kv->pos[s] < 0)
+            for (int l = 0; l < kv->n_layer; l++) {
+                memset((uint8_t *)kv_k(kv, l, s), 0, row);
+                memset((uint8_t *)kv_v(kv, l, s), 0, row);
+            }
+    kv->n = used;
+    kv->head = h.next_pos <= kv->cells ? kv->pin
+                                       : kv->pin + (h.next_pos - kv->pin) % (kv->cells - kv->pin);
     kv->next_pos = h.next_pos;
     rc = 0;
 done:

@@ -2,24 +2,43 @@
  * kvcache.h — the per-sequence store of attention keys and values: a ring
  * buffer of fixed capacity with O(1) nested snapshots and exact restore.
  *
- * Owns: C cells allocated once; each cell holds K and V for every layer, the
- * absolute position and the token id it came from.
+ * Owns: the cells, allocated once; each cell holds K and V for every layer,
+ * the absolute position and the token id it came from.
  *
  * Regimes:
- *  - n <= C: a plain cache; cells fill in order (the paper's setting).
- *  - streaming (kv_init with streaming set), once full: a sliding window. The
- *    first `pin` cells are never overwritten (system prompt, attention sinks);
- *    each new token overwrites the oldest other cell. Keys keep their absolute
- *    RoPE positions, so relative distances stay right.
+ *  - n <= C (C = capacity): a plain cache; cells fill in order (the paper's
+ *    setting). Exactly C cells are allocated.
+ *  - streaming (kv_init with streaming set): a sliding window. The first `pin`
+ *    cells are never overwritten (system prompt, attention sinks); every
+ *    query at absolute position p sees the pinned cells plus the keys at
+ *    positions (p - W, p], W = C - pin: the last W positions, itself
+ *    included, however the tokens were grouped into claims (prefill chunks).
+ *    For that, a claim of up to max_claim tokens must not overwrite a key an
+ *    earlier query of the same claim still sees, so streaming allocates
+ *    cells = C + max_claim - 1 (pin + R, R = W + max_claim - 1 ring cells;
+ *    the KV memory reported to users counts all of them) and each new token
+ *    overwrites the oldest of the R ring cells. Keys keep their absolute RoPE
+ *    positions, so relative distances stay right.
+ *
+ * Logical layout: the slot a position would have in a ring of exactly C
+ * cells (position q < pin: slot q; otherwise pin + (q - pin) % W). It does not
+ * depend on max_claim, and it is what attention iterates over, what kv_crc
+ * hashes and what kv_save writes, so results, CRCs and files are the same
+ * whatever prefill chunk (max_claim) a context was created with.
  *
  * Invariants:
- *  - cells [0, n) are live; a live cell's contents never change except by
- *    being overwritten in the streaming regime, and then only after its old
- *    contents were journaled if any snapshot is open;
+ *  - physical cells [0, n) are in use, n = min(next_pos, cells); position q
+ *    sits in physical slot q if q < pin, else pin + (q - pin) % R; a cell's
+ *    contents never change except by being overwritten in the streaming
+ *    regime, and then only after its old contents were journaled if any
+ *    snapshot is open; cells a query may see all hold their position's key;
+ *    other used cells (older positions, or cells left empty by kv_load, which
+ *    have position -1) are never read by attention;
  *  - kv_restore returns the cache to the exact bytes and metadata it had at
  *    the matching kv_snapshot (snapshots nest as a stack);
- *  - attention reads cells in slot order (the causal mask is by position), so
- *    identical caches give identical results.
+ *  - attention visits the visible cells in logical slot order, in tiles of
+ *    logical slots (the causal and window masks are by position), so caches
+ *    with equal kv_crc give identical results.
  */
 #ifndef WIM_KVCACHE_H
 #define WIM_KVCACHE_H
@@ -41,13 +60,17 @@ typedef struct {
 } kv_journal_entry;
 
 typedef struct {
-    int n_layer, kv_dim, capacity, pin, streaming;
-    int n;        /* live cells: slots [0, n) */
-    int head;     /* the slot the next token overwrites once full, in [pin, capacity) */
-    int next_pos; /* absolute position of the next token */
+    int n_layer, kv_dim;
+    int capacity; /* C: the logical capacity (the window's size plus the pinned cells) */
+    int pin, streaming;
+    int max_claim; /* the most tokens one kv_claim may add when streaming */
+    int cells;     /* physical cells: C, or C + max_claim - 1 when streaming */
+    int n;         /* used cells: slots [0, n) */
+    int head;      /* the slot the next token overwrites once full, in [pin, cells) */
+    int next_pos;  /* absolute position of the next token */
     enum wim_kv_type type;
     size_t elem;    /* bytes per stored value */
-    uint8_t *k, *v; /* [n_layer][capacity][kv_dim] */
+    uint8_t *k, *v; /* [n_layer][cells][kv_dim] */
     int32_t *pos, *tok;
     kv_mark *marks;
     int n_marks, cap_marks;
@@ -57,8 +80,9 @@ typedef struct {
     wim_mem *mem;
 } wim_kvcache;
 
+/* max_claim (>= 1) matters only when streaming: it sizes the extra cells. */
 int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity, int pin,
-            int streaming, enum wim_kv_type type, char *err, size_t errlen);
+            int streaming, int max_claim, enum wim_kv_type type, char *err, size_t errlen);
 void kv_free(wim_kvcache *kv);
 /* Bytes of one cell (K and V of every layer). */
 size_t kv_cell_bytes(const wim_kvcache *kv);
@@ -66,17 +90,27 @@ size_t kv_cell_bytes(const wim_kvcache *kv);
 int kv_room(const wim_kvcache *kv);
 
 /* Claims cells for n_new tokens at positions next_pos.. and records their ids;
- * writes their slots. Returns 0, or -1 when the cache is full (not streaming)
- * or out of memory for the journal. n_new must not exceed capacity - pin
- * when streaming (one token per cell within a claim). */
+ * writes their slots. Returns 0, or -1 when the cache is full (not streaming),
+ * when n_new exceeds max_claim (streaming), or out of memory for the journal.
+ * Queries may then be asked for any position of the claim (attn_block). */
 int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots);
 /* Stores one token's K and V (kv_dim floats each) for a layer. */
 void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float *v);
 static inline const void *kv_k(const wim_kvcache *kv, int layer, int slot) {
-    return kv->k + (((size_t)layer * kv->capacity + slot) * kv->kv_dim) * kv->elem;
+    return kv->k + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
 }
 static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
-    return kv->v + (((size_t)layer * kv->capacity + slot) * kv->kv_dim) * kv->elem;
+    return kv->v + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
+}
+/* The physical slot that holds position pos (which must still be held). */
+static inline int kv_slot_of(const wim_kvcache *kv, int pos) {
+    return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % (kv->cells - kv->pin);
+}
+/* Whether a query at position qpos sees the key in physical slot `slot`: a
+ * pinned cell at or before qpos, or a key at a position in (qpos - W, qpos]. */
+static inline int kv_visible(const wim_kvcache *kv, int slot, int qpos) {
+    const int32_t p = kv->pos[slot];
+    return p >= 0 && p <= qpos && (slot < kv->pin || p > qpos - (kv->capacity - kv->pin));
 }
 void kv_clear(wim_kvcache *kv);
 
@@ -87,14 +121,18 @@ int kv_restore(wim_kvcache *kv);
 /* Pops the most recent mark keeping the changes since. Returns -1 if none. */
 int kv_snapshot_drop(wim_kvcache *kv);
 
-/* CRC-32 of the live cells (K, V, position, token) and the metadata (n, head,
- * next_pos): equal CRCs mean the cache will behave identically. */
+/* CRC-32 of the cells in logical layout (K, V, position, token; the last W
+ * positions and the pinned ones) and the logical metadata (cells in use, head,
+ * next_pos, as a ring of exactly C cells would have them): equal CRCs mean the
+ * cache will behave identically, whatever max_claim each cache has. */
 uint32_t kv_crc(const wim_kvcache *kv);
 
 /* Persistence: zlib-compressed payload behind a versioned header carrying the
  * model fingerprint, geometry and a CRC-32 of the payload; written
- * atomically (temp file + fsync + rename). Load checks everything before it
- * touches the cache: on any error the cache is unchanged. */
+ * atomically (temp file + fsync + rename). The cells are written in logical
+ * layout, so a file loads into a context of the same capacity and pin
+ * whatever its max_claim. Load checks everything before it touches the
+ * cache: on any error the cache is unchanged. */
 int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err,
             size_t errlen);
 int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, size_t errlen);

@@ -32,7 +32,9 @@ typedef struct {
     enum wim_kv_type kv_type;
     /* -1: the cache holds at most n_ctx tokens and eval fails beyond. >= 0: it
      * streams past n_ctx as a sliding window that keeps the first kv_pin cells
-     * (see kvcache.h); chunk is then limited to n_ctx - kv_pin. */
+     * (see kvcache.h); chunk is then limited to n_ctx - kv_pin, and the cache
+     * holds n_ctx + chunk - 1 cells so that every token of a prefill chunk sees
+     * the same window as if fed alone. */
     int kv_pin;
     /* Reference attention that materialises the full chunk x context score
      * matrix (what the paper's memory argument assumes); for `wim profile`. */

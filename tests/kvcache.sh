@@ -2,6 +2,8 @@
 # kvcache.sh — KV cache persistence through the CLI: save, then load in a fresh
 # process, reproduces the next logits bit for bit; damaged files and files from
 # another model are rejected with one line and exit 2, the cache untouched.
+# Streaming (--kv-pin): prefill gives the same logits for every --chunk, and a
+# streamed cache saved with one --chunk loads and continues with another.
 set -u
 W=${WIM_BIN:-build/wim}
 S=${WIM_SHARED:-../shared}
@@ -51,3 +53,45 @@ if [ -f "$S/vocab/ggml-vocab-llama-spm.gguf" ]; then
     $W mkmodel --vocab-from "$S/vocab/ggml-vocab-llama-spm.gguf" -o "$T/other.gguf" --dim 64 --heads 8 \
         --kv-heads 4 --layers 5 --ff 172 --seed 3 && expect_reject kv_reject_other_model "$T/a.kv" "$T/other.gguf"
 fi
+
+# ---- streaming through a 128-cell window, 8 pinned: 400 tokens lap it thrice ----
+PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+L="1,$ids,$(echo "$ids" | cut -d, -f1-199)" # 400 tokens
+P=$(echo "$L" | cut -d, -f1-300)
+Q=$(echo "$L" | cut -d, -f301-340)
+stream="--kv-capacity 128 --kv-pin 8 --kv-type f32 --top 16"
+
+t=kv_stream_prefill_chunk_invariant
+if [ -x "$PY" ]; then
+    ok=1 msg=
+    for k in 1 7 127 128 400; do
+        $W logits -m "$M" --tokens "$L" $stream --chunk $k >"$T/s$k.jsonl" 2>"$T/e" ||
+            { ok=0; msg="chunk $k: $(head -c 200 "$T/e")"; }
+    done
+    for k in 7 127 128 400; do
+        [ $ok = 1 ] || break
+        $PY "$HERE/compare_logits.py" "$T/s$k.jsonl" "$T/s1.jsonl" 1e-4 >"$T/cmp.txt" ||
+            { ok=0; msg="chunk $k vs 1: $(cat "$T/cmp.txt")"; }
+    done
+    [ $ok = 1 ] && pass "$t ($(cat "$T/cmp.txt"))" || fail $t "$msg"
+else echo "SKIP $t: needs $PY"; fi
+
+t=kv_stream_save_load_bit_exact
+$W logits -m "$M" --tokens "$P" $stream --chunk 100 --save-kv "$T/s.kv" >/dev/null 2>"$T/e" &&
+    $W logits -m "$M" --tokens "$Q" $stream --chunk 100 --load-kv "$T/s.kv" | tail -n +2 >"$T/sl.jsonl" &&
+    $W logits -m "$M" --tokens "$P,$Q" $stream --chunk 100 | tail -n 40 >"$T/sd.jsonl"
+if [ -s "$T/sl.jsonl" ] && cmp -s "$T/sl.jsonl" "$T/sd.jsonl" &&
+    head -1 "$T/sl.jsonl" | grep -q '"pos":300,'; then
+    pass $t
+else fail $t "logits after loading differ from one uninterrupted run: $(head -c 300 "$T/e")"; fi
+
+t=kv_stream_load_with_other_chunk
+if [ -x "$PY" ] && [ -s "$T/sd.jsonl" ]; then
+    # the file holds the window, not the physical ring: it loads whatever --chunk says
+    { echo '{}'; cat "$T/sd.jsonl"; } >"$T/sd1.jsonl"
+    if $W logits -m "$M" --tokens "$Q" $stream --chunk 1 --load-kv "$T/s.kv" >"$T/so.jsonl" 2>"$T/e" &&
+        $PY "$HERE/compare_logits.py" "$T/so.jsonl" "$T/sd1.jsonl" 1e-4 >"$T/cmp.txt"; then
+        pass "$t ($(cat "$T/cmp.txt"))"
+    else fail $t "$(head -c 200 "$T/e") $(cat "$T/cmp.txt" 2>/dev/null)"; fi
+else echo "SKIP $t: needs $PY and the previous test's output"; fi
