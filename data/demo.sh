@@ -21,7 +21,8 @@ echo "   question: $query"
 echo "   flags:    ${flags[*]}"
 if [ -z "${WIM_DEMO_MODEL:-}" ]; then
     echo "   NOTE: the bundled model does not work yet. It has learned the formats but not to copy"
-    echo "   a line, so its margins find nothing and its answer is a guess (README: the bundled model)."
+    echo "   facts from the document: its margins restate the question's subject with invented"
+    echo "   facts, and its answer is a guess (README: the bundled model)."
 fi
 echo
 answer=$("$wim" run -m "$model" -d "$doc" -q "$query" "${flags[@]}" --show-margins) || exit

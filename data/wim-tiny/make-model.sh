@@ -3,7 +3,8 @@
 # and replaces the committed model, vocabulary and training log.
 #   1. PyTorch from Debian (python3-torch; installed when run as root, else requested);
 #   2. train.py in build/wim-tiny/ (seeded; resumes from its checkpoint if interrupted;
-#      about 40 minutes on 2 cores);
+#      its default 30,000 steps of ~1,000 tokens take ~9 hours on 2 Zen 3 cores in fp32;
+#      extra arguments go to train.py, e.g. --steps);
 #   3. check_logits.py: the engine's logits against PyTorch's on held-out inputs;
 #   4. the Q8_0 GGUF, vocab.json and train-log.jsonl copied into data/wim-tiny/.
 # Never part of `make test` or CI.

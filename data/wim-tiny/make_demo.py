@@ -3,7 +3,7 @@
     /usr/bin/python3 data/wim-tiny/make_demo.py [--seed demo] [--lines 600] [--kind twohop]
 
 A fresh world from the "demo" seed namespace (never used in training): about 600 fact
-lines (~5,700 tokens, eleven times the model's 512-token window) with the question's facts
+lines (~5,400 tokens, ten times the model's 512-token window) with the question's facts
 far apart, so the answer needs what the window has forgotten.
 """
 import argparse

@@ -199,7 +199,7 @@ def reading(tok, rng, n_questions=4, short=False):
         else:
             if not extra and not all(s in complete for s in q.needed):
                 continue  # llm-style answer needs every fact in view
-            target = q.answer
+            target = " " + q.answer  # the form the answer has after a space in the document
         e.add(prompt_ids, branch=b)
         e.add(tok.encode(target) + [IM_END], 1.0, branch=b)
         e.kinds[b] = kind
@@ -232,7 +232,7 @@ def irrelevant_note(q, world, rng):
     lines = [l for l in filler(world, q, rng) if not helps(q, l)]
     if q.kind == "lookup":
         # same subject, another fact: the hardest negative
-        same = [l for l in lines if l.startswith(q.subject + " ")]
+        same = [l for l in lines if l.startswith(W.BULLET + q.subject + " ")]
         if same and rng.random() < 0.5:
             return rng.choice(same)
     return "\n".join(rng.sample(lines, rng.randint(1, 3)))
@@ -260,6 +260,37 @@ def classification(tok, rng):
     e.pin = len(e.ids)
     e.add(tok.encode(W.YES_REPLY if yes else W.NO_REPLY) + [IM_END], 1.0)
     e.kinds[0] = "classify"
+    return e
+
+
+def repeat(tok, rng):
+    """Induction bootstrap: random vocabulary tokens, then the same tokens again, loss
+    on the repeat. With nothing else to predict, this architecture grows copying heads
+    within ~150 steps (measured), where on the world's text alone it sat on a plateau of
+    frequent-word guessing for 500+ steps in every run; the world's tasks then reuse them."""
+    first = tok.id[tok.base[0]]  # the first ordinary piece: no control or byte tokens
+    x = [rng.randrange(first, len(tok)) for _ in range(rng.randint(8, 64))]
+    e = Example()
+    e.add([BOS] + x)
+    e.pin = 1
+    e.add(x, 1.0)
+    return e
+
+
+def copying(tok, rng):
+    """The copy warm-up: a few document lines, then a run of them again, in order, under
+    the notes header. Every repeated token after the first can only be predicted by
+    finding its line above: the induction mechanism every margin needs, with dense
+    signal and no question to understand yet. The document itself weighs little here:
+    its names are unpredictable, and their gradients would drown the copying signal."""
+    world = W.World(rng, rng.randint(6, 24), rng.randint(2, 6))
+    lines = [f[0] for f in world.facts()][: rng.randint(4, 24)]
+    e = prefix(tok)
+    e.add([t for l in lines for t in tok.encode(l + "\n")], 0.1)
+    e.add(tok.encode(W.NOTES_HEADER))
+    start = rng.randrange(len(lines))
+    for l in lines[start : start + rng.randint(1, len(lines))]:
+        e.add(tok.encode(l + "\n"), 1.0)
     return e
 
 

@@ -4,9 +4,8 @@ stored as a SentencePiece-style ("llama") vocabulary so the C loader reads it un
 Owns: training the merges (train), encoding exactly as src/tokenizer.c's SPM path does
 (encode), and the GGUF token arrays (gguf_arrays).
 
-Invariants: a capitalised word never merges with the space before it, so a name is
-the same tokens at the start of a line and inside a question (copying it is then plain
-token copying); a piece carries U+2581 only as its first character and never contains a
+Invariants: a word merges with the space before it, so it is one piece wherever a
+space precedes it (the world's fact lines start with "- " for that reason); a piece carries U+2581 only as its first character and never contains a
 newline or a digit after another character, so SPM merging never crosses a space, a
 line break or two digits; that is why encoding chunk by chunk (split before each
 U+2581 and around each newline) equals encoding the whole text. Characters outside the
@@ -28,8 +27,6 @@ SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS[3:]) + ")"
 def _mergeable(a, b):
     if "\n" in a or "\n" in b:
         return False
-    if a == SPACE and b[:1].isupper():
-        return False  # a name is the same token at a line's start and after a space
     if any(c.isdigit() for c in b) or any(c.isdigit() for c in a):
         return a == SPACE and len(b) == 1 and b.isdigit()
     return not (SPACE in b)

@@ -29,7 +29,12 @@ import world as W  # noqa: E402
 from tokenizer import Tokenizer, train as train_tokenizer  # noqa: E402
 
 VOCAB = 3072
-MIX = {"read": 0.8, "classify": 0.2}
+# The curriculum: which kinds of example each phase draws (one kind per step).
+PHASES = {
+    "repeat": {"repeat": 1.0},  # grow induction heads on random tokens
+    "copy": {"copy": 0.4, "read": 0.5, "classify": 0.1},  # short windows only
+    "full": {"read": 0.75, "classify": 0.2, "repeat": 0.05},
+}
 SHORT_SHARE = 0.5  # reading examples with a short window (30-150 tokens, few distractors)
 
 
@@ -71,14 +76,19 @@ def collate(examples):
     return ids, pos, w, mask
 
 
-def batch(tok, seed, step, tokens_per_step):
+def batch(tok, seed, step, tokens_per_step, phase):
     rng = random.Random(f"train-{seed}-{step}")
-    kind = rng.choices(list(MIX), list(MIX.values()))[0]
+    mix = PHASES[phase]
+    kind = rng.choices(list(mix), list(mix.values()))[0]
     out, n = [], 0
     while n < tokens_per_step:
         ex_rng = random.Random(f"train-{seed}-{step}-{len(out)}")
         if kind == "read":
-            e = S.reading(tok, ex_rng, short=ex_rng.random() < SHORT_SHARE)
+            e = S.reading(tok, ex_rng, short=phase == "copy" or ex_rng.random() < SHORT_SHARE)
+        elif kind == "copy":
+            e = S.copying(tok, ex_rng)
+        elif kind == "repeat":
+            e = S.repeat(tok, ex_rng)
         else:
             e = S.KINDS[kind](tok, ex_rng)
         out.append(e)
@@ -109,11 +119,22 @@ def exact_match(model, examples):
     return score
 
 
+@torch.no_grad()
+def repeat_accuracy(model, examples):
+    """Share of repeated tokens (after each repeat's first) predicted by argmax: near 0
+    before copying heads exist, near 1 after."""
+    ids, pos, w, mask = collate(examples)
+    hit = model(ids, pos, mask).argmax(-1)[:, :-1] == ids[:, 1:]
+    sel = w[:, 1:] == 1
+    sel &= torch.roll(sel, 1, 1)  # drop the first token of each repeat: unpredictable
+    return (hit & sel).sum().item() / sel.sum().item()
+
+
 def pick_autocast(model, tok, seed):
     """bf16 autocast when it is clearly faster here (oneDNN on AMX or AVX512-BF16 CPUs),
     else fp32: a timed forward+backward of one real batch each way."""
     import contextlib
-    _, ex = batch(tok, seed, -1, 512)
+    _, ex = batch(tok, seed, -1, 512, "full")
     times = {}
     for name, ctx in (("fp32", contextlib.nullcontext),
                       ("bf16", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
@@ -134,10 +155,19 @@ def pick_autocast(model, tok, seed):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=320)
-    ap.add_argument("--tokens-per-step", type=int, default=8192)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=30000)
+    ap.add_argument("--tokens-per-step", type=int, default=1024,
+                    help="small steps: many updates matter more than big batches here")
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--warm-steps", type=int, default=100, help="linear learning-rate warm-up")
+    ap.add_argument("--repeat-until", type=float, default=0.9,
+                    help="phase 1 (random-token repetition) lasts until the held-out repeat "
+                         "accuracy reaches this: the copying heads exist")
+    ap.add_argument("--repeat-max-steps", type=int, default=20000, help="or this many steps")
+    ap.add_argument("--copy-steps", type=int, default=1000,
+                    help="phase 2: copying and short windows only, this many steps")
+    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=HERE)
     a = ap.parse_args()
@@ -148,18 +178,20 @@ def main():
     model = M.Model(len(tok))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt, log_path = os.path.join(a.out, "ckpt.pt"), os.path.join(a.out, "train-log.jsonl")
-    step, tokens, elapsed = 0, 0, 0.0
+    step, tokens, elapsed, repeat_end = 0, 0, 0.0, None
     if os.path.exists(ckpt):
         st = torch.load(ckpt)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, tokens, elapsed = st["step"], st["tokens"], st["elapsed"]
+        repeat_end = st.get("repeat_end")
         print(f"resumed at step {step}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {len(tok)}, {n_params / 1e6:.2f}M parameters, {a.threads} threads", flush=True)
     autocast = pick_autocast(model, tok, a.seed)
     val = [f(tok, random.Random(f"val-{k}-{i}")) for k, f in S.KINDS.items() for i in range(24)]
-    warm = 50
+    val_repeat = [S.repeat(tok, random.Random(f"val-repeat-{i}")) for i in range(16)]
+    warm = a.warm_steps
     t0 = time.time() - elapsed
     running = {}
     while step < a.steps:
@@ -167,7 +199,11 @@ def main():
             a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / (a.steps - warm))))
         for g in opt.param_groups:
             g["lr"] = lr
-        kind, ex = batch(tok, a.seed, step, a.tokens_per_step)
+        if repeat_end is None and step >= a.repeat_max_steps:
+            repeat_end = step
+        phase = "repeat" if repeat_end is None else \
+            "copy" if step < repeat_end + a.copy_steps else "full"
+        kind, ex = batch(tok, a.seed, step, a.tokens_per_step, phase)
         model.train()
         with autocast():
             loss = loss_of(model, ex)
@@ -181,8 +217,14 @@ def main():
         rec = None
         if step % 25 == 0 or step == a.steps:
             rec = {"step": step, "tokens": tokens, "seconds": round(time.time() - t0, 1),
-                   "lr": round(lr, 6), "loss": {k: round(v, 4) for k, v in running.items()}}
-        if step % 100 == 0 or step == a.steps:
+                   "lr": round(lr, 6), "phase": phase,
+                   "loss": {k: round(v, 4) for k, v in running.items()}}
+            if repeat_end is None:
+                model.eval()
+                rec["repeat_accuracy"] = round(repeat_accuracy(model, val_repeat), 3)
+                if rec["repeat_accuracy"] >= a.repeat_until:
+                    repeat_end = step
+        if step % a.eval_every == 0 or step == a.steps:
             model.eval()
             rec["exact_match"] = {}
             for i in range(0, len(val), 8):  # in small batches: branched examples are long
@@ -190,7 +232,7 @@ def main():
                     rec["exact_match"].setdefault(k, []).extend(v)
             rec["exact_match"] = {k: round(sum(v) / len(v), 3) for k, v in rec["exact_match"].items()}
             st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                  "tokens": tokens, "elapsed": time.time() - t0}
+                  "tokens": tokens, "elapsed": time.time() - t0, "repeat_end": repeat_end}
             torch.save(st, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
         if rec:

@@ -62,14 +62,18 @@ PEOPLE_REL = ("lives", "works", "born", "owns", "likes", "pet")
 COMPANY_REL = ("based", "founded")
 
 
+# Every fact line is a list item: "- " puts a space before the name, so a name is the
+# same tokens in a fact, a question and a margin (see tokenizer.py), and copying it is
+# plain token copying.
+BULLET = "- "
 PERSON_TEMPLATES = {
-    "lives": "{name} lives in {v}.",
-    "works": "{name} works for {v}.",
-    "born": "{name} was born in {v}.",
-    "owns": "{name} owns {a} {v}.",
-    "likes": "{name} likes {v}.",
-    "pet": "{name} has a pet {v}.",
-    "vote": "{name} voted for {v}.",
+    "lives": "- {name} lives in {v}.",
+    "works": "- {name} works for {v}.",
+    "born": "- {name} was born in {v}.",
+    "owns": "- {name} owns {a} {v}.",
+    "likes": "- {name} likes {v}.",
+    "pet": "- {name} has a pet {v}.",
+    "vote": "- {name} voted for {v}.",
 }
 
 
@@ -80,8 +84,8 @@ def person_sentence(p, rel):
 
 def company_sentence(c, rel):
     if rel == "based":
-        return f"{c['name']} is based in {c['based']}."
-    return f"{c['name']} was founded in {c['founded']}."
+        return f"{BULLET}{c['name']} is based in {c['based']}."
+    return f"{BULLET}{c['name']} was founded in {c['founded']}."
 
 
 LOOKUP_Q = {
@@ -197,7 +201,7 @@ def make_question(world, kind, rng):
         for colour, k in zip(colours, counts):
             for _ in range(k):
                 v = voters.pop()
-                needed.append(f"{v['name']} voted for {colour}.")
+                needed.append(PERSON_TEMPLATES["vote"].format(name=v["name"], v=colour))
         rng.shuffle(needed)
         return Question("tally", TALLY_Q, colours[0], needed)
     raise ValueError(kind)
