@@ -33,7 +33,7 @@ static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *
     if (lo >= t1 || p < pin) return nr;
     /* the window: positions a..p, the oldest in logical slot va, then on cyclically */
     const int a = p - w + 1 > pin ? p - w + 1 : pin, len = p - a + 1;
-    const int va = pin + (a - pin) % w;
+    const int va = kv_logical_slot(kv, a);
     const int cut = va > lo && va < t1 ? va : t1;
     const int bounds[3] = {lo, cut, t1};
     for (int r = 0; r < 2; r++) {

@@ -210,14 +210,13 @@ static int logical_n(const wim_kvcache *kv, int next_pos) {
     return next_pos < kv->capacity ? next_pos : kv->capacity;
 }
 static int logical_head(const wim_kvcache *kv, int next_pos) {
-    return next_pos <= kv->capacity ? kv->pin
-                                    : kv->pin + (next_pos - kv->pin) % (kv->capacity - kv->pin);
+    return next_pos <= kv->capacity ? kv->pin : kv_logical_slot(kv, next_pos);
 }
 /* The position in logical slot v (< logical_n) once next_pos tokens are in. */
 static int logical_pos(const wim_kvcache *kv, int v, int next_pos) {
     if (v < kv->pin || next_pos <= kv->capacity) return v;
     const int w = kv->capacity - kv->pin, a = next_pos - w; /* the oldest such position */
-    const int va = kv->pin + (a - kv->pin) % w;
+    const int va = kv_logical_slot(kv, a);
     return a + (v - va + w) % w;
 }
 

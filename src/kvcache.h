@@ -106,6 +106,10 @@ static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
 static inline int kv_slot_of(const wim_kvcache *kv, int pos) {
     return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % (kv->cells - kv->pin);
 }
+/* The slot position pos has in the logical layout (a ring of exactly C cells). */
+static inline int kv_logical_slot(const wim_kvcache *kv, int pos) {
+    return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % (kv->capacity - kv->pin);
+}
 /* Whether a query at position qpos sees the key in physical slot `slot`: a
  * pinned cell at or before qpos, or a key at a position in (qpos - W, qpos]. */
 static inline int kv_visible(const wim_kvcache *kv, int slot, int qpos) {
