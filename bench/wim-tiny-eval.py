@@ -32,10 +32,6 @@ import world as W  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 
-def normalize(s):
-    return s.strip().strip(".!?,;:'\"` \n").strip().lower()
-
-
 def document(tok, length, kind, i):
     """A document of about `length` tokens (within 2 %) and its question."""
     lines = max(4, length // 8)
@@ -61,7 +57,7 @@ def run_one(args, flags, key, doc, q, pattern):
         os.unlink(path)
     answer = p.stdout.strip()
     rec = dict(key, pattern=pattern, question=q.text, expected=q.answer, answer=answer,
-               correct=p.returncode == 0 and normalize(answer) == normalize(q.answer),
+               correct=p.returncode == 0 and W.same_answer(answer, q.answer),
                rc=p.returncode, seconds=round(time.time() - t0, 2))
     if p.returncode:
         rec["error"] = p.stderr.strip().splitlines()[-1:]

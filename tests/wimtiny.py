@@ -7,6 +7,8 @@
                                   against `wim tokenize` on prompts, documents and replies
   wimtiny.py texts EVENTS...      the margins, verdicts and answer of each events file,
                                   one block per file (to compare runs)
+  wimtiny.py score DIR N          how many of DIR/i.answer (wim run's stdout) state
+                                  DIR/i.expected; prints "k/N correct" and each miss
 """
 import json
 import os
@@ -63,6 +65,22 @@ def texts(paths):
         print("--")
 
 
+def score(d, n):
+    right = 0
+    for i in range(n):
+        def read(ext):
+            with open(os.path.join(d, f"{i}.{ext}")) as f:
+                return f.read()
+        got, want = read("answer"), read("expected")
+        if W.same_answer(got, want):
+            right += 1
+        else:
+            print(f"question {i} ({KINDS[i % len(KINDS)]}): {read('query')!r} -> {got.strip()!r}, "
+                  f"expected {want!r}")
+    print(f"{right}/{n} correct")
+    return right
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "questions":
@@ -71,3 +89,5 @@ if __name__ == "__main__":
         sys.exit(0 if tokenizer(sys.argv[2], sys.argv[3]) else 1)
     elif cmd == "texts":
         texts(sys.argv[2:])
+    elif cmd == "score":
+        score(sys.argv[2], int(sys.argv[3]))

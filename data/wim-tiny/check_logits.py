@@ -35,7 +35,11 @@ from tokenizer import BOS, Tokenizer  # noqa: E402
 
 def torch_model(path, n_vocab):
     meta, t = load_gguf(path)
-    m = M.Model(n_vocab)
+    config = dict(M.CONFIG, dim=meta["llama.embedding_length"], n_layers=meta["llama.block_count"],
+                  n_heads=meta["llama.attention.head_count"],
+                  n_kv_heads=meta["llama.attention.head_count_kv"],
+                  ffn=meta["llama.feed_forward_length"])
+    m = M.Model(n_vocab, config)
     sd = {k: t[g][0] for k, g in M.gguf_names(m.c["n_layers"]).items()}
     m.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()})
     return m.eval()

@@ -3,7 +3,7 @@
 # and replaces the committed model, vocabulary and training log.
 #   1. PyTorch from Debian (python3-torch; installed when run as root, else requested);
 #   2. train.py in build/wim-tiny/ (seeded; resumes from its checkpoint if interrupted;
-#      its default 30,000 steps of ~1,000 tokens take ~9 hours on 2 Zen 3 cores in fp32;
+#      its default 9,000 steps of ~1,300 tokens take ~1.3 hours on one Zen 3 core in fp32;
 #      extra arguments go to train.py, e.g. --steps);
 #   3. check_logits.py: the engine's logits against PyTorch's on held-out inputs;
 #   4. the Q8_0 GGUF, vocab.json and train-log.jsonl copied into data/wim-tiny/.
@@ -24,7 +24,7 @@ fi
 mkdir -p "$out"
 $py "$here/train.py" --out "$out" "${@:2}"
 $py "$here/check_logits.py" "$out/wim-tiny-f16.gguf" --wim "$wim" --vocab "$out/vocab.json" --tol 1e-3
-$py "$here/check_logits.py" "$out/wim-tiny-q8_0.gguf" --wim "$wim" --vocab "$out/vocab.json" --tol 5e-2
+$py "$here/check_logits.py" "$out/wim-tiny-q8_0.gguf" --wim "$wim" --vocab "$out/vocab.json" --tol 8e-2
 cp "$out/wim-tiny-q8_0.gguf" "$here/wim-tiny.gguf"
 cp "$out/vocab.json" "$out/train-log.jsonl" "$here/"
 echo "make model: data/wim-tiny/wim-tiny.gguf replaced; run 'make test' and bench/wim-tiny-eval.py"

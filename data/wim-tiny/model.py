@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CONFIG = dict(dim=192, n_layers=4, n_heads=4, n_kv_heads=4, ffn=512, norm_eps=1e-5,
+CONFIG = dict(dim=128, n_layers=2, n_heads=4, n_kv_heads=4, ffn=384, norm_eps=1e-5,
               rope_theta=10000.0, ctx=512)
 
 

@@ -262,6 +262,14 @@ def join_notes(margins):
     return "".join(out)
 
 
+def same_answer(got, expected):
+    """Whether a reply states the expected answer: equal once lower-cased and stripped of
+    surrounding space and punctuation (the evaluation's and the tests' rule)."""
+    def norm(t):
+        return t.strip().strip(".!?,;:'\"` \n").strip().lower()
+    return norm(got) == norm(expected)
+
+
 def make_document(rng, n_sentences, kind):
     """A whole document of n_sentences lines with one question (evaluation, demo).
 
