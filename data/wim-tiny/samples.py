@@ -31,7 +31,8 @@ class Example:
         self.ids, self.pos, self.w, self.branch = [], [], [], []
         self.pin = 0
         self.trunk_end = 0  # position after the trunk's last token
-        self.kinds = {}  # branch -> format of its target ("extract", "answer", "classify")
+        self.kinds = {}  # branch -> its target: "extract" (lines to copy), "nothing"
+        # (an extraction whose reply is `Nothing relevant.`), "answer" or "classify"
 
     def add(self, ids, weight=0.0, gap=0, branch=0):
         if branch and (not self.branch or self.branch[-1] != branch):
@@ -202,7 +203,7 @@ def reading(tok, rng, n_questions=4, short=False):
             target = " " + q.answer  # the form the answer has after a space in the document
         e.add(prompt_ids, branch=b)
         e.add(tok.encode(target) + [IM_END], 1.0, branch=b)
-        e.kinds[b] = kind
+        e.kinds[b] = "nothing" if target == W.NOTHING else kind
     return e
 
 
@@ -267,7 +268,7 @@ def repeat(tok, rng):
     """Induction bootstrap: random vocabulary tokens, then the same tokens again, loss
     on the repeat, at offsets of 8-64 tokens so that no fixed-offset (positional) head can
     solve it. With nothing else to predict, 2-3 layers of width 128 grow copying heads in
-    a sudden jump after 550-800 steps (measured; 4 layers took longer), where on the
+    a sudden jump after 550-900 steps (measured; 4 layers took longer), where on the
     world's text alone every run sat on a plateau of frequent-word guessing; the world's
     tasks then reuse the heads."""
     first = tok.id[tok.base[0]]  # the first ordinary piece: no control or byte tokens
@@ -302,8 +303,8 @@ def records(tok, rng):
     several relations, then queries `a b r` -> c, loss on c only. A head that matches
     only the previous token cannot answer: `r` precedes a value in every fourth record.
     This is what copying `- Ana Silva has a pet turtle.` needs after `pet`, and what a
-    model that has learnt plain repetition still guesses (measured: 12 of 12 held-out
-    values after `pet` wrong after 3,750 steps)."""
+    model that has learnt plain repetition still guesses (measured in run 5 at step
+    3,750: 12 of 12 held-out values after `pet` wrong)."""
     first = tok.id[tok.base[0]]
     draw = lambda: rng.randrange(first, len(tok))  # noqa: E731
     nl = tok.encode("\n")
