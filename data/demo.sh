@@ -20,9 +20,10 @@ echo "   document: ${doc#"$here/../"} ($(wc -l <"$doc") lines, $("$wim" tokenize
 echo "   question: $query"
 echo "   flags:    ${flags[*]}"
 if [ -z "${WIM_DEMO_MODEL:-}" ]; then
-    echo "   NOTE: the bundled model does not work yet. It has learned the formats but not to copy"
-    echo "   facts from the document: its margins restate the question's subject with invented"
-    echo "   facts, and its answer is a guess (README: the bundled model)."
+    echo "   NOTE: the bundled model is not good enough yet. It copies facts it can see into its"
+    echo "   margins, but where its window holds none it invents one instead of saying"
+    echo "   \"Nothing relevant.\"; over a long document the inventions crowd the notes (README:"
+    echo "   the bundled model)."
 fi
 echo
 answer=$("$wim" run -m "$model" -d "$doc" -q "$query" "${flags[@]}" --show-margins) || exit

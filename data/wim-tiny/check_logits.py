@@ -9,8 +9,9 @@ isolates the engine's arithmetic from export rounding, and runs held-out example
 tokens) streaming through the 512-cell window with the system prompt pinned, which
 checks the training mask and positions against the engine's ring buffer, token by token
 (--chunk 1) and in the default chunks (streaming prefill is chunk-invariant: every query
-sees exactly its window). Reports the largest top-16 logit difference relative to the position's largest |logit|, and the
-share of positions whose argmax agrees; exits 1 above --tol.
+sees exactly its window). Reports the largest top-16 logit difference relative to the
+position's largest |logit|, and the share of positions whose argmax agrees; exits 1
+above --tol.
 """
 import argparse
 import json
@@ -35,11 +36,7 @@ from tokenizer import BOS, Tokenizer  # noqa: E402
 
 def torch_model(path, n_vocab):
     meta, t = load_gguf(path)
-    config = dict(M.CONFIG, dim=meta["llama.embedding_length"], n_layers=meta["llama.block_count"],
-                  n_heads=meta["llama.attention.head_count"],
-                  n_kv_heads=meta["llama.attention.head_count_kv"],
-                  ffn=meta["llama.feed_forward_length"])
-    m = M.Model(n_vocab, config)
+    m = M.Model(n_vocab, M.config_from_gguf(meta))
     sd = {k: t[g][0] for k, g in M.gguf_names(m.c["n_layers"]).items()}
     m.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()})
     return m.eval()

@@ -164,6 +164,15 @@ def quantize_q8_0(w):
     return out.tobytes()
 
 
+def config_from_gguf(meta):
+    """CONFIG with the shape a GGUF written by write_gguf stores (eps and theta stay as
+    CONFIG has them: the file holds them rounded to float32)."""
+    return dict(CONFIG, dim=meta["llama.embedding_length"], n_layers=meta["llama.block_count"],
+                n_heads=meta["llama.attention.head_count"],
+                n_kv_heads=meta["llama.attention.head_count_kv"],
+                ffn=meta["llama.feed_forward_length"])
+
+
 def write_gguf(path, model, tok, wtype="q8_0", name="wim-tiny"):
     """Writes the model and its tokenizer; 2-D matrices in wtype (q8_0 or f16), vectors f32."""
     c = model.c

@@ -264,6 +264,11 @@ def classification(tok, rng):
     return e
 
 
+def random_piece(tok, rng):
+    """A uniformly drawn ordinary piece: no control or byte tokens."""
+    return rng.randrange(tok.id[tok.base[0]], len(tok))
+
+
 def repeat(tok, rng):
     """Induction bootstrap: random vocabulary tokens, then the same tokens again, loss
     on the repeat, at offsets of 8-64 tokens so that no fixed-offset (positional) head can
@@ -271,8 +276,7 @@ def repeat(tok, rng):
     a sudden jump after 550-900 steps (measured; 4 layers took longer), where on the
     world's text alone every run sat on a plateau of frequent-word guessing; the world's
     tasks then reuse the heads."""
-    first = tok.id[tok.base[0]]  # the first ordinary piece: no control or byte tokens
-    x = [rng.randrange(first, len(tok)) for _ in range(rng.randint(8, 64))]
+    x = [random_piece(tok, rng) for _ in range(rng.randint(8, 64))]
     e = Example()
     e.add([BOS] + x)
     e.pin = 1
@@ -305,14 +309,12 @@ def records(tok, rng):
     This is what copying `- Ana Silva has a pet turtle.` needs after `pet`, and what a
     model that has learnt plain repetition still guesses (measured in run 5 at step
     3,750: 12 of 12 held-out values after `pet` wrong)."""
-    first = tok.id[tok.base[0]]
-    draw = lambda: rng.randrange(first, len(tok))  # noqa: E731
     nl = tok.encode("\n")
-    rels = [draw() for _ in range(4)]
+    rels = [random_piece(tok, rng) for _ in range(4)]
     facts = []
     for _ in range(rng.randint(6, 16)):
-        a, b = draw(), draw()
-        facts += [(a, b, r, draw()) for r in rng.sample(rels, rng.randint(1, 4))]
+        a, b = random_piece(tok, rng), random_piece(tok, rng)
+        facts += [(a, b, r, random_piece(tok, rng)) for r in rng.sample(rels, rng.randint(1, 4))]
     rng.shuffle(facts)
     e = Example()
     e.add([BOS])

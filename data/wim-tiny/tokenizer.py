@@ -5,10 +5,11 @@ Owns: training the merges (train), encoding exactly as src/tokenizer.c's SPM pat
 (encode), and the GGUF token arrays (gguf_arrays).
 
 Invariants: a word merges with the space before it, so it is one piece wherever a
-space precedes it (the world's fact lines start with "- " for that reason); a piece carries U+2581 only as its first character and never contains a
-newline or a digit after another character, so SPM merging never crosses a space, a
-line break or two digits; that is why encoding chunk by chunk (split before each
-U+2581 and around each newline) equals encoding the whole text. Characters outside the
+space precedes it (the world's fact lines start with "- " for that reason); a piece
+carries U+2581 only as its first character and never contains a newline or a digit
+after another character, so SPM merging never crosses a space, a line break or two
+digits; that is why encoding chunk by chunk (split before each U+2581 and around each
+newline) equals encoding the whole text. Characters outside the
 vocabulary become <0xNN> byte tokens, as in SentencePiece. No space prefix is added.
 """
 import json

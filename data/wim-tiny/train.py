@@ -35,6 +35,8 @@ PHASES = {
     "copy": {"copy": 0.4, "read": 0.5, "classify": 0.1},  # short windows only
     "full": {"read": 0.55, "classify": 0.15, "records": 0.25, "repeat": 0.05},
 }
+DRAW = {"classify": S.classification, "copy": S.copying, "repeat": S.repeat,
+        "records": S.records}  # every kind but "read", which also draws a window length
 SHORT_SHARE = 0.5  # reading examples with a short window (30-150 tokens, few distractors)
 
 
@@ -85,14 +87,8 @@ def batch(tok, seed, step, tokens_per_step, phase):
         ex_rng = random.Random(f"train-{seed}-{step}-{len(out)}")
         if kind == "read":
             e = S.reading(tok, ex_rng, short=phase == "copy" or ex_rng.random() < SHORT_SHARE)
-        elif kind == "copy":
-            e = S.copying(tok, ex_rng)
-        elif kind == "repeat":
-            e = S.repeat(tok, ex_rng)
-        elif kind == "records":
-            e = S.records(tok, ex_rng)
         else:
-            e = S.KINDS[kind](tok, ex_rng)
+            e = DRAW[kind](tok, ex_rng)
         out.append(e)
         n += len(e.ids)
     return kind, out

@@ -66,15 +66,15 @@ COMPANY_REL = ("based", "founded")
 # same tokens in a fact, a question and a margin (see tokenizer.py), and copying it is
 # plain token copying.
 BULLET = "- "
-PERSON_TEMPLATES = {
-    "lives": "- {name} lives in {v}.",
-    "works": "- {name} works for {v}.",
-    "born": "- {name} was born in {v}.",
-    "owns": "- {name} owns {a} {v}.",
-    "likes": "- {name} likes {v}.",
-    "pet": "- {name} has a pet {v}.",
-    "vote": "- {name} voted for {v}.",
-}
+PERSON_TEMPLATES = {k: BULLET + t for k, t in {
+    "lives": "{name} lives in {v}.",
+    "works": "{name} works for {v}.",
+    "born": "{name} was born in {v}.",
+    "owns": "{name} owns {a} {v}.",
+    "likes": "{name} likes {v}.",
+    "pet": "{name} has a pet {v}.",
+    "vote": "{name} voted for {v}.",
+}.items()}
 
 
 def person_sentence(p, rel):
