@@ -88,7 +88,10 @@ static void on_event(const wim_event *ev, void *user) {
         if (v->margin) {
             if (v->bar) fprintf(stderr, "\r\033[K");
             fprintf(stderr, "margin %d (%s): %s\n", ev->index + 1,
-                    ev->relevant ? "kept" : "dropped", v->margin);
+                    ev->blank      ? "dropped: quotes nothing"
+                    : ev->relevant ? "kept"
+                                   : "dropped",
+                    v->margin);
             free(v->margin);
             v->margin = NULL;
         }
@@ -116,6 +119,10 @@ static const char *const usage =
     "  --max-segments N          process only the first N segments\n"
     "  --margins-in-extraction   show kept margins to each extraction prompt (not the paper's)\n"
     "  --dedupe-margins          note each distinct margin line once (not the paper's)\n"
+    "  --extractive-margins      margins quote their segment: line by line the sentence the\n"
+    "                            model finds likeliest (for models that copy; not the paper's)\n"
+    "  --quote-min-prob P        with it, drop a quoted line where the model gave a token < P\n"
+    "                            (it meant a sentence the segment lacks; default 0)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
     "                            (streaming allocates C + chunk - 1 cells)\n"
@@ -156,6 +163,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->margins_in_extraction = 1;
         else if (!strcmp(a, "--dedupe-margins"))
             p->dedupe_margins = 1;
+        else if (!strcmp(a, "--extractive-margins"))
+            p->extractive_margins = 1;
         else if (!strcmp(a, "--show-margins"))
             v->show_margins = 1;
         else if (!strcmp(a, "--verify-kv"))
@@ -217,6 +226,10 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
                 if (cli_float(a, val, 0, 1, &x)) return 2;
                 p->top_p = (float)x;
             }
+            else if (!strcmp(a, "--quote-min-prob")) {
+                if (cli_float(a, val, 0, 1, &x)) return 2;
+                p->quote_min_prob = (float)x;
+            }
             else return cli_error("run: unknown option '%s' (see wim run --help)", a);
 #undef INT
 #undef ENUM
@@ -227,6 +240,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (!*doc && !p->load_kv)
         return cli_error("run: no document given: pass -d FILE (or -d - for stdin)");
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
+    if (p->quote_min_prob > 0 && !p->extractive_margins)
+        return cli_error("run: --quote-min-prob applies to --extractive-margins only");
     return 0;
 }
 

@@ -111,6 +111,7 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         key(&b, "raw");
         put_str(&b, ev->raw);
         if (ev->has_logit_margin) putf(&b, ",\"logit_margin\":%.4f", ev->logit_margin);
+        if (ev->blank) putf(&b, ",\"blank\":true");
         break;
     case WIM_EV_ANSWER:
         key(&b, "text");

@@ -23,6 +23,7 @@
 #include "bm25.h"
 #include "chat.h"
 #include "classify.h"
+#include "margins.h"
 #include "model.h"
 #include "prompts.h"
 #include "segment.h"
@@ -156,6 +157,130 @@ static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
     return text;
 }
 
+/* log of the sum of exp(logits): the normaliser of the model's distribution. */
+static float log_norm(const float *logits, int n) {
+    float max = logits[0], sum = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max) max = logits[i];
+    for (int i = 0; i < n; i++)
+        sum += expf(logits[i] - max);
+    return max + logf(sum);
+}
+
+/* log P(the reply ends here): every end-of-generation token together. */
+static float log_p_end(const wim_tokenizer *t, const float *logits, int n, float norm) {
+    float sum = 0;
+    for (int i = 0; i < n; i++)
+        if (wim_tokenizer_is_eog(t, i)) sum += expf(logits[i] - norm);
+    return sum > 0 ? logf(sum) : -INFINITY;
+}
+
+/* The sentences of src as tokens: the lines an extractive margin may write. Returns the
+ * count (ids[j], n_ids[j] and *spans malloc'd) or -1. */
+static int quote_candidates(run_state *s, const char *src, wim_span **spans, int32_t ***ids,
+                            int **n_ids) {
+    int n = wim_sentences(src, strlen(src), spans);
+    *ids = n > 0 ? calloc((size_t)n, sizeof **ids) : NULL;
+    *n_ids = n > 0 ? calloc((size_t)n, sizeof **n_ids) : NULL;
+    if (n < 0 || (n > 0 && (!*ids || !*n_ids)))
+        return snprintf(s->err, s->errlen, "out of memory"), -1;
+    for (int j = 0; j < n; j++)
+        if (((*n_ids)[j] =
+                 tokenize(s, src + (*spans)[j].start, (*spans)[j].len, 0, 0, &(*ids)[j])) < 0)
+            return -1;
+    return n;
+}
+
+/* Scores tokens after the context: the sum of their log-probabilities (the first from
+ * s->logits), and in *least the smallest from index from on. The context is left as it
+ * was. rows: room for n - 1 rows of logits. Returns 0 or -1. */
+static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int from, float norm,
+                        float *rows, float *score, float *least) {
+    int vocab = s->m->cfg.n_vocab;
+    *score = s->logits[ids[0]] - norm;
+    *least = from == 0 ? *score : 0;
+    if (n == 1) return 0;
+    if (wim_ctx_snapshot(c) || wim_eval(c, ids, n - 1, rows, 1, s->err, s->errlen) ||
+        wim_ctx_restore(c))
+        return -1;
+    s->prefilled += n - 1;
+    for (int k = 1; k < n; k++) {
+        const float *row = rows + (size_t)(k - 1) * vocab;
+        float lp = row[ids[k]] - log_norm(row, vocab);
+        *score += lp;
+        if (k >= from && lp < *least) *least = lp;
+    }
+    return 0;
+}
+
+/* An extractive margin, a line at a time: each line is the sentence of src (the segment)
+ * the model finds likeliest next (after a line break, from the second line on), by the
+ * sum of its tokens' log-probabilities, unless ending the reply is likelier; a sentence is
+ * offered once. A line in which the model gave one of the sentence's tokens less than
+ * quote_min_prob is written (what follows sees it) but not kept: the model meant another
+ * sentence, one the segment lacks. At most max tokens. Returns the text (malloc'd) or
+ * NULL. */
+static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, const char *src) {
+    const wim_tokenizer *t = s->m->tok;
+    int vocab = s->m->cfg.n_vocab, spent = 0, longest = 1, ok;
+    wim_span *spans = NULL;
+    int32_t **ids = NULL, *nl = NULL;
+    int *n_ids = NULL, n_nl = tokenize(s, "\n", 1, 0, 0, &nl);
+    int n = n_nl > 0 ? quote_candidates(s, src, &spans, &ids, &n_ids) : -1;
+    for (int j = 0; j < n; j++)
+        longest = n_ids[j] > longest ? n_ids[j] : longest;
+    longest += n_nl;
+    float *rows = n >= 0 ? malloc((size_t)longest * vocab * sizeof *rows) : NULL;
+    int32_t *seq = n >= 0 ? malloc((size_t)longest * sizeof *seq) : NULL;
+    char *used = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
+    char *text = n >= 0 ? malloc(strlen(src) + (size_t)n + 1) : NULL;
+    size_t len = 0;
+    if (n >= 0 && (!rows || !seq || !used || !text)) snprintf(s->err, s->errlen, "out of memory");
+    float floor = s->p->quote_min_prob > 0 ? logf(s->p->quote_min_prob) : -INFINITY;
+    for (ok = rows && seq && used && text; ok;) {
+        int gap = spent > 0 ? n_nl : 0; /* a line break before every line but the first */
+        float norm = log_norm(s->logits, vocab), best = log_p_end(t, s->logits, vocab, norm);
+        float best_least = 0;
+        int pick = -1;
+        memcpy(seq, nl, (size_t)gap * sizeof *seq);
+        for (int j = 0; j < n && ok; j++) {
+            float score, least;
+            if (used[j] || spent + gap + n_ids[j] > max ||
+                s->logits[gap ? nl[0] : ids[j][0]] - norm <= best)
+                continue; /* every further token only lowers the score */
+            memcpy(seq + gap, ids[j], (size_t)n_ids[j] * sizeof *seq);
+            ok = !score_tokens(s, c, seq, gap + n_ids[j], gap, norm, rows, &score, &least);
+            if (ok && score > best) best = score, best_least = least, pick = j;
+        }
+        if (!ok || pick < 0) break;
+        used[pick] = 1;
+        memcpy(seq + gap, ids[pick], (size_t)n_ids[pick] * sizeof *seq);
+        ok = !wim_eval(c, seq, gap + n_ids[pick], s->logits, 0, s->err, s->errlen);
+        spent += gap + n_ids[pick];
+        s->decoded += gap + n_ids[pick];
+        if (best_least >= floor) {
+            if (len) text[len++] = '\n';
+            memcpy(text + len, src + spans[pick].start, spans[pick].len);
+            len += spans[pick].len;
+        }
+    }
+    if (ok) {
+        text[len] = 0;
+        if (n_out) *n_out = spent;
+    }
+    for (int j = 0; j < n; j++)
+        free(ids[j]);
+    free(ids);
+    free(n_ids);
+    free(nl);
+    free(spans);
+    free(rows);
+    free(seq);
+    free(used);
+    if (!ok) free(text);
+    return ok ? text : NULL;
+}
+
 static char *render(run_state *s, enum wim_prompt_kind kind, const char *answer,
                     const char *margins) {
     wim_prompt_vars v = {s->chat.user_header, s->chat.generation_header, s->query, answer, margins};
@@ -207,47 +332,6 @@ static int word_token(run_state *s, const char *word) {
     id = ids[0];
     free(ids);
     return id;
-}
-
-/* Whether the line [line, line+len) already occurs as a whole line of out. */
-static int has_line(const char *out, const char *line, size_t len) {
-    for (const char *p = out; *p;) {
-        const char *eol = strchr(p, '\n');
-        size_t n = eol ? (size_t)(eol - p) : strlen(p);
-        if (n == len && memcmp(p, line, len) == 0) return 1;
-        p += n + (eol != NULL);
-    }
-    return 0;
-}
-
-/* The kept margins, each followed by a newline; with dedupe, line by line with blank
- * and repeated lines dropped. */
-static char *join_margins(char **margins, const int *relevant, int n, int dedupe) {
-    size_t len = 1;
-    for (int i = 0; i < n; i++)
-        if (relevant[i] && margins[i]) len += strlen(margins[i]) + 1;
-    char *out = malloc(len);
-    if (!out) return NULL;
-    out[0] = 0;
-    size_t used = 0;
-    for (int i = 0; i < n; i++) {
-        if (!relevant[i] || !margins[i]) continue;
-        if (!dedupe) {
-            used += (size_t)sprintf(out + used, "%s\n", margins[i]);
-            continue;
-        }
-        for (const char *p = margins[i]; *p;) {
-            const char *eol = strchr(p, '\n');
-            size_t k = eol ? (size_t)(eol - p) : strlen(p);
-            if (k > 0 && !has_line(out, p, k)) {
-                memcpy(out + used, p, k);
-                out[used += k] = '\n';
-                out[++used] = 0;
-            }
-            p += k + (eol != NULL);
-        }
-    }
-    return out;
 }
 
 static const char *const pattern_names[] = {"wim", "llm", "rag"};
@@ -401,7 +485,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                 if (wim_ctx_snapshot(s->main)) rc = -1;
                 char *notes = NULL;
                 if (!rc && p->margins_in_extraction && i > 0 &&
-                    (notes = join_margins(res->margins, res->relevant, i, p->dedupe_margins)) &&
+                    (notes = wim_margins_join(res->margins, res->relevant, i, p->dedupe_margins)) &&
                     *notes) {
                     char *framed = malloc(strlen(notes) + 32);
                     if (framed) sprintf(framed, "Notes so far:\n%s", notes);
@@ -412,7 +496,11 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                 char *prompt = rc ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
                 rc = rc || !prompt || feed_text(s, s->main, prompt, 0, 1);
                 free(prompt);
-                if (!rc) res->margins[i] = generate(s, s->main, p->margin_tokens, &mev.n_tokens);
+                if (!rc)
+                    res->margins[i] =
+                        p->extractive_margins
+                            ? generate_quotes(s, s->main, p->margin_tokens, &mev.n_tokens, seg)
+                            : generate(s, s->main, p->margin_tokens, &mev.n_tokens);
                 if (wim_ctx_restore(s->main) || !res->margins[i]) rc = -1;
             }
             mev.ms = now_ms() - t0;
@@ -425,7 +513,12 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
             }
             emit(s, &mev);
         }
-        if (p->injected_relevant) {
+        int blank = p->pattern == WIM_PATTERN_WIM && p->extractive_margins &&
+                    !wim_margin_has_word(res->margins[i]);
+        if (blank) { /* an extractive margin that quotes nothing: nothing to judge */
+            res->relevant[i] = 0;
+            raw = strdup("");
+        } else if (p->injected_relevant) {
             res->relevant[i] = p->injected_relevant[i];
             raw = strdup("(injected)");
         } else if (classify(s, p->pattern == WIM_PATTERN_WIM ? res->margins[i] : seg,
@@ -439,6 +532,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                          .relevant = res->relevant[i],
                          .raw = raw,
                          .logit_margin = lm,
+                         .blank = blank,
                          .has_logit_margin =
                              p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
         emit(s, &vev);
@@ -517,9 +611,9 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
         goto done;
     if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, segs, res->n_segments, sys, res))
         goto done;
-    margins = p->pattern == WIM_PATTERN_WIM
-                  ? join_margins(res->margins, res->relevant, res->n_segments, p->dedupe_margins)
-                  : strdup("");
+    margins = p->pattern == WIM_PATTERN_WIM ? wim_margins_join(res->margins, res->relevant,
+                                                               res->n_segments, p->dedupe_margins)
+                                            : strdup("");
     if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
     double t0 = now_ms();
     if (feed_text(&s, s.main, final, 0, 1)) goto done;

@@ -131,6 +131,14 @@ typedef struct {
     int dedupe_margins;        /* join kept margins line by line, each distinct line once
                                   (departs from the paper: a sentence visible to several
                                   extraction steps is noted once, so counts stay right) */
+    int extractive_margins;    /* build each margin from its segment's sentences, verbatim:
+                                  line by line the one the model finds likeliest next, or the
+                                  end when likelier (greedy); a margin left blank is not kept
+                                  and not classified. Departs from the paper, whose margins
+                                  are free text: for models trained to copy, which invent a
+                                  line where the segment lacks the fact */
+    float quote_min_prob;      /* extractive margins: drop a line in which the model gave
+                                  one of the sentence's tokens less than this (0: keep all) */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
     /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
      * trace), save the main KV cache. load_kv (llm pattern only): start from such a file
@@ -164,7 +172,9 @@ typedef struct {
     int n_tokens;                       /* segment: its tokens; margin: tokens generated */
     long prefilled;       /* segment: tokens prefilled so far (all prompts included) */
     double ms;            /* segment: prefill time; margin: generation time */
-    const char *text;     /* margin text, answer text */
+    const char *text;     /* margin text (as generated), answer text */
+    int blank;            /* verdict, extractive margins: the margin quoted nothing (not kept,
+                             the classifier not asked; raw is "") */
     int relevant;         /* verdict */
     const char *raw;      /* verdict: the classifier's raw output */
     int has_logit_margin; /* verdict: --classify logit was used */

@@ -2,8 +2,10 @@
  * test_wim.c — the pipeline's central promise: margins never pollute the
  * context. The KV cache after each margin is bit-identical to the cache
  * before it, and the final answer's logits equal those of a run whose
- * margins are injected as plain text without ever being generated there.
+ * margins are injected as plain text without ever being generated there. And
+ * extractive margins quote the document, greedy or sampled.
  */
+#include "margins.h"
 #include "simd.h"
 #include "test.h"
 #include "wim.h"
@@ -143,6 +145,60 @@ static void test_dedupe_margins_joins_distinct_lines(void) {
     wim_model_free(m);
 }
 
+/* Whether every line of margin is one of the document's sentences. */
+static int quotes_document(const char *margin) {
+    wim_span *sent;
+    int n = wim_sentences(document, strlen(document), &sent), ok = n >= 0;
+    for (const char *p = margin; ok && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        int found = 0;
+        for (int j = 0; j < n && !found; j++)
+            found = sent[j].len == len && !memcmp(document + sent[j].start, p, len);
+        ok = found;
+        p += len + (eol != NULL);
+    }
+    free(sent);
+    return ok;
+}
+
+/* --extractive-margins: every margin line is a sentence of the document (of its segment),
+ * where the same model unconstrained writes lines that are not; with --quote-min-prob 1
+ * no line is sure enough, every margin is blank and none is kept. */
+static void test_extractive_margins_quote_the_document(void) {
+    wim_model *m = load();
+    if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
+    size_t len = strlen(document);
+    int invented = 0;
+    for (int run = 0; run < 3; run++) {
+        wim_run_params p = params();
+        p.extractive_margins = run > 0;
+        p.quote_min_prob = run == 2 ? 1.0f : 0.0f;
+        wim_result r;
+        char err[256];
+        CHECKF(wim_run(m, document, len, "Where is Mary?", &p, NULL, NULL, &r, err, sizeof err) ==
+                   0,
+               "%s", err);
+        CHECK(r.n_segments >= 3);
+        int words = 0, kept = 0;
+        for (int i = 0; i < r.n_segments; i++) {
+            words += wim_margin_has_word(r.margins[i]);
+            kept += r.relevant[i];
+            if (run == 0)
+                invented += !quotes_document(r.margins[i]);
+            else
+                CHECKF(quotes_document(r.margins[i]), "margin %d is not the document's: '%s'", i,
+                       r.margins[i]);
+        }
+        if (run == 1) CHECKF(words > 0, "every margin blank");
+        if (run == 2) CHECKF(words == 0 && kept == 0, "%d margins written, %d kept", words, kept);
+        wim_result_free(&r);
+    }
+    CHECKF(invented > 0,
+           "unconstrained, every margin quoted the document: the test proves nothing");
+    wim_model_free(m);
+}
+
 static void test_input_checks(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
@@ -168,6 +224,7 @@ int main(void) {
     RUN(test_margins_leave_cache_bit_identical);
     RUN(test_injected_margins_give_identical_answer_logits);
     RUN(test_dedupe_margins_joins_distinct_lines);
+    RUN(test_extractive_margins_quote_the_document);
     RUN(test_input_checks);
     return t_exit();
 }
