@@ -87,11 +87,11 @@ static void on_event(const wim_event *ev, void *user) {
         v->kept += ev->relevant;
         if (v->margin) {
             if (v->bar) fprintf(stderr, "\r\033[K");
-            fprintf(stderr, "margin %d (%s): %s\n", ev->index + 1,
-                    ev->blank      ? "dropped: quotes nothing"
-                    : ev->relevant ? "kept"
-                                   : "dropped",
-                    v->margin);
+            if (ev->blank)
+                fprintf(stderr, "margin %d: (no sentence the model was sure of)\n", ev->index + 1);
+            else
+                fprintf(stderr, "margin %d (%s): %s\n", ev->index + 1,
+                        ev->relevant ? "kept" : "dropped", v->margin);
             free(v->margin);
             v->margin = NULL;
         }

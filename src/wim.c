@@ -30,6 +30,8 @@
 #include "tokenizer.h"
 #include "wim.h"
 
+#define WIM_SCORE_CHUNK 16 /* tokens of a quoted sentence scored per forward pass */
+
 typedef struct {
     const wim_model *m;
     const wim_run_params *p;
@@ -176,41 +178,49 @@ static float log_p_end(const wim_tokenizer *t, const float *logits, int n, float
 }
 
 /* The sentences of src as tokens: the lines an extractive margin may write. Returns the
- * count (ids[j], n_ids[j] and *spans malloc'd) or -1. */
+ * count (ids[j], n_ids[j] and *spans malloc'd), or -1 with nothing allocated. */
 static int quote_candidates(run_state *s, const char *src, wim_span **spans, int32_t ***ids,
                             int **n_ids) {
-    int n = wim_sentences(src, strlen(src), spans);
-    *ids = n > 0 ? calloc((size_t)n, sizeof **ids) : NULL;
-    *n_ids = n > 0 ? calloc((size_t)n, sizeof **n_ids) : NULL;
-    if (n < 0 || (n > 0 && (!*ids || !*n_ids)))
-        return snprintf(s->err, s->errlen, "out of memory"), -1;
-    for (int j = 0; j < n; j++)
-        if (((*n_ids)[j] =
-                 tokenize(s, src + (*spans)[j].start, (*spans)[j].len, 0, 0, &(*ids)[j])) < 0)
-            return -1;
-    return n;
+    int n = wim_sentences(src, strlen(src), spans), ok = n >= 0;
+    *ids = ok ? calloc((size_t)n + 1, sizeof **ids) : NULL;
+    *n_ids = ok ? calloc((size_t)n + 1, sizeof **n_ids) : NULL;
+    if (!*ids || !*n_ids) ok = 0, snprintf(s->err, s->errlen, "out of memory");
+    for (int j = 0; ok && j < n; j++)
+        ok = ((*n_ids)[j] =
+                  tokenize(s, src + (*spans)[j].start, (*spans)[j].len, 0, 0, &(*ids)[j])) >= 0;
+    if (ok) return n;
+    for (int j = 0; *ids && j < n; j++)
+        free((*ids)[j]);
+    free(*ids), free(*n_ids), free(*spans);
+    *ids = NULL, *n_ids = NULL, *spans = NULL;
+    return -1;
 }
 
 /* Scores tokens after the context: the sum of their log-probabilities (the first from
- * s->logits), and in *least the smallest from index from on. The context is left as it
- * was. rows: room for n - 1 rows of logits. Returns 0 or -1. */
+ * s->logits), and in *least the smallest from index from on. Evaluates them in chunks of
+ * WIM_SCORE_CHUNK (rows holds one chunk's logits) and leaves the context as it was.
+ * Returns 0 or -1. */
 static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int from, float norm,
                         float *rows, float *score, float *least) {
-    int vocab = s->m->cfg.n_vocab;
+    int vocab = s->m->cfg.n_vocab, rc = 0;
     *score = s->logits[ids[0]] - norm;
     *least = from == 0 ? *score : 0;
     if (n == 1) return 0;
-    if (wim_ctx_snapshot(c) || wim_eval(c, ids, n - 1, rows, 1, s->err, s->errlen) ||
-        wim_ctx_restore(c))
-        return -1;
-    s->prefilled += n - 1;
-    for (int k = 1; k < n; k++) {
-        const float *row = rows + (size_t)(k - 1) * vocab;
-        float lp = row[ids[k]] - log_norm(row, vocab);
-        *score += lp;
-        if (k >= from && lp < *least) *least = lp;
+    if (wim_ctx_snapshot(c)) return -1;
+    for (int k0 = 0; !rc && k0 < n - 1; k0 += WIM_SCORE_CHUNK) { /* rows k0.. predict k0+1.. */
+        int m = n - 1 - k0 < WIM_SCORE_CHUNK ? n - 1 - k0 : WIM_SCORE_CHUNK;
+        rc = wim_eval(c, ids + k0, m, rows, 1, s->err, s->errlen);
+        s->prefilled += m;
+        for (int i = 0; !rc && i < m; i++) {
+            const float *row = rows + (size_t)i * vocab;
+            int k = k0 + i + 1;
+            float lp = row[ids[k]] - log_norm(row, vocab);
+            *score += lp;
+            if (k >= from && lp < *least) *least = lp;
+        }
     }
-    return 0;
+    if (wim_ctx_restore(c)) rc = -1; /* always: the snapshot must not stay open */
+    return rc;
 }
 
 /* An extractive margin, a line at a time: each line is the sentence of src (the segment)
@@ -226,11 +236,12 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, cons
     wim_span *spans = NULL;
     int32_t **ids = NULL, *nl = NULL;
     int *n_ids = NULL, n_nl = tokenize(s, "\n", 1, 0, 0, &nl);
+    if (n_nl == 0) snprintf(s->err, s->errlen, "the vocabulary cannot write a line break");
     int n = n_nl > 0 ? quote_candidates(s, src, &spans, &ids, &n_ids) : -1;
-    for (int j = 0; j < n; j++)
-        longest = n_ids[j] > longest ? n_ids[j] : longest;
+    for (int j = 0; j < n; j++) /* a sentence longer than the margin is never offered */
+        longest = n_ids[j] > longest && n_ids[j] <= max ? n_ids[j] : longest;
     longest += n_nl;
-    float *rows = n >= 0 ? malloc((size_t)longest * vocab * sizeof *rows) : NULL;
+    float *rows = n >= 0 ? malloc((size_t)WIM_SCORE_CHUNK * vocab * sizeof *rows) : NULL;
     int32_t *seq = n >= 0 ? malloc((size_t)longest * sizeof *seq) : NULL;
     char *used = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
     char *text = n >= 0 ? malloc(strlen(src) + (size_t)n + 1) : NULL;
