@@ -53,6 +53,8 @@ def run_one(args, flags, key, doc, q, pattern):
         p = subprocess.run([args.wim, "run", "-m", args.model, "-d", path, "-q", q.text,
                             "--pattern", pattern, "-t", "1"] + flags,
                            capture_output=True, text=True)
+    except OSError as e:  # the binary missing or being rebuilt: a failed run, not a crash
+        p = subprocess.CompletedProcess([], -1, "", f"{args.wim}: {e}")
     finally:
         os.unlink(path)
     answer = p.stdout.strip()

@@ -16,14 +16,13 @@ if [ ! -f "$model" ]; then
 fi
 read -r -a flags <"$here/wim-tiny/wim-run.flags"
 echo "== wim demo: Writing in the Margins with $(basename "$model") =="
-echo "   document: ${doc#"$here/../"} ($(wc -l <"$doc") lines, $("$wim" tokenize -m "$model" -f "$doc" | wc -w) tokens; the model's window is 512)"
+echo "   document: ${doc#"$(dirname "$here")/"} ($(wc -l <"$doc") lines, $("$wim" tokenize -m "$model" -f "$doc" | wc -w) tokens; the model's window is 512)"
 echo "   question: $query"
 echo "   flags:    ${flags[*]}"
 if [ -z "${WIM_DEMO_MODEL:-}" ]; then
-    echo "   NOTE: the bundled model is not good enough yet. It copies facts it can see into its"
-    echo "   margins, but where its window holds none it invents one instead of saying"
-    echo "   \"Nothing relevant.\"; over a long document the inventions crowd the notes (README:"
-    echo "   the bundled model)."
+    echo "   The bundled model quotes its margins (--extractive-margins): each line is the"
+    echo "   sentence of the segment it finds likeliest, kept only if it meant that sentence;"
+    echo "   a segment with nothing it was sure of gets a blank margin (README: the bundled model)."
 fi
 echo
 answer=$("$wim" run -m "$model" -d "$doc" -q "$query" "${flags[@]}" --show-margins) || exit
