@@ -60,15 +60,21 @@ for isa in $isas; do
 done
 
 # Accuracy, greedy, with the model's own flags, from the scalar single-thread runs (every
-# other kernel set and thread count gives the same text: the tests above). The issue's
+# other kernel set and thread count gives the same text: the tests above; under
+# WIM_TEST_QUICK the questions they skipped run on the fastest kernels). The issue's
 # bar is 18 of 20; the shipped model with its flags (extractive margins) answers 16
 # (data/wim-tiny/README.md), so this holds it to one below that, to catch a regression in
 # the model or the pipeline. Raise MIN_RIGHT with every better model.
 MIN_RIGHT=15
+fastest=$(echo $isas | awk '{print $NF}')
 t=wimtiny_answers_${MIN_RIGHT}_of_$N
 for i in $(seq 0 $((N - 1))); do
-    [ -f "$T/ans-$i-scalar-1" ] || run_question $i scalar 1 # not run above (WIM_TEST_QUICK)
-    cp "$T/ans-$i-scalar-1" "$T/$i.answer"
+    r=scalar-1
+    if [ ! -f "$T/ans-$i-$r" ]; then # not run above (WIM_TEST_QUICK): the fastest kernels
+        r="$fastest-2"                # give the same text (the plain run's identity tests)
+        run_question $i $fastest 2
+    fi
+    cp "$T/ans-$i-$r" "$T/$i.answer"
 done
 $PY "$HERE/wimtiny.py" score "$T" $N >"$T/score.txt" 2>&1
 right=$(tail -1 "$T/score.txt" | cut -d/ -f1)
