@@ -2,9 +2,11 @@
  * wim.c — the Writing-in-the-Margins pipeline and its two baselines.
  *
  *   wim: BOS + system prompt, then for each segment: prefill it; snapshot the
- *        KV cache; prefill the extraction prompt and decode a margin; restore
- *        (the cache is bit-identical again); classify the margin in a separate
- *        context. Finally the answer prompt with the relevant margins.
+ *        KV cache; prefill the extraction prompt and decode a margin (extractive
+ *        margins: choose the segment's sentences one by one, each scored under a
+ *        nested snapshot); restore (the cache is bit-identical again); classify
+ *        the margin in a separate context. Finally the answer prompt with the
+ *        relevant margins.
  *   llm: the whole document, then the question (the long-context baseline).
  *   rag: the classifier (or BM25) chooses segments; the chosen segments and
  *        the question go to a fresh context.
