@@ -547,7 +547,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                          .logit_margin = lm,
                          .blank = blank,
                          .has_logit_margin =
-                             p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
+                             p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant && !blank};
         emit(s, &vev);
         free(raw);
         free(seg);

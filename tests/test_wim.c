@@ -145,6 +145,11 @@ static void test_dedupe_margins_joins_distinct_lines(void) {
     wim_model_free(m);
 }
 
+/* Counts the verdict events that say their margin was blank. */
+static void count_blank(const wim_event *ev, void *user) {
+    *(int *)user += ev->type == WIM_EV_VERDICT && ev->blank;
+}
+
 /* Whether every line of margin is one of the document's sentences. */
 static int quotes_document(const char *margin) {
     wim_span *sent;
@@ -164,7 +169,8 @@ static int quotes_document(const char *margin) {
 
 /* --extractive-margins: every margin line is a sentence of the document (of its segment),
  * where the same model unconstrained writes lines that are not; with --quote-min-prob 1
- * no line is sure enough, every margin is blank and none is kept. */
+ * no line is sure enough, every margin is blank (and its verdict event says so) and none
+ * is kept. */
 static void test_extractive_margins_quote_the_document(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
@@ -174,10 +180,11 @@ static void test_extractive_margins_quote_the_document(void) {
         wim_run_params p = params();
         p.extractive_margins = run > 0;
         p.quote_min_prob = run == 2 ? 1.0f : 0.0f;
+        int blank = 0;
         wim_result r;
         char err[256];
-        CHECKF(wim_run(m, document, len, "Where is Mary?", &p, NULL, NULL, &r, err, sizeof err) ==
-                   0,
+        CHECKF(wim_run(m, document, len, "Where is Mary?", &p, count_blank, &blank, &r, err,
+                       sizeof err) == 0,
                "%s", err);
         CHECK(r.n_segments >= 3);
         int words = 0, kept = 0;
@@ -192,6 +199,7 @@ static void test_extractive_margins_quote_the_document(void) {
         }
         if (run == 1) CHECKF(words > 0, "every margin blank");
         if (run == 2) CHECKF(words == 0 && kept == 0, "%d margins written, %d kept", words, kept);
+        if (run == 2) CHECKF(blank == r.n_segments, "%d blank verdict events", blank);
         wim_result_free(&r);
     }
     CHECKF(invented > 0,
