@@ -66,17 +66,17 @@ def texts(paths):
 
 
 def score(d, n):
+    def read(i, ext):
+        with open(os.path.join(d, f"{i}.{ext}")) as f:
+            return f.read()
     right = 0
     for i in range(n):
-        def read(ext):
-            with open(os.path.join(d, f"{i}.{ext}")) as f:
-                return f.read()
-        got, want = read("answer"), read("expected")
+        got, want = read(i, "answer"), read(i, "expected")
         if W.same_answer(got, want):
             right += 1
         else:
-            print(f"question {i} ({KINDS[i % len(KINDS)]}): {read('query')!r} -> {got.strip()!r}, "
-                  f"expected {want!r}")
+            print(f"question {i} ({KINDS[i % len(KINDS)]}): {read(i, 'query')!r} -> "
+                  f"{got.strip()!r}, expected {want!r}")
     print(f"{right}/{n} correct")
     return right
 
