@@ -123,6 +123,8 @@ static const char *const usage =
     "                            model finds likeliest (for models that copy; not the paper's)\n"
     "  --quote-min-prob P        with it, drop a quoted line where the model gave a token < P\n"
     "                            (it meant a sentence the segment lacks; default 0)\n"
+    "  --quote-notes             with both, the notes shown may be quoted again (written, not\n"
+    "                            kept twice)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
     "                            (streaming allocates C + chunk - 1 cells)\n"
@@ -165,6 +167,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->dedupe_margins = 1;
         else if (!strcmp(a, "--extractive-margins"))
             p->extractive_margins = 1;
+        else if (!strcmp(a, "--quote-notes"))
+            p->quote_notes = 1;
         else if (!strcmp(a, "--show-margins"))
             v->show_margins = 1;
         else if (!strcmp(a, "--verify-kv"))
@@ -242,6 +246,9 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
     if (p->quote_min_prob > 0 && !p->extractive_margins)
         return cli_error("run: --quote-min-prob applies to --extractive-margins only");
+    if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
+        return cli_error(
+            "run: --quote-notes needs --extractive-margins and --margins-in-extraction");
     return 0;
 }
 

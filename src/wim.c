@@ -230,24 +230,32 @@ static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int
  * sum of its tokens' log-probabilities, unless ending the reply is likelier; a sentence is
  * offered once. A line in which the model gave one of the sentence's tokens less than
  * quote_min_prob is written (what follows sees it) but not kept: the model meant another
- * sentence, one the segment lacks. At most max tokens. Returns the text (malloc'd) or
- * NULL. */
-static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, const char *src) {
+ * sentence, one the segment lacks. The sentences of notes (NULL: none), the notes the
+ * prompt shows, are offered too, written but never kept: they are kept already. At most
+ * max tokens, counted in ev->n_tokens (the note lines in ev->notes_quoted). Returns the
+ * text (malloc'd) or NULL. */
+static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src, const char *notes,
+                             wim_event *ev) {
     const wim_tokenizer *t = s->m->tok;
     int vocab = s->m->cfg.n_vocab, spent = 0, longest = 1, ok;
     wim_span *spans = NULL;
     int32_t **ids = NULL, *nl = NULL;
     int *n_ids = NULL, n_nl = tokenize(s, "\n", 1, 0, 0, &nl);
     if (n_nl == 0) snprintf(s->err, s->errlen, "the vocabulary cannot write a line break");
-    int n = n_nl > 0 ? quote_candidates(s, src, &spans, &ids, &n_ids) : -1;
+    size_t n_src = strlen(src); /* the candidates: sentences of src, then of the notes */
+    char *pool = malloc(n_src + (notes ? strlen(notes) : 0) + 2);
+    if (pool) sprintf(pool, "%s\n%s", src, notes ? notes : "");
+    if (n_nl > 0 && !pool) snprintf(s->err, s->errlen, "out of memory");
+    int n = n_nl > 0 && pool ? quote_candidates(s, pool, &spans, &ids, &n_ids) : -1;
     for (int j = 0; j < n; j++) /* a sentence longer than the margin is never offered */
         longest = n_ids[j] > longest && n_ids[j] <= max ? n_ids[j] : longest;
     longest += n_nl;
     float *rows = n >= 0 ? malloc((size_t)WIM_SCORE_CHUNK * vocab * sizeof *rows) : NULL;
     int32_t *seq = n >= 0 ? malloc((size_t)longest * sizeof *seq) : NULL;
     char *used = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
-    char *text = n >= 0 ? malloc(strlen(src) + (size_t)n + 1) : NULL;
+    char *text = n >= 0 ? malloc(n_src + (size_t)n + 1) : NULL;
     size_t len = 0;
+    ev->notes_quoted = 0;
     if (n >= 0 && (!rows || !seq || !used || !text)) snprintf(s->err, s->errlen, "out of memory");
     float floor = s->p->quote_min_prob > 0 ? logf(s->p->quote_min_prob) : -INFINITY;
     for (ok = rows && seq && used && text; ok;) {
@@ -271,7 +279,8 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, cons
         ok = !wim_eval(c, seq, gap + n_ids[pick], s->logits, 0, s->err, s->errlen);
         spent += gap + n_ids[pick];
         s->decoded += gap + n_ids[pick];
-        if (best_least >= floor) {
+        ev->notes_quoted += spans[pick].start >= n_src;
+        if (best_least >= floor && spans[pick].start < n_src) {
             if (len) text[len++] = '\n';
             memcpy(text + len, src + spans[pick].start, spans[pick].len);
             len += spans[pick].len;
@@ -279,7 +288,7 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, cons
     }
     if (ok) {
         text[len] = 0;
-        if (n_out) *n_out = spent;
+        ev->n_tokens = spent;
     }
     for (int j = 0; j < n; j++)
         free(ids[j]);
@@ -290,6 +299,7 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, int *n_out, cons
     free(rows);
     free(seq);
     free(used);
+    free(pool);
     if (!ok) free(text);
     return ok ? text : NULL;
 }
@@ -490,6 +500,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
         if (p->pattern == WIM_PATTERN_WIM) {
             wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
             mev.has_kv_crc = p->verify_kv;
+            mev.has_notes_quoted = p->quote_notes && p->extractive_margins && !p->injected_margins;
             if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(s->main);
             t0 = now_ms();
             if (p->injected_margins) {
@@ -505,15 +516,15 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
                     rc = framed ? feed_text(s, s->main, framed, 0, 0) : -1;
                     free(framed);
                 }
-                free(notes);
                 char *prompt = rc ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
                 rc = rc || !prompt || feed_text(s, s->main, prompt, 0, 1);
                 free(prompt);
                 if (!rc)
-                    res->margins[i] =
-                        p->extractive_margins
-                            ? generate_quotes(s, s->main, p->margin_tokens, &mev.n_tokens, seg)
-                            : generate(s, s->main, p->margin_tokens, &mev.n_tokens);
+                    res->margins[i] = p->extractive_margins
+                                          ? generate_quotes(s, s->main, p->margin_tokens, seg,
+                                                            p->quote_notes ? notes : NULL, &mev)
+                                          : generate(s, s->main, p->margin_tokens, &mev.n_tokens);
+                free(notes);
                 if (wim_ctx_restore(s->main) || !res->margins[i]) rc = -1;
             }
             mev.ms = now_ms() - t0;

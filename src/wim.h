@@ -139,6 +139,11 @@ typedef struct {
                                   line where the segment lacks the fact */
     float quote_min_prob;      /* extractive margins: drop a line in which the model gave
                                   one of the sentence's tokens less than this (0: keep all) */
+    int quote_notes;           /* extractive margins with margins_in_extraction: the notes
+                                  shown may be quoted too; such a line is written (the model
+                                  reads it) but not kept again. A model that copies a note
+                                  (two-hop: the bridge, then the second hop) is no longer
+                                  pushed into a sentence of the segment it did not mean */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
     /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
      * trace), save the main KV cache. load_kv (llm pattern only): start from such a file
@@ -179,6 +184,8 @@ typedef struct {
     const char *raw;      /* verdict: the classifier's raw output */
     int has_logit_margin; /* verdict: --classify logit was used */
     float logit_margin;   /* verdict, --classify logit: logit(YES) - logit(NO) */
+    int has_notes_quoted; /* margin: quote_notes was set */
+    int notes_quoted;     /* margin, quote_notes: note lines it copied again (written, not kept) */
     int has_kv_crc;       /* margin: verify_kv was set */
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */

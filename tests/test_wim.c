@@ -3,7 +3,7 @@
  * context. The KV cache after each margin is bit-identical to the cache
  * before it, and the final answer's logits equal those of a run whose
  * margins are injected as plain text without ever being generated there. And
- * extractive margins quote the document, greedy or sampled.
+ * extractive margins quote the document, greedy or sampled, and never keep a note twice.
  */
 #include "margins.h"
 #include "simd.h"
@@ -207,6 +207,63 @@ static void test_extractive_margins_quote_the_document(void) {
     wim_model_free(m);
 }
 
+/* Sums the margin events' notes_quoted; counts those that report it. */
+static void count_notes_quoted(const wim_event *ev, void *user) {
+    int *n = user;
+    if (ev->type != WIM_EV_MARGIN) return;
+    n[0] += ev->notes_quoted;
+    n[1] += ev->has_notes_quoted;
+}
+
+/* Whether some line of margin is a line of earlier (each line ending in '\n'). */
+static int repeats_a_line(const char *margin, const char *earlier) {
+    for (const char *p = margin; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        for (const char *q = earlier; *q;) {
+            const char *qe = strchr(q, '\n');
+            if ((size_t)(qe - q) == len && !memcmp(p, q, len)) return 1;
+            q = qe + 1;
+        }
+        p += len + (eol != NULL);
+    }
+    return 0;
+}
+
+/* --quote-notes: the notes shown to an extraction prompt may be quoted again, but such a
+ * line is written, never kept: as the segments share no sentence, no kept line repeats an
+ * earlier one. Every margin is kept (injected verdicts) so the notes fill up. */
+static void test_quote_notes_never_keeps_a_note(void) {
+    wim_model *m = load();
+    if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
+    int keep[64];
+    for (int i = 0; i < 64; i++)
+        keep[i] = 1;
+    wim_run_params p = params();
+    p.extractive_margins = p.margins_in_extraction = p.dedupe_margins = p.quote_notes = 1;
+    p.injected_relevant = keep;
+    p.n_injected = 64;
+    int counts[2] = {0, 0};
+    wim_result r;
+    char err[256];
+    CHECKF(wim_run(m, document, strlen(document), "Where is Mary?", &p, count_notes_quoted, counts,
+                   &r, err, sizeof err) == 0,
+           "%s", err);
+    CHECK(r.n_segments >= 3 && r.n_segments <= 64);
+    CHECKF(counts[1] == r.n_segments, "%d of %d margin events report notes_quoted", counts[1],
+           r.n_segments);
+    for (int i = 1; i < r.n_segments; i++) {
+        char *earlier = wim_margins_join(r.margins, r.relevant, i, 1);
+        CHECK(earlier != NULL);
+        CHECKF(!repeats_a_line(r.margins[i], earlier), "margin %d keeps a note again: '%s'", i,
+               r.margins[i]);
+        free(earlier);
+    }
+    CHECKF(counts[0] > 0, "no note was quoted again: the test proves nothing");
+    wim_result_free(&r);
+    wim_model_free(m);
+}
+
 static void test_input_checks(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
@@ -233,6 +290,7 @@ int main(void) {
     RUN(test_injected_margins_give_identical_answer_logits);
     RUN(test_dedupe_margins_joins_distinct_lines);
     RUN(test_extractive_margins_quote_the_document);
+    RUN(test_quote_notes_never_keeps_a_note);
     RUN(test_input_checks);
     return t_exit();
 }
