@@ -129,7 +129,7 @@ enum {
 static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
-        int r;
+        int r = 0; /* set by VAL; other options take no value */
 #define VAL(flag, name) ((mask & (flag)) && (r = opt_val(argc, argv, &i, name, &v)) != 0)
         if (VAL(O_MODEL, "-m") || VAL(O_MODEL, "--model"))
             o->model = v;
