@@ -71,11 +71,11 @@ def table(results, lengths, kinds, patterns):
            "|---|---|" + "---|" * len(patterns) + "---|"]
     for L in lengths:
         for k in kinds:
-            cells, n = [], 0
-            for p in patterns:
-                rs = [r for r in results if (r["length"], r["kind"], r["pattern"]) == (L, k, p)]
-                n = max(n, len(rs))
-                cells.append(f"{100 * sum(r['correct'] for r in rs) / len(rs):.0f} %" if rs else "–")
+            runs = [[r for r in results if (r["length"], r["kind"], r["pattern"]) == (L, k, p)]
+                    for p in patterns]
+            n = max(map(len, runs))
+            cells = [f"{100 * sum(r['correct'] for r in rs) / len(rs):.0f} %"
+                     + (f" (n = {len(rs)})" if len(rs) < n else "") if rs else "–" for rs in runs]
             out.append(f"| {L} | {k} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(out)
 
