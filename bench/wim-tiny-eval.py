@@ -66,6 +66,14 @@ def run_one(args, flags, key, doc, q, pattern):
     return rec
 
 
+def cell(runs, n):
+    """A pattern's accuracy, with its count where the row has more runs elsewhere."""
+    if not runs:
+        return "–"
+    pct = f"{100 * sum(r['correct'] for r in runs) / len(runs):.0f} %"
+    return pct + (f" (n = {len(runs)})" if len(runs) < n else "")
+
+
 def table(results, lengths, kinds, patterns):
     out = ["| length | kind | " + " | ".join(patterns) + " | n |",
            "|---|---|" + "---|" * len(patterns) + "---|"]
@@ -74,9 +82,7 @@ def table(results, lengths, kinds, patterns):
             runs = [[r for r in results if (r["length"], r["kind"], r["pattern"]) == (L, k, p)]
                     for p in patterns]
             n = max(map(len, runs))
-            cells = [f"{100 * sum(r['correct'] for r in rs) / len(rs):.0f} %"
-                     + (f" (n = {len(rs)})" if len(rs) < n else "") if rs else "–" for rs in runs]
-            out.append(f"| {L} | {k} | " + " | ".join(cells) + f" | {n} |")
+            out.append(f"| {L} | {k} | " + " | ".join(cell(rs, n) for rs in runs) + f" | {n} |")
     return "\n".join(out)
 
 

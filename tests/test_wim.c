@@ -150,19 +150,36 @@ static void count_blank(const wim_event *ev, void *user) {
     *(int *)user += ev->type == WIM_EV_VERDICT && ev->blank;
 }
 
+/* Whether holds(line, its length, arg) for every line of text. */
+static int every_line(const char *text, int (*holds)(const char *, size_t, const void *),
+                      const void *arg) {
+    for (const char *p = text; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (!holds(p, len, arg)) return 0;
+        p += len + (eol != NULL);
+    }
+    return 1;
+}
+
+typedef struct {
+    const wim_span *span;
+    int n;
+} sentence_table;
+
+static int is_document_sentence(const char *line, size_t len, const void *arg) {
+    const sentence_table *t = arg;
+    for (int j = 0; j < t->n; j++)
+        if (t->span[j].len == len && !memcmp(document + t->span[j].start, line, len)) return 1;
+    return 0;
+}
+
 /* Whether every line of margin is one of the document's sentences. */
 static int quotes_document(const char *margin) {
     wim_span *sent;
-    int n = wim_sentences(document, strlen(document), &sent), ok = n >= 0;
-    for (const char *p = margin; ok && *p;) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        int found = 0;
-        for (int j = 0; j < n && !found; j++)
-            found = sent[j].len == len && !memcmp(document + sent[j].start, p, len);
-        ok = found;
-        p += len + (eol != NULL);
-    }
+    int n = wim_sentences(document, strlen(document), &sent);
+    sentence_table t = {sent, n};
+    int ok = n >= 0 && every_line(margin, is_document_sentence, &t);
     free(sent);
     return ok;
 }
@@ -215,19 +232,20 @@ static void count_notes_quoted(const wim_event *ev, void *user) {
     n[1] += ev->has_notes_quoted;
 }
 
-/* Whether some line of margin is a line of earlier (each line ending in '\n'). */
-static int repeats_a_line(const char *margin, const char *earlier) {
-    for (const char *p = margin; *p;) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        for (const char *q = earlier; *q;) {
-            const char *qe = strchr(q, '\n');
-            if ((size_t)(qe - q) == len && !memcmp(p, q, len)) return 1;
-            q = qe + 1;
-        }
-        p += len + (eol != NULL);
-    }
-    return 0;
+typedef struct {
+    const char *text;
+    size_t len;
+} line_ref;
+
+static int differs_from(const char *line, size_t len, const void *arg) {
+    const line_ref *other = arg;
+    return len != other->len || memcmp(line, other->text, len);
+}
+
+/* Whether line is none of the lines of earlier. */
+static int is_new_line(const char *line, size_t len, const void *earlier) {
+    line_ref ref = {line, len};
+    return every_line(earlier, differs_from, &ref);
 }
 
 /* --quote-notes: the notes shown to an extraction prompt may be quoted again, but such a
@@ -255,8 +273,8 @@ static void test_quote_notes_never_keeps_a_note(void) {
     for (int i = 1; i < r.n_segments; i++) {
         char *earlier = wim_margins_join(r.margins, r.relevant, i, 1);
         CHECK(earlier != NULL);
-        CHECKF(!repeats_a_line(r.margins[i], earlier), "margin %d keeps a note again: '%s'", i,
-               r.margins[i]);
+        CHECKF(every_line(r.margins[i], is_new_line, earlier), "margin %d keeps a note again: '%s'",
+               i, r.margins[i]);
         free(earlier);
     }
     CHECKF(counts[0] > 0, "no note was quoted again: the test proves nothing");
