@@ -125,6 +125,8 @@ static const char *const usage =
     "                            (it meant a sentence the segment lacks; default 0)\n"
     "  --quote-notes             with it and --margins-in-extraction, a line of the notes\n"
     "                            shown may be quoted again (written, not kept twice)\n"
+    "  --quote-exhaustive        with it, score every sentence in full, not the pruned\n"
+    "                            search (the same lines; slower; a reference for checks)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
     "                            (streaming allocates C + chunk - 1 cells)\n"
@@ -169,6 +171,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->extractive_margins = 1;
         else if (!strcmp(a, "--quote-notes"))
             p->quote_notes = 1;
+        else if (!strcmp(a, "--quote-exhaustive"))
+            p->quote_exhaustive = 1;
         else if (!strcmp(a, "--show-margins"))
             v->show_margins = 1;
         else if (!strcmp(a, "--verify-kv"))
@@ -249,6 +253,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
         return cli_error(
             "run: --quote-notes needs --extractive-margins and --margins-in-extraction");
+    if (p->quote_exhaustive && !p->extractive_margins)
+        return cli_error("run: --quote-exhaustive applies to --extractive-margins only");
     return 0;
 }
 

@@ -225,6 +225,109 @@ static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int
     return rc;
 }
 
+/* The next line of an extractive margin: among the offered candidates, the one whose
+ * tokens (the line break gap, then the sentence) have the highest sum of log-probabilities,
+ * the earlier on a tie, if that beats best (on entry: log P(the reply ends)). */
+typedef struct {
+    const int32_t *const *ids; /* candidate j: the sentence's tokens, n_ids[j] of them */
+    const int *n_ids;
+    const char *offered; /* offered[j]: j may be written now */
+    int n;
+    const int32_t *gap; /* the line break written before the sentence (n_gap tokens) */
+    int n_gap;
+    float best, least; /* the best score so far; the smallest log-probability of its
+                          sentence's tokens (quote_min_prob decides on it) */
+    int pick;          /* the candidate, -1: the end of the reply */
+} quote_choice;
+
+/* A candidate with this score (or, for a bound, a subtree whose smallest candidate is j)
+ * beats the best so far: exactly the exhaustive scan's `score > best` in candidate order. */
+static int beats(const quote_choice *q, float score, int j) {
+    return score > q->best || (score == q->best && q->pick >= 0 && j < q->pick);
+}
+
+/* The reference: every offered candidate scored in full, in order. */
+static int choose_exhaustive(run_state *s, wim_ctx *c, quote_choice *q, float norm, float *rows,
+                             int32_t *seq) {
+    memcpy(seq, q->gap, (size_t)q->n_gap * sizeof *seq);
+    for (int j = 0; j < q->n; j++) {
+        float score, least;
+        if (!q->offered[j] || s->logits[q->n_gap ? q->gap[0] : q->ids[j][0]] - norm <= q->best)
+            continue; /* every further token only lowers the score */
+        memcpy(seq + q->n_gap, q->ids[j], (size_t)q->n_ids[j] * sizeof *seq);
+        if (score_tokens(s, c, seq, q->n_gap + q->n_ids[j], q->n_gap, norm, rows, &score, &least))
+            return -1;
+        if (score > q->best) q->best = score, q->least = least, q->pick = j;
+    }
+    return 0;
+}
+
+/* The pruned search: the candidates' token sequences as a trie, expanded likeliest child
+ * first. Every log-probability is <= 0, so a prefix's score bounds every line below it,
+ * and a subtree that cannot beat the best line so far is never evaluated. It picks what
+ * choose_exhaustive picks, bit for bit, where the forward pass does not depend on how
+ * tokens are chunked (quantized and f16 weights; f32 uses OpenBLAS for 4 rows or more):
+ * each token's log-probability comes from the same pass and is summed in the same order. */
+typedef struct {
+    int32_t tok;
+    int child, sibling; /* node indices, -1: none */
+    int jmin;           /* the smallest candidate at or below this node */
+    int ends;           /* the smallest candidate whose sequence ends here, -1: none */
+    float lp;           /* log P(tok | the path to it), set when its parent is expanded */
+    char seen;
+} quote_node;
+
+static void trie_add(quote_node *t, int *n_nodes, const quote_choice *q, int j) {
+    int at = 0, len = q->n_gap + q->n_ids[j];
+    if (j < t[0].jmin) t[0].jmin = j;
+    for (int k = 0; k < len; k++) {
+        int32_t tok = k < q->n_gap ? q->gap[k] : q->ids[j][k - q->n_gap];
+        int ch = t[at].child;
+        while (ch >= 0 && t[ch].tok != tok)
+            ch = t[ch].sibling;
+        if (ch < 0) {
+            ch = (*n_nodes)++;
+            t[ch] = (quote_node){tok, -1, t[at].child, j, -1, 0, 0};
+            t[at].child = ch;
+        }
+        if (j < t[ch].jmin) t[ch].jmin = j;
+        at = ch;
+    }
+    if (t[at].ends < 0 || j < t[at].ends) t[at].ends = j;
+}
+
+/* Expands node at (depth tokens below the root, scoring score with smallest sentence
+ * log-probability least), whose next-token logits are row; the context holds its path. */
+static int trie_expand(run_state *s, wim_ctx *c, quote_choice *q, quote_node *t, int at, int depth,
+                       float score, float least, const float *row, float *next_row) {
+    int vocab = s->m->cfg.n_vocab;
+    float norm = log_norm(row, vocab);
+    for (int ch = t[at].child; ch >= 0; ch = t[ch].sibling)
+        t[ch].lp = row[t[ch].tok] - norm, t[ch].seen = 0;
+    for (;;) {
+        int ch = -1;
+        for (int x = t[at].child; x >= 0; x = t[x].sibling)
+            if (!t[x].seen &&
+                (ch < 0 || t[x].lp > t[ch].lp || (t[x].lp == t[ch].lp && t[x].jmin < t[ch].jmin)))
+                ch = x;
+        if (ch < 0) return 0;
+        t[ch].seen = 1;
+        float sc = score + t[ch].lp;
+        float le = depth >= q->n_gap && t[ch].lp < least ? t[ch].lp : least;
+        if (sc < q->best) return 0; /* nor can its less likely siblings */
+        if (!beats(q, sc, t[ch].jmin)) continue;
+        if (t[ch].ends >= 0 && beats(q, sc, t[ch].ends))
+            q->best = sc, q->least = le, q->pick = t[ch].ends;
+        if (t[ch].child < 0) continue;
+        if (wim_ctx_snapshot(c)) return -1;
+        int rc = wim_eval(c, &t[ch].tok, 1, next_row, 0, s->err, s->errlen);
+        s->prefilled++;
+        if (!rc) rc = trie_expand(s, c, q, t, ch, depth + 1, sc, le, next_row, next_row);
+        if (wim_ctx_restore(c)) rc = -1; /* always: the snapshot must not stay open */
+        if (rc) return -1;
+    }
+}
+
 /* An extractive margin, a line at a time: each line is the sentence of src (the segment)
  * the model finds likeliest next (after a line break, from the second line on), by the
  * sum of its tokens' log-probabilities, unless ending the reply is likelier; a sentence is
@@ -232,12 +335,12 @@ static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int
  * quote_min_prob is written (what follows sees it) but not kept: the model meant another
  * sentence, one the segment lacks. The sentences of notes (NULL: none), the notes the
  * prompt shows, are offered too, written but never kept: they are kept already. At most
- * max tokens, counted in ev->n_tokens (the note lines in ev->notes_quoted). Returns the
- * text (malloc'd) or NULL. */
+ * max tokens, counted in ev->n_tokens (the note lines in ev->notes_quoted, the tokens
+ * evaluated to choose the lines in ev->scored). Returns the text (malloc'd) or NULL. */
 static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src, const char *notes,
                              wim_event *ev) {
-    const wim_tokenizer *t = s->m->tok;
-    int vocab = s->m->cfg.n_vocab, spent = 0, longest = 1, ok;
+    const int exhaustive = s->p->quote_exhaustive, vocab = s->m->cfg.n_vocab;
+    int spent = 0, longest = 1, n_nodes = 1, ok;
     wim_span *spans = NULL;
     int32_t **ids = NULL, *nl = NULL;
     int *n_ids = NULL, n_nl = tokenize(s, "\n", 1, 0, 0, &nl);
@@ -247,40 +350,57 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src,
     if (pool) sprintf(pool, "%s\n%s", src, notes ? notes : "");
     if (n_nl > 0 && !pool) snprintf(s->err, s->errlen, "out of memory");
     int n = n_nl > 0 && pool ? quote_candidates(s, pool, &spans, &ids, &n_ids) : -1;
-    for (int j = 0; j < n; j++) /* a sentence longer than the margin is never offered */
+    for (int j = 0; j < n; j++) { /* a sentence longer than the margin is never offered */
         longest = n_ids[j] > longest && n_ids[j] <= max ? n_ids[j] : longest;
+        n_nodes += n_nl + n_ids[j];
+    }
     longest += n_nl;
-    float *rows = n >= 0 ? malloc((size_t)WIM_SCORE_CHUNK * vocab * sizeof *rows) : NULL;
+    size_t n_rows = exhaustive ? WIM_SCORE_CHUNK : 1;
+    float *rows = n >= 0 ? malloc(n_rows * vocab * sizeof *rows) : NULL;
+    quote_node *trie = n >= 0 && !exhaustive ? malloc((size_t)n_nodes * sizeof *trie) : NULL;
     int32_t *seq = n >= 0 ? malloc((size_t)longest * sizeof *seq) : NULL;
     char *used = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
+    char *offered = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
     char *text = n >= 0 ? malloc(n_src + (size_t)n + 1) : NULL;
     size_t len = 0;
+    long prefilled0 = s->prefilled;
     ev->notes_quoted = 0;
-    if (n >= 0 && (!rows || !seq || !used || !text)) snprintf(s->err, s->errlen, "out of memory");
+    ok = rows && (trie || exhaustive) && seq && used && offered && text;
+    if (n >= 0 && !ok) snprintf(s->err, s->errlen, "out of memory");
     float floor = s->p->quote_min_prob > 0 ? logf(s->p->quote_min_prob) : -INFINITY;
-    for (ok = rows && seq && used && text; ok;) {
+    while (ok) {
         int gap = spent > 0 ? n_nl : 0; /* a line break before every line but the first */
-        float norm = log_norm(s->logits, vocab), best = log_p_end(t, s->logits, vocab, norm);
-        float best_least = 0;
-        int pick = -1;
-        memcpy(seq, nl, (size_t)gap * sizeof *seq);
-        for (int j = 0; j < n && ok; j++) {
-            float score, least;
-            if (used[j] || spent + gap + n_ids[j] > max ||
-                s->logits[gap ? nl[0] : ids[j][0]] - norm <= best)
-                continue; /* every further token only lowers the score */
-            memcpy(seq + gap, ids[j], (size_t)n_ids[j] * sizeof *seq);
-            ok = !score_tokens(s, c, seq, gap + n_ids[j], gap, norm, rows, &score, &least);
-            if (ok && score > best) best = score, best_least = least, pick = j;
+        float norm = log_norm(s->logits, vocab);
+        quote_choice q = {(const int32_t *const *)ids,
+                          n_ids,
+                          offered,
+                          n,
+                          nl,
+                          gap,
+                          log_p_end(s->m->tok, s->logits, vocab, norm),
+                          0,
+                          -1};
+        for (int j = 0; j < n; j++)
+            offered[j] = !used[j] && spent + gap + n_ids[j] <= max;
+        if (exhaustive) {
+            ok = !choose_exhaustive(s, c, &q, norm, rows, seq);
+        } else {
+            int n_trie = 1;
+            trie[0] = (quote_node){-1, -1, -1, n, -1, 0, 0};
+            for (int j = 0; j < n; j++)
+                if (offered[j]) trie_add(trie, &n_trie, &q, j);
+            ok = !trie_expand(s, c, &q, trie, 0, 0, 0.0f, 0.0f, s->logits, rows);
         }
-        if (!ok || pick < 0) break;
+        if (!ok || q.pick < 0) break;
+        int pick = q.pick;
         used[pick] = 1;
+        memcpy(seq, nl, (size_t)gap * sizeof *seq);
         memcpy(seq + gap, ids[pick], (size_t)n_ids[pick] * sizeof *seq);
         ok = !wim_eval(c, seq, gap + n_ids[pick], s->logits, 0, s->err, s->errlen);
         spent += gap + n_ids[pick];
         s->decoded += gap + n_ids[pick];
         ev->notes_quoted += spans[pick].start >= n_src;
-        if (best_least >= floor && spans[pick].start < n_src) {
+        if (q.least >= floor && spans[pick].start < n_src) {
             if (len) text[len++] = '\n';
             memcpy(text + len, src + spans[pick].start, spans[pick].len);
             len += spans[pick].len;
@@ -289,6 +409,7 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src,
     if (ok) {
         text[len] = 0;
         ev->n_tokens = spent;
+        ev->scored = s->prefilled - prefilled0;
     }
     for (int j = 0; j < n; j++)
         free(ids[j]);
@@ -297,8 +418,10 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src,
     free(nl);
     free(spans);
     free(rows);
+    free(trie);
     free(seq);
     free(used);
+    free(offered);
     free(pool);
     if (!ok) free(text);
     return ok ? text : NULL;
@@ -501,6 +624,7 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
             wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
             mev.has_kv_crc = p->verify_kv;
             mev.has_notes_quoted = p->quote_notes && p->extractive_margins && !p->injected_margins;
+            mev.has_scored = p->extractive_margins && !p->injected_margins;
             if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(s->main);
             t0 = now_ms();
             if (p->injected_margins) {

@@ -144,6 +144,10 @@ typedef struct {
                                   reads it) but not kept again. A model that copies a note
                                   (two-hop: the bridge, then the second hop) is no longer
                                   pushed into a sentence of the segment it did not mean */
+    int quote_exhaustive;      /* extractive margins: score every offered sentence in full
+                                  instead of the pruned search (the same lines, bit for bit
+                                  with quantized or f16 weights, and slower: the reference the
+                                  pruned search is tested against) */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
     /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
      * trace), save the main KV cache. load_kv (llm pattern only): start from such a file
@@ -186,6 +190,8 @@ typedef struct {
     float logit_margin;   /* verdict, --classify logit: logit(YES) - logit(NO) */
     int has_notes_quoted; /* margin: quote_notes was set */
     int notes_quoted;     /* margin, quote_notes: note lines it copied again (written, not kept) */
+    int has_scored;       /* margin: extractive margins */
+    long scored;          /* margin, extractive margins: tokens evaluated to choose its lines */
     int has_kv_crc;       /* margin: verify_kv was set */
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */

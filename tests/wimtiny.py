@@ -7,6 +7,7 @@
                                   against `wim tokenize` on prompts, documents and replies
   wimtiny.py texts EVENTS...      the margins, verdicts and answer of each events file,
                                   one block per file (to compare runs)
+  wimtiny.py scored EVENTS...     the tokens the margins' quote searches evaluated, summed
   wimtiny.py score DIR N          how many of DIR/i.answer (wim run's stdout) state
                                   DIR/i.expected; prints "k/N correct" and each miss
 """
@@ -65,6 +66,14 @@ def texts(paths):
         print("--")
 
 
+def scored(paths):
+    total = 0
+    for p in paths:
+        with open(p) as f:
+            total += sum(json.loads(line).get("scored", 0) for line in f)
+    print(total)
+
+
 def score(d, n):
     def read(i, ext):
         with open(os.path.join(d, f"{i}.{ext}")) as f:
@@ -89,5 +98,7 @@ if __name__ == "__main__":
         sys.exit(0 if tokenizer(sys.argv[2], sys.argv[3]) else 1)
     elif cmd == "texts":
         texts(sys.argv[2:])
+    elif cmd == "scored":
+        scored(sys.argv[2:])
     elif cmd == "score":
         score(sys.argv[2], int(sys.argv[3]))

@@ -23,12 +23,13 @@ $PY "$HERE/wimtiny.py" tokenizer "$W" "$M" >"$T/tok.txt" 2>&1 && pass "$t ($(tai
 N=20
 $PY "$HERE/wimtiny.py" questions "$T" $N
 
-# One greedy run of question $1 on kernel set $2 with $3 threads: its answer (stdout) in
-# ans-$1-$2-$3, its margins, verdicts and answer as text in txt-$1-$2-$3.
+# One greedy run of question $1 on kernel set $2 with $3 threads (and option $4, if any):
+# its answer (stdout) in ans-$1-$2-$3$4, its margins, verdicts and answer as text in
+# txt-$1-$2-$3$4.
 run_question() {
-    local r="$1-$2-$3"
+    local r="$1-$2-$3${4:-}"
     if ! WIM_ISA=$2 $W run -m "$M" -d "$T/$1.doc" -q "$(cat "$T/$1.query")" "${FLAGS[@]}" -t $3 \
-        --events "$T/ev-$r.jsonl" >"$T/ans-$r" 2>"$T/e.txt"; then
+        ${4:-} --events "$T/ev-$r.jsonl" >"$T/ans-$r" 2>"$T/e.txt"; then
         echo "failed: $(tail -1 "$T/e.txt")" | tee -a "$T/ev-$r.jsonl" >"$T/ans-$r"
     fi
     $PY "$HERE/wimtiny.py" texts "$T/ev-$r.jsonl" >"$T/txt-$r" 2>&1
@@ -80,3 +81,20 @@ $PY "$HERE/wimtiny.py" score "$T" $N >"$T/score.txt" 2>&1
 right=$(tail -1 "$T/score.txt" | cut -d/ -f1)
 if [ "${right:-0}" -ge $MIN_RIGHT ] 2>/dev/null; then pass "$t ($(tail -1 "$T/score.txt"))"
 else fail $t "$(tail -1 "$T/score.txt"): $(head -3 "$T/score.txt" | tr '\n' ' ')"; fi
+
+# The quote search (the default prunes every line that cannot beat the best so far)
+# against --quote-exhaustive, which scores every sentence in full: the same margins,
+# verdicts and answers on all 20 questions, for fewer tokens evaluated.
+t=wimtiny_pruned_quotes_match_exhaustive
+same=1
+for i in $(seq 0 $((N - 1))); do
+    run_question $i $fastest 2 --quote-exhaustive
+    cmp -s "$T/txt-$i-$fastest-2--quote-exhaustive" "$T/txt-$i-$fastest-2" || same=0
+done
+pruned=$($PY "$HERE/wimtiny.py" scored $(seq -f "$T/ev-%g-$fastest-2.jsonl" 0 $((N - 1))))
+full=$($PY "$HERE/wimtiny.py" scored $(seq -f "$T/ev-%g-$fastest-2--quote-exhaustive.jsonl" 0 $((N - 1))))
+if [ $same = 1 ] && [ "${pruned:-0}" -gt 0 ] && [ "$pruned" -lt "${full:-0}" ]; then
+    pass "$t ($pruned tokens evaluated against $full)"
+else
+    fail $t "same text: $same; tokens evaluated $pruned against $full: $(diff "$T/txt-0-$fastest-2--quote-exhaustive" "$T/txt-0-$fastest-2" | head -c 300)"
+fi
