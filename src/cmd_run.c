@@ -125,6 +125,8 @@ static const char *const usage =
     "                            (it meant a sentence the segment lacks; default 0)\n"
     "  --quote-notes             with it and --margins-in-extraction, a line of the notes\n"
     "                            shown may be quoted again (written, not kept twice)\n"
+    "  --answer-from-margins     answer from the kept margins alone, without the document's\n"
+    "                            last window (when any was kept; not the paper's)\n"
     "  --quote-exhaustive        with it, score every sentence in full, not the pruned\n"
     "                            search (the same lines; slower; a reference for checks)\n"
     "  --stream                  stream the document through the KV window (pins the system\n"
@@ -171,6 +173,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             p->extractive_margins = 1;
         else if (!strcmp(a, "--quote-notes"))
             p->quote_notes = 1;
+        else if (!strcmp(a, "--answer-from-margins"))
+            p->answer_from_margins = 1;
         else if (!strcmp(a, "--quote-exhaustive"))
             p->quote_exhaustive = 1;
         else if (!strcmp(a, "--show-margins"))
@@ -253,6 +257,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
         return cli_error(
             "run: --quote-notes needs --extractive-margins and --margins-in-extraction");
+    if (p->answer_from_margins && p->pattern != WIM_PATTERN_WIM)
+        return cli_error("run: --answer-from-margins applies to the wim pattern only");
     if (p->quote_exhaustive && !p->extractive_margins)
         return cli_error("run: --quote-exhaustive applies to --extractive-margins only");
     return 0;

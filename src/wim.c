@@ -764,6 +764,10 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
                                             : strdup("");
     if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
     double t0 = now_ms();
+    if (p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins) {
+        wim_ctx_reset(s.main); /* only the system prompt stays: the notes are the evidence */
+        if (feed_text(&s, s.main, sys, 1, 1)) goto done;
+    }
     if (feed_text(&s, s.main, final, 0, 1)) goto done;
     if (!(res->answer_logits = malloc((size_t)m->cfg.n_vocab * sizeof(float)))) goto done;
     memcpy(res->answer_logits, s.logits, (size_t)m->cfg.n_vocab * sizeof(float));

@@ -144,6 +144,11 @@ typedef struct {
                                   reads it) but not kept again. A model that copies a note
                                   (two-hop: the bridge, then the second hop) is no longer
                                   pushed into a sentence of the segment it did not mean */
+    int answer_from_margins;   /* wim: answer from the kept margins alone, the document's
+                                  last window dropped from the context (when any margin was
+                                  kept; with none, from the window as usual). Departs from
+                                  the paper, whose answer reads the whole document: under a
+                                  streaming window that is only its tail, which misleads */
     int quote_exhaustive;      /* extractive margins: score every offered sentence in full
                                   instead of the pruned search (the same lines, bit for bit
                                   with quantized or f16 weights, and slower: the reference the

@@ -137,6 +137,7 @@ expect_error quote_min_prob_alone $W run -m x -d x -q x --quote-min-prob 0.1
 expect_error quote_min_prob_range $W run -m x -d x -q x --extractive-margins --quote-min-prob 2
 expect_error quote_notes_without_notes $W run -m x -d x -q x --extractive-margins --quote-notes
 expect_error quote_exhaustive_alone $W run -m x -d x -q x --quote-exhaustive
+expect_error answer_from_margins_llm $W run -m x -d x -q x --pattern llm --answer-from-margins
 if have_stories; then
     expect_error context_too_long $W generate -m "$STORIES" -n 5000
     expect_error token_out_of_range $W logits -m "$STORIES" --tokens 1,512
