@@ -371,15 +371,14 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src,
     while (ok) {
         int gap = spent > 0 ? n_nl : 0; /* a line break before every line but the first */
         float norm = log_norm(s->logits, vocab);
-        quote_choice q = {(const int32_t *const *)ids,
-                          n_ids,
-                          offered,
-                          n,
-                          nl,
-                          gap,
-                          log_p_end(s->m->tok, s->logits, vocab, norm),
-                          0,
-                          -1};
+        quote_choice q = {.ids = (const int32_t *const *)ids,
+                          .n_ids = n_ids,
+                          .offered = offered,
+                          .n = n,
+                          .gap = nl,
+                          .n_gap = gap,
+                          .best = log_p_end(s->m->tok, s->logits, vocab, norm),
+                          .pick = -1};
         for (int j = 0; j < n; j++)
             offered[j] = !used[j] && spent + gap + n_ids[j] <= max;
         if (exhaustive) {

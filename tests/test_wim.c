@@ -3,7 +3,8 @@
  * context. The KV cache after each margin is bit-identical to the cache
  * before it, and the final answer's logits equal those of a run whose
  * margins are injected as plain text without ever being generated there. And
- * extractive margins quote the document, greedy or sampled, and never keep a note twice.
+ * extractive margins quote the document, greedy or sampled, and never keep a note twice;
+ * an answer from the margins alone does not read the document.
  */
 #include "margins.h"
 #include "simd.h"
@@ -98,6 +99,46 @@ static void test_injected_margins_give_identical_answer_logits(void) {
     CHECK(!strcmp(a.answer, b.answer));
     wim_result_free(&a);
     wim_result_free(&b);
+    wim_model_free(m);
+}
+
+/* --answer-from-margins: the answer reads the kept margins and not the document's window,
+ * so two documents with the same kept margins give the same answer logits; with no margin
+ * kept it answers from the window, as without the option. */
+static void test_answer_from_margins_reads_only_the_notes(void) {
+    wim_model *m = load();
+    if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
+    static const char *other = "Tom had a little dog named Max. The sun was hot. Lily ran home. "
+                               "Sandra went to the garden and sat under a big tree all day.";
+    const char *margins[64];
+    int keep[64] = {1}, none[64] = {0};
+    for (int i = 0; i < 64; i++)
+        margins[i] = i == 0 ? "Mary travelled to the office." : "";
+    /* runs: the option on both documents; without it; the option and nothing kept;
+     * neither */
+    const int option[5] = {1, 1, 0, 1, 0}, on_other[5] = {0, 1, 0, 0, 0}, kept[5] = {1, 1, 1, 0, 0};
+    float logits[5][512];
+    for (int run = 0; run < 5; run++) {
+        wim_run_params p = params();
+        p.injected_margins = margins;
+        p.injected_relevant = kept[run] ? keep : none;
+        p.n_injected = 64;
+        p.answer_from_margins = option[run];
+        const char *doc = on_other[run] ? other : document;
+        wim_result r;
+        char err[256];
+        CHECKF(wim_run(m, doc, strlen(doc), "Where is Mary?", &p, NULL, NULL, &r, err,
+                       sizeof err) == 0,
+               "%s", err);
+        memcpy(logits[run], r.answer_logits, sizeof logits[run]);
+        wim_result_free(&r);
+    }
+    CHECKF(memcmp(logits[0], logits[1], sizeof logits[0]) == 0,
+           "the answer read the document although the option drops it");
+    CHECKF(memcmp(logits[0], logits[2], sizeof logits[0]) != 0,
+           "with and without the window the answer logits are the same: the test cannot tell");
+    CHECKF(memcmp(logits[3], logits[4], sizeof logits[3]) == 0,
+           "with no margin kept the option changed the answer");
     wim_model_free(m);
 }
 
@@ -307,6 +348,7 @@ int main(void) {
     RUN(test_margins_leave_cache_bit_identical);
     RUN(test_injected_margins_give_identical_answer_logits);
     RUN(test_dedupe_margins_joins_distinct_lines);
+    RUN(test_answer_from_margins_reads_only_the_notes);
     RUN(test_extractive_margins_quote_the_document);
     RUN(test_quote_notes_never_keeps_a_note);
     RUN(test_input_checks);
