@@ -2,7 +2,8 @@
 # bench/run.sh BUILD — the project's benchmarks (what `make bench` runs).
 # Makes the benchmark model once (random weights, Qwen2.5-0.5B shape, Q8_0, the
 # gpt-2 vocabulary from ../shared), then prints the throughput tables for the
-# detected kernels and for AVX2, and the kernel and tokenizer microbenchmarks.
+# detected kernels and for AVX2, the kernel and tokenizer microbenchmarks, and the
+# bundled model's quote search, pruned against exhaustive (bench/quote-search.py).
 set -eu
 build=${1:-build}
 wim=$build/wim
@@ -27,3 +28,5 @@ for b in "$build"/bench/*; do
     echo "== $(basename "$b") =="
     "$b"
 done
+echo "== the quote search, pruned against exhaustive (bundled model, 1 thread) =="
+/usr/bin/python3 bench/quote-search.py --wim "$wim"
