@@ -271,7 +271,7 @@ static int choose_exhaustive(run_state *s, wim_ctx *c, quote_choice *q, float no
 typedef struct {
     int32_t tok;
     int child, sibling; /* node indices, -1: none */
-    int jmin;           /* the smallest candidate at or below this node */
+    int jmin;           /* the smallest candidate at or below this node (unused at the root) */
     int ends;           /* the smallest candidate whose sequence ends here, -1: none */
     float lp;           /* log P(tok | the path to it), set when its parent is expanded */
     char seen;
@@ -279,7 +279,6 @@ typedef struct {
 
 static void trie_add(quote_node *t, int *n_nodes, const quote_choice *q, int j) {
     int at = 0, len = q->n_gap + q->n_ids[j];
-    if (j < t[0].jmin) t[0].jmin = j;
     for (int k = 0; k < len; k++) {
         int32_t tok = k < q->n_gap ? q->gap[k] : q->ids[j][k - q->n_gap];
         int ch = t[at].child;
@@ -297,11 +296,10 @@ static void trie_add(quote_node *t, int *n_nodes, const quote_choice *q, int j) 
 }
 
 /* Expands node at (depth tokens below the root, scoring score with smallest sentence
- * log-probability least), whose next-token logits are row; the context holds its path. */
+ * log-probability least), whose next-token logits are row with normaliser norm; the
+ * context holds its path. next_row is scratch for the children's logits. */
 static int trie_expand(run_state *s, wim_ctx *c, quote_choice *q, quote_node *t, int at, int depth,
-                       float score, float least, const float *row, float *next_row) {
-    int vocab = s->m->cfg.n_vocab;
-    float norm = log_norm(row, vocab);
+                       float score, float least, const float *row, float norm, float *next_row) {
     for (int ch = t[at].child; ch >= 0; ch = t[ch].sibling)
         t[ch].lp = row[t[ch].tok] - norm, t[ch].seen = 0;
     for (;;) {
@@ -322,7 +320,9 @@ static int trie_expand(run_state *s, wim_ctx *c, quote_choice *q, quote_node *t,
         if (wim_ctx_snapshot(c)) return -1;
         int rc = wim_eval(c, &t[ch].tok, 1, next_row, 0, s->err, s->errlen);
         s->prefilled++;
-        if (!rc) rc = trie_expand(s, c, q, t, ch, depth + 1, sc, le, next_row, next_row);
+        if (!rc)
+            rc = trie_expand(s, c, q, t, ch, depth + 1, sc, le, next_row,
+                             log_norm(next_row, s->m->cfg.n_vocab), next_row);
         if (wim_ctx_restore(c)) rc = -1; /* always: the snapshot must not stay open */
         if (rc) return -1;
     }
@@ -388,7 +388,7 @@ static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src,
             trie[0] = (quote_node){-1, -1, -1, n, -1, 0, 0};
             for (int j = 0; j < n; j++)
                 if (offered[j]) trie_add(trie, &n_trie, &q, j);
-            ok = !trie_expand(s, c, &q, trie, 0, 0, 0.0f, 0.0f, s->logits, rows);
+            ok = !trie_expand(s, c, &q, trie, 0, 0, 0.0f, 0.0f, s->logits, norm, rows);
         }
         if (!ok || q.pick < 0) break;
         int pick = q.pick;
@@ -622,8 +622,8 @@ static int run_segments(run_state *s, const char *doc, const wim_segment *segs, 
         if (p->pattern == WIM_PATTERN_WIM) {
             wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
             mev.has_kv_crc = p->verify_kv;
-            mev.has_notes_quoted = p->quote_notes && p->extractive_margins && !p->injected_margins;
             mev.has_scored = p->extractive_margins && !p->injected_margins;
+            mev.has_notes_quoted = mev.has_scored && p->quote_notes;
             if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(s->main);
             t0 = now_ms();
             if (p->injected_margins) {
