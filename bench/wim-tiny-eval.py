@@ -44,7 +44,13 @@ def document(tok, length, kind, i):
     return doc, q, n
 
 
+WIM_ONLY = {"--answer-from-margins"}  # options of wim-run.flags that `wim run` refuses
+# with --pattern llm or rag (the others only concern margins, which those patterns skip)
+
+
 def run_one(args, flags, key, doc, q, pattern):
+    if pattern != "wim":
+        flags = [f for f in flags if f not in WIM_ONLY]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(doc)
         path = f.name
