@@ -56,9 +56,10 @@ def long_sequence(tok, rng):
 
 def compare(m, wim, path, ids, pin, cells, chunk=512):
     T = len(ids)
-    mask = M.branch_mask(list(range(T)), [0] * T, pin, cells - pin)[None]
+    pos = torch.arange(T)[None]
+    mask = M.branch_mask(pos, torch.zeros_like(pos), torch.tensor([pin]), torch.tensor([T]), cells)
     with torch.no_grad():
-        ref = m(torch.tensor([ids]), torch.arange(T)[None], mask)[0].numpy()
+        ref = m(torch.tensor([ids]), pos, mask)[0].numpy()
     cmd = [wim, "logits", "-m", path, "--tokens", ",".join(map(str, ids)), "--top", "16",
            "--kv-type", "f32", "--kv-capacity", str(cells), "--kv-pin", str(pin), "-t", "1",
            "--chunk", str(chunk)]

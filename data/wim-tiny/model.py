@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CONFIG = dict(dim=128, n_layers=2, n_heads=4, n_kv_heads=4, ffn=384, norm_eps=1e-5,
+CONFIG = dict(dim=128, n_layers=3, n_heads=4, n_kv_heads=4, ffn=384, norm_eps=1e-5,
               rope_theta=10000.0, ctx=512)
 
 
@@ -33,7 +33,7 @@ class RMSNorm(nn.Module):
 def rope_tables(pos, hd, theta):
     """cos and sin (B, 1, T, hd/2) of every position's angles, computed in float64
     because positions reach tens of thousands."""
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64, device=pos.device) / hd))
     ang = pos.double()[..., None] * inv
     return ang.cos().float()[:, None], ang.sin().float()[:, None]
 
@@ -43,6 +43,14 @@ def rope(x, cs):
     c, s = cs
     x0, x1 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), -1).flatten(-2)
+
+
+def attention(q, k, v, mask):
+    """softmax(q k^T / sqrt(hd), where mask) v; mask is boolean, True where allowed."""
+    if hasattr(F, "scaled_dot_product_attention"):  # PyTorch 2: fused kernels on a GPU
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2) + bias).softmax(-1) @ v
 
 
 class Block(nn.Module):
@@ -70,8 +78,8 @@ class Block(nn.Module):
         if self.hkv != self.h:
             k = k.repeat_interleave(self.h // self.hkv, 1)
             v = v.repeat_interleave(self.h // self.hkv, 1)
-        att = ((q * self.hd**-0.5) @ k.transpose(-1, -2) + mask).softmax(-1)
-        x = x + self.wo((att @ v).transpose(1, 2).reshape(B, T, D))
+        att = attention(q, k, v, mask)
+        x = x + self.wo(att.transpose(1, 2).reshape(B, T, D))
         h = self.ffn_norm(x)
         return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
 
@@ -92,24 +100,26 @@ class Model(nn.Module):
 
     def forward(self, tokens, pos, mask):
         x = self.emb(tokens)
-        mask = torch.zeros(mask.shape, dtype=x.dtype).masked_fill_(~mask, float("-inf"))[:, None]
+        mask = mask[:, None]  # (B, 1, T, T), True where a query may attend: every head alike
         cs = rope_tables(pos, self.c["dim"] // self.c["n_heads"], self.c["rope_theta"])
         for b in self.blocks:
             x = b(x, cs, mask)
         return self.norm(x) @ self.emb.weight.T  # tied output
 
 
-def branch_mask(pos, branch, pin, window):
-    """Mask for a branched example: causal; a branch sees the trunk (branch 0) and
-    itself; and the engine's streaming window by position (pinned cells, or the last
-    `window` positions)."""
-    p, b = torch.tensor(pos), torch.tensor(branch)
-    T = len(pos)
-    i = torch.arange(T)[:, None]
-    j = torch.arange(T)[None]
-    same = (b[None] == 0) | (b[None] == b[:, None])
-    near = (j < pin) | (p[:, None] - p[None] < window)
-    return (j <= i) & same & near
+def branch_mask(pos, branch, pin, n, cells):
+    """Attention masks (B, T, T) for a batch of branched examples, built where the
+    tensors live (on the GPU a batch's masks would be too many bytes to ship): causal;
+    a branch sees the trunk (branch 0) and itself; and the engine's streaming window by
+    position (the pinned cells, or the last cells - pin positions). pos, branch: (B, T);
+    pin, n (each example's length): (B,). Padding rows see everything (their softmax
+    stays finite; they are never targets)."""
+    T = pos.shape[1]
+    i = torch.arange(T, device=pos.device)[:, None]
+    j = torch.arange(T, device=pos.device)[None]
+    same = (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
+    near = (j < pin[:, None, None]) | (pos[:, :, None] - pos[:, None, :] < (cells - pin)[:, None, None])
+    return ((j <= i) & same & near) | (i >= n[:, None, None])
 
 
 def gguf_names(n_layers):

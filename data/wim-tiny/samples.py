@@ -17,6 +17,7 @@ from tokenizer import BOS, IM_END
 
 KV_CELLS = 512  # the KV capacity wim-tiny runs with (--kv-capacity 512 --stream)
 MAX_GAP = 40000  # evicted tokens before a mid-stream window (32k documents and more)
+NEIGHBOUR_SHARE = 0.4  # windows with namesakes' lines, and with the subject's other facts
 DOC_WEIGHT = 1.0  # loss weight on document lines; predicting a name where it appeared
 # before is the language-model signal that grows copying (induction) heads
 
@@ -135,6 +136,60 @@ def extraction_scenario(q, world, rng):
     return inserts, notes
 
 
+def namesake_lines(q, world, rng):
+    """Lines about made-up neighbours whose name starts like the subject's (the same
+    first name, or a company's first word), mostly with the asked relation: what a long
+    document holds (1,004 people over 120 first names at 32k tokens) and what the
+    margins of run 6 took for the subject's own line."""
+    if q.subject is None:
+        return []
+    taken = {p["name"] for p in world.people} | {c["name"] for c in world.companies}
+    head, company = q.subject.split()[0], q.subject in world.company_by_name
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        name = f"{head} {rng.choice(W.CO_TAIL if company else W.LAST)}"
+        if name in taken:
+            continue
+        taken.add(name)
+        if company:
+            c = {"name": name, "based": rng.choice(W.CITIES), "founded": str(rng.randint(1850, 2020))}
+            rel = q.rel if rng.random() < 0.7 else rng.choice(W.COMPANY_REL)
+            out.append(W.company_sentence(c, rel))
+        else:
+            p = {"name": name, "lives": rng.choice(W.CITIES), "works": rng.choice(world.companies)["name"],
+                 "born": str(rng.randint(1930, 2010)),
+                 "owns": f"{rng.choice(W.COLOURS)} {rng.choice(W.OBJECTS)}",
+                 "likes": rng.choice(W.FOODS), "pet": rng.choice(W.PETS)}
+            asked = "works" if q.kind == "twohop" else q.rel
+            out.append(W.person_sentence(p, asked if rng.random() < 0.7 else rng.choice(W.PEOPLE_REL)))
+    return out
+
+
+def subject_lines(q, world, rng):
+    """The subject's other facts (true ones): the lines among which a margin must pick
+    the asked relation (`lives in` over `owns` for *Where does … live?*)."""
+    if q.subject is None:
+        return []
+    if q.subject in world.company_by_name:
+        c = world.company_by_name[q.subject]
+        return [W.company_sentence(c, r) for r in W.COMPANY_REL if r != q.rel]
+    p = next(p for p in world.people if p["name"] == q.subject)
+    asked = "works" if q.kind == "twohop" else q.rel
+    others = [r for r in W.PEOPLE_REL if r != asked]
+    return [W.person_sentence(p, r) for r in rng.sample(others, rng.randint(1, 3))]
+
+
+def distractors(q, world, rng):
+    """Lines an extraction window gets besides the scenario's: namesakes' and the
+    subject's other facts, each in NEIGHBOUR_SHARE of the windows."""
+    out = []
+    if rng.random() < NEIGHBOUR_SHARE:
+        out += namesake_lines(q, world, rng)
+    if rng.random() < NEIGHBOUR_SHARE:
+        out += subject_lines(q, world, rng)
+    return out
+
+
 def margin_for(q, complete, notes):
     bridge_known = q.kind == "twohop" and q.bridge in notes
     margin = []
@@ -150,6 +205,9 @@ def answer_notes(q, world, rng):
     notes = list(q.needed)
     if rng.random() < 0.3:
         notes.insert(rng.randint(0, len(notes)), rng.choice(filler(world, q, rng)))
+    if rng.random() < NEIGHBOUR_SHARE:  # kept lines about namesakes: answer the subject's
+        for s in namesake_lines(q, world, rng):
+            notes.insert(rng.randint(0, len(notes)), s)
     if q.kind == "lookup" and rng.random() < 0.2:
         notes = notes + notes  # duplicates, as without --dedupe-margins
     return notes
@@ -169,6 +227,7 @@ def reading(tok, rng, n_questions=4, short=False):
     branches, inserts = [], []
     for q in qs:
         ins, notes = extraction_scenario(q, world, rng)
+        ins = ins + [s for s in distractors(q, world, rng) if s not in ins]
         inserts += [s for s in ins if s not in inserts]
         notes_ids = tok.encode(W.NOTES_HEADER + W.join_notes(notes)) if notes else []
         branches.append(("extract", q, notes, notes_ids + tok.encode(W.render("extract", query=q.text), special=True)))
@@ -187,7 +246,7 @@ def reading(tok, rng, n_questions=4, short=False):
     if short:
         mid_stream, budget = False, min(room, 30 + budget % 121)
     needed = {s for q in qs for s in q.needed}
-    lines = [l for l in filler(world, qs[0], rng) if l not in needed]
+    lines = [l for l in filler(world, qs[0], rng) if l not in needed and l not in inserts]
     doc_ids, complete = window(tok, lines, inserts, budget, rng, mid_stream)
     for q in qs:
         complete = place_order(q, complete)
@@ -252,6 +311,8 @@ def classification(tok, rng):
         note = "".join(l + "\n" for l in lines)
     else:
         note = relevant_note(q, world, rng) if yes else irrelevant_note(q, world, rng)
+        if not yes and rng.random() < NEIGHBOUR_SHARE:  # a namesake's line does not help
+            note = "\n".join(namesake_lines(q, world, rng)) or note
         if yes and rng.random() < 0.2:
             extra = irrelevant_note(q, world, rng)
             if extra != W.NOTHING:
