@@ -17,8 +17,10 @@ same data as an uninterrupted one; validation examples come from the "val-" seed
 namespace, the evaluation's from "eval-", training's from "train-".
 """
 import argparse
+import collections
 import json
 import math
+import multiprocessing
 import os
 import random
 import sys
@@ -100,7 +102,7 @@ def batch(tok, seed, step, tokens_per_step, phase):
     return kind, out
 
 
-_WORKER_TOK = []  # the tokenizer, loaded once in each data worker process
+_WORKER_TOK = []  # a data worker process's tokenizer, loaded once when it starts
 
 
 def _init_worker(vocab):
@@ -108,10 +110,13 @@ def _init_worker(vocab):
     _WORKER_TOK.append(Tokenizer.load(vocab))
 
 
-def _make_batch(args):
-    seed, step, tokens_per_step, phase = args
-    kind, ex = batch(_WORKER_TOK[0], seed, step, tokens_per_step, phase)
+def _make_batch(tok, seed, step, tokens_per_step, phase):
+    kind, ex = batch(tok, seed, step, tokens_per_step, phase)
     return kind, collate(ex), sum(len(e.ids) for e in ex)
+
+
+def _make_batch_in_worker(args):
+    return _make_batch(_WORKER_TOK[0], *args)
 
 
 class Feed:
@@ -119,26 +124,22 @@ class Feed:
     in step order). A batch depends only on (seed, step, phase), so the batches are the
     same with or without workers; a phase change drops the ones made ahead."""
 
-    def __init__(self, workers, vocab, seed, tokens_per_step):
-        import collections
-        import multiprocessing
-        self.args = (seed, tokens_per_step)
+    def __init__(self, workers, tok, vocab, seed, tokens_per_step):
+        self.tok, self.seed, self.tps = tok, seed, tokens_per_step
         self.pool = multiprocessing.get_context("spawn").Pool(
             workers, initializer=_init_worker, initargs=(vocab,)) if workers else None
         self.ahead, self.depth = collections.deque(), 2 * workers
-        self.next, self.phase = None, None
-        if not workers:
-            _init_worker(vocab)
+        self.next = self.queued = self.phase = None
 
     def get(self, step, phase):
-        seed, tps = self.args
         if self.pool is None:
-            return _make_batch((seed, step, tps, phase))
+            return _make_batch(self.tok, self.seed, step, self.tps, phase)
         if (step, phase) != (self.next, self.phase):
             self.ahead.clear()
             self.queued, self.phase = step, phase
         while len(self.ahead) < self.depth:
-            self.ahead.append(self.pool.apply_async(_make_batch, ((seed, self.queued, tps, phase),)))
+            args = (self.seed, self.queued, self.tps, phase)
+            self.ahead.append(self.pool.apply_async(_make_batch_in_worker, (args,)))
             self.queued += 1
         self.next = step + 1
         return self.ahead.popleft().get()
@@ -264,7 +265,7 @@ def main():
     print(f"vocab {len(tok)}, {n_params / 1e6:.2f}M parameters, {device}, {a.threads} threads, "
           f"{a.workers} data workers", flush=True)
     autocast = pick_autocast(model, tok, a.seed, device)
-    feed = Feed(a.workers, vocab, a.seed, a.tokens_per_step)
+    feed = Feed(a.workers, tok, vocab, a.seed, a.tokens_per_step)
     val = [f(tok, random.Random(f"val-{k}-{i}")) for k, f in S.KINDS.items() for i in range(24)]
     val_repeat = [S.repeat(tok, random.Random(f"val-repeat-{i}")) for i in range(16)]
     warm, budget = a.warm_steps, a.minutes * 60
