@@ -4,7 +4,7 @@
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       the main job on the bundled default
 #   make bench      benchmarks (bench/)
-#   make model      retrain the bundled model data/wim-tiny/ (PyTorch: minutes on a GPU, ~10 h on a CPU; not in test or CI)
+#   make model      retrain the bundled model data/wim-tiny/ (PyTorch: minutes on a GPU, 7–11 h on a CPU core; not in test or CI)
 #   make deps       install the Debian packages the build needs (apt-get)
 
 CC      ?= gcc

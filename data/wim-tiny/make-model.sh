@@ -4,7 +4,7 @@
 #   1. PyTorch from Debian (python3-torch; installed when run as root, else requested);
 #   2. train.py in build/wim-tiny/ (seeded; resumes from its checkpoint if interrupted;
 #      its default 4,700 steps of ~16,600 tokens (78M) take minutes on a GPU, where one
-#      H100 made the shipped model in 5.5, and about 10 hours on one Zen 3 core in fp32;
+#      H100 made the shipped model in 5.5, and 7–11 hours on one Zen 3 core in fp32;
 #      extra arguments go to train.py, e.g. --minutes 5.5 or --device cpu);
 #   3. check_logits.py: the engine's logits against PyTorch's on held-out inputs;
 #   4. the Q8_0 GGUF, vocab.json and train-log.jsonl copied into data/wim-tiny/.
