@@ -152,14 +152,11 @@ def namesake_lines(q, world, rng):
             continue
         taken.add(name)
         if company:
-            c = {"name": name, "based": rng.choice(W.CITIES), "founded": str(rng.randint(1850, 2020))}
+            c = W.random_company(rng, name)
             rel = q.rel if rng.random() < 0.7 else rng.choice(W.COMPANY_REL)
             out.append(W.company_sentence(c, rel))
         else:
-            p = {"name": name, "lives": rng.choice(W.CITIES), "works": rng.choice(world.companies)["name"],
-                 "born": str(rng.randint(1930, 2010)),
-                 "owns": f"{rng.choice(W.COLOURS)} {rng.choice(W.OBJECTS)}",
-                 "likes": rng.choice(W.FOODS), "pet": rng.choice(W.PETS)}
+            p = W.random_person(rng, name, world.companies)
             asked = "works" if q.kind == "twohop" else q.rel
             out.append(W.person_sentence(p, asked if rng.random() < 0.7 else rng.choice(W.PEOPLE_REL)))
     return out

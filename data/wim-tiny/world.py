@@ -105,6 +105,23 @@ TWO_HOP_Q = {
 TALLY_Q = "Which colour got the most votes?"
 
 
+def random_company(rng, name):
+    return {"name": name, "based": rng.choice(CITIES), "founded": str(rng.randint(1850, 2020))}
+
+
+def random_person(rng, name, companies):
+    """A person's facts, drawn in a fixed order (every world's seed depends on it)."""
+    return {
+        "name": name,
+        "lives": rng.choice(CITIES),
+        "works": rng.choice(companies)["name"],
+        "born": str(rng.randint(1930, 2010)),
+        "owns": f"{rng.choice(COLOURS)} {rng.choice(OBJECTS)}",
+        "likes": rng.choice(FOODS),
+        "pet": rng.choice(PETS),
+    }
+
+
 class World:
     """People and companies with unique names; each fact is stated at most once."""
 
@@ -116,22 +133,9 @@ class World:
         cos = set()
         while len(cos) < n_companies:
             cos.add(f"{rng.choice(CO_HEAD)} {rng.choice(CO_TAIL)}")
-        self.companies = [
-            {"name": n, "based": rng.choice(CITIES), "founded": str(rng.randint(1850, 2020))}
-            for n in sorted(cos)
-        ]
+        self.companies = [random_company(rng, n) for n in sorted(cos)]
         rng.shuffle(self.companies)
-        self.people = []
-        for n in sorted(names):
-            self.people.append({
-                "name": n,
-                "lives": rng.choice(CITIES),
-                "works": rng.choice(self.companies)["name"],
-                "born": str(rng.randint(1930, 2010)),
-                "owns": f"{rng.choice(COLOURS)} {rng.choice(OBJECTS)}",
-                "likes": rng.choice(FOODS),
-                "pet": rng.choice(PETS),
-            })
+        self.people = [random_person(rng, n, self.companies) for n in sorted(names)]
         rng.shuffle(self.people)
         self.company_by_name = {c["name"]: c for c in self.companies}
 
