@@ -23,6 +23,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "quants.h"
 #include "simd.h"
 
 #ifndef WIM_X86_TABLE
@@ -165,6 +166,27 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #define Q8_RC 2 /* 8-column groups per register tile */
 #endif
 
+/* Vector g (0..7) of o gets bytes 4g..4g+3 of the 32-byte rows r[0..7], row c in
+ * int32 lane c. */
+INLINE void pack8_rows(const __m256i *r, __m256i *o) {
+    __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
 /* Packs columns j0..j0+n-1 (n <= 8; the rest zero), blocks 0..nbk-1, of w. */
 static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, float *ws) {
     for (int b = 0; b < nbk; b++) {
@@ -173,24 +195,38 @@ static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, f
         for (int c = 0; c < 8; c++)
             r[c] = c < n ? _mm256_loadu_si256((const __m256i *)w[(size_t)c * nb + b].qs)
                          : _mm256_setzero_si256();
-        __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-        __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-        __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-        __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-        __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-        __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-        __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-        __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-        __m256i *o = wp + (size_t)b * 8;
-        o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-        o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-        o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-        o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-        o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-        o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-        o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-        o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+        pack8_rows(r, wp + (size_t)b * 8);
         _mm256_storeu_ps(ws + (size_t)b * 8, _mm256_cvtph_ps(load_d8(w, nb, b, n)));
+    }
+}
+
+/* The scales of a packed panel of another quantized type (quants.h), per block
+ * and column: d, mn, and the integer sub-scales sa, sb. */
+typedef struct {
+    float *d, *mn;
+    int32_t *sa, *sb;
+} qx_scales;
+
+/* As q8_pack8 for the other quantized types: rows w (row_bytes apart), columns
+ * 0..n-1, slices b0..b0+nbk-1, unpacked (quants.h) and packed; the scales of
+ * (block b, column c) go to index b*8 + c of each qx_scales array. */
+static void qx_pack8(int type, const uint8_t *w, size_t row_bytes, int n, int b0, int nbk,
+                     __m256i *wp, qx_scales sc) {
+    for (int b = 0; b < nbk; b++) {
+        wim_qblock q[8];
+        __m256i r[8];
+        for (int c = 0; c < 8; c++) {
+            if (c < n)
+                wim_q_unpack(type, w + (size_t)c * row_bytes, b0 + b, &q[c]);
+            else
+                memset(&q[c], 0, sizeof q[c]);
+            r[c] = _mm256_loadu_si256((const __m256i *)q[c].v);
+            sc.d[b * 8 + c] = q[c].d;
+            sc.mn[b * 8 + c] = q[c].mn;
+            sc.sa[b * 8 + c] = q[c].sa;
+            sc.sb[b * 8 + c] = q[c].sb;
+        }
+        pack8_rows(r, wp + (size_t)b * 8);
     }
 }
 
@@ -202,10 +238,15 @@ INLINE __m256i bcast4(const int8_t *p) {
 
 /* RM rows x RC groups of 8 packed columns over nbk blocks (group stride gs
  * vectors / floats); n of the RC*8 columns are stored.  xs[b*Q8_RM + m]: row
- * scales; acc starts at 0 (first) or at y. */
+ * scales; acc starts at 0 (first) or at y.
+ * The other quantized types (quants.h) use the same tile: sub = 1 multiplies each
+ * block's int32 sum by the column's integer scale, sub = 2 sums the two 16-byte
+ * halves separately and weights them by sa and sb; hasmin adds the minimum term
+ * with xm[b*Q8_RM + m] = (float)sum of the row's block.  sub = hasmin = 0 is Q8_0. */
 INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8_0 *x,
                      const __m256i *wp, const float *ws, size_t gs, const float *xs, float *y,
-                     int ldy, int n, int first) {
+                     int ldy, int n, int first, const int sub, const int hasmin,
+                     const qx_scales *qs, const float *xm) {
     __m256 acc[Q8_RM * 2];
     float tmp[16];
 #pragma GCC unroll 8
@@ -227,12 +268,19 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
         }
     }
     for (int b = 0; b < nbk; b++) {
-        __m256i s[Q8_RM * 2];
+        __m256i s[Q8_RM * 2], lo[Q8_RM * 2];
 #pragma GCC unroll 8
         for (int p = 0; p < RM * RC; p++)
             s[p] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
+            if (sub == 2 && g == 4) {
+#pragma GCC unroll 8
+                for (int p = 0; p < RM * RC; p++) {
+                    lo[p] = s[p];
+                    s[p] = _mm256_setzero_si256();
+                }
+            }
             __m256i wq[2], aw[2];
 #pragma GCC unroll 2
             for (int r = 0; r < RC; r++) {
@@ -251,6 +299,18 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
             for (int p = 0; p < RM * RC; p++)
                 __asm__("" : "+x"(s[p]));
         }
+        if (sub) {
+#pragma GCC unroll 2
+            for (int r = 0; r < RC; r++) {
+                const __m256i sa = _mm256_loadu_si256((const __m256i *)(qs->sa + r * gs + b * 8));
+                const __m256i sb = _mm256_loadu_si256((const __m256i *)(qs->sb + r * gs + b * 8));
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++)
+                    s[m * RC + r] = sub == 1 ? _mm256_mullo_epi32(s[m * RC + r], sa)
+                                             : _mm256_add_epi32(_mm256_mullo_epi32(lo[m * RC + r], sa),
+                                                                _mm256_mullo_epi32(s[m * RC + r], sb));
+            }
+        }
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
             __m256 dx = _mm256_broadcast_ss(xs + (size_t)b * Q8_RM + m);
@@ -259,6 +319,11 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                 __m256 sc = _mm256_mul_ps(dx, _mm256_load_ps(ws + r * gs + (size_t)b * 8));
                 acc[m * RC + r] = _mm256_add_ps(
                     acc[m * RC + r], _mm256_mul_ps(_mm256_cvtepi32_ps(s[m * RC + r]), sc));
+                if (hasmin) {
+                    __m256 mn = _mm256_mul_ps(dx, _mm256_loadu_ps(qs->mn + r * gs + b * 8));
+                    __m256 xsum = _mm256_broadcast_ss(xm + (size_t)b * Q8_RM + m);
+                    acc[m * RC + r] = _mm256_add_ps(acc[m * RC + r], _mm256_mul_ps(xsum, mn));
+                }
             }
         }
     }
@@ -278,17 +343,22 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
     }
 }
 
-/* All 8-column groups of one packed panel for RM rows. */
+/* All 8-column groups of one packed panel for RM rows (sub, hasmin, qs, xm: see
+ * q8p_tile; qs's arrays are laid out as ws). */
 INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
-                     const float *ws, const float *xs, float *y, int ldy, int first) {
+                     const float *ws, const float *xs, float *y, int ldy, int first, const int sub,
+                     const int hasmin, const qx_scales *qs, const float *xm) {
     const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
-    for (; Q8_RC == 2 && j + 16 <= np; j += 16)
+    qx_scales q = qs ? *qs : (qx_scales){0};
+    /* two halves of sums double the live accumulators: one column group at a time */
+    for (; Q8_RC == 2 && sub < 2 && j + 16 <= np; j += 16, q.d += 2 * gs, q.mn += 2 * gs,
+                                                  q.sa += 2 * gs, q.sb += 2 * gs)
         q8p_tile(RM, 2, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy, 16,
-                 first);
-    for (; j < np; j += 8)
+                 first, sub, hasmin, &q, xm);
+    for (; j < np; j += 8, q.d += gs, q.mn += gs, q.sa += gs, q.sb += gs)
         q8p_tile(RM, 1, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy,
-                 np - j < 8 ? np - j : 8, first);
+                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm);
 }
 
 /* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
@@ -346,18 +416,99 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 const int first = b0 == 0;
                 switch (rm) {
                 case 4:
-                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
+                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
                     break;
                 case 3:
-                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
+                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
                     break;
                 case 2:
-                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
+                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
                     break;
                 default:
-                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first);
+                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
                     break;
                 }
+                i0 += rm;
+            }
+        }
+    }
+}
+
+/* The other quantized types: every panel of Q8_NP columns x Q8_KCH slices is
+ * unpacked and packed once (qx_pack8), then runs the Q8_0 prefill tiles with the
+ * type's sub-scales and minimum; decode takes the same path with one row tile. */
+INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
+                    const float *xs, float *y, int ldy, int first, const int sub,
+                    const int hasmin, const qx_scales *qs, const float *xm) {
+    switch (rm) {
+    case 4:
+        q8p_rows(4, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        break;
+    case 3:
+        q8p_rows(3, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        break;
+    case 2:
+        q8p_rows(2, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        break;
+    default:
+        q8p_rows(1, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        break;
+    }
+}
+
+static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                   size_t row_bytes, float *y, int ldy) {
+    const int nb = K / QK8_0;
+    if (M <= 0 || N <= 0) return;
+    if (nb == 0) {
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < N; j++)
+                y[(size_t)m * ldy + j] = 0.0f;
+        return;
+    }
+    const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
+    const int hasmin = wim_q_has_min(type);
+    _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
+    _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH];
+    _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH];
+    _Alignas(32) float xs[Q8_KCH * Q8_RM], xm[Q8_KCH * Q8_RM];
+    for (int jp = 0; jp < N; jp += Q8_NP) {
+        const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
+        for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
+            const int nbk = nb - b0 < Q8_KCH ? nb - b0 : Q8_KCH;
+            const size_t gs = (size_t)nbk * 8;
+            for (int j = 0; j < np; j += 8) {
+                const size_t o = (size_t)(j / 8) * gs;
+                qx_pack8(type, (const uint8_t *)w + (size_t)(jp + j) * row_bytes, row_bytes,
+                         np - j < 8 ? np - j : 8, b0, nbk, wp + o,
+                         (qx_scales){wd + o, wmn + o, wsa + o, wsb + o});
+            }
+            const qx_scales qs = {wd, wmn, wsa, wsb};
+            for (int i0 = 0; i0 < M;) {
+                const int rm = M - i0 < Q8_RM ? M - i0 : Q8_RM;
+                for (int b = 0; b < nbk; b++)
+                    for (int m = 0; m < Q8_RM; m++) {
+                        int xsum = 0;
+                        xs[b * Q8_RM + m] = 0.0f;
+                        if (m < rm) {
+                            const block_q8_0 *xb = x + (size_t)(i0 + m) * nb + b0 + b;
+                            for (int i = 0; hasmin && i < QK8_0; i++)
+                                xsum += xb->qs[i];
+                            xs[b * Q8_RM + m] = wim_fp16_to_fp32(xb->d);
+                        }
+                        xm[b * Q8_RM + m] = (float)xsum;
+                    }
+                const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
+                float *yp = y + (size_t)i0 * ldy + jp;
+                const int first = b0 == 0;
+                if (sub == 0 && !hasmin)
+                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 0, 0, &qs, xm);
+                else if (sub == 0)
+                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 0, 1, &qs, xm);
+                else if (sub == 1)
+                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 1, 1, &qs, xm);
+                else
+                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 2, 0, &qs, xm);
                 i0 += rm;
             }
         }
@@ -636,6 +787,7 @@ const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q = gemm_q,
     .gemm_f16 = gemm_f16,
     .gemm_bf16 = gemm_bf16,
     .gemm_f32 = gemm_f32,

@@ -24,6 +24,7 @@
 #include <arm_neon.h>
 #include <math.h>
 
+#include "quants.h"
 #include "simd.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -41,9 +42,15 @@ INLINE int32x4_t dot32_plain(int8x16_t xa, int8x16_t xb, int8x16_t wa, int8x16_t
     int16x8_t s1 = vmlal_high_s8(vmull_s8(vget_low_s8(xb), vget_low_s8(wb)), xb, wb);
     return vpadalq_s16(vpaddlq_s16(s0), s1);
 }
+/* Sum of x*w over 16 bytes; |w| <= 64 in the unpacked types, so pairs fit int16. */
+INLINE int32_t dot16_plain(int8x16_t x, int8x16_t w) {
+    return vaddvq_s32(vpaddlq_s16(vmlal_high_s8(vmull_s8(vget_low_s8(x), vget_low_s8(w)), x, w)));
+}
 #define DOT32 dot32_plain
+#define DOT16 dot16_plain
 #include "neon.c"
 #undef DOT32
+#undef DOT16
 #undef SFX
 #pragma GCC pop_options
 
@@ -54,9 +61,14 @@ INLINE int32x4_t dot32_plain(int8x16_t xa, int8x16_t xb, int8x16_t wa, int8x16_t
 INLINE int32x4_t dot32_sdot(int8x16_t xa, int8x16_t xb, int8x16_t wa, int8x16_t wb) {
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), xa, wa), xb, wb);
 }
+INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
+    return vaddvq_s32(vdotq_s32(vdupq_n_s32(0), x, w));
+}
 #define DOT32 dot32_sdot
+#define DOT16 dot16_sdot
 #include "neon.c"
 #undef DOT32
+#undef DOT16
 #undef SFX
 #pragma GCC pop_options
 
@@ -65,6 +77,7 @@ INLINE int32x4_t dot32_sdot(int8x16_t xa, int8x16_t xb, int8x16_t wa, int8x16_t 
         .isa = isa_name,                                                                           \
         .quantize_q8_0 = quantize_q8_0_##sfx,                                                      \
         .gemm_q8_0 = gemm_q8_0_##sfx,                                                              \
+        .gemm_q = gemm_q_##sfx,                                                                    \
         .gemm_f16 = gemm_f16_##sfx,                                                                \
         .gemm_bf16 = gemm_bf16_##sfx,                                                              \
         .gemm_f32 = gemm_f32_##sfx,                                                                \
@@ -360,6 +373,38 @@ static void SFX(axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stri
                                float *acc, int n) {
     for (int i = 0; i < count; i++)
         if (w[i] != 0.0f) SFX(axpy_f16)(w[i], rows + (size_t)i * stride, acc, n);
+}
+
+
+/* ---- the other quantized types (quants.h) --------------------------------- */
+
+/* One slice at a time, unpacked once per column and folded into every row's
+ * output (y is the accumulator): quants.h's sequence, bit-exact with scalar.c. */
+static void SFX(gemm_q)(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                        size_t row_bytes, float *y, int ldy) {
+    const int nb = K / QK8_0, has_min = wim_q_has_min(type);
+    for (int j = 0; j < N; j++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + j] = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            wim_qblock q;
+            wim_q_unpack(type, wr, b, &q);
+            const int8x16_t wa = vld1q_s8(q.v), wb = vld1q_s8(q.v + 16);
+            for (int m = 0; m < M; m++) {
+                const block_q8_0 *xb = x + (size_t)m * nb + b;
+                const int8x16_t xa = vld1q_s8(xb->qs), xc = vld1q_s8(xb->qs + 16);
+                const int32_t isum = q.sa * DOT16(xa, wa) + q.sb * DOT16(xc, wb);
+                const float dx = wim_fp16_to_fp32(xb->d);
+                float *acc = &y[(size_t)m * ldy + j];
+                *acc = *acc + (float)isum * (dx * q.d);
+                if (has_min) {
+                    const int32_t xsum = vaddlvq_s8(xa) + vaddlvq_s8(xc);
+                    *acc = *acc + (float)xsum * (dx * q.mn);
+                }
+            }
+        }
+    }
 }
 
 #endif /* NEON_BODY */

@@ -15,6 +15,8 @@
  *    Every ISA keeps exactly this order per output, so gemm_q8_0 is bit-exact
  *    across ISAs and independent of M, N and tiling.  Activations must come from
  *    quantize_q8_0 (|q| <= 127); weights may use the full int8 range.
+ *  - gemm_q (Q4_0 .. Q6_K): the per-slice sequence quants.h defines, in the same
+ *    spirit (exact int32 per slice, then separately rounded fp32 steps).
  *  - Float kernels (gemm_f32/f16/bf16, dot_*): a sequential sum in k order.  SIMD
  *    twins reassociate (lane-parallel partial sums, FMA), so they agree to float
  *    reassociation noise only; each SIMD output still depends only on its inputs
@@ -25,6 +27,7 @@
  */
 #include <math.h>
 
+#include "quants.h"
 #include "simd.h"
 
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
@@ -61,6 +64,44 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 acc = acc + t;
             }
             y[(size_t)m * ldy + j] = acc;
+        }
+    }
+}
+
+/* The other quantized types (quants.h): each weight slice is unpacked once and
+ * folded into every row's output, y serving as the accumulator (its fp32 values
+ * are stored exactly, so this is the per-output sequence quants.h defines). */
+static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                   size_t row_bytes, float *y, int ldy) {
+    const int nb = K / QK8_0, has_min = wim_q_has_min(type);
+    for (int j = 0; j < N; j++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + j] = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            wim_qblock q;
+            wim_q_unpack(type, wr, b, &q);
+            for (int m = 0; m < M; m++) {
+                const block_q8_0 *xb = x + (size_t)m * nb + b;
+                int32_t lo = 0, hi = 0, xsum = 0;
+                for (int i = 0; i < 16; i++) {
+                    lo += (int32_t)xb->qs[i] * q.v[i];
+                    hi += (int32_t)xb->qs[i + 16] * q.v[i + 16];
+                }
+                for (int i = 0; i < QK8_0; i++)
+                    xsum += xb->qs[i];
+                const int32_t isum = q.sa * lo + q.sb * hi;
+                const float dx = wim_fp16_to_fp32(xb->d);
+                float *acc = &y[(size_t)m * ldy + j];
+                float s = dx * q.d;
+                float t = (float)isum * s;
+                *acc = *acc + t;
+                if (has_min) {
+                    float sm = dx * q.mn;
+                    float tm = (float)xsum * sm;
+                    *acc = *acc + tm;
+                }
+            }
         }
     }
 }
@@ -134,6 +175,7 @@ const wim_kernels wim_kernels_scalar = {
     .isa = "scalar",
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q = gemm_q,
     .gemm_f16 = gemm_f16,
     .gemm_bf16 = gemm_bf16,
     .gemm_f32 = gemm_f32,

@@ -112,6 +112,11 @@ typedef struct wim_kernels {
      * x must come from quantize_q8_0 (|qs| <= 127); w may hold any int8. */
     void (*gemm_q8_0)(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
                       int ldy);
+    /* The other block-quantized weight types (quants.h: Q4_0 .. Q6_K, by ggml type
+     * number): w holds N rows of row_bytes, K % 32 == 0 (a multiple of 256 for the
+     * K-quants), x as for gemm_q8_0. Bit-exact across ISAs (quants.h semantics). */
+    void (*gemm_q)(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                   size_t row_bytes, float *y, int ldy);
     void (*gemm_f16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
     void (*gemm_bf16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
     void (*gemm_f32)(int M, int N, int K, const float *x, const float *w, float *y, int ldy);

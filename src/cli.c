@@ -98,7 +98,7 @@ static double now_ms(void) {
 /* ---- options shared by the model subcommands ---- */
 
 typedef struct {
-    const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv;
+    const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv, *dump;
     long n, seed, chunk, threads, top, kv_capacity, kv_pin;
     double temp, top_p;
     int ignore_eos, tensors, cpu, kv_f32;
@@ -171,6 +171,8 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
             o->cpu = 1;
         else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors"))
             o->tensors = 0;
+        else if (VAL(O_INFO, "--dump"))
+            o->dump = v;
         else
             return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
                              argv[0]);
@@ -238,14 +240,34 @@ static int prompt_tokens(const wim_model *m, const char *text, size_t len, int b
 }
 
 static const char *const info_usage =
-    "usage: wim info [-m MODEL] [--cpu] [--no-tensors]\n"
-    "  Prints the model's architecture, hyper-parameters, tensor table and memory\n"
-    "  estimate; --cpu prints the detected CPU features and the kernel set chosen.\n";
+    "usage: wim info [-m MODEL] [--cpu] [--no-tensors] [--dump TENSOR [-n ROWS]]\n"
+    "  Prints the model's architecture, hyper-parameters, tensor types and counts,\n"
+    "  tensor table and memory estimate; --cpu prints the detected CPU features and\n"
+    "  the kernel set chosen. --dump prints the first ROWS rows (default 4) of a weight\n"
+    "  tensor as the engine decodes them (any type), one row a line.\n";
+
+/* Prints rows of a tensor as decoded floats (what a teacher or a quantizer test
+ * wants to see of a weight type). */
+static int dump_tensor(const wim_model *m, const char *name, long rows) {
+    int n_in = 0, n_rows = 0;
+    if (wim_model_tensor_shape(m, name, &n_in, &n_rows))
+        return cli_error("info: no matrix or vector tensor named '%s'", name);
+    float *row = malloc((size_t)n_in * sizeof *row);
+    if (!row) return cli_error("info: out of memory");
+    for (int r = 0; r < n_rows && r < rows; r++) {
+        wim_model_tensor_row(m, name, r, row);
+        for (int i = 0; i < n_in; i++)
+            printf(i ? " %.9g" : "%.9g", row[i]);
+        printf("\n");
+    }
+    free(row);
+    return 0;
+}
 
 int cmd_info(int argc, char **argv) {
     if (wants_help(argc, argv, info_usage)) return 0;
-    opts o = {.tensors = 1};
-    int rc = parse_opts(argc, argv, O_MODEL | O_INFO, &o);
+    opts o = {.tensors = 1, .n = 4};
+    int rc = parse_opts(argc, argv, O_MODEL | O_INFO | O_N, &o);
     if (rc) return rc;
     if (o.cpu) {
         char buf[512];
@@ -255,6 +277,11 @@ int cmd_info(int argc, char **argv) {
     }
     wim_model *m;
     if ((rc = load_model(o.model, &m))) return rc;
+    if (o.dump) {
+        rc = dump_tensor(m, o.dump, o.n);
+        wim_model_free(m);
+        return rc;
+    }
     wim_model_describe(m, stdout, o.tensors);
     wim_model_free(m);
     return 0;

@@ -13,11 +13,11 @@
 
 #include "cli.h"
 #include "gguf.h"
-#include "simd.h"
+#include "quantize.h"
 
 typedef struct {
     const char *arch, *out, *vocab;
-    enum gguf_ttype type;
+    const wim_qscheme *scheme;
     long dim, layers, heads, kv_heads, ff, ctx, seed;
     double theta, rope_scale;
     int tied, rope_freqs, qkv_bias, fused;
@@ -33,13 +33,20 @@ static float rng_uniform(uint64_t *s) { /* [-1, 1) */
     return (float)((rng_next(s) >> 40) / 8388608.0 - 1.0);
 }
 
-/* Adds an [n_in, n_out] matrix (n_out rows of n_in) of the chosen type. */
+/* The block index in a tensor name ("blk.7.attn_v.weight" -> 7), or -1. */
+static int layer_of(const char *name) {
+    int l;
+    return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+}
+
+/* Adds an [n_in, n_out] matrix (n_out rows of n_in) of the type the scheme gives it. */
 static int add_matrix(gguf_writer *w, const mk_opts *o, const char *name, int n_in, int n_out,
                       float scale, uint64_t *rng) {
-    enum gguf_ttype t = o->type;
-    size_t n = (size_t)n_in * n_out;
+    enum gguf_ttype t =
+        wim_qscheme_type(o->scheme, name, layer_of(name), (int)o->layers, o->tied, n_in);
+    size_t n = (size_t)n_in * n_out, rb = gguf_row_bytes(t, (uint64_t)n_in);
     float *f = malloc(n * sizeof *f);
-    void *data = malloc(gguf_row_bytes(t, (uint64_t)n_in) * n_out + 1);
+    uint8_t *data = malloc(rb * n_out + 1);
     if (!f || !data) {
         free(f);
         free(data);
@@ -47,15 +54,8 @@ static int add_matrix(gguf_writer *w, const mk_opts *o, const char *name, int n_
     }
     for (size_t i = 0; i < n; i++)
         f[i] = scale * rng_uniform(rng);
-    for (size_t i = 0; i < n; i++) {
-        if (t == GGUF_T_F32)
-            ((float *)data)[i] = f[i];
-        else if (t == GGUF_T_F16)
-            ((uint16_t *)data)[i] = wim_fp32_to_fp16(f[i]);
-        else if (t == GGUF_T_BF16)
-            ((uint16_t *)data)[i] = wim_fp32_to_bf16(f[i]);
-    }
-    if (t == GGUF_T_Q8_0) wim_kernels_get()->quantize_q8_0(f, data, (int)n);
+    for (int r = 0; r < n_out; r++)
+        wim_quantize_row(t, f + (size_t)r * n_in, data + (size_t)r * rb, n_in);
     uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
     gguf_writer_add_tensor(w, name, t, 2, ne, data);
     free(f);
@@ -77,12 +77,15 @@ static void add_vector(gguf_writer *w, const char *name, int n, float base, floa
 
 static const char *const usage =
     "usage: wim mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [--arch llama|qwen2|phi3]\n"
-    "                   [--type f32|f16|bf16|q8_0] [--dim D] [--layers L] [--heads H]\n"
+    "                   [--type TYPE] [--dim D] [--layers L] [--heads H]\n"
     "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
     "                   [--tied] [--rope-freqs] [--rope-scale F] [--qkv-bias] [--fused]\n"
     "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
     "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
     "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
+    "  TYPE: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or the\n"
+    "  mixes q4_k_m, q5_k_m (output and some attn_v/ffn_down in q6_k). K-quant rows\n"
+    "  need a multiple of 256 values; others fall back to q8_0 (see wim info).\n"
     "  The tokenizer is copied from VOCAB.gguf (e.g. ../shared/vocab/ggml-vocab-gpt-2.gguf).\n";
 
 static int parse(int argc, char **argv, mk_opts *o) {
@@ -108,16 +111,9 @@ static int parse(int argc, char **argv, mk_opts *o) {
             o->arch = argv[++i];
         else if (!strcmp(a, "--type")) {
             const char *t = argv[++i];
-            if (!strcmp(t, "f32"))
-                o->type = GGUF_T_F32;
-            else if (!strcmp(t, "f16"))
-                o->type = GGUF_T_F16;
-            else if (!strcmp(t, "bf16"))
-                o->type = GGUF_T_BF16;
-            else if (!strcmp(t, "q8_0"))
-                o->type = GGUF_T_Q8_0;
-            else
-                return cli_error("mkmodel: --type must be f32, f16, bf16 or q8_0, not '%s'", t);
+            if (!(o->scheme = wim_qscheme_find(t)))
+                return cli_error("mkmodel: --type must be one of %s, not '%s'",
+                                 wim_qscheme_names(), t);
         } else if (!strcmp(a, "--rope-theta")) {
             if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
         } else if (!strcmp(a, "--rope-scale")) {
@@ -148,8 +144,10 @@ static int parse(int argc, char **argv, mk_opts *o) {
         return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
     if (o->dim % o->heads || o->heads % o->kv_heads || (o->dim / o->heads) % 2)
         return cli_error("mkmodel: dim must split into an even head size, heads into KV groups");
-    if (o->type == GGUF_T_Q8_0 && (o->dim % 32 || o->ff % 32))
-        return cli_error("mkmodel: q8_0 needs dim and ff to be multiples of 32");
+    if (o->scheme->base != GGUF_T_F32 && o->scheme->base != GGUF_T_F16 &&
+        o->scheme->base != GGUF_T_BF16 && (o->dim % 32 || o->ff % 32))
+        return cli_error("mkmodel: quantized types need dim and ff to be multiples of 32 "
+                         "(256 for the K-quants; other rows fall back to q8_0)");
     return 0;
 }
 
@@ -157,7 +155,7 @@ int cmd_mkmodel(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
     mk_opts o = {.arch = "llama",
-                 .type = GGUF_T_F32,
+                 .scheme = wim_qscheme_find("f32"),
                  .dim = 64,
                  .layers = 2,
                  .heads = 4,
@@ -190,7 +188,7 @@ int cmd_mkmodel(int argc, char **argv) {
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", A, s), key)
     gguf_writer_set_str(w, "general.architecture", A);
     snprintf(name, sizeof name, "wim random %s d%d l%ld %s seed %ld", A, d, o.layers,
-             gguf_ttype_name(o.type), o.seed);
+             o.scheme->name, o.seed);
     gguf_writer_set_str(w, "general.name", name);
     gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)o.ctx);
     gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)d);

@@ -22,6 +22,7 @@
 #include "attention.h"
 #include "forward.h"
 #include "model.h"
+#include "quants.h"
 #include "simd.h"
 
 #define MM_TILE 64 /* output rows per kernel call */
@@ -149,7 +150,8 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
     const int K = w->n_in, N = w->n_out, nt = c->p.n_threads;
     const int tiles = (N + MM_TILE - 1) / MM_TILE;
     const uint8_t *wd = w->data;
-    if (w->type == GGUF_T_Q8_0) {
+    const int quantized = w->type == GGUF_T_Q8_0 || wim_q_known(w->type);
+    if (quantized) {
         const int nb = K / QK8_0;
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++)
@@ -169,6 +171,9 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
             break;
         case GGUF_T_BF16:
             kern->gemm_bf16(M, nn, K, x, wt, y + j0, ldy);
+            break;
+        default: /* Q4_0 .. Q6_K */
+            kern->gemm_q(w->type, M, nn, K, c->xq, wt, w->row_bytes, y + j0, ldy);
             break;
         case GGUF_T_F32:
             if (M >= 4) /* OpenBLAS pays off once weights are reused across rows */

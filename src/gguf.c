@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quants.h"
+
 #define GGUF_MAX_NESTING 3
 
 typedef struct {
@@ -215,11 +217,13 @@ const char *gguf_ttype_name(enum gguf_ttype t) {
 }
 
 int gguf_ttype_known(uint32_t t) {
-    return t == GGUF_T_F32 || t == GGUF_T_F16 || t == GGUF_T_BF16 || t == GGUF_T_Q8_0;
+    return t == GGUF_T_F32 || t == GGUF_T_F16 || t == GGUF_T_BF16 || t == GGUF_T_Q8_0 ||
+           wim_q_known((int)t);
 }
 
 uint64_t gguf_ttype_block(enum gguf_ttype t) {
-    return t == GGUF_T_Q8_0 ? 32 : 1;
+    if (t == GGUF_T_Q8_0) return 32;
+    return wim_q_known((int)t) ? (uint64_t)wim_q_block_weights((int)t) : 1;
 }
 
 uint64_t gguf_ttype_block_bytes(enum gguf_ttype t) {
@@ -231,8 +235,9 @@ uint64_t gguf_ttype_block_bytes(enum gguf_ttype t) {
         return 2;
     case GGUF_T_Q8_0:
         return 34;
+    default:
+        return wim_q_block_bytes((int)t);
     }
-    return 0;
 }
 
 uint64_t gguf_row_bytes(enum gguf_ttype t, uint64_t ne0) {
@@ -340,7 +345,8 @@ static int read_tensor_info(cursor *c, gguf_file *f, gguf_tensor *t, uint64_t id
     uint32_t type = 0;
     if (read_u32(c, &type, what) || read_u64(c, &t->offset, what)) return -1;
     if (!gguf_ttype_known(type))
-        return fail(c, "tensor '%s' has type %s (%u); wim supports F32, F16, BF16 and Q8_0", nm,
+        return fail(c, "tensor '%s' has type %s (%u); wim supports F32, F16, BF16, Q8_0, Q4_0, "
+                    "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K", nm,
                     gguf_ttype_name((enum gguf_ttype)type), type);
     t->type = (enum gguf_ttype)type;
     if (t->ne[0] % gguf_ttype_block(t->type))

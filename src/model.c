@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quants.h"
 #include "simd.h"
 
 typedef struct {
@@ -61,6 +62,13 @@ void wim_mat_row(const wim_mat *m, int row, float *out) {
         }
         break;
     }
+    default: /* the other quantized types, a 32-weight slice at a time */
+        for (int b = 0; b < m->n_in / 32; b++) {
+            wim_qblock q;
+            wim_q_unpack(m->type, p, b, &q);
+            wim_q_dequant(m->type, &q, out + 32 * b);
+        }
+        break;
     }
 }
 
@@ -280,6 +288,21 @@ fail:
     return -1;
 }
 
+int wim_model_tensor_shape(const wim_model *m, const char *name, int *n_in, int *n_rows) {
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t || t->n_dims > 2 || t->ne[0] > (1u << 30) || t->ne[1] > (1u << 30)) return -1;
+    *n_in = (int)t->ne[0];
+    *n_rows = (int)t->ne[1];
+    return 0;
+}
+
+void wim_model_tensor_row(const wim_model *m, const char *name, int row, float *out) {
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    wim_mat mat = {t->type, (int)t->ne[0], (int)t->ne[1], gguf_row_bytes(t->type, t->ne[0]),
+                   t->data};
+    wim_mat_row(&mat, row, out);
+}
+
 int wim_model_n_vocab(const wim_model *m) {
     return m->cfg.n_vocab;
 }
@@ -307,14 +330,24 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     fprintf(fp, "\n");
     fprintf(fp, "rms epsilon    %g\n", c->norm_eps);
     fprintf(fp, "output         %s\n", c->tied_output ? "tied to token_embd" : "output.weight");
-    uint64_t counts[31] = {0}, bytes = 0, params = 0;
+    uint64_t counts[31] = {0}, tensors[31] = {0}, bytes = 0, params = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         uint64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         counts[t->type] += n;
+        tensors[t->type]++;
         params += n;
         bytes += t->nbytes;
     }
+    fprintf(fp, "tensors        %llu (", (unsigned long long)g->n_tensors);
+    const char *tsep = "";
+    for (int t = 0; t < 31; t++)
+        if (tensors[t]) {
+            fprintf(fp, "%s%s x %llu", tsep, gguf_ttype_name((enum gguf_ttype)t),
+                    (unsigned long long)tensors[t]);
+            tsep = ", ";
+        }
+    fprintf(fp, ")\n");
     fprintf(fp, "parameters     %llu (", (unsigned long long)params);
     const char *sep = "";
     for (int t = 0; t < 31; t++)

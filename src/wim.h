@@ -62,6 +62,11 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
 
 int wim_model_n_vocab(const wim_model *m);
 
+/* A 1-D or 2-D tensor by name: its row length and row count (0, or -1 when no
+ * such tensor), and one row decoded to floats whatever its type (out: n_in). */
+int wim_model_tensor_shape(const wim_model *m, const char *name, int *n_in, int *n_rows);
+void wim_model_tensor_row(const wim_model *m, const char *name, int row, float *out);
+
 /* ---- KV snapshots and persistence ----
  * snapshot is O(1) and nests; restore rolls the cache back to the bytes it
  * held at the matching snapshot, so text evaluated in between (a margin)

@@ -10,7 +10,10 @@ are quantized per 32-block as ggml does, and K/V are rounded to the cache type.
 
 usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32)
 prints one line per position: the logits, space-separated.
+       reference_forward.py --dump MODEL.gguf TENSOR ROWS
+prints the first ROWS rows of a tensor as this file decodes them (float32).
 """
+import os
 import struct
 import sys
 
@@ -76,10 +79,109 @@ def load_gguf(path):
         elif t == 8:
             blocks = np.frombuffer(buf, np.dtype([("d", "<f2"), ("q", "i1", 32)]), n // 32, start)
             a = (blocks["d"].astype(np.float64)[:, None] * blocks["q"]).reshape(-1)
+        elif t in DEQUANT:
+            dtype, fn = DEQUANT[t]
+            a = fn(np.frombuffer(buf, dtype, n // (256 if t >= 12 else 32), start)).astype(np.float64)
         else:
             raise SystemExit(f"unsupported tensor type {t}")
         tensors[name] = (a.reshape(list(reversed(ne))), t)
     return meta, tensors
+
+
+# ---- block-quantized weight types, from the GGUF format description ----
+# Every function takes the array of blocks and returns the float32 weights, in
+# ggml's order of float operations (so the results can be compared bit for bit).
+F32 = np.float32
+
+
+def f32(a):
+    return a.astype(F32)
+
+
+def nibbles(qs):
+    """16 bytes -> 32 values: the low nibbles first, then the high ones."""
+    return np.concatenate([qs & 0xF, qs >> 4], axis=1).astype(np.int32)
+
+
+def fifth_bits(qh):
+    """A little-endian 32-bit word -> bit i of element i."""
+    return ((qh[:, None].astype(np.uint64) >> np.arange(32, dtype=np.uint64)) & 1).astype(np.int32)
+
+
+def deq_q4_0(b):
+    return (f32(nibbles(b["qs"]) - 8) * f32(b["d"])[:, None]).reshape(-1)
+
+
+def deq_q4_1(b):
+    return (f32(nibbles(b["qs"])) * f32(b["d"])[:, None] + f32(b["m"])[:, None]).reshape(-1)
+
+
+def deq_q5_0(b):
+    q = nibbles(b["qs"]) | (fifth_bits(b["qh"]) << 4)
+    return (f32(q - 16) * f32(b["d"])[:, None]).reshape(-1)
+
+
+def deq_q5_1(b):
+    q = nibbles(b["qs"]) | (fifth_bits(b["qh"]) << 4)
+    return (f32(q) * f32(b["d"])[:, None] + f32(b["m"])[:, None]).reshape(-1)
+
+
+def k_scales(s):
+    """The 12 scale bytes of Q4_K/Q5_K -> 8 six-bit scales and 8 six-bit mins."""
+    s = s.astype(np.int32)
+    sc = np.empty((len(s), 8), np.int32)
+    mn = np.empty((len(s), 8), np.int32)
+    sc[:, :4], mn[:, :4] = s[:, 0:4] & 63, s[:, 4:8] & 63
+    sc[:, 4:] = (s[:, 8:12] & 0xF) | ((s[:, 0:4] >> 6) << 4)
+    mn[:, 4:] = (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)
+    return sc, mn
+
+
+def k_values(qs, qh=None):
+    """128 nibble bytes (+ 32 high-bit bytes) -> 8 sub-blocks of 32 values: group g of
+    32 bytes holds sub-block 2g in its low nibbles and 2g+1 in its high ones."""
+    g = qs.reshape(-1, 4, 32).astype(np.int32)
+    q = np.stack([g & 0xF, g >> 4], axis=2).reshape(-1, 8, 32)
+    if qh is not None:
+        q |= ((qh[:, None, :].astype(np.int32) >> np.arange(8)[None, :, None]) & 1) << 4
+    return q
+
+
+def deq_k45(b, qh):
+    sc, mn = k_scales(b["scales"])
+    q = k_values(b["qs"], qh)
+    d1 = f32(b["d"])[:, None] * f32(sc)
+    m1 = f32(b["dmin"])[:, None] * f32(mn)
+    return (d1[:, :, None] * f32(q) - m1[:, :, None]).reshape(-1)
+
+
+def deq_q6_k(b):
+    ql = b["ql"].reshape(-1, 2, 64).astype(np.int32)
+    qh = b["qh"].reshape(-1, 2, 32).astype(np.int32)
+    lo = np.concatenate([ql[:, :, :32] & 0xF, ql[:, :, 32:] & 0xF, ql[:, :, :32] >> 4,
+                         ql[:, :, 32:] >> 4], axis=2)  # 128 values per half, in order
+    hi = np.concatenate([(qh >> s) & 3 for s in (0, 2, 4, 6)], axis=2)
+    q = (lo | (hi << 4)).reshape(-1, 16, 16) - 32
+    d = f32(b["d"])[:, None] * f32(b["sc"])
+    return (d[:, :, None] * f32(q)).reshape(-1)
+
+
+H = "<f2"
+DEQUANT = {
+    2: (np.dtype([("d", H), ("qs", "u1", 16)]), deq_q4_0),
+    3: (np.dtype([("d", H), ("m", H), ("qs", "u1", 16)]), deq_q4_1),
+    6: (np.dtype([("d", H), ("qh", "<u4"), ("qs", "u1", 16)]), deq_q5_0),
+    7: (np.dtype([("d", H), ("m", H), ("qh", "<u4"), ("qs", "u1", 16)]), deq_q5_1),
+    12: (np.dtype([("d", H), ("dmin", H), ("scales", "u1", 12), ("qs", "u1", 128)]),
+         lambda b: deq_k45(b, None)),
+    13: (np.dtype([("d", H), ("dmin", H), ("scales", "u1", 12), ("qh", "u1", 32),
+                   ("qs", "u1", 128)]), lambda b: deq_k45(b, b["qh"])),
+    14: (np.dtype([("ql", "u1", 128), ("qh", "u1", 64), ("sc", "i1", 16), ("d", H)]), deq_q6_k),
+}
+QUANTIZED = {8} | set(DEQUANT)
+# REF_FLOAT_ACTIVATIONS=1: products in float64 with unquantized activations, to
+# measure what the engine's 8-bit activations cost.
+FLOAT_ACTIVATIONS = os.environ.get("REF_FLOAT_ACTIVATIONS") == "1"
 
 
 def f16_round(x):
@@ -100,7 +202,7 @@ def quantize_q8_0(x):
 
 def matmul(x, w):
     mat, t = w
-    if t == 8:
+    if t in QUANTIZED and not FLOAT_ACTIVATIONS:  # as the engine does for int8 products
         x = np.stack([quantize_q8_0(row) for row in x])
     return x @ mat.T
 
@@ -181,6 +283,11 @@ def forward(meta, T, tokens, kv_type):
 
 
 def main():
+    if sys.argv[1] == "--dump":
+        _, T = load_gguf(sys.argv[2])
+        for row in T[sys.argv[3]][0][:int(sys.argv[4])]:
+            print(" ".join(f"{v:.9g}" for v in row.astype(np.float32)))
+        return
     meta, T = load_gguf(sys.argv[1])
     tokens = [int(t) for t in sys.argv[2].split(",")]
     logits = forward(meta, T, tokens, sys.argv[3])

@@ -15,6 +15,7 @@
  */
 #include <stdint.h>
 
+#include "quants.h"
 #include "simd.h"
 #include "test.h"
 
@@ -496,6 +497,98 @@ static void test_gemm_q8_0_big(void) {
     }
 }
 
+/* ---- the other quantized types (quants.h) ---- */
+
+static const int qtypes[] = {WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1, WIM_Q4_K, WIM_Q5_K, WIM_Q6_K};
+
+/* N rows of K weights of `type`: random bytes (every bit pattern of values, high
+ * bits and packed scales), with the fp16 scale fields set to finite values of
+ * both signs. */
+static uint8_t *make_wq(int type, int N, int K, size_t *row_bytes) {
+    const int bw = wim_q_block_weights(type);
+    const size_t bb = wim_q_block_bytes(type), nblk = (size_t)N * (K / bw);
+    *row_bytes = (size_t)(K / bw) * bb;
+    uint8_t *w = xmalloc(nblk * bb);
+    for (size_t i = 0; i < nblk * bb; i++)
+        w[i] = (uint8_t)(t_rand_next(&rng) >> 56);
+    for (size_t b = 0; b < nblk; b++) {
+        uint8_t *p = w + b * bb;
+        uint16_t h1 = wim_fp32_to_fp16(t_rand_float(&rng) * 0.01f);
+        uint16_t h2 = wim_fp32_to_fp16(t_rand_float(&rng) * 0.01f);
+        if (type == WIM_Q6_K) {
+            memcpy(p + offsetof(block_q6_K, d), &h1, 2);
+        } else {
+            memcpy(p, &h1, 2); /* d, then m or dmin where the type has one */
+            if (type != WIM_Q4_0 && type != WIM_Q5_0) memcpy(p + 2, &h2, 2);
+        }
+    }
+    return w;
+}
+
+/* Every ISA's gemm_q equals scalar.c bit for bit, over tile edges, K chunks and M. */
+static void test_gemm_q(void) {
+    static const int Mq[] = {1, 2, 3, 4, 5, 8, 13}, Nq[] = {1, 3, 8, 9, 17, 64, 67};
+    static const int K32[] = {32, 96, 1056, 4128}, K256[] = {256, 512, 1280, 4352};
+    for (size_t ti = 0; ti < sizeof qtypes / sizeof *qtypes; ti++) {
+        const int type = qtypes[ti], kq = wim_q_block_weights(type) == QK_K;
+        int t = 0;
+        for (size_t mi = 0; mi < sizeof Mq / sizeof *Mq; mi++)
+            for (size_t ni = 0; ni < sizeof Nq / sizeof *Nq; ni++, t++) {
+                if (quick && t % 3) continue;
+                int M = Mq[mi], N = Nq[ni], K = (kq ? K256 : K32)[t % 4];
+                if ((size_t)M * N * K > 2000000) K = kq ? 512 : 96;
+                size_t rb;
+                block_q8_0 *x = make_x(M, K);
+                uint8_t *w = make_wq(type, N, K, &rb);
+                float *r = make_y(M, N), *a = make_y(M, N);
+                S->gemm_q(type, M, N, K, x, w, rb, r, N + PAD);
+                T->gemm_q(type, M, N, K, x, w, rb, a, N + PAD);
+                CHECKF(pads_ok(a, M, N), "type %d M=%d N=%d K=%d: wrote past N", type, M, N, K);
+                for (int m = 0; m < M && t_state == 0; m++)
+                    for (int j = 0; j < N; j++) {
+                        float u = a[m * (N + PAD) + j], v = r[m * (N + PAD) + j];
+                        CHECKF(f2u(u) == f2u(v), "type %d M=%d N=%d K=%d y[%d][%d] = %.9g, scalar %.9g",
+                               type, M, N, K, m, j, u, v);
+                    }
+                free(x), free(w), free(r), free(a);
+            }
+    }
+}
+
+/* scalar.c's gemm_q is the product of the decoded weights (wim_q_dequant, which
+ * tests/engine.sh holds equal to an independent NumPy decoder) and the decoded
+ * activations, to float rounding: 1e-5 of the sum of |terms|. */
+static void test_gemm_q_is_dequant_product(void) {
+    for (size_t ti = 0; ti < sizeof qtypes / sizeof *qtypes; ti++) {
+        const int type = qtypes[ti], M = 3, N = 5, K = 512, nb = K / 32;
+        size_t rb;
+        block_q8_0 *x = make_x(M, K);
+        uint8_t *w = make_wq(type, N, K, &rb);
+        float y[3 * 5], wf[512];
+        S->gemm_q(type, M, N, K, x, w, rb, y, N);
+        for (int j = 0; j < N; j++) {
+            for (int b = 0; b < nb; b++) {
+                wim_qblock q;
+                wim_q_unpack(type, w + (size_t)j * rb, b, &q);
+                wim_q_dequant(type, &q, wf + 32 * b);
+            }
+            for (int m = 0; m < M; m++) {
+                double ref = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    const block_q8_0 *xb = x + (size_t)m * nb + k / 32;
+                    double t = (double)wim_fp16_to_fp32(xb->d) * xb->qs[k % 32] * wf[k];
+                    ref += t;
+                    mag += fabs(t);
+                }
+                CHECKF(fabs(y[m * N + j] - ref) <= 1e-5 * mag + 1e-30,
+                       "type %d y[%d][%d] = %.9g, decoded product %.9g", type, m, j, y[m * N + j],
+                       ref);
+            }
+        }
+        free(x), free(w);
+    }
+}
+
 /* Error bound for a float dot product: 1e-5 of the sum of |terms|. */
 static double dot_scale(const float *x, const float *w, int K) {
     double s = 0;
@@ -700,11 +793,13 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_quantize);
         RUN_ISA(test_gemm_q8_0);
         RUN_ISA(test_gemm_q8_0_big);
+        RUN_ISA(test_gemm_q);
         RUN_ISA(test_gemm_f32);
         RUN_ISA(test_gemm_f16);
         RUN_ISA(test_gemm_bf16);
         RUN_ISA(test_dot_axpy);
     }
+    if (is_scalar) RUN_ISA(test_gemm_q_is_dequant_product);
     RUN_ISA(test_row_kernels);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
