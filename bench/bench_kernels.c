@@ -1,10 +1,10 @@
 /*
- * bench_kernels.c — throughput of the int8 GEMM (gemm_q8_0) per ISA, single
- * thread, for the decode (M = 1) and prefill (M = 32, 512) shapes of small
- * Llama/Qwen layers.
+ * bench_kernels.c — throughput of the int8 GEMMs per ISA, single thread: gemm_q8_0
+ * for the decode (M = 1) and prefill (M = 32, 512) shapes of small Llama/Qwen
+ * layers, then gemm_q for every other weight type (Q4_0 .. Q6_K) at K = N = 2048.
  *
- *   bench_kernels [--quick] [isa ...]     (default: every ISA this CPU runs;
- *                                          WIM_ISA=name picks one)
+ *   bench_kernels [--quick] [--types-only] [isa ...]   (default: every ISA this
+ *                                          CPU runs; WIM_ISA=name picks one)
  *
  * Prints one line per (isa, M, K, N): int8 GOP/s (2*M*N*K per call) and, for
  * M = 1, the weight bytes streamed per second.  Each case repeats until it has
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "quants.h"
 #include "simd.h"
 
 static double now(void) {
@@ -31,10 +32,34 @@ static unsigned rnd(void) {
     return (unsigned)(seed >> 32);
 }
 
-static void bench(const wim_kernels *k, int M, int K, int N, double min_time) {
+/* type: 8 (Q8_0, gemm_q8_0) or a quants.h type (gemm_q). */
+static const char *type_name(int type) {
+    switch (type) {
+    case WIM_Q4_0:
+        return "Q4_0";
+    case WIM_Q4_1:
+        return "Q4_1";
+    case WIM_Q5_0:
+        return "Q5_0";
+    case WIM_Q5_1:
+        return "Q5_1";
+    case WIM_Q4_K:
+        return "Q4_K";
+    case WIM_Q5_K:
+        return "Q5_K";
+    case WIM_Q6_K:
+        return "Q6_K";
+    }
+    return "Q8_0";
+}
+
+static void bench(const wim_kernels *k, int type, int M, int K, int N, double min_time) {
     const int nb = K / QK8_0;
+    const size_t rb = type == 8 ? nb * sizeof(block_q8_0)
+                                : K / wim_q_block_weights(type) * wim_q_block_bytes(type);
     float *xf = malloc((size_t)M * K * sizeof *xf);
-    block_q8_0 *x = malloc((size_t)M * nb * sizeof *x), *w = malloc((size_t)N * nb * sizeof *w);
+    block_q8_0 *x = malloc((size_t)M * nb * sizeof *x);
+    uint8_t *w = malloc((size_t)N * rb);
     float *y = malloc((size_t)M * N * sizeof *y);
     if (!xf || !x || !w || !y) {
         fprintf(stderr, "out of memory\n");
@@ -43,24 +68,27 @@ static void bench(const wim_kernels *k, int M, int K, int N, double min_time) {
     for (size_t i = 0; i < (size_t)M * K; i++)
         xf[i] = (float)(rnd() % 2001) / 1000.0f - 1.0f;
     k->quantize_q8_0(xf, x, M * K);
-    for (size_t b = 0; b < (size_t)N * nb; b++) {
-        w[b].d = wim_fp32_to_fp16(0.01f);
-        for (int i = 0; i < QK8_0; i++)
-            w[b].qs[i] = (int8_t)rnd();
-    }
+    /* random bytes; every fp16 field that a random pattern could make inf/NaN is a
+     * scale somewhere, but the timing does not depend on the values */
+    for (size_t i = 0; i < (size_t)N * rb; i++)
+        w[i] = (uint8_t)rnd();
     double best = 1e30, total = 0;
     int reps = 0;
     while (total < min_time || reps < 2) {
         double t0 = now();
-        k->gemm_q8_0(M, N, K, x, w, y, N);
+        if (type == 8)
+            k->gemm_q8_0(M, N, K, x, (const block_q8_0 *)w, y, N);
+        else
+            k->gemm_q(type, M, N, K, x, w, rb, y, N);
         double dt = now() - t0;
         if (dt < best) best = dt;
         total += dt;
         reps++;
     }
     double gops = 2.0 * M * N * K / best * 1e-9;
-    printf("%-12s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa, M, K, N, best * 1e3, gops);
-    if (M == 1) printf("  %6.1f GB/s weights", (double)N * nb * sizeof(block_q8_0) / best * 1e-9);
+    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa, type_name(type), M, K,
+           N, best * 1e3, gops);
+    if (M == 1) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
     printf("\n");
     fflush(stdout);
     free(xf), free(x), free(w), free(y);
@@ -69,10 +97,12 @@ static void bench(const wim_kernels *k, int M, int K, int N, double min_time) {
 int main(int argc, char **argv) {
     const char *all[] = {"scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon"};
     const char *pick[8];
-    int npick = 0, quick = 0;
+    int npick = 0, quick = 0, types_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--types-only"))
+            types_only = 1;
         else if (npick < 8)
             pick[npick++] = argv[i];
     }
@@ -83,7 +113,7 @@ int main(int argc, char **argv) {
             pick[npick++] = all[i];
     char desc[512];
     wim_cpu_describe(desc, sizeof desc);
-    printf("# %s\n# gemm_q8_0, one thread, best of repetitions; GOP/s = 2*M*N*K / time\n", desc);
+    printf("# %s\n# one thread, best of repetitions; GOP/s = 2*M*N*K / time\n", desc);
     const int shapes[][2] = {{896, 896}, {896, 4864}, {4864, 896}, {2048, 2048}, {4864, 4864}};
     const int Ms[] = {1, 32, 512};
     for (int p = 0; p < npick; p++) {
@@ -92,13 +122,20 @@ int main(int argc, char **argv) {
             printf("# %s: not available here\n", pick[p]);
             continue;
         }
-        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+        const int scalar = !strcmp(k->isa, "scalar");
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0] && !types_only; mi++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 int M = Ms[mi], K = shapes[s][0], N = shapes[s][1];
                 /* the scalar reference is ~50x slower: keep its run short */
-                if (!strcmp(k->isa, "scalar") && (M > 32 || (M == 32 && s > 0))) continue;
+                if (scalar && (M > 32 || (M == 32 && s > 0))) continue;
                 if (quick && M == 512 && s > 0) continue;
-                bench(k, M, K, N, quick ? 0.05 : 0.3);
+                bench(k, 8, M, K, N, quick ? 0.05 : 0.3);
+            }
+        const int types[] = {WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1, WIM_Q4_K, WIM_Q5_K, WIM_Q6_K};
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+            for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+                if ((scalar || quick) && Ms[mi] > 32) continue;
+                bench(k, types[t], Ms[mi], 2048, 2048, quick ? 0.05 : 0.3);
             }
     }
     return 0;

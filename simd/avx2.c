@@ -456,6 +456,193 @@ INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const 
     }
 }
 
+/* Decode (M <= 4) of the other types: like q8_tile, each weight slice is unpacked
+ * in registers (qx_unpack) and its products reduced by hadd trees, so the
+ * weights are streamed once with no packing.  Integer sub-scales multiply the
+ * int32 lanes before the reduction (lanes 0-3 hold bytes 0-15, lanes 4-7 bytes
+ * 16-31), which gives sa*lo + sb*hi exactly. */
+
+/* A slice's 32 values v (quants.h), as signed bytes in order. */
+INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
+    const __m256i low4 = _mm256_set1_epi8(0xF);
+    switch (type) {
+    case WIM_Q4_0:
+    case WIM_Q4_1:
+    case WIM_Q5_0:
+    case WIM_Q5_1: {
+        const size_t bb = wim_q_block_bytes(type);
+        const uint8_t *p = row + (size_t)b * bb;
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(p + bb - 16));
+        __m256i v = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
+        if (type == WIM_Q4_0) return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+        if (type == WIM_Q4_1) return v;
+        uint32_t h;
+        memcpy(&h, p + bb - 20, 4);
+        /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
+        const __m256i spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32((int)h),
+            _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                               0x0303030303030303LL));
+        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+        return type == WIM_Q5_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v;
+    }
+    case WIM_Q4_K:
+    case WIM_Q5_K: {
+        const int j = b % 8;
+        const uint8_t *p = row + (size_t)(b / 8) * wim_q_block_bytes(type);
+        const uint8_t *qs = p + (type == WIM_Q4_K ? 16 : 48) + 32 * (j / 2);
+        __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+        if (j & 1) v = _mm256_srli_epi16(v, 4);
+        v = _mm256_and_si256(v, low4);
+        if (type == WIM_Q5_K) {
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 16));
+            qh = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
+            v = _mm256_or_si256(v, _mm256_slli_epi16(qh, 4));
+        }
+        return v;
+    }
+    default: { /* WIM_Q6_K */
+        const int j = b % 8, half = j / 4, g = j % 4;
+        const block_q6_K *q = (const block_q6_K *)(row + (size_t)(b / 8) * sizeof(block_q6_K));
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(q->ql + 64 * half + (g & 1) * 32));
+        if (g >= 2) lo = _mm256_srli_epi16(lo, 4);
+        lo = _mm256_and_si256(lo, low4);
+        __m256i hi = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * half));
+        hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * g)), _mm256_set1_epi8(3));
+        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
+                               _mm256_set1_epi8(32));
+    }
+    }
+}
+
+/* A slice's d, mn and sub-scales [sa x4, sb x4] (quants.h), with F16C conversions. */
+INLINE void qx_scales_of(const int type, const uint8_t *row, int b, float *d, float *mn,
+                         __m256i *sab) {
+    uint16_t h[2];
+    if (type == WIM_Q4_K || type == WIM_Q5_K) {
+        const uint8_t *p = row + (size_t)(b / 8) * wim_q_block_bytes(type);
+        int sc, m;
+        memcpy(h, p, 4);
+        wim_q_scale_min_k4(p + 4, b % 8, &sc, &m);
+        *d = _cvtsh_ss(h[0]);
+        *mn = -(_cvtsh_ss(h[1]) * (float)m);
+        *sab = _mm256_set1_epi32(sc);
+    } else if (type == WIM_Q6_K) {
+        const block_q6_K *q = (const block_q6_K *)(row + (size_t)(b / 8) * sizeof(block_q6_K));
+        const int j = b % 8;
+        *d = _cvtsh_ss(q->d);
+        *mn = 0.0f;
+        *sab = _mm256_setr_epi32(q->scales[2 * j], q->scales[2 * j], q->scales[2 * j],
+                                 q->scales[2 * j], q->scales[2 * j + 1], q->scales[2 * j + 1],
+                                 q->scales[2 * j + 1], q->scales[2 * j + 1]);
+    } else {
+        memcpy(h, row + (size_t)b * wim_q_block_bytes(type), 4);
+        *d = _cvtsh_ss(h[0]);
+        *mn = wim_q_has_min(type) ? _cvtsh_ss(h[1]) : 0.0f;
+    }
+}
+
+INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
+                    const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
+    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
+    const int sub = wim_q_int_scales(type);
+    __m256i im[2], ij[2];
+    __m256 acc[2];
+    float tmp[16];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++) {
+        int a[8], c[8];
+        for (int l = 0; l < 8; l++) {
+            int p = 8 * g + l;
+            a[l] = p < P ? p % RM : 0;
+            c[l] = p < P ? p / RM : 0;
+        }
+        im[g] = _mm256_loadu_si256((const __m256i *)a);
+        ij[g] = _mm256_loadu_si256((const __m256i *)c);
+        acc[g] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        __m256i xq[4], prod[16];
+        _Alignas(32) float wd[8] = {0}, wm[8] = {0};
+#pragma GCC unroll 16
+        for (int m = 0; m < RM; m++)
+            xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
+        /* the next tile's rows at the same depth: RN short rows read side by side
+         * are too many streams for the hardware prefetcher to follow */
+        const size_t ahead = (size_t)2 * RN * rb + (size_t)b * rb / nb;
+#pragma GCC unroll 16
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *row = w + (size_t)j * rb;
+            _mm_prefetch((const char *)(row + ahead), _MM_HINT_T0);
+            const __m256i v = qx_unpack(type, row, b), av = _mm256_abs_epi8(v);
+            __m256i sab = _mm256_setzero_si256();
+            qx_scales_of(type, row, b, &wd[j], &wm[j], &sab);
+#pragma GCC unroll 16
+            for (int m = 0; m < RM; m++) {
+                __m256i d = dot_i8(av, _mm256_sign_epi8(xq[m], v));
+                prod[j * RM + m] = sub ? _mm256_mullo_epi32(d, sab) : d;
+            }
+        }
+#pragma GCC unroll 16
+        for (int p = P; p < 8 * G; p++)
+            prod[p] = _mm256_setzero_si256();
+        const __m256 xs8 = _mm256_cvtph_ps(load_d8(x, nb, b, RM));
+        const __m256 ws8 = _mm256_load_ps(wd), mn8 = _mm256_load_ps(wm);
+        const __m256 xm8 = hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b))
+                                  : _mm256_setzero_ps();
+#pragma GCC unroll 16
+        for (int g = 0; g < G; g++) {
+            const __m256i isum = hsum8_epi32(prod + 8 * g);
+            const __m256 dx = _mm256_permutevar8x32_ps(xs8, im[g]);
+            const __m256 s = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(ws8, ij[g]));
+            acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
+            if (hasmin) {
+                const __m256 sm = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(mn8, ij[g]));
+                acc[g] = _mm256_add_ps(acc[g],
+                                       _mm256_mul_ps(_mm256_permutevar8x32_ps(xm8, im[g]), sm));
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++)
+        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
+    for (int p = 0; p < P; p++)
+        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+}
+
+INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb,
+                     const block_q8_0 *x, const float *xsum, const uint8_t *w, size_t rb,
+                     float *y, int ldy) {
+    int j = 0;
+    for (; j + RN <= N; j += RN)
+        qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+    for (; j < N; j++)
+        qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+}
+
+INLINE void qx_decode(const int type, int M, int N, int nb, const block_q8_0 *x,
+                      const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
+    switch (M) {
+    case 1:
+        qx_small(type, 1, 8, N, nb, x, xsum, w, rb, y, ldy);
+        return;
+    case 2:
+        qx_small(type, 2, 4, N, nb, x, xsum, w, rb, y, ldy);
+        return;
+    case 3:
+        qx_small(type, 3, 4, N, nb, x, xsum, w, rb, y, ldy);
+        return;
+    default:
+        qx_small(type, 4, 4, N, nb, x, xsum, w, rb, y, ldy);
+        return;
+    }
+}
+
+#define QX_DECODE_MAX_BLOCKS 2048 /* K <= 65536 decodes in registers; beyond, panels */
+
 static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
                    size_t row_bytes, float *y, int ldy) {
     const int nb = K / QK8_0;
@@ -468,6 +655,41 @@ static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const voi
     }
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type);
+    if (M <= 4 && nb <= QX_DECODE_MAX_BLOCKS) {
+        /* xsum[b*4 + m]: the rows' block sums, for the minimum term */
+        float xsum[QX_DECODE_MAX_BLOCKS * 4];
+        for (int b = 0; hasmin && b < nb; b++)
+            for (int m = 0; m < 4; m++) {
+                int t = 0;
+                for (int i = 0; m < M && i < QK8_0; i++)
+                    t += x[(size_t)m * nb + b].qs[i];
+                xsum[b * 4 + m] = (float)t;
+            }
+        const uint8_t *wb = w;
+        switch (type) {
+        case WIM_Q4_0:
+            qx_decode(WIM_Q4_0, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q4_1:
+            qx_decode(WIM_Q4_1, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q5_0:
+            qx_decode(WIM_Q5_0, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q5_1:
+            qx_decode(WIM_Q5_1, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q4_K:
+            qx_decode(WIM_Q4_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q5_K:
+            qx_decode(WIM_Q5_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        case WIM_Q6_K:
+            qx_decode(WIM_Q6_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
+            return;
+        }
+    }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
     _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH];
     _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH];

@@ -85,7 +85,8 @@ static const char *const usage =
     "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
     "  TYPE: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or the\n"
     "  mixes q4_k_m, q5_k_m (output and some attn_v/ffn_down in q6_k). K-quant rows\n"
-    "  need a multiple of 256 values; others fall back to q8_0 (see wim info).\n"
+    "  need a multiple of 256 values; others fall back to q5_0, q5_1 or q8_0\n"
+    "  as llama-quantize does (wim info lists the types).\n"
     "  The tokenizer is copied from VOCAB.gguf (e.g. ../shared/vocab/ggml-vocab-gpt-2.gguf).\n";
 
 static int parse(int argc, char **argv, mk_opts *o) {
@@ -147,7 +148,7 @@ static int parse(int argc, char **argv, mk_opts *o) {
     if (o->scheme->base != GGUF_T_F32 && o->scheme->base != GGUF_T_F16 &&
         o->scheme->base != GGUF_T_BF16 && (o->dim % 32 || o->ff % 32))
         return cli_error("mkmodel: quantized types need dim and ff to be multiples of 32 "
-                         "(256 for the K-quants; other rows fall back to q8_0)");
+                         "(K-quant rows that 256 does not divide fall back to a 32-block type)");
     return 0;
 }
 

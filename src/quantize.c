@@ -60,7 +60,10 @@ enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int l
             t = GGUF_T_Q6_K;
     }
     if (n_in % (int)gguf_ttype_block(t) == 0) return t;
-    return n_in % 32 == 0 ? GGUF_T_Q8_0 : GGUF_T_F16;
+    if (n_in % 32) return GGUF_T_F16;
+    /* rows the 256-weight super-block does not divide (Qwen2.5-0.5B's 896): the
+     * 32-block type of about the same size, as llama-quantize falls back */
+    return t == GGUF_T_Q4_K ? GGUF_T_Q5_0 : t == GGUF_T_Q5_K ? GGUF_T_Q5_1 : GGUF_T_Q8_0;
 }
 
 static int nearest(float x) {

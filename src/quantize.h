@@ -28,7 +28,9 @@ const char *wim_qscheme_names(void);
 
 /* The type a 2-D weight tensor gets under scheme s. layer is the block index
  * (-1 outside blocks), tied: the embedding also serves as the output matrix.
- * Rows that the chosen block size does not divide fall back to Q8_0 (or F16). */
+ * Rows the 256-weight K-quant blocks do not divide fall back to Q5_0 (for Q4_K),
+ * Q5_1 (Q5_K) or Q8_0 (Q6_K), as llama-quantize does; rows of no multiple of 32
+ * stay F16. */
 enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int layer,
                                  int n_layer, int tied, int n_in);
 
