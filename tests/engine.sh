@@ -66,16 +66,16 @@ else skip $t "$STORIES not found"; fi
 
 # 3. An independent reference (tests/reference_forward.py) on random models.
 if [ -f "$GPT2" ] && have_numpy; then
-    run_ref() { # name tol mkmodel-args...
-        local name=$1 tol=$2
+    run_ref() { # name tol mkmodel-args...   (KV=f32 before it: an f32 KV cache)
+        local name=$1 tol=$2 kv=${KV:-f16}
         shift 2
         local m="$T/$name.gguf" toks="464,5044,1110,257,640,11,612,373,257,1310,2576,13,50256"
         if ! $W mkmodel --vocab-from "$GPT2" -o "$m" "$@" 2>"$T/err.txt"; then
             fail "reference_$name" "mkmodel: $(cat "$T/err.txt")"
             return
         fi
-        $W logits -m "$m" --tokens "$toks" --top 16 --chunk 5 >"$T/$name.jsonl" 2>"$T/err.txt" &&
-            $PY "$HERE/reference_forward.py" "$m" "$toks" f16 >"$T/$name.ref" &&
+        $W logits -m "$m" --tokens "$toks" --top 16 --chunk 5 --kv-type $kv >"$T/$name.jsonl" 2>"$T/err.txt" &&
+            $PY "$HERE/reference_forward.py" "$m" "$toks" $kv >"$T/$name.ref" &&
             if $PY "$HERE/compare_logits.py" "$T/$name.jsonl" --ref "$T/$name.ref" "$tol" >"$T/cmp.txt"; then
                 pass "reference_$name ($(cat "$T/cmp.txt"))"
             else fail "reference_$name" "$(cat "$T/cmp.txt")"; fi
@@ -94,7 +94,67 @@ if [ -f "$GPT2" ] && have_numpy; then
     run_ref phi3_fused_f16 1e-4 --arch phi3 --type f16 --dim 64 --heads 4 --kv-heads 4 --ff 96 --layers 2
     run_ref phi3_fused_bf16 1e-4 --arch phi3 --type bf16 --dim 64 --heads 4 --kv-heads 4 --ff 96 --layers 2
     run_ref phi3_q8_0 2e-3 --arch phi3 --type q8_0 --dim 64 --heads 4 --kv-heads 4 --ff 96 --layers 2
+    # The other weight types, decoded by the reference's own NumPy decoders, with
+    # an f32 KV cache (with f16 K/V, a value within float noise of an fp16 rounding
+    # boundary rounds the other way in one of the two and moves these random
+    # models' logits by up to 3e-3). Most logits agree to ~4e-7; as with Q8_0 the
+    # tolerance is 2e-3 because an activation within float noise of an 8-bit
+    # rounding boundary can round the other way too (seen: 1.1e-3, Q6_K). The
+    # 8-bit activations themselves cost ~4e-3 against float ones.
+    KV=f32 run_ref llama_q4_0 2e-3 --arch llama --type q4_0 $common
+    KV=f32 run_ref llama_q4_1 2e-3 --arch llama --type q4_1 $common
+    KV=f32 run_ref qwen2_q5_0 2e-3 --arch qwen2 --type q5_0 $common
+    KV=f32 run_ref qwen2_q5_1_tied 2e-3 --arch qwen2 --type q5_1 $common --tied
+    kq="--dim 256 --heads 4 --kv-heads 2 --ff 512 --layers 2 --seed 7"
+    KV=f32 run_ref llama_q4_k 2e-3 --arch llama --type q4_k $kq
+    KV=f32 run_ref llama_q5_k 2e-3 --arch llama --type q5_k $kq
+    KV=f32 run_ref llama_q6_k 2e-3 --arch llama --type q6_k $kq
+    KV=f32 run_ref llama_q4_k_m 2e-3 --arch llama --type q4_k_m $kq --layers 3
+    KV=f32 run_ref qwen2_q5_k_m_bias_tied 2e-3 --arch qwen2 --type q5_k_m $kq --tied
+    KV=f32 run_ref phi3_q4_k_m_fused 2e-3 --arch phi3 --type q4_k_m --dim 256 --heads 4 --kv-heads 4 --ff 512 --layers 2
+    KV=f32 run_ref qwen2_q4_k_m_fallback 2e-3 --arch qwen2 --type q4_k_m --dim 128 --heads 4 --kv-heads 2 --ff 256 --layers 2
 else skip reference_models "needs $GPT2 and python3-numpy"; fi
+
+# 3b. Every weight type decodes to the same floats as the reference's NumPy
+# decoders, bit for bit (wim info --dump against reference_forward.py --dump).
+if [ -f "$GPT2" ] && have_numpy; then
+    for type in q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
+        t=dequant_matches_numpy_$type m="$T/deq-$type.gguf" ok=1 msg=
+        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 256 --heads 4 --kv-heads 2 \
+            --ff 512 --layers 1 --seed 5 2>"$T/err.txt" || { ok=0; msg="mkmodel: $(cat "$T/err.txt")"; }
+        for tensor in token_embd.weight blk.0.ffn_down.weight blk.0.attn_k.weight; do
+            [ $ok = 1 ] || break
+            $W info -m "$m" --dump $tensor -n 5 >"$T/deq-wim.txt" &&
+                $PY "$HERE/reference_forward.py" --dump "$m" $tensor 5 >"$T/deq-ref.txt" &&
+                [ "$(wc -l <"$T/deq-wim.txt")" = 5 ] && cmp -s "$T/deq-wim.txt" "$T/deq-ref.txt" ||
+                { ok=0; msg="$tensor differs: $(cmp "$T/deq-wim.txt" "$T/deq-ref.txt" 2>&1 | head -1)"; }
+        done
+        [ $ok = 1 ] && pass "$t (5 rows of 3 tensors)" || fail $t "$msg"
+        rm -f "$m"
+    done
+else skip dequant_matches_numpy "needs $GPT2 and python3-numpy"; fi
+
+# 3c. Files quantized by the peer (llama.cpp's llama-quantize) load and agree
+# with the reference too. CI does not build the peer: bench/vs-llama.sh does.
+PEER_BIN=$(ls -d "${WIM_BUILD:-build}"/peers/llama.cpp-*/build/bin 2>/dev/null | head -1)
+if [ -n "$PEER_BIN" ] && [ -x "$PEER_BIN/llama-quantize" ] && [ -f "$GPT2" ] && have_numpy; then
+    src="$T/peer-f32.gguf" toks="464,5044,1110,257,640,11,612,373,257,1310,2576,13,50256"
+    $W mkmodel --vocab-from "$GPT2" -o "$src" --arch qwen2 --type f32 --dim 256 --heads 4 \
+        --kv-heads 2 --ff 512 --layers 2 --seed 9
+    for q in Q4_K_M Q5_K_M Q6_K Q4_0 Q4_1 Q5_0 Q5_1; do
+        t=peer_quantized_$q m="$T/peer-$q.gguf"
+        if ! "$PEER_BIN/llama-quantize" "$src" "$m" $q >"$T/pq.txt" 2>&1; then
+            fail $t "llama-quantize: $(tail -1 "$T/pq.txt")"
+            continue
+        fi
+        $W logits -m "$m" --tokens "$toks" --top 16 --chunk 5 --kv-type f32 >"$T/pq.jsonl" 2>"$T/err.txt" &&
+            $PY "$HERE/reference_forward.py" "$m" "$toks" f32 >"$T/pq.ref" &&
+            if $PY "$HERE/compare_logits.py" "$T/pq.jsonl" --ref "$T/pq.ref" 2e-3 >"$T/cmp.txt"; then
+                pass "$t ($($W info -m "$m" --no-tensors | sed -n 's/^tensors *//p'); $(cat "$T/cmp.txt"))"
+            else fail $t "$(cat "$T/cmp.txt" "$T/err.txt")"; fi
+        rm -f "$m"
+    done
+else skip peer_quantized_files "no peer build in ${WIM_BUILD:-build}/peers (bench/vs-llama.sh builds it; CI does not)"; fi
 
 # 4. Malformed files and bad usage: exit 2 and exactly one line on stderr.
 expect_error() { # name, command...
@@ -126,6 +186,19 @@ EOF
     for f in trunc magic count hugedim misaligned outside overlap; do
         expect_error "malformed_gguf_$f" $W info -m "$T/$f.gguf"
     done
+    # a weight type wim does not read (Q2_K = 10) is named with its tensor
+    $PY - "$T" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+b = bytearray(open(d + "/good.gguf", "rb").read())
+i = b.find(b"token_embd.weight") + len("token_embd.weight")
+nd = struct.unpack_from("<I", b, i)[0]
+struct.pack_into("<I", b, i + 4 + 8 * nd, 10)
+open(d + "/q2k.gguf", "wb").write(b)
+EOF
+    expect_error unsupported_type_q2_k $W info -m "$T/q2k.gguf"
+    grep -q "token_embd.weight.*Q2_K" "$T/e.txt" && pass unsupported_type_names_tensor_and_type ||
+        fail unsupported_type_names_tensor_and_type "$(cat "$T/e.txt")"
     expect_error malformed_gguf_generate $W generate -m "$T/trunc.gguf" -n 1
 else skip malformed_gguf "$STORIES not found"; fi
 expect_error missing_model_file $W info -m "$T/does-not-exist.gguf"
@@ -143,21 +216,26 @@ if have_stories; then
     expect_error token_out_of_range $W logits -m "$STORIES" --tokens 1,512
 fi
 
-# 5. Identical greedy output with 1 and 2 threads (F32 real model, Q8_0 random model).
+# 5. Identical greedy output with 1 and 2 threads (F32 real model, Q8_0 and Q4_K_M random models).
 t=threads_identical_stories260K
 if have_stories; then
     $W generate -m "$STORIES" -f "$S/models/stories260K.expected.txt" -n 60 -t 1 >"$T/t1.txt" 2>/dev/null
     $W generate -m "$STORIES" -f "$S/models/stories260K.expected.txt" -n 60 -t 2 >"$T/t2.txt" 2>/dev/null
     [ -s "$T/t1.txt" ] && cmp -s "$T/t1.txt" "$T/t2.txt" && pass $t || fail $t "outputs differ"
 else skip $t "$STORIES not found"; fi
-t=threads_identical_q8_0
-if [ -f "$GPT2" ]; then
-    m="$T/q8.gguf"
-    $W mkmodel --vocab-from "$GPT2" -o "$m" --type q8_0 --dim 128 --heads 4 --kv-heads 2 --ff 256 --layers 2 --seed 11
-    $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 1 >"$T/l1.jsonl"
-    $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 2 >"$T/l2.jsonl"
-    [ -s "$T/l1.jsonl" ] && cmp -s "$T/l1.jsonl" "$T/l2.jsonl" && pass $t || fail $t "logits differ between 1 and 2 threads"
-else skip $t "$GPT2 not found"; fi
+for type in q8_0 q4_k_m; do
+    t=threads_identical_$type
+    if [ -f "$GPT2" ]; then
+        m="$T/thr-$type.gguf"
+        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 256 --heads 4 --kv-heads 2 --ff 512 --layers 2 --seed 11
+        $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 1 >"$T/l1.jsonl"
+        $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 2 >"$T/l2.jsonl"
+        $W generate -m "$m" -p "The weather" -n 16 --ignore-eos -t 1 >"$T/g1.txt" 2>/dev/null
+        $W generate -m "$m" -p "The weather" -n 16 --ignore-eos -t 2 >"$T/g2.txt" 2>/dev/null
+        [ -s "$T/l1.jsonl" ] && cmp -s "$T/l1.jsonl" "$T/l2.jsonl" && [ -s "$T/g1.txt" ] &&
+            cmp -s "$T/g1.txt" "$T/g2.txt" && pass $t || fail $t "logits or greedy text differ between 1 and 2 threads"
+    else skip $t "$GPT2 not found"; fi
+done
 
 # 6. `wim bench --json` rows carry the documented fields.
 t=bench_json_format
@@ -172,12 +250,14 @@ assert all(r["tok_s"] > 0 and r["isa"] and r["threads"] >= 1 for r in rows), row
 else skip $t "needs $STORIES and python3-numpy"; fi
 
 # 7. Every kernel set this machine can run gives the same model: logits within 1e-3
-#    of the scalar reference and identical greedy text (random Q8_0 and F16 models).
+#    of the scalar reference and identical greedy text (random Q8_0, F16, Q4_K_M,
+#    Q5_K_M and Q4_1 models).
 if [ -f "$GPT2" ] && have_numpy; then
     isas=$($W info --cpu | awk '/^cpu/ {print}' | grep -o 'avx2\|avxvnni\|avx512vnni\|amx' | sort -u)
-    for type in q8_0 f16; do
-        m="$T/isa-$type.gguf"
-        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 128 --heads 4 --kv-heads 2 --ff 256 \
+    for type in q8_0 f16 q4_k_m q5_k_m q4_1; do
+        m="$T/isa-$type.gguf" dims="--dim 128 --ff 256"
+        case $type in q4_k_m | q5_k_m) dims="--dim 256 --ff 512" ;; esac
+        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type $dims --heads 4 --kv-heads 2 \
             --layers 2 --seed 13 --arch qwen2
         WIM_ISA=scalar $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10,11,12 --top 10 --chunk 5 >"$T/scalar.jsonl"
         WIM_ISA=scalar $W generate -m "$m" -p "The weather" -n 24 --ignore-eos >"$T/scalar.txt" 2>/dev/null
