@@ -19,8 +19,9 @@ typedef struct {
     const char *arch, *out, *vocab;
     const wim_qscheme *scheme;
     long dim, layers, heads, kv_heads, ff, ctx, seed;
-    double theta, rope_scale;
-    int tied, rope_freqs, qkv_bias, fused;
+    double theta, rope_scale, rope_yarn, rope_attn_factor;
+    long rope_orig_ctx;
+    int tied, rope_freqs, qkv_bias, fused, longrope;
 } mk_opts;
 
 static uint64_t rng_next(uint64_t *s) {
@@ -80,9 +81,12 @@ static const char *const usage =
     "                   [--type TYPE] [--dim D] [--layers L] [--heads H]\n"
     "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
     "                   [--tied] [--rope-freqs] [--rope-scale F] [--qkv-bias] [--fused]\n"
+    "                   [--rope-yarn F | --longrope] [--rope-orig-ctx N] [--rope-attn-factor A]\n"
     "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
     "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
     "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
+    "  --rope-yarn F: YaRN scaling by F; --longrope: Phi-3-style rope_factors_long/short;\n"
+    "  both from the original context N (default: --ctx).\n"
     "  TYPE: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or the\n"
     "  mixes q4_k_m, q5_k_m (output and some attn_v/ffn_down in q6_k). K-quant rows\n"
     "  need a multiple of 256 values; others fall back to q5_0, q5_1 or q8_0\n"
@@ -102,6 +106,8 @@ static int parse(int argc, char **argv, mk_opts *o) {
             o->qkv_bias = 1;
         else if (!strcmp(a, "--fused"))
             o->fused = 1;
+        else if (!strcmp(a, "--longrope"))
+            o->longrope = 1;
         else if (i + 1 >= argc)
             return cli_error("mkmodel: unknown option or missing value: '%s'", a);
         else if (!strcmp(a, "-o"))
@@ -119,6 +125,10 @@ static int parse(int argc, char **argv, mk_opts *o) {
             if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
         } else if (!strcmp(a, "--rope-scale")) {
             if (cli_float(a, argv[++i], 0.01, 1e6, &o->rope_scale)) return 2;
+        } else if (!strcmp(a, "--rope-yarn")) {
+            if (cli_float(a, argv[++i], 1, 1e6, &o->rope_yarn)) return 2;
+        } else if (!strcmp(a, "--rope-attn-factor")) {
+            if (cli_float(a, argv[++i], 0.01, 100, &o->rope_attn_factor)) return 2;
         } else {
             if (!strcmp(a, "--dim"))
                 iv = &o->dim;
@@ -132,6 +142,8 @@ static int parse(int argc, char **argv, mk_opts *o) {
                 iv = &o->ff;
             else if (!strcmp(a, "--ctx"))
                 iv = &o->ctx;
+            else if (!strcmp(a, "--rope-orig-ctx"))
+                iv = &o->rope_orig_ctx;
             else if (!strcmp(a, "--seed"))
                 iv = &o->seed, lo = 0, hi = 0x7fffffff;
             else
@@ -143,6 +155,8 @@ static int parse(int argc, char **argv, mk_opts *o) {
         return cli_error("mkmodel: -o OUT and --vocab-from VOCAB are required");
     if (strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "phi3"))
         return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
+    if ((o->rope_scale > 0) + (o->rope_yarn > 0) + o->longrope > 1)
+        return cli_error("mkmodel: --rope-scale, --rope-yarn and --longrope exclude each other");
     if (o->dim % o->heads || o->heads % o->kv_heads || (o->dim / o->heads) % 2)
         return cli_error("mkmodel: dim must split into an even head size, heads into KV groups");
     if (o->scheme->base != GGUF_T_F32 && o->scheme->base != GGUF_T_F16 &&
@@ -200,10 +214,16 @@ int cmd_mkmodel(int argc, char **argv) {
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
     gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)o.theta);
     gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
-    if (o.rope_scale > 0) {
-        gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear");
-        gguf_writer_set_f32(w, KEY("rope.scaling.factor"), (float)o.rope_scale);
+    if (o.rope_scale > 0 || o.rope_yarn > 0) {
+        gguf_writer_set_str(w, KEY("rope.scaling.type"), o.rope_yarn > 0 ? "yarn" : "linear");
+        gguf_writer_set_f32(w, KEY("rope.scaling.factor"),
+                            (float)(o.rope_yarn > 0 ? o.rope_yarn : o.rope_scale));
     }
+    if (o.rope_orig_ctx)
+        gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"),
+                            (uint32_t)o.rope_orig_ctx);
+    if (o.rope_attn_factor > 0)
+        gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), (float)o.rope_attn_factor);
 #undef KEY
     for (uint64_t i = 0; i < vocab->n_kv; i++)
         if (vocab->kv[i].key.len > 10 && !memcmp(vocab->kv[i].key.ptr, "tokenizer.", 10))
@@ -216,6 +236,10 @@ int cmd_mkmodel(int argc, char **argv) {
     add_vector(w, "output_norm.weight", d, 1.0f, 0.1f, &rng);
     if (!rc && !o.tied) rc = add_matrix(w, &o, "output.weight", d, (int)n_vocab, s_in, &rng);
     if (o.rope_freqs) add_vector(w, "rope_freqs.weight", hd / 2, 4.0f, 3.0f, &rng);
+    if (o.longrope) { /* Phi-3-like: short factors near 1, long ones growing to ~8 */
+        add_vector(w, "rope_factors_long.weight", hd / 2, 4.5f, 3.5f, &rng);
+        add_vector(w, "rope_factors_short.weight", hd / 2, 1.1f, 0.1f, &rng);
+    }
     for (int l = 0; l < o.layers && !rc; l++) {
 #define T(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
         add_vector(w, T("attn_norm.weight"), d, 1.0f, 0.1f, &rng);

@@ -82,6 +82,41 @@ void wim_ctx_free(wim_ctx *c) {
     free(c);
 }
 
+/* YaRN's dimension range between full interpolation and full extrapolation:
+ * where the wavelength makes `rotations` turns over the original context. */
+static double yarn_corr_dim(int n_rot, int orig_ctx, double rotations, double base) {
+    return n_rot * log(orig_ctx / (rotations * 2 * M_PI)) / (2 * log(base));
+}
+
+/* The rotation speed of each dimension pair and the cos/sin multiplier, for a
+ * context of n_ctx cells (LongRoPE picks its factors by it). See wim_rope_scaling. */
+static void rope_frequencies(const wim_model *m, int n_ctx, double *inv_freq, float *mscale) {
+    const wim_config *cf = &m->cfg;
+    const float *longrope = NULL;
+    if (cf->rope_scaling == WIM_ROPE_LONGROPE)
+        longrope = n_ctx > cf->rope_orig_ctx ? m->rope_long : m->rope_short;
+    /* YaRN's ramp, with beta_fast = 32 and beta_slow = 1 rotations as in the paper */
+    double lo = floor(yarn_corr_dim(cf->n_rot, cf->rope_orig_ctx, 32, cf->rope_theta));
+    double hi = ceil(yarn_corr_dim(cf->n_rot, cf->rope_orig_ctx, 1, cf->rope_theta));
+    lo = lo > 0 ? lo : 0;
+    hi = hi < cf->n_rot - 1 ? hi : cf->n_rot - 1;
+    const double scale = 1.0 / cf->rope_scale;
+    for (int i = 0; i < cf->n_rot / 2; i++) {
+        double f_i = pow((double)cf->rope_theta, -2.0 * i / cf->n_rot);
+        if (m->rope_freqs) f_i /= m->rope_freqs[i];
+        if (longrope) f_i /= longrope[i];
+        if (cf->rope_scaling == WIM_ROPE_YARN) {
+            double y = (i - lo) / (hi - lo > 0.001 ? hi - lo : 0.001);
+            double extrapolate = 1 - (y < 0 ? 0 : y > 1 ? 1 : y);
+            inv_freq[i] = f_i * (scale * (1 - extrapolate) + extrapolate);
+        } else
+            inv_freq[i] = f_i * scale;
+    }
+    *mscale = cf->rope_attn_factor;
+    if (cf->rope_scaling == WIM_ROPE_YARN)
+        *mscale = (float)(cf->rope_attn_factor * (1 + 0.1 * log(cf->rope_scale)));
+}
+
 int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out, char *err,
                 size_t errlen) {
     *out = NULL;
@@ -114,11 +149,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
         return -1;
     }
     layout_scratch(c, c->scratch);
-    for (int i = 0; i < cf->n_rot / 2; i++) {
-        double f_i = pow((double)cf->rope_theta, -2.0 * i / cf->n_rot);
-        if (m->rope_freqs) f_i /= m->rope_freqs[i];
-        c->inv_freq[i] = f_i / cf->rope_scale;
-    }
+    rope_frequencies(m, c->p.n_ctx, c->inv_freq, &c->rope_mscale);
     /* streaming: chunk - 1 extra cells, so every query of a chunk still sees its full window */
     if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv * cf->head_dim, c->p.n_ctx,
                 streaming ? c->p.kv_pin : 0, streaming, c->p.chunk, c->p.kv_type, err, errlen)) {
@@ -197,10 +228,10 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 /* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
 static void rope(float *v, int n_heads, int head_dim, int n_rot, int neox, const double *inv_freq,
-                 int pos) {
+                 float mscale, int pos) {
     for (int i = 0; i < n_rot / 2; i++) {
         double a = pos * inv_freq[i];
-        float cs = (float)cos(a), sn = (float)sin(a);
+        float cs = (float)cos(a) * mscale, sn = (float)sin(a) * mscale;
         for (int h = 0; h < n_heads; h++) {
             float *x = v + (size_t)h * head_dim;
             int i0 = neox ? i : 2 * i, i1 = neox ? i + n_rot / 2 : 2 * i + 1;
@@ -305,9 +336,9 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
         add_bias(c->v, L->bv, M, kvd);
         for (int i = 0; i < M; i++) {
             rope(c->q + (size_t)i * qd, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 pos0 + i);
+                 c->rope_mscale, pos0 + i);
             rope(c->k + (size_t)i * kvd, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 pos0 + i);
+                 c->rope_mscale, pos0 + i);
             kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
         }
         if (c->p.attn_materialize) {

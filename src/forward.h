@@ -21,7 +21,8 @@ struct wim_ctx {
     float *att_scratch;        /* per-thread attention tiles and query lists */
     size_t att_scratch_floats; /* floats of att_scratch per thread */
     size_t att_query_offset;   /* where each thread's query list starts, in floats */
-    double *inv_freq;          /* RoPE inverse frequencies, rope_freqs applied */
+    double *inv_freq;          /* RoPE inverse frequencies, every scaling applied */
+    float rope_mscale;         /* RoPE cos/sin multiplier (YaRN, LongRoPE; else 1) */
     int *slots;                /* KV cells of the tokens in the current chunk */
     void *scratch;             /* the block all of the above are carved from */
     size_t scratch_size;

@@ -8,6 +8,7 @@
  */
 #include "model.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,18 +175,61 @@ static int read_config(loader *l, wim_config *c) {
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     char *scaling = NULL;
     c->rope_scale = 1.0f;
+    c->rope_scaling = WIM_ROPE_NONE;
+    c->rope_attn_factor = 0.0f; /* 0: not given */
+    c->rope_orig_ctx = c->n_ctx_train;
     if (gguf_get_str(l->f, key, &scaling) == 1 && strcmp(scaling, "none") != 0) {
-        /* linear scaling divides every position by the factor; the others (yarn,
-         * longrope) change the frequencies per dimension and are not implemented */
+        if (!strcmp(scaling, "linear"))
+            c->rope_scaling = WIM_ROPE_LINEAR;
+        else if (!strcmp(scaling, "yarn"))
+            c->rope_scaling = WIM_ROPE_YARN;
+        else if (!strcmp(scaling, "longrope"))
+            c->rope_scaling = WIM_ROPE_LONGROPE; /* the factor tensors decide below */
+        else {
+            lfail(l, "rope scaling '%s' is not supported (none, linear, yarn, longrope are)",
+                  scaling);
+            free(scaling);
+            return -1;
+        }
         snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
-        if (strcmp(scaling, "linear") != 0 || gguf_get_f32(l->f, key, &c->rope_scale) != 1 ||
-            !(c->rope_scale > 0)) {
-            lfail(l, "rope scaling '%s' is not supported (none and linear are)", scaling);
+        if (c->rope_scaling != WIM_ROPE_LONGROPE &&
+            (gguf_get_f32(l->f, key, &c->rope_scale) != 1 || !(c->rope_scale > 0))) {
+            lfail(l, "rope scaling '%s' needs a positive %s", scaling, key);
             free(scaling);
             return -1;
         }
     }
     free(scaling);
+    if (get_int(l, a, "rope.scaling.original_context_length", 0, &c->rope_orig_ctx) ||
+        get_float(l, a, "rope.scaling.attn_factor", &c->rope_attn_factor))
+        return -1;
+    return 0;
+}
+
+/* LongRoPE: both factor tensors, or neither; the attention factor defaults to
+ * Phi-3's sqrt(1 + ln(s) / ln(original context)), s = context / original. */
+static int bind_longrope(loader *l, wim_model *m) {
+    wim_config *c = &m->cfg;
+    if (bind_vec(l, "rope_factors_long.weight", c->n_rot / 2, 1, &m->rope_long) ||
+        bind_vec(l, "rope_factors_short.weight", c->n_rot / 2, 1, &m->rope_short))
+        return -1;
+    if (!m->rope_long != !m->rope_short)
+        return lfail(l, "LongRoPE needs both rope_factors_long.weight and rope_factors_short.weight");
+    if (!m->rope_long) {
+        if (c->rope_scaling == WIM_ROPE_LONGROPE)
+            return lfail(l, "rope scaling 'longrope' without rope_factors_long/short tensors");
+        return 0;
+    }
+    if (c->rope_scaling != WIM_ROPE_NONE && c->rope_scaling != WIM_ROPE_LONGROPE)
+        return lfail(l, "rope_factors_long/short tensors with another rope scaling type");
+    for (int i = 0; i < c->n_rot / 2; i++)
+        if (!(m->rope_long[i] > 0) || !(m->rope_short[i] > 0))
+            return lfail(l, "rope factor %d is not a positive number", i);
+    c->rope_scaling = WIM_ROPE_LONGROPE;
+    if (c->rope_attn_factor == 0.0f) {
+        double s = (double)c->n_ctx_train / c->rope_orig_ctx;
+        c->rope_attn_factor = s > 1 ? (float)sqrt(1 + log(s) / log(c->rope_orig_ctx)) : 1.0f;
+    }
     return 0;
 }
 
@@ -229,6 +273,8 @@ void wim_model_free(wim_model *m) {
     free(m->layers);
     free(m->output_norm);
     free(m->rope_freqs);
+    free(m->rope_long);
+    free(m->rope_short);
     wim_tokenizer_free(m->tok);
     gguf_close(m->gguf);
     free(m);
@@ -262,8 +308,10 @@ int wim_model_load(const char *path, wim_model **out, char *err, size_t errlen) 
     if (bind_mat(&l, "token_embd.weight", c->n_embd, c->n_vocab, 0, &m->tok_embd) ||
         bind_vec(&l, "output_norm.weight", c->n_embd, 0, &m->output_norm) ||
         bind_mat(&l, "output.weight", c->n_embd, c->n_vocab, 1, &m->output) ||
-        bind_vec(&l, "rope_freqs.weight", c->n_rot / 2, 1, &m->rope_freqs))
+        bind_vec(&l, "rope_freqs.weight", c->n_rot / 2, 1, &m->rope_freqs) ||
+        bind_longrope(&l, m))
         goto fail;
+    if (c->rope_attn_factor == 0.0f) c->rope_attn_factor = 1.0f;
     if (!m->output.data) {
         c->tied_output = 1;
         m->output = m->tok_embd;
@@ -326,7 +374,12 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     fprintf(fp, "context        %d\n", c->n_ctx_train);
     fprintf(fp, "rope           %s, %d dims, theta %g%s", c->rope_neox ? "neox" : "norm", c->n_rot,
             c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");
-    if (c->rope_scale != 1.0f) fprintf(fp, ", linear scaling x%g", c->rope_scale);
+    if (c->rope_scaling == WIM_ROPE_LINEAR) fprintf(fp, ", linear scaling x%g", c->rope_scale);
+    if (c->rope_scaling == WIM_ROPE_YARN)
+        fprintf(fp, ", YaRN x%g from %d tokens", c->rope_scale, c->rope_orig_ctx);
+    if (c->rope_scaling == WIM_ROPE_LONGROPE)
+        fprintf(fp, ", LongRoPE (long factors past %d tokens)", c->rope_orig_ctx);
+    if (c->rope_attn_factor != 1.0f) fprintf(fp, ", attention factor %g", c->rope_attn_factor);
     fprintf(fp, "\n");
     fprintf(fp, "rms epsilon    %g\n", c->norm_eps);
     fprintf(fp, "output         %s\n", c->tied_output ? "tied to token_embd" : "output.weight");

@@ -21,6 +21,16 @@
 
 typedef enum { WIM_ARCH_LLAMA, WIM_ARCH_QWEN2, WIM_ARCH_PHI3 } wim_arch;
 
+/* How positions become rotation angles beyond the base frequencies:
+ *  LINEAR   angle = pos * f_i / factor
+ *  YARN     per dimension, a ramp between interpolation (f_i / factor) for the
+ *           low frequencies and extrapolation (f_i) for the high ones, with
+ *           cos/sin scaled by attn_factor * (1 + 0.1 ln factor)  (Peng et al. 2023)
+ *  LONGROPE f_i divided by a per-dimension factor from rope_factors_long (when the
+ *           context exceeds the original one) or rope_factors_short, cos/sin
+ *           scaled by attn_factor (Phi-3 *-128k) */
+typedef enum { WIM_ROPE_NONE, WIM_ROPE_LINEAR, WIM_ROPE_YARN, WIM_ROPE_LONGROPE } wim_rope_scaling;
+
 typedef struct {
     wim_arch arch;
     char arch_name[16];
@@ -28,7 +38,10 @@ typedef struct {
     int n_rot;     /* dimensions rotated by RoPE (<= head_dim) */
     int rope_neox; /* 1: pairs (i, i+n_rot/2) (NEOX); 0: pairs (2i, 2i+1) (NORM) */
     float rope_theta, norm_eps;
-    float rope_scale; /* linear RoPE scaling: positions are divided by it (1: none) */
+    float rope_scale; /* linear or YaRN factor: positions are divided by it (1: none) */
+    wim_rope_scaling rope_scaling;
+    int rope_orig_ctx;      /* rope.scaling.original_context_length (YaRN, LongRoPE) */
+    float rope_attn_factor; /* cos/sin multiplier (LongRoPE; YaRN multiplies its own in) */
     int tied_output;  /* no output.weight: the embedding matrix is reused */
 } wim_config;
 
@@ -56,6 +69,7 @@ struct wim_model {
     wim_mat tok_embd, output;
     float *output_norm;
     float *rope_freqs; /* n_rot/2 divisors of the base frequencies, or NULL */
+    float *rope_long, *rope_short; /* LongRoPE's n_rot/2 divisors, or NULL */
     wim_layer *layers;
     wim_tokenizer *tok;
     uint64_t fingerprint;

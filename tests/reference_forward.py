@@ -8,8 +8,8 @@ reader, in float64 NumPy. It mirrors the engine's two deliberate numeric
 choices so the comparison can be tight: activations entering a Q8_0 product
 are quantized per 32-block as ggml does, and K/V are rounded to the cache type.
 
-usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32)
-prints one line per position: the logits, space-separated.
+usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32) [N_CTX]
+(N_CTX: the engine's KV capacity, default the token count) prints one line per position: the logits, space-separated.
        reference_forward.py --dump MODEL.gguf TENSOR ROWS
 prints the first ROWS rows of a tensor as this file decodes them (float32).
 """
@@ -211,10 +211,10 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * w
 
 
-def rope(v, pos, n_rot, neox, inv_freq):
+def rope(v, pos, n_rot, neox, inv_freq, mscale):
     out = v.copy()
     ang = pos * inv_freq
-    c, s = np.cos(ang), np.sin(ang)
+    c, s = np.cos(ang) * mscale, np.sin(ang) * mscale
     half = n_rot // 2
     if neox:
         i0, i1 = np.arange(half), np.arange(half) + half
@@ -226,7 +226,43 @@ def rope(v, pos, n_rot, neox, inv_freq):
     return out
 
 
-def forward(meta, T, tokens, kv_type):
+def rope_frequencies(meta, T, n_rot, theta, n_ctx):
+    """Rotation speed per dimension pair and the cos/sin multiplier.
+    YaRN (Peng et al. 2023): dimensions whose wavelength turns more than
+    beta_fast = 32 times over the original context keep their frequency, those
+    turning fewer than beta_slow = 1 times are divided by the factor, a linear ramp
+    between; cos/sin grow by 1 + 0.1 ln(factor). LongRoPE (Phi-3 *-128k): per-pair
+    divisors, the long ones when the context exceeds the original, and cos/sin
+    times the attention factor, sqrt(1 + ln(s)/ln(original)) unless given."""
+    arch = meta["general.architecture"]
+    g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
+    half = n_rot // 2
+    inv_freq = theta ** (-2.0 * np.arange(half) / n_rot)
+    if "rope_freqs.weight" in T:
+        inv_freq = inv_freq / T["rope_freqs.weight"][0]
+    kind = g("rope.scaling.type", "none")
+    orig = g("rope.scaling.original_context_length", g("context_length"))
+    attn = g("rope.scaling.attn_factor")
+    mscale = 1.0
+    if kind == "linear":
+        inv_freq = inv_freq / g("rope.scaling.factor")
+    elif kind == "yarn":
+        factor = g("rope.scaling.factor")
+        dim = lambda rotations: n_rot * np.log(orig / (rotations * 2 * np.pi)) / (2 * np.log(theta))
+        lo, hi = max(0.0, np.floor(dim(32))), min(n_rot - 1.0, np.ceil(dim(1)))
+        ramp = np.clip((np.arange(half) - lo) / max(0.001, hi - lo), 0, 1)
+        keep = 1 - ramp  # 1: extrapolate (keep the frequency), 0: interpolate
+        inv_freq = inv_freq / factor * (1 - keep) + inv_freq * keep
+        mscale = (attn or 1.0) * (1 + 0.1 * np.log(factor))
+    if "rope_factors_long.weight" in T:
+        key = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+        inv_freq = inv_freq / T[key][0]
+        s = g("context_length") / orig
+        mscale = attn if attn else (np.sqrt(1 + np.log(s) / np.log(orig)) if s > 1 else 1.0)
+    return inv_freq, mscale
+
+
+def forward(meta, T, tokens, kv_type, n_ctx):
     arch = meta["general.architecture"]
     g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
     d, L, H = g("embedding_length"), g("block_count"), g("attention.head_count")
@@ -236,11 +272,7 @@ def forward(meta, T, tokens, kv_type):
     theta = g("rope.freq_base", 10000.0)
     eps = g("attention.layer_norm_rms_epsilon", 1e-5)
     neox = arch in ("qwen2", "phi3")
-    inv_freq = theta ** (-2.0 * np.arange(n_rot // 2) / n_rot)
-    if "rope_freqs.weight" in T:
-        inv_freq = inv_freq / T["rope_freqs.weight"][0]
-    if g("rope.scaling.type", "none") == "linear":
-        inv_freq = inv_freq / g("rope.scaling.factor")
+    inv_freq, mscale = rope_frequencies(meta, T, n_rot, theta, n_ctx)
     n = len(tokens)
     emb = T["token_embd.weight"][0]
     x = emb[tokens].copy()
@@ -260,8 +292,8 @@ def forward(meta, T, tokens, kv_type):
         q = q.reshape(n, H, hd)
         k = k.reshape(n, KH, hd)
         v = v.reshape(n, KH, hd)
-        q = np.stack([rope(q[i], i, n_rot, neox, inv_freq) for i in range(n)])
-        k = np.stack([rope(k[i], i, n_rot, neox, inv_freq) for i in range(n)])
+        q = np.stack([rope(q[i], i, n_rot, neox, inv_freq, mscale) for i in range(n)])
+        k = np.stack([rope(k[i], i, n_rot, neox, inv_freq, mscale) for i in range(n)])
         k, v = cache(k), cache(v)
         out = np.zeros((n, H, hd))
         for h in range(H):
@@ -290,7 +322,9 @@ def main():
         return
     meta, T = load_gguf(sys.argv[1])
     tokens = [int(t) for t in sys.argv[2].split(",")]
-    logits = forward(meta, T, tokens, sys.argv[3])
+    # the KV capacity the engine ran with (LongRoPE chooses its factors by it)
+    n_ctx = int(sys.argv[4]) if len(sys.argv) > 4 else len(tokens)
+    logits = forward(meta, T, tokens, sys.argv[3], n_ctx)
     for row in logits:
         print(" ".join(f"{v:.7g}" for v in row))
 
