@@ -9,7 +9,8 @@
  * brought its keys into the cache, whatever extra cells the cache has for
  * streaming, and however queries are grouped into blocks (the row kernels do
  * each row's arithmetic on its own, so splitting a tile into runs changes
- * nothing).
+ * nothing). A model's sliding window (Mistral v0.1, Phi-3 mini 4k) hides a
+ * prefix of each run by position, so it keeps all of this.
  */
 #include "attention.h"
 
@@ -50,8 +51,21 @@ static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *
     return nr;
 }
 
+/* Drops the cells a sliding window of `window` positions hides from a query at
+ * qpos: a run's positions grow along it, so they are a prefix of each run. */
+static int window_runs(const wim_kvcache *kv, cell_run *runs, int nr, int qpos, int window) {
+    int out = 0;
+    for (int r = 0; r < nr; r++) {
+        int hidden = qpos - window + 1 - kv->pos[runs[r].slot];
+        if (hidden < 0) hidden = 0;
+        if (hidden >= runs[r].count) continue;
+        runs[out++] = (cell_run){runs[r].slot + hidden, runs[r].count - hidden};
+    }
+    return out;
+}
+
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-                const attn_query *qs, int nq, float scale, float *scratch) {
+                const attn_query *qs, int nq, float scale, int window, float *scratch) {
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
     const int f16 = kv->type == WIM_KV_F16;
     /* logical slots in use: a ring of exactly C cells after next_pos tokens */
@@ -66,7 +80,8 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
         const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
         for (int j = 0; j < nq; j++) {
             cell_run runs[5];
-            const int nr = visible_runs(kv, t0, t1, qs[j].qpos, runs);
+            int nr = visible_runs(kv, t0, t1, qs[j].qpos, runs);
+            if (window > 0) nr = window_runs(kv, runs, nr, qs[j].qpos, window);
             if (!nr) continue; /* nothing of the tile is visible to this query */
             int cnt = 0;
             for (int r = 0; r < nr; r++) {
@@ -113,14 +128,14 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
 }
 
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
-                            int head_dim, const float *q, int qpos, float scale, float *out,
-                            float *row) {
+                            int head_dim, const float *q, int qpos, float scale, int window,
+                            float *out, float *row) {
     const size_t off = (size_t)kvh * head_dim;
     const int f16 = kv->type == WIM_KV_F16;
     float mx = -INFINITY, sum = 0.0f;
     for (int s = 0; s < kv->n; s++) {
         const void *kr = kv_k(kv, layer, s);
-        row[s] = !kv_visible(kv, s, qpos)
+        row[s] = !kv_visible(kv, s, qpos) || (window > 0 && kv->pos[s] <= qpos - window)
                      ? -INFINITY
                      : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
                                     : k->dot_f32((const float *)kr + off, q, head_dim));

@@ -32,13 +32,15 @@ static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {
     return ATTN_TILE + 2 * (size_t)max_queries;
 }
 
+/* window > 0: the model's sliding window, a query at p sees only positions
+ * (p - window, p] (on top of the cache's own visibility rule); 0: no limit. */
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-                const attn_query *qs, int nq, float scale, float *scratch);
+                const attn_query *qs, int nq, float scale, int window, float *scratch);
 
 /* The same result computed the textbook way: all n scores of the query are
  * written to row[kv->n], then softmax, then the weighted sum of values. */
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
-                            int head_dim, const float *q, int qpos, float scale, float *out,
-                            float *row);
+                            int head_dim, const float *q, int qpos, float scale, int window,
+                            float *out, float *row);
 
 #endif

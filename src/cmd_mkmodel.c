@@ -20,7 +20,7 @@ typedef struct {
     const wim_qscheme *scheme;
     long dim, layers, heads, kv_heads, ff, ctx, seed;
     double theta, rope_scale, rope_yarn, rope_attn_factor;
-    long rope_orig_ctx;
+    long rope_orig_ctx, head_dim, sliding_window;
     int tied, rope_freqs, qkv_bias, fused, longrope;
 } mk_opts;
 
@@ -82,6 +82,7 @@ static const char *const usage =
     "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
     "                   [--tied] [--rope-freqs] [--rope-scale F] [--qkv-bias] [--fused]\n"
     "                   [--rope-yarn F | --longrope] [--rope-orig-ctx N] [--rope-attn-factor A]\n"
+    "                   [--head-dim HD] [--sliding-window W]\n"
     "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
     "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
     "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
@@ -144,6 +145,10 @@ static int parse(int argc, char **argv, mk_opts *o) {
                 iv = &o->ctx;
             else if (!strcmp(a, "--rope-orig-ctx"))
                 iv = &o->rope_orig_ctx;
+            else if (!strcmp(a, "--head-dim"))
+                iv = &o->head_dim;
+            else if (!strcmp(a, "--sliding-window"))
+                iv = &o->sliding_window;
             else if (!strcmp(a, "--seed"))
                 iv = &o->seed, lo = 0, hi = 0x7fffffff;
             else
@@ -157,8 +162,10 @@ static int parse(int argc, char **argv, mk_opts *o) {
         return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
     if ((o->rope_scale > 0) + (o->rope_yarn > 0) + o->longrope > 1)
         return cli_error("mkmodel: --rope-scale, --rope-yarn and --longrope exclude each other");
-    if (o->dim % o->heads || o->heads % o->kv_heads || (o->dim / o->heads) % 2)
-        return cli_error("mkmodel: dim must split into an even head size, heads into KV groups");
+    if ((o->head_dim ? o->head_dim % 2 : o->dim % o->heads || (o->dim / o->heads) % 2) ||
+        o->heads % o->kv_heads)
+        return cli_error("mkmodel: dim must split into an even head size (or give an even "
+                         "--head-dim), heads into KV groups");
     if (o->scheme->base != GGUF_T_F32 && o->scheme->base != GGUF_T_F16 &&
         o->scheme->base != GGUF_T_BF16 && (o->dim % 32 || o->ff % 32))
         return cli_error("mkmodel: quantized types need dim and ff to be multiples of 32 "
@@ -198,7 +205,8 @@ int cmd_mkmodel(int argc, char **argv) {
     const char *A = o.arch;
     int is_phi3 = !strcmp(A, "phi3"), is_qwen2 = !strcmp(A, "qwen2");
     int fused = o.fused || is_phi3, bias = o.qkv_bias || is_qwen2;
-    int d = (int)o.dim, hd = (int)(o.dim / o.heads), kvd = hd * (int)o.kv_heads, ff = (int)o.ff;
+    int d = (int)o.dim, hd = (int)(o.head_dim ? o.head_dim : o.dim / o.heads);
+    int qd = hd * (int)o.heads, kvd = hd * (int)o.kv_heads, ff = (int)o.ff;
     char key[128], name[128];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", A, s), key)
     gguf_writer_set_str(w, "general.architecture", A);
@@ -212,6 +220,12 @@ int cmd_mkmodel(int argc, char **argv) {
     gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)o.heads);
     gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)o.kv_heads);
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
+    if (o.head_dim) { /* Mistral-Nemo style: heads x head size != embedding */
+        gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)hd);
+        gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)hd);
+    }
+    if (o.sliding_window)
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)o.sliding_window);
     gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)o.theta);
     gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
     if (o.rope_scale > 0 || o.rope_yarn > 0) {
@@ -245,17 +259,17 @@ int cmd_mkmodel(int argc, char **argv) {
         add_vector(w, T("attn_norm.weight"), d, 1.0f, 0.1f, &rng);
         add_vector(w, T("ffn_norm.weight"), d, 1.0f, 0.1f, &rng);
         if (fused)
-            rc = add_matrix(w, &o, T("attn_qkv.weight"), d, d + 2 * kvd, s_in, &rng);
+            rc = add_matrix(w, &o, T("attn_qkv.weight"), d, qd + 2 * kvd, s_in, &rng);
         else
-            rc = add_matrix(w, &o, T("attn_q.weight"), d, d, s_in, &rng) ||
+            rc = add_matrix(w, &o, T("attn_q.weight"), d, qd, s_in, &rng) ||
                  add_matrix(w, &o, T("attn_k.weight"), d, kvd, s_in, &rng) ||
                  add_matrix(w, &o, T("attn_v.weight"), d, kvd, s_in, &rng);
         if (bias) {
-            add_vector(w, T("attn_q.bias"), d, 0.0f, 0.2f, &rng);
+            add_vector(w, T("attn_q.bias"), qd, 0.0f, 0.2f, &rng);
             add_vector(w, T("attn_k.bias"), kvd, 0.0f, 0.2f, &rng);
             add_vector(w, T("attn_v.bias"), kvd, 0.0f, 0.2f, &rng);
         }
-        rc = rc || add_matrix(w, &o, T("attn_output.weight"), d, d, s_in, &rng);
+        rc = rc || add_matrix(w, &o, T("attn_output.weight"), qd, d, s_in, &rng);
         if (fused)
             rc = rc || add_matrix(w, &o, T("ffn_up.weight"), d, 2 * ff, s_in, &rng);
         else

@@ -275,7 +275,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
                                         c->att + (size_t)i * qd + (size_t)h * hd, pos0 + i};
-        attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, scale, scratch);
+        attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, scale, cf->sliding_window, scratch);
     }
 }
 
@@ -293,7 +293,8 @@ static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
         for (int h = 0; h < cf->n_head; h++)
             attn_head_materialized(
                 c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
-                pos0 + i, 1.0f / sqrtf((float)hd), c->att + (size_t)i * qd + (size_t)h * hd,
+                pos0 + i, 1.0f / sqrtf((float)hd), cf->sliding_window,
+                c->att + (size_t)i * qd + (size_t)h * hd,
                 S + ((size_t)h * M + i) * n);
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;

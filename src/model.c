@@ -160,6 +160,12 @@ static int read_config(loader *l, wim_config *c) {
         return lfail(l, "head count %d not divisible by KV head count %d", c->n_head, c->n_head_kv);
     c->head_dim = c->n_embd / c->n_head;
     if (get_int(l, a, "attention.key_length", 0, &c->head_dim)) return -1;
+    int value_dim = c->head_dim;
+    if (get_int(l, a, "attention.value_length", 0, &value_dim)) return -1;
+    if (value_dim != c->head_dim)
+        return lfail(l, "value head size %d differs from key head size %d (not supported)",
+                     value_dim, c->head_dim);
+    if (get_int(l, a, "attention.sliding_window", 0, &c->sliding_window)) return -1;
     c->n_rot = c->head_dim;
     if (get_int(l, a, "rope.dimension_count", 0, &c->n_rot)) return -1;
     if (c->n_rot > c->head_dim || c->n_rot % 2)
@@ -371,6 +377,7 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     fprintf(fp, "heads          %d (KV heads %d, head size %d%s)\n", c->n_head, c->n_head_kv,
             c->head_dim, c->n_head != c->n_head_kv ? ", GQA" : "");
     fprintf(fp, "feed-forward   %d\n", c->n_ff);
+    if (c->sliding_window) fprintf(fp, "attention      sliding window of %d tokens\n", c->sliding_window);
     fprintf(fp, "context        %d\n", c->n_ctx_train);
     fprintf(fp, "rope           %s, %d dims, theta %g%s", c->rope_neox ? "neox" : "norm", c->n_rot,
             c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");

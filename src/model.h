@@ -43,6 +43,7 @@ typedef struct {
     int rope_orig_ctx;      /* rope.scaling.original_context_length (YaRN, LongRoPE) */
     float rope_attn_factor; /* cos/sin multiplier (LongRoPE; YaRN multiplies its own in) */
     int tied_output;  /* no output.weight: the embedding matrix is reused */
+    int sliding_window; /* attention.sliding_window: a query sees the last W positions (0: all) */
 } wim_config;
 
 /* A weight matrix: n_out rows of n_in values of `type`, row-major. */

@@ -17,7 +17,11 @@ import os
 import struct
 import sys
 
-import numpy as np
+# One BLAS thread: a threaded float64 product may sum in another order from run
+# to run, and an activation on an 8-bit rounding midpoint then flips between runs.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 VT_SIZES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
@@ -267,8 +271,9 @@ def forward(meta, T, tokens, kv_type, n_ctx):
     g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
     d, L, H = g("embedding_length"), g("block_count"), g("attention.head_count")
     KH = g("attention.head_count_kv", H)
-    hd = d // H
+    hd = g("attention.key_length", d // H)
     n_rot = g("rope.dimension_count", hd)
+    window = g("attention.sliding_window", 0)
     theta = g("rope.freq_base", 10000.0)
     eps = g("attention.layer_norm_rms_epsilon", 1e-5)
     neox = arch in ("qwen2", "phi3")
@@ -277,13 +282,15 @@ def forward(meta, T, tokens, kv_type, n_ctx):
     emb = T["token_embd.weight"][0]
     x = emb[tokens].copy()
     mask = np.triu(np.full((n, n), -np.inf), 1)
+    if window:  # a query at i sees positions (i - window, i]
+        mask += np.tril(np.full((n, n), -np.inf), -window)
     cache = f16_round if kv_type == "f16" else (lambda a: a)
     for layer in range(L):
         p = f"blk.{layer}."
         xb = rmsnorm(x, T[p + "attn_norm.weight"][0], eps)
         if p + "attn_qkv.weight" in T:
             qkv = matmul(xb, T[p + "attn_qkv.weight"])
-            q, k, v = qkv[:, :d], qkv[:, d:d + KH * hd], qkv[:, d + KH * hd:]
+            q, k, v = qkv[:, :H * hd], qkv[:, H * hd:H * hd + KH * hd], qkv[:, H * hd + KH * hd:]
         else:
             q, k, v = (matmul(xb, T[p + f"attn_{w}.weight"]) for w in "qkv")
         for name, arr in (("q", q), ("k", k), ("v", v)):
@@ -301,7 +308,7 @@ def forward(meta, T, tokens, kv_type, n_ctx):
             s = q[:, h, :] @ k[:, kh, :].T / np.sqrt(hd) + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
             out[:, h, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kh, :]
-        x = x + matmul(out.reshape(n, d), T[p + "attn_output.weight"])
+        x = x + matmul(out.reshape(n, H * hd), T[p + "attn_output.weight"])
         xb = rmsnorm(x, T[p + "ffn_norm.weight"][0], eps)
         if p + "ffn_gate.weight" in T:
             gate, up = matmul(xb, T[p + "ffn_gate.weight"]), matmul(xb, T[p + "ffn_up.weight"])
