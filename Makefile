@@ -4,6 +4,7 @@
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       the main job on the bundled default
 #   make bench      benchmarks (bench/)
+#   make bench-vs-llama  wim and llama.cpp side by side on the same GGUF files (bench/vs-llama.sh)
 #   make model      retrain the bundled model data/wim-tiny/ (PyTorch: minutes on a GPU, 7–11 h on a CPU core; not in test or CI)
 #   make deps       install the Debian packages the build needs (apt-get)
 
@@ -47,7 +48,7 @@ REPRO_LIB := $(BUILD)/librepro.a -lcjson
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan demo bench model deps clean format
+.PHONY: all test asan demo bench bench-vs-llama model deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
 # test and demo first make sure the Debian packages are there (installing them as root,
@@ -98,6 +99,10 @@ demo: deps
 
 bench: $(BUILD)/wim $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
+
+# wim beside llama.cpp (built once into build/peers) on the same files and threads
+bench-vs-llama: $(BUILD)/wim
+	@BUILD=$(BUILD) bash bench/vs-llama.sh
 
 model: $(BUILD)/wim
 	@bash data/wim-tiny/make-model.sh $(BUILD)/wim

@@ -207,29 +207,6 @@ typedef struct {
     int32_t *sa, *sb;
 } qx_scales;
 
-/* As q8_pack8 for the other quantized types: rows w (row_bytes apart), columns
- * 0..n-1, slices b0..b0+nbk-1, unpacked (quants.h) and packed; the scales of
- * (block b, column c) go to index b*8 + c of each qx_scales array. */
-static void qx_pack8(int type, const uint8_t *w, size_t row_bytes, int n, int b0, int nbk,
-                     __m256i *wp, qx_scales sc) {
-    for (int b = 0; b < nbk; b++) {
-        wim_qblock q[8];
-        __m256i r[8];
-        for (int c = 0; c < 8; c++) {
-            if (c < n)
-                wim_q_unpack(type, w + (size_t)c * row_bytes, b0 + b, &q[c]);
-            else
-                memset(&q[c], 0, sizeof q[c]);
-            r[c] = _mm256_loadu_si256((const __m256i *)q[c].v);
-            sc.d[b * 8 + c] = q[c].d;
-            sc.mn[b * 8 + c] = q[c].mn;
-            sc.sa[b * 8 + c] = q[c].sa;
-            sc.sb[b * 8 + c] = q[c].sb;
-        }
-        pack8_rows(r, wp + (size_t)b * 8);
-    }
-}
-
 INLINE __m256i bcast4(const int8_t *p) {
     int v;
     memcpy(&v, p, 4);
@@ -458,9 +435,10 @@ INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const 
 
 /* Decode (M <= 4) of the other types: like q8_tile, each weight slice is unpacked
  * in registers (qx_unpack) and its products reduced by hadd trees, so the
- * weights are streamed once with no packing.  Integer sub-scales multiply the
- * int32 lanes before the reduction (lanes 0-3 hold bytes 0-15, lanes 4-7 bytes
- * 16-31), which gives sa*lo + sb*hi exactly. */
+ * weights are streamed once with no packing.  Q4_K/Q5_K's one integer scale per
+ * slice multiplies the reduced sums; Q6_K's two multiply the int32 lanes before
+ * the reduction (lanes 0-3 hold bytes 0-15, lanes 4-7 bytes 16-31), which gives
+ * sa*lo + sb*hi exactly. */
 
 /* A slice's 32 values v (quants.h), as signed bytes in order. */
 INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
@@ -518,37 +496,60 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
     }
 }
 
-/* A slice's d, mn and sub-scales [sa x4, sb x4] (quants.h), with F16C conversions. */
-INLINE void qx_scales_of(const int type, const uint8_t *row, int b, float *d, float *mn,
-                         __m256i *sab) {
+/* A slice's d, mn and integer sub-scales (quants.h), with F16C conversions. */
+INLINE void qx_scales_of(const int type, const uint8_t *row, int b, float *d, float *mn, int *sa,
+                         int *sb) {
     uint16_t h[2];
+    *sa = *sb = 1;
+    *mn = 0.0f;
     if (type == WIM_Q4_K || type == WIM_Q5_K) {
         const uint8_t *p = row + (size_t)(b / 8) * wim_q_block_bytes(type);
-        int sc, m;
+        int m;
         memcpy(h, p, 4);
-        wim_q_scale_min_k4(p + 4, b % 8, &sc, &m);
+        wim_q_scale_min_k4(p + 4, b % 8, sa, &m);
+        *sb = *sa;
         *d = _cvtsh_ss(h[0]);
         *mn = -(_cvtsh_ss(h[1]) * (float)m);
-        *sab = _mm256_set1_epi32(sc);
     } else if (type == WIM_Q6_K) {
         const block_q6_K *q = (const block_q6_K *)(row + (size_t)(b / 8) * sizeof(block_q6_K));
-        const int j = b % 8;
         *d = _cvtsh_ss(q->d);
-        *mn = 0.0f;
-        *sab = _mm256_setr_epi32(q->scales[2 * j], q->scales[2 * j], q->scales[2 * j],
-                                 q->scales[2 * j], q->scales[2 * j + 1], q->scales[2 * j + 1],
-                                 q->scales[2 * j + 1], q->scales[2 * j + 1]);
+        *sa = q->scales[2 * (b % 8)];
+        *sb = q->scales[2 * (b % 8) + 1];
     } else {
         memcpy(h, row + (size_t)b * wim_q_block_bytes(type), 4);
         *d = _cvtsh_ss(h[0]);
-        *mn = wim_q_has_min(type) ? _cvtsh_ss(h[1]) : 0.0f;
+        if (wim_q_has_min(type)) *mn = _cvtsh_ss(h[1]);
+    }
+}
+
+/* As q8_pack8 for the other quantized types: rows w (row_bytes apart), columns
+ * 0..n-1 (the rest zero), slices b0..b0+nbk-1, unpacked and packed; the scales of
+ * (block b, column c) go to index b*8 + c of each qx_scales array. */
+INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, int b0, int nbk,
+                     __m256i *wp, qx_scales sc) {
+    for (int b = 0; b < nbk; b++) {
+        __m256i r[8];
+        for (int c = 0; c < 8; c++) {
+            int sa = 0, sb = 0;
+            float d = 0.0f, mn = 0.0f;
+            r[c] = _mm256_setzero_si256();
+            if (c < n) {
+                const uint8_t *row = w + (size_t)c * row_bytes;
+                r[c] = qx_unpack(type, row, b0 + b);
+                qx_scales_of(type, row, b0 + b, &d, &mn, &sa, &sb);
+            }
+            sc.d[b * 8 + c] = d;
+            sc.mn[b * 8 + c] = mn;
+            sc.sa[b * 8 + c] = sa;
+            sc.sb[b * 8 + c] = sb;
+        }
+        pack8_rows(r, wp + (size_t)b * 8);
     }
 }
 
 INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
                     const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
     const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
-    const int sub = wim_q_int_scales(type);
     __m256i im[2], ij[2];
     __m256 acc[2];
     float tmp[16];
@@ -564,12 +565,42 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
         ij[g] = _mm256_loadu_si256((const __m256i *)c);
         acc[g] = _mm256_setzero_ps();
     }
+    /* Q4_K / Q5_K: one integer scale per slice, applied after the reduction */
+    const int kq = type == WIM_Q4_K || type == WIM_Q5_K;
+    /* values >= 0: dot_i8 takes them as they are, no sign transfer to x */
+    const int unsigned_v = kq || type == WIM_Q4_1 || type == WIM_Q5_1;
+    /* The scales of the next 8 slices of every column, decoded together: vectors
+     * loaded right after scalar stores to them would stall on store forwarding. */
+    _Alignas(32) float wd[8][8] = {{0}}, wm[8][8] = {{0}};
+    _Alignas(32) int32_t wsa[8][8] = {{0}}, wsb[8][8] = {{0}};
     for (int b = 0; b < nb; b++) {
         __m256i xq[4], prod[16];
-        _Alignas(32) float wd[8] = {0}, wm[8] = {0};
+        const int s8 = b % 8;
 #pragma GCC unroll 16
         for (int m = 0; m < RM; m++)
             xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
+        if (s8 == 0 && kq) /* a whole super-block: d and dmin converted once */
+            for (int j = 0; j < RN; j++) {
+                const uint8_t *p = w + (size_t)j * rb + (size_t)(b / 8) * wim_q_block_bytes(type);
+                uint16_t h[2];
+                memcpy(h, p, 4);
+                const float d = _cvtsh_ss(h[0]), dmin = _cvtsh_ss(h[1]);
+#pragma GCC unroll 8
+                for (int t = 0; t < 8; t++) {
+                    int mn;
+                    wim_q_scale_min_k4(p + 4, t, &wsa[t][j], &mn);
+                    wd[t][j] = d;
+                    wm[t][j] = -(dmin * (float)mn);
+                }
+            }
+        else if (s8 == 0)
+            for (int j = 0; j < RN; j++)
+                for (int t = 0; t < 8 && b + t < nb; t++) {
+                    int sa, sb;
+                    qx_scales_of(type, w + (size_t)j * rb, b + t, &wd[t][j], &wm[t][j], &sa, &sb);
+                    wsa[t][j] = sa;
+                    wsb[t][j] = sb;
+                }
         /* the next tile's rows at the same depth: RN short rows read side by side
          * are too many streams for the hardware prefetcher to follow */
         const size_t ahead = (size_t)2 * RN * rb + (size_t)b * rb / nb;
@@ -577,32 +608,41 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
         for (int j = 0; j < RN; j++) {
             const uint8_t *row = w + (size_t)j * rb;
             _mm_prefetch((const char *)(row + ahead), _MM_HINT_T0);
-            const __m256i v = qx_unpack(type, row, b), av = _mm256_abs_epi8(v);
-            __m256i sab = _mm256_setzero_si256();
-            qx_scales_of(type, row, b, &wd[j], &wm[j], &sab);
+            const __m256i v = qx_unpack(type, row, b);
+            const __m256i av = unsigned_v ? v : _mm256_abs_epi8(v);
 #pragma GCC unroll 16
             for (int m = 0; m < RM; m++) {
-                __m256i d = dot_i8(av, _mm256_sign_epi8(xq[m], v));
-                prod[j * RM + m] = sub ? _mm256_mullo_epi32(d, sab) : d;
+                __m256i d = dot_i8(av, unsigned_v ? xq[m] : _mm256_sign_epi8(xq[m], v));
+                if (type == WIM_Q6_K) { /* two half scales weight the lanes before the reduction */
+                    const int sa = wsa[s8][j], sb = wsb[s8][j];
+                    d = _mm256_mullo_epi32(d, _mm256_setr_epi32(sa, sa, sa, sa, sb, sb, sb, sb));
+                }
+                prod[j * RM + m] = d;
             }
         }
 #pragma GCC unroll 16
         for (int p = P; p < 8 * G; p++)
             prod[p] = _mm256_setzero_si256();
         const __m256 xs8 = _mm256_cvtph_ps(load_d8(x, nb, b, RM));
-        const __m256 ws8 = _mm256_load_ps(wd), mn8 = _mm256_load_ps(wm);
+        const __m256 ws8 = _mm256_load_ps(wd[s8]), mn8 = _mm256_load_ps(wm[s8]);
         const __m256 xm8 = hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b))
                                   : _mm256_setzero_ps();
+        /* the GEMV (one row, 8 columns) needs no lane shuffles: lane = column */
+        const int gemv = RM == 1 && RN == 8;
+        const __m256i sc8 = _mm256_load_si256((const __m256i *)wsa[s8]);
 #pragma GCC unroll 16
         for (int g = 0; g < G; g++) {
-            const __m256i isum = hsum8_epi32(prod + 8 * g);
-            const __m256 dx = _mm256_permutevar8x32_ps(xs8, im[g]);
-            const __m256 s = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(ws8, ij[g]));
+            __m256i isum = hsum8_epi32(prod + 8 * g);
+            if (kq) /* one integer scale per slice: after the reduction, per column */
+                isum = _mm256_mullo_epi32(isum, gemv ? sc8 : _mm256_permutevar8x32_epi32(sc8, ij[g]));
+            const __m256 dx = gemv ? _mm256_set1_ps(_cvtsh_ss(x[b].d))
+                                   : _mm256_permutevar8x32_ps(xs8, im[g]);
+            const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
             acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
             if (hasmin) {
-                const __m256 sm = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(mn8, ij[g]));
-                acc[g] = _mm256_add_ps(acc[g],
-                                       _mm256_mul_ps(_mm256_permutevar8x32_ps(xm8, im[g]), sm));
+                const __m256 sm = _mm256_mul_ps(dx, gemv ? mn8 : _mm256_permutevar8x32_ps(mn8, ij[g]));
+                const __m256 xm = gemv ? _mm256_set1_ps(xsum[4 * b]) : _mm256_permutevar8x32_ps(xm8, im[g]);
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(xm, sm));
             }
         }
     }
@@ -643,8 +683,8 @@ INLINE void qx_decode(const int type, int M, int N, int nb, const block_q8_0 *x,
 
 #define QX_DECODE_MAX_BLOCKS 2048 /* K <= 65536 decodes in registers; beyond, panels */
 
-static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
-                   size_t row_bytes, float *y, int ldy) {
+INLINE void qx_gemm(const int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                    size_t row_bytes, float *y, int ldy) {
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
     if (nb == 0) {
@@ -665,30 +705,8 @@ static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const voi
                     t += x[(size_t)m * nb + b].qs[i];
                 xsum[b * 4 + m] = (float)t;
             }
-        const uint8_t *wb = w;
-        switch (type) {
-        case WIM_Q4_0:
-            qx_decode(WIM_Q4_0, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q4_1:
-            qx_decode(WIM_Q4_1, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q5_0:
-            qx_decode(WIM_Q5_0, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q5_1:
-            qx_decode(WIM_Q5_1, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q4_K:
-            qx_decode(WIM_Q4_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q5_K:
-            qx_decode(WIM_Q5_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        case WIM_Q6_K:
-            qx_decode(WIM_Q6_K, M, N, nb, x, xsum, wb, row_bytes, y, ldy);
-            return;
-        }
+        qx_decode(type, M, N, nb, x, xsum, w, row_bytes, y, ldy);
+        return;
     }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
     _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH];
@@ -734,6 +752,33 @@ static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const voi
                 i0 += rm;
             }
         }
+    }
+}
+
+static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+                   size_t row_bytes, float *y, int ldy) {
+    switch (type) { /* one specialised body per type */
+    case WIM_Q4_0:
+        qx_gemm(WIM_Q4_0, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q4_1:
+        qx_gemm(WIM_Q4_1, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q5_0:
+        qx_gemm(WIM_Q5_0, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q5_1:
+        qx_gemm(WIM_Q5_1, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q4_K:
+        qx_gemm(WIM_Q4_K, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q5_K:
+        qx_gemm(WIM_Q5_K, M, N, K, x, w, row_bytes, y, ldy);
+        return;
+    case WIM_Q6_K:
+        qx_gemm(WIM_Q6_K, M, N, K, x, w, row_bytes, y, ldy);
+        return;
     }
 }
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# bench/vs-llama.sh [MODEL.gguf ...] — wim beside llama.cpp on the same files,
+# the same machine and the same thread count, in one run; prints one table:
+# test, wim t/s, llama.cpp t/s, ratio, wim's kernels, CPU.
+#
+# Builds the peer (../shared/peers, llama.cpp c392e50) into build/peers once
+# (about 8 minutes on 2 cores). llama-bench runs with -fa 0 and -fa 1 and the
+# faster of the two counts. Without arguments it makes and runs the bench shapes
+# (random weights, gpt-2 vocabulary): Qwen2.5-0.5B in Q8_0 and in Q4_K_M (whose
+# 896-wide rows fall back to Q5_0, as llama-quantize does), and Llama-3.2-1B in
+# Q4_K_M (all of it Q4_K / Q6_K).
+#
+#   THREADS=2 PROMPTS=512 GEN=64 REPS=3 bash bench/vs-llama.sh
+#   WIM_ISA=avx2 ...        wim's AVX2 kernels (build the peer with AVX2 only
+#                           to compare like with like: PEER_FLAGS below)
+#   PEER_DIR=build/peers-avx2 PEER_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+set -eu
+cd "$(dirname "$0")/.."
+build=${BUILD:-build}
+wim=$build/wim
+shared=${WIM_SHARED:-../shared}
+threads=${THREADS:-2} prompts=${PROMPTS:-512} gen=${GEN:-64} reps=${REPS:-3}
+peer_dir=${PEER_DIR:-$build/peers}
+[ -x "$wim" ] || make --no-print-directory "$wim" >/dev/null
+
+# the peer, built once (a custom PEER_FLAGS build is configured by hand here)
+peer_src=$peer_dir/llama.cpp-c392e50
+if [ ! -x "$peer_src/build/bin/llama-bench" ]; then
+    echo "building llama.cpp into $peer_dir (once; about 8 minutes on 2 cores)" >&2
+    if [ -n "${PEER_FLAGS:-}" ]; then
+        mkdir -p "$peer_dir"
+        [ -f "$peer_src/CMakeLists.txt" ] || tar -xJf "$shared/peers/llama.cpp-c392e50-src.tar.xz" -C "$peer_dir"
+        # shellcheck disable=SC2086
+        cmake -S "$peer_src" -B "$peer_src/build" -DCMAKE_BUILD_TYPE=Release $PEER_FLAGS \
+            -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+        cmake --build "$peer_src/build" -j"$(nproc)" --target llama-bench llama-quantize >/dev/null
+    else
+        sh "$shared/peers/build-llama.sh" "$peer_dir" >/dev/null
+    fi
+fi
+peer=$peer_src/build/bin
+
+models=("$@")
+if [ ${#models[@]} -eq 0 ]; then
+    mkdir -p bench/models
+    vocab=$shared/vocab/ggml-vocab-gpt-2.gguf
+    qwen="--arch qwen2 --dim 896 --layers 24 --heads 14 --kv-heads 2 --ff 4864 --ctx 32768 --tied --seed 1"
+    llama="--arch llama --dim 2048 --layers 16 --heads 32 --kv-heads 8 --ff 8192 --ctx 32768 --seed 1"
+    for spec in "qwen2.5-0.5b-shape-q8_0:q8_0:$qwen" "qwen2.5-0.5b-shape-q4_k_m:q4_k_m:$qwen" \
+        "llama3.2-1b-shape-q4_k_m:q4_k_m:$llama"; do
+        name=${spec%%:*} rest=${spec#*:}
+        type=${rest%%:*} args=${rest#*:}
+        m=bench/models/$name.gguf
+        if [ ! -f "$m" ]; then
+            echo "making $m (random weights)" >&2
+            # shellcheck disable=SC2086
+            "$wim" mkmodel --vocab-from "$vocab" -o "$m" --type "$type" $args
+        fi
+        models+=("$m")
+    done
+fi
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+printf '# %s, %s threads, wim %s, llama.cpp c392e50 (best of -fa 0/1)\n' "$cpu" "$threads" \
+    "$("$wim" info --cpu | awk '/^kernels/ {print $2}')"
+printf '%-34s %-8s %10s %10s %7s  %s\n' model test "wim t/s" "llama t/s" ratio types
+for m in "${models[@]}"; do
+    "$wim" bench -m "$m" -p "$prompts" -n "$gen" -r "$reps" -t "$threads" --json >"$out/wim.jsonl"
+    "$peer/llama-bench" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -fa 0,1 -o json \
+        >"$out/llama.json" 2>"$out/llama.err" || { cat "$out/llama.err" >&2; exit 1; }
+    types=$("$wim" info -m "$m" --no-tensors | sed -n 's/^tensors *[0-9]* (\(.*\))/\1/p')
+    /usr/bin/python3 - "$out/wim.jsonl" "$out/llama.json" "$(basename "$m" .gguf)" "$types" <<'EOF'
+import json, sys
+wim = {r["test"]: r for r in map(json.loads, open(sys.argv[1]))}
+best = {}
+for r in json.load(open(sys.argv[2])):
+    test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+    best[test] = max(best.get(test, 0), r["avg_ts"])
+for test, r in wim.items():
+    peer = best.get(test)
+    ratio = f"{r['tok_s'] / peer:6.2f}x" if peer else "     -"
+    print(f"{sys.argv[3]:<34} {test:<8} {r['tok_s']:10.1f} {peer or 0:10.1f} {ratio}  {sys.argv[4]}")
+EOF
+done
