@@ -58,7 +58,8 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
     const size_t rb = type == 8 ? nb * sizeof(block_q8_0)
                                 : K / wim_q_block_weights(type) * wim_q_block_bytes(type);
     float *xf = malloc((size_t)M * K * sizeof *xf);
-    block_q8_0 *x = malloc((size_t)M * nb * sizeof *x);
+    /* room for either activation format (block_q8_K for the K-quants) */
+    void *x = malloc((size_t)M * (K / QK8_K + 1) * sizeof(block_q8_K));
     uint8_t *w = malloc((size_t)N * rb);
     float *y = malloc((size_t)M * N * sizeof *y);
     if (!xf || !x || !w || !y) {
@@ -67,7 +68,10 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
     }
     for (size_t i = 0; i < (size_t)M * K; i++)
         xf[i] = (float)(rnd() % 2001) / 1000.0f - 1.0f;
-    k->quantize_q8_0(xf, x, M * K);
+    if (wim_q_is_k(type))
+        k->quantize_q8_K(xf, x, M * K);
+    else
+        k->quantize_q8_0(xf, x, M * K);
     /* random bytes; every fp16 field that a random pattern could make inf/NaN is a
      * scale somewhere, but the timing does not depend on the values */
     for (size_t i = 0; i < (size_t)N * rb; i++)

@@ -141,9 +141,13 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                                    ldy);
 }
 
-static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
-                   size_t row_bytes, float *y, int ldy) {
+static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
+                   float *y, int ldy) {
     WIM_AMX_FALLBACK.gemm_q(type, M, N, K, x, w, row_bytes, y, ldy);
+}
+
+static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
+    WIM_AMX_FALLBACK.quantize_q8_K(x, y, n);
 }
 
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
@@ -192,6 +196,7 @@ const wim_kernels WIM_AMX_TABLE = {
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q = gemm_q,
+    .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,
     .gemm_bf16 = gemm_bf16,
     .gemm_f32 = gemm_f32,

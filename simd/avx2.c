@@ -205,6 +205,8 @@ static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, f
 typedef struct {
     float *d, *mn;
     int32_t *sa, *sb;
+    int32_t *mi; /* K-quants: integer minimums */
+    float *dm;   /* K-quants: the super-block's dmin */
 } qx_scales;
 
 INLINE __m256i bcast4(const int8_t *p) {
@@ -223,9 +225,13 @@ INLINE __m256i bcast4(const int8_t *p) {
 INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8_0 *x,
                      const __m256i *wp, const float *ws, size_t gs, const float *xs, float *y,
                      int ldy, int n, int first, const int sub, const int hasmin,
-                     const qx_scales *qs, const float *xm) {
+                     const qx_scales *qs, const float *xm, const int kmode) {
     __m256 acc[Q8_RM * 2];
+    __m256i S[Q8_RM * 2], MS[Q8_RM * 2]; /* kmode: the super-block's integer sums */
     float tmp[16];
+#pragma GCC unroll 8
+    for (int p = 0; p < RM * RC; p++)
+        S[p] = MS[p] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int m = 0; m < RM; m++) {
         if (first) {
@@ -288,6 +294,39 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                                                                 _mm256_mullo_epi32(s[m * RC + r], sb));
             }
         }
+        if (kmode) { /* quants.h's K-quant form: integers until the super-block ends */
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                const __m256i xsum =
+                    _mm256_cvttps_epi32(_mm256_broadcast_ss(xm + (size_t)b * Q8_RM + m));
+#pragma GCC unroll 2
+                for (int r = 0; r < RC; r++) {
+                    S[m * RC + r] = _mm256_add_epi32(S[m * RC + r], s[m * RC + r]);
+                    if (hasmin)
+                        MS[m * RC + r] = _mm256_add_epi32(
+                            MS[m * RC + r],
+                            _mm256_mullo_epi32(xsum, _mm256_loadu_si256(
+                                                         (const __m256i *)(qs->mi + r * gs + b * 8))));
+                }
+            }
+            if (b % 8 != 7) continue;
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                __m256 dx = _mm256_broadcast_ss(xs + (size_t)b * Q8_RM + m);
+#pragma GCC unroll 2
+                for (int r = 0; r < RC; r++) {
+                    const int p = m * RC + r;
+                    __m256 sc = _mm256_mul_ps(dx, _mm256_load_ps(ws + r * gs + (size_t)b * 8));
+                    acc[p] = _mm256_add_ps(acc[p], _mm256_mul_ps(_mm256_cvtepi32_ps(S[p]), sc));
+                    if (hasmin) {
+                        __m256 sm = _mm256_mul_ps(dx, _mm256_loadu_ps(qs->dm + r * gs + b * 8));
+                        acc[p] = _mm256_sub_ps(acc[p], _mm256_mul_ps(_mm256_cvtepi32_ps(MS[p]), sm));
+                    }
+                    S[p] = MS[p] = _mm256_setzero_si256();
+                }
+            }
+            continue;
+        }
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
             __m256 dx = _mm256_broadcast_ss(xs + (size_t)b * Q8_RM + m);
@@ -324,18 +363,19 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
  * q8p_tile; qs's arrays are laid out as ws). */
 INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                      const float *ws, const float *xs, float *y, int ldy, int first, const int sub,
-                     const int hasmin, const qx_scales *qs, const float *xm) {
+                     const int hasmin, const qx_scales *qs, const float *xm, const int kmode) {
     const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
     qx_scales q = qs ? *qs : (qx_scales){0};
-    /* two halves of sums double the live accumulators: one column group at a time */
-    for (; Q8_RC == 2 && sub < 2 && j + 16 <= np; j += 16, q.d += 2 * gs, q.mn += 2 * gs,
-                                                  q.sa += 2 * gs, q.sb += 2 * gs)
+    /* (two halves of sums, or the K-quants' super-block sums, double the live
+     * accumulators: one column group at a time) */
+    for (; Q8_RC == 2 && sub < 2 && !kmode && j + 16 <= np;
+         j += 16, q.d += 2 * gs, q.mn += 2 * gs, q.sa += 2 * gs, q.sb += 2 * gs)
         q8p_tile(RM, 2, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy, 16,
-                 first, sub, hasmin, &q, xm);
-    for (; j < np; j += 8, q.d += gs, q.mn += gs, q.sa += gs, q.sb += gs)
+                 first, sub, hasmin, &q, xm, 0);
+    for (; j < np; j += 8, q.d += gs, q.mn += gs, q.sa += gs, q.sb += gs, q.mi += gs, q.dm += gs)
         q8p_tile(RM, 1, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy,
-                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm);
+                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode);
 }
 
 /* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
@@ -393,16 +433,16 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 const int first = b0 == 0;
                 switch (rm) {
                 case 4:
-                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
+                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
                     break;
                 case 3:
-                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
+                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
                     break;
                 case 2:
-                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
+                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
                     break;
                 default:
-                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL);
+                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
                     break;
                 }
                 i0 += rm;
@@ -411,34 +451,28 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     }
 }
 
-/* The other quantized types: every panel of Q8_NP columns x Q8_KCH slices is
- * unpacked and packed once (qx_pack8), then runs the Q8_0 prefill tiles with the
- * type's sub-scales and minimum; decode takes the same path with one row tile. */
+/* The other quantized types (quants.h), prefill: every panel of Q8_NP columns x
+ * Q8_KCH slices is unpacked and packed once (qx_pack8), then runs the Q8_0
+ * prefill tiles with the type's sub-scales and minimum (kmode: the K-quants'
+ * super-block sums). */
 INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                     const float *xs, float *y, int ldy, int first, const int sub,
-                    const int hasmin, const qx_scales *qs, const float *xm) {
+                    const int hasmin, const qx_scales *qs, const float *xm, const int kmode) {
     switch (rm) {
     case 4:
-        q8p_rows(4, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        q8p_rows(4, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
         break;
     case 3:
-        q8p_rows(3, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        q8p_rows(3, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
         break;
     case 2:
-        q8p_rows(2, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        q8p_rows(2, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
         break;
     default:
-        q8p_rows(1, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm);
+        q8p_rows(1, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
         break;
     }
 }
-
-/* Decode (M <= 4) of the other types: like q8_tile, each weight slice is unpacked
- * in registers (qx_unpack) and its products reduced by hadd trees, so the
- * weights are streamed once with no packing.  Q4_K/Q5_K's one integer scale per
- * slice multiplies the reduced sums; Q6_K's two multiply the int32 lanes before
- * the reduction (lanes 0-3 hold bytes 0-15, lanes 4-7 bytes 16-31), which gives
- * sa*lo + sb*hi exactly. */
 
 /* A slice's 32 values v (quants.h), as signed bytes in order. */
 INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
@@ -496,20 +530,22 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
     }
 }
 
-/* A slice's d, mn and integer sub-scales (quants.h), with F16C conversions. */
+/* A slice's scales (quants.h) with F16C conversions: d, mn, the integer
+ * sub-scales, and for the K-quants the integer minimum and the dmin. */
 INLINE void qx_scales_of(const int type, const uint8_t *row, int b, float *d, float *mn, int *sa,
-                         int *sb) {
+                         int *sb, int *mi, float *dmin) {
     uint16_t h[2];
     *sa = *sb = 1;
-    *mn = 0.0f;
+    *mi = 0;
+    *mn = *dmin = 0.0f;
     if (type == WIM_Q4_K || type == WIM_Q5_K) {
         const uint8_t *p = row + (size_t)(b / 8) * wim_q_block_bytes(type);
-        int m;
         memcpy(h, p, 4);
-        wim_q_scale_min_k4(p + 4, b % 8, sa, &m);
+        wim_q_scale_min_k4(p + 4, b % 8, sa, mi);
         *sb = *sa;
         *d = _cvtsh_ss(h[0]);
-        *mn = -(_cvtsh_ss(h[1]) * (float)m);
+        *dmin = _cvtsh_ss(h[1]);
+        *mn = -(*dmin * (float)*mi);
     } else if (type == WIM_Q6_K) {
         const block_q6_K *q = (const block_q6_K *)(row + (size_t)(b / 8) * sizeof(block_q6_K));
         *d = _cvtsh_ss(q->d);
@@ -530,30 +566,34 @@ INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, 
     for (int b = 0; b < nbk; b++) {
         __m256i r[8];
         for (int c = 0; c < 8; c++) {
-            int sa = 0, sb = 0;
-            float d = 0.0f, mn = 0.0f;
+            int sa = 0, sb = 0, mi = 0;
+            float d = 0.0f, mn = 0.0f, dmin = 0.0f;
             r[c] = _mm256_setzero_si256();
             if (c < n) {
                 const uint8_t *row = w + (size_t)c * row_bytes;
                 r[c] = qx_unpack(type, row, b0 + b);
-                qx_scales_of(type, row, b0 + b, &d, &mn, &sa, &sb);
+                qx_scales_of(type, row, b0 + b, &d, &mn, &sa, &sb, &mi, &dmin);
             }
             sc.d[b * 8 + c] = d;
             sc.mn[b * 8 + c] = mn;
             sc.sa[b * 8 + c] = sa;
             sc.sb[b * 8 + c] = sb;
+            sc.mi[b * 8 + c] = mi;
+            sc.dm[b * 8 + c] = dmin;
         }
         pack8_rows(r, wp + (size_t)b * 8);
     }
 }
 
-INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
-                    const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
-    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
-    __m256i im[2], ij[2];
-    __m256 acc[2];
-    float tmp[16];
-#pragma GCC unroll 16
+/* Decode (M <= 4): like q8_tile, each weight slice is unpacked in registers
+ * (qx_unpack) and the weights are streamed once with no packing.  Products are
+ * numbered p = j*RM + m and live 8 to a vector; the first and last rows of the
+ * tile's next tiles are prefetched (RN short rows read side by side are too many
+ * streams for the hardware prefetcher). */
+
+/* The tile's lane maps: lane l of group g holds product 8g + l. */
+INLINE void qx_lanes(const int RM, const int RN, __m256i *im, __m256i *ij) {
+    const int P = RM * RN, G = (P + 7) / 8;
     for (int g = 0; g < G; g++) {
         int a[8], c[8];
         for (int l = 0; l < 8; l++) {
@@ -563,46 +603,45 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
         }
         im[g] = _mm256_loadu_si256((const __m256i *)a);
         ij[g] = _mm256_loadu_si256((const __m256i *)c);
-        acc[g] = _mm256_setzero_ps();
     }
-    /* Q4_K / Q5_K: one integer scale per slice, applied after the reduction */
-    const int kq = type == WIM_Q4_K || type == WIM_Q5_K;
+}
+
+INLINE void qx_store(const int RM, const int RN, const __m256 *acc, float *y, int ldy) {
+    float tmp[16];
+    for (int g = 0; g < (RM * RN + 7) / 8; g++)
+        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
+    for (int p = 0; p < RM * RN; p++)
+        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+}
+
+/* Q4_0 .. Q5_1: each (row, column, slice) product reduced by a hadd tree, then
+ * the per-slice float steps. */
+INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
+                    const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
+    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
     /* values >= 0: dot_i8 takes them as they are, no sign transfer to x */
-    const int unsigned_v = kq || type == WIM_Q4_1 || type == WIM_Q5_1;
-    /* The scales of the next 8 slices of every column, decoded together: vectors
-     * loaded right after scalar stores to them would stall on store forwarding. */
+    const int unsigned_v = type == WIM_Q4_1 || type == WIM_Q5_1;
+    const int gemv = RM == 1 && RN == 8; /* lane = column: no lane shuffles */
+    __m256i im[2], ij[2];
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    qx_lanes(RM, RN, im, ij);
+    /* the scales of the next 8 slices of every column, decoded together: vectors
+     * loaded right after scalar stores to them would stall on store forwarding */
     _Alignas(32) float wd[8][8] = {{0}}, wm[8][8] = {{0}};
-    _Alignas(32) int32_t wsa[8][8] = {{0}}, wsb[8][8] = {{0}};
     for (int b = 0; b < nb; b++) {
         __m256i xq[4], prod[16];
         const int s8 = b % 8;
 #pragma GCC unroll 16
         for (int m = 0; m < RM; m++)
             xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
-        if (s8 == 0 && kq) /* a whole super-block: d and dmin converted once */
-            for (int j = 0; j < RN; j++) {
-                const uint8_t *p = w + (size_t)j * rb + (size_t)(b / 8) * wim_q_block_bytes(type);
-                uint16_t h[2];
-                memcpy(h, p, 4);
-                const float d = _cvtsh_ss(h[0]), dmin = _cvtsh_ss(h[1]);
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) {
-                    int mn;
-                    wim_q_scale_min_k4(p + 4, t, &wsa[t][j], &mn);
-                    wd[t][j] = d;
-                    wm[t][j] = -(dmin * (float)mn);
-                }
-            }
-        else if (s8 == 0)
+        if (s8 == 0)
             for (int j = 0; j < RN; j++)
                 for (int t = 0; t < 8 && b + t < nb; t++) {
-                    int sa, sb;
-                    qx_scales_of(type, w + (size_t)j * rb, b + t, &wd[t][j], &wm[t][j], &sa, &sb);
-                    wsa[t][j] = sa;
-                    wsb[t][j] = sb;
+                    int sa, sb, mi;
+                    float dmin;
+                    qx_scales_of(type, w + (size_t)j * rb, b + t, &wd[t][j], &wm[t][j], &sa, &sb,
+                                 &mi, &dmin);
                 }
-        /* the next tile's rows at the same depth: RN short rows read side by side
-         * are too many streams for the hardware prefetcher to follow */
         const size_t ahead = (size_t)2 * RN * rb + (size_t)b * rb / nb;
 #pragma GCC unroll 16
         for (int j = 0; j < RN; j++) {
@@ -611,14 +650,8 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
             const __m256i v = qx_unpack(type, row, b);
             const __m256i av = unsigned_v ? v : _mm256_abs_epi8(v);
 #pragma GCC unroll 16
-            for (int m = 0; m < RM; m++) {
-                __m256i d = dot_i8(av, unsigned_v ? xq[m] : _mm256_sign_epi8(xq[m], v));
-                if (type == WIM_Q6_K) { /* two half scales weight the lanes before the reduction */
-                    const int sa = wsa[s8][j], sb = wsb[s8][j];
-                    d = _mm256_mullo_epi32(d, _mm256_setr_epi32(sa, sa, sa, sa, sb, sb, sb, sb));
-                }
-                prod[j * RM + m] = d;
-            }
+            for (int m = 0; m < RM; m++)
+                prod[j * RM + m] = dot_i8(av, unsigned_v ? xq[m] : _mm256_sign_epi8(xq[m], v));
         }
 #pragma GCC unroll 16
         for (int p = P; p < 8 * G; p++)
@@ -627,44 +660,141 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
         const __m256 ws8 = _mm256_load_ps(wd[s8]), mn8 = _mm256_load_ps(wm[s8]);
         const __m256 xm8 = hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b))
                                   : _mm256_setzero_ps();
-        /* the GEMV (one row, 8 columns) needs no lane shuffles: lane = column */
-        const int gemv = RM == 1 && RN == 8;
-        const __m256i sc8 = _mm256_load_si256((const __m256i *)wsa[s8]);
 #pragma GCC unroll 16
         for (int g = 0; g < G; g++) {
-            __m256i isum = hsum8_epi32(prod + 8 * g);
-            if (kq) /* one integer scale per slice: after the reduction, per column */
-                isum = _mm256_mullo_epi32(isum, gemv ? sc8 : _mm256_permutevar8x32_epi32(sc8, ij[g]));
+            const __m256i isum = hsum8_epi32(prod + 8 * g);
             const __m256 dx = gemv ? _mm256_set1_ps(_cvtsh_ss(x[b].d))
                                    : _mm256_permutevar8x32_ps(xs8, im[g]);
             const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
             acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
             if (hasmin) {
-                const __m256 sm = _mm256_mul_ps(dx, gemv ? mn8 : _mm256_permutevar8x32_ps(mn8, ij[g]));
-                const __m256 xm = gemv ? _mm256_set1_ps(xsum[4 * b]) : _mm256_permutevar8x32_ps(xm8, im[g]);
+                const __m256 sm =
+                    _mm256_mul_ps(dx, gemv ? mn8 : _mm256_permutevar8x32_ps(mn8, ij[g]));
+                const __m256 xm =
+                    gemv ? _mm256_set1_ps(xsum[4 * b]) : _mm256_permutevar8x32_ps(xm8, im[g]);
                 acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(xm, sm));
             }
         }
     }
-#pragma GCC unroll 16
-    for (int g = 0; g < G; g++)
-        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
-    for (int p = 0; p < P; p++)
-        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+    qx_store(RM, RN, acc, y, ldy);
 }
 
-INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb,
-                     const block_q8_0 *x, const float *xsum, const uint8_t *w, size_t rb,
-                     float *y, int ldy) {
+/* Q4_K, Q5_K, Q6_K: within a super-block every product stays in int32 lanes
+ * (maddubs, then madd with the slice's int16 scale: Q6_K's two half scales are
+ * the low and high 8 int16 lanes), one hadd tree per super-block, then the two
+ * float steps of quants.h. */
+INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const block_q8_K *x,
+                    const uint8_t *w, size_t rb, float *y, int ldy) {
+    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
+    const int gemv = RM == 1 && RN == 8;
+    const size_t bb = wim_q_block_bytes(type);
+    __m256i im[2], ij[2];
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    qx_lanes(RM, RN, im, ij);
+    for (int sbk = 0; sbk < nsb; sbk++) {
+        __m256i S[16];
+        _Alignas(32) float wd[8] = {0}, wdm[8] = {0}, xd[8] = {0};
+        _Alignas(32) int32_t ms[16] = {0};
+        int16_t sc[8][16];
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++)
+            S[p] = _mm256_setzero_si256();
+        int xsl[4][8]; /* the rows' slice sums, for the minimum term */
+        for (int m = 0; m < RM; m++) {
+            const block_q8_K *xb = x + (size_t)m * nsb + sbk;
+            xd[m] = xb->d;
+            for (int t = 0; hasmin && t < 8; t++)
+                xsl[m][t] = xb->bsums[2 * t] + xb->bsums[2 * t + 1];
+        }
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *p = w + (size_t)j * rb + (size_t)sbk * bb;
+            for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
+                _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T0);
+            if (type == WIM_Q6_K) {
+                const block_q6_K *q = (const block_q6_K *)p;
+                wd[j] = _cvtsh_ss(q->d);
+                for (int t = 0; t < 16; t++)
+                    sc[j][t] = q->scales[t];
+                continue;
+            }
+            uint16_t h[2];
+            memcpy(h, p, 4);
+            wd[j] = _cvtsh_ss(h[0]);
+            wdm[j] = _cvtsh_ss(h[1]);
+            int msum[4] = {0, 0, 0, 0};
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) {
+                int s, mn;
+                wim_q_scale_min_k4(p + 4, t, &s, &mn);
+                sc[j][t] = (int16_t)s;
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++) /* the minimum term, exact */
+                    msum[m] += mn * xsl[m][t];
+            }
+            for (int m = 0; m < RM; m++)
+                ms[j * RM + m] = msum[m];
+        }
+        for (int t = 0; t < 8; t++) {
+            __m256i xq[4];
+#pragma GCC unroll 16
+            for (int m = 0; m < RM; m++)
+                xq[m] = _mm256_loadu_si256((const __m256i *)(x[(size_t)m * nsb + sbk].qs + 32 * t));
+#pragma GCC unroll 16
+            for (int j = 0; j < RN; j++) {
+                const __m256i v = qx_unpack(type, w + (size_t)j * rb, 8 * sbk + t);
+                const __m256i scale =
+                    type == WIM_Q6_K
+                        ? _mm256_set_m128i(_mm_set1_epi16(sc[j][2 * t + 1]), _mm_set1_epi16(sc[j][2 * t]))
+                        : _mm256_set1_epi16(sc[j][t]);
+                /* Q6_K's values are signed: the sign moves to x so maddubs sees |v| */
+                const __m256i av = type == WIM_Q6_K ? _mm256_abs_epi8(v) : v;
+#pragma GCC unroll 16
+                for (int m = 0; m < RM; m++) {
+                    const __m256i sx = type == WIM_Q6_K ? _mm256_sign_epi8(xq[m], v) : xq[m];
+                    S[j * RM + m] = _mm256_add_epi32(
+                        S[j * RM + m], _mm256_madd_epi16(_mm256_maddubs_epi16(av, sx), scale));
+                }
+            }
+        }
+#pragma GCC unroll 16
+        for (int p = P; p < 8 * G; p++)
+            S[p] = _mm256_setzero_si256();
+        const __m256 xs8 = _mm256_load_ps(xd), ws8 = _mm256_load_ps(wd), wm8 = _mm256_load_ps(wdm);
+#pragma GCC unroll 16
+        for (int g = 0; g < G; g++) {
+            const __m256i isum = hsum8_epi32(S + 8 * g);
+            const __m256 dx = gemv ? _mm256_set1_ps(xd[0]) : _mm256_permutevar8x32_ps(xs8, im[g]);
+            const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
+            acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
+            if (hasmin) {
+                const __m256i msum = _mm256_load_si256((const __m256i *)(ms + 8 * g));
+                const __m256 sm =
+                    _mm256_mul_ps(dx, gemv ? wm8 : _mm256_permutevar8x32_ps(wm8, ij[g]));
+                acc[g] = _mm256_sub_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(msum), sm));
+            }
+        }
+    }
+    qx_store(RM, RN, acc, y, ldy);
+}
+
+/* One row tile over all columns: tiles of RN, then single columns. */
+INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb, const void *x,
+                     const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
     int j = 0;
     for (; j + RN <= N; j += RN)
-        qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        if (wim_q_is_k(type))
+            qk_tile(type, RM, RN, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
+        else
+            qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
     for (; j < N; j++)
-        qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        if (wim_q_is_k(type))
+            qk_tile(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
+        else
+            qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
 }
 
-INLINE void qx_decode(const int type, int M, int N, int nb, const block_q8_0 *x,
-                      const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
+INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const float *xsum,
+                      const uint8_t *w, size_t rb, float *y, int ldy) {
     switch (M) {
     case 1:
         qx_small(type, 1, 8, N, nb, x, xsum, w, rb, y, ldy);
@@ -683,7 +813,27 @@ INLINE void qx_decode(const int type, int M, int N, int nb, const block_q8_0 *x,
 
 #define QX_DECODE_MAX_BLOCKS 2048 /* K <= 65536 decodes in registers; beyond, panels */
 
-INLINE void qx_gemm(const int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+/* The activation slice b of row m: a block_q8_0, or for the K-quants a copy of
+ * its 32 bytes of the block_q8_K into one (with the super-block's d), so the
+ * Q8_0 prefill tiles read both alike. */
+INLINE void qx_slice_x(const int type, const void *x, int nb, int m, int b, block_q8_0 *out,
+                       float *dx, float *xsum) {
+    int t = 0;
+    if (wim_q_is_k(type)) {
+        const block_q8_K *xk = (const block_q8_K *)x + (size_t)m * (nb / 8) + b / 8;
+        memcpy(out->qs, xk->qs + 32 * (b % 8), 32);
+        *dx = xk->d;
+        *xsum = (float)(xk->bsums[2 * (b % 8)] + xk->bsums[2 * (b % 8) + 1]);
+        return;
+    }
+    const block_q8_0 *xb = (const block_q8_0 *)x + (size_t)m * nb + b;
+    for (int i = 0; wim_q_has_min(type) && i < QK8_0; i++)
+        t += xb->qs[i];
+    *dx = _cvtsh_ss(xb->d);
+    *xsum = (float)t;
+}
+
+INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const void *w,
                     size_t row_bytes, float *y, int ldy) {
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
@@ -693,25 +843,27 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const block_q8_0 *x, co
                 y[(size_t)m * ldy + j] = 0.0f;
         return;
     }
+    const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type);
     if (M <= 4 && nb <= QX_DECODE_MAX_BLOCKS) {
-        /* xsum[b*4 + m]: the rows' block sums, for the minimum term */
+        /* xsum[b*4 + m]: the rows' block sums, for Q4_1/Q5_1's minimum term */
         float xsum[QX_DECODE_MAX_BLOCKS * 4];
-        for (int b = 0; hasmin && b < nb; b++)
+        for (int b = 0; !kq && hasmin && b < nb; b++)
             for (int m = 0; m < 4; m++) {
                 int t = 0;
                 for (int i = 0; m < M && i < QK8_0; i++)
-                    t += x[(size_t)m * nb + b].qs[i];
+                    t += ((const block_q8_0 *)x)[(size_t)m * nb + b].qs[i];
                 xsum[b * 4 + m] = (float)t;
             }
         qx_decode(type, M, N, nb, x, xsum, w, row_bytes, y, ldy);
         return;
     }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
-    _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH];
-    _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH];
+    _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH], wdm[Q8_NP * Q8_KCH];
+    _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH], wmi[Q8_NP * Q8_KCH];
     _Alignas(32) float xs[Q8_KCH * Q8_RM], xm[Q8_KCH * Q8_RM];
+    block_q8_0 xt[Q8_RM * Q8_KCH]; /* the row tile's slices, Q8_0-shaped */
     for (int jp = 0; jp < N; jp += Q8_NP) {
         const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
         for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
@@ -721,42 +873,32 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const block_q8_0 *x, co
                 const size_t o = (size_t)(j / 8) * gs;
                 qx_pack8(type, (const uint8_t *)w + (size_t)(jp + j) * row_bytes, row_bytes,
                          np - j < 8 ? np - j : 8, b0, nbk, wp + o,
-                         (qx_scales){wd + o, wmn + o, wsa + o, wsb + o});
+                         (qx_scales){wd + o, wmn + o, wsa + o, wsb + o, wmi + o, wdm + o});
             }
-            const qx_scales qs = {wd, wmn, wsa, wsb};
+            const qx_scales qs = {wd, wmn, wsa, wsb, wmi, wdm};
             for (int i0 = 0; i0 < M;) {
                 const int rm = M - i0 < Q8_RM ? M - i0 : Q8_RM;
                 for (int b = 0; b < nbk; b++)
                     for (int m = 0; m < Q8_RM; m++) {
-                        int xsum = 0;
-                        xs[b * Q8_RM + m] = 0.0f;
-                        if (m < rm) {
-                            const block_q8_0 *xb = x + (size_t)(i0 + m) * nb + b0 + b;
-                            for (int i = 0; hasmin && i < QK8_0; i++)
-                                xsum += xb->qs[i];
-                            xs[b * Q8_RM + m] = wim_fp16_to_fp32(xb->d);
-                        }
-                        xm[b * Q8_RM + m] = (float)xsum;
+                        xs[b * Q8_RM + m] = xm[b * Q8_RM + m] = 0.0f;
+                        if (m < rm)
+                            qx_slice_x(type, x, nb, i0 + m, b0 + b, &xt[m * nbk + b],
+                                       &xs[b * Q8_RM + m], &xm[b * Q8_RM + m]);
                     }
-                const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
+                /* the tiles read the slices from xt (K-quants) or x in place */
+                const block_q8_0 *xp = kq ? xt : (const block_q8_0 *)x + (size_t)i0 * nb + b0;
+                const int xnb = kq ? nbk : nb;
                 float *yp = y + (size_t)i0 * ldy + jp;
                 const int first = b0 == 0;
-                if (sub == 0 && !hasmin)
-                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 0, 0, &qs, xm);
-                else if (sub == 0)
-                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 0, 1, &qs, xm);
-                else if (sub == 1)
-                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 1, 1, &qs, xm);
-                else
-                    qx_rows(rm, np, nbk, nb, xp, wp, xs, yp, ldy, first, 2, 0, &qs, xm);
+                qx_rows(rm, np, nbk, xnb, xp, wp, xs, yp, ldy, first, sub, hasmin, &qs, xm, kq);
                 i0 += rm;
             }
         }
     }
 }
 
-static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
-                   size_t row_bytes, float *y, int ldy) {
+static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
+                   float *y, int ldy) {
     switch (type) { /* one specialised body per type */
     case WIM_Q4_0:
         qx_gemm(WIM_Q4_0, M, N, K, x, w, row_bytes, y, ldy);
@@ -819,6 +961,41 @@ static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
         __m256i q8 = _mm256_packs_epi16(q01, q23);
         q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y->qs, q8);
+    }
+}
+
+/* quantize_q8_0's rounding over 256 values with one fp32 scale, and the exact
+ * sums of each 16 (maddubs against ones, then pairs). */
+static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / QK8_K; b++, x += QK8_K, y++) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < QK8_K; i += 8)
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float d = _mm_cvtss_f32(h) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y->d = d;
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int c = 0; c < QK8_K; c += 32) {
+            __m256i q[4];
+            for (int i = 0; i < 4; i++)
+                q[i] = _mm256_cvttps_epi32(
+                    round_away(_mm256_mul_ps(_mm256_loadu_ps(x + c + 8 * i), vid)));
+            __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+            __m256i q8 = _mm256_packs_epi16(q01, q23);
+            q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y->qs + c), q8);
+            /* byte pairs, then 4-byte groups: lanes 0-3 hold bytes 0-15, 4-7 bytes 16-31 */
+            __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q8);
+            __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); /* 8 x 4 bytes */
+            int32_t l[8];
+            _mm256_storeu_si256((__m256i *)l, s32);
+            y->bsums[c / 16] = (int16_t)(l[0] + l[1] + l[2] + l[3]);
+            y->bsums[c / 16 + 1] = (int16_t)(l[4] + l[5] + l[6] + l[7]);
+        }
     }
 }
 
@@ -1055,6 +1232,7 @@ const wim_kernels WIM_X86_TABLE = {
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q = gemm_q,
+    .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,
     .gemm_bf16 = gemm_bf16,
     .gemm_f32 = gemm_f32,

@@ -78,6 +78,7 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .quantize_q8_0 = quantize_q8_0_##sfx,                                                      \
         .gemm_q8_0 = gemm_q8_0_##sfx,                                                              \
         .gemm_q = gemm_q_##sfx,                                                                    \
+        .quantize_q8_K = quantize_q8_K_##sfx,                                                      \
         .gemm_f16 = gemm_f16_##sfx,                                                                \
         .gemm_bf16 = gemm_bf16_##sfx,                                                              \
         .gemm_f32 = gemm_f32_##sfx,                                                                \
@@ -379,12 +380,12 @@ static void SFX(axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stri
 /* ---- the other quantized types (quants.h) --------------------------------- */
 
 /* One slice at a time, unpacked once per column and folded into every row's
- * output (y is the accumulator): quants.h's sequence, bit-exact with scalar.c. */
-static void SFX(gemm_q)(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
-                        size_t row_bytes, float *y, int ldy) {
+ * output (y is the accumulator): quants.h's sequences, bit-exact with scalar.c. */
+static void SFX(gemm_q32)(int type, int M, int N, int K, const block_q8_0 *x, const uint8_t *w,
+                          size_t row_bytes, float *y, int ldy) {
     const int nb = K / QK8_0, has_min = wim_q_has_min(type);
     for (int j = 0; j < N; j++) {
-        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        const uint8_t *wr = w + (size_t)j * row_bytes;
         for (int m = 0; m < M; m++)
             y[(size_t)m * ldy + j] = 0.0f;
         for (int b = 0; b < nb; b++) {
@@ -404,6 +405,64 @@ static void SFX(gemm_q)(int type, int M, int N, int K, const block_q8_0 *x, cons
                 }
             }
         }
+    }
+}
+
+/* The K-quants: one exact integer sum per 256-weight super-block and row. */
+static void SFX(gemm_qk)(int type, int M, int N, int K, const block_q8_K *x, const uint8_t *w,
+                         size_t row_bytes, float *y, int ldy) {
+    const int nsb = K / QK8_K, has_min = wim_q_has_min(type);
+    for (int j = 0; j < N; j++) {
+        const uint8_t *wr = w + (size_t)j * row_bytes;
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + j] = 0.0f;
+        for (int sbk = 0; sbk < nsb; sbk++) {
+            wim_qblock q[8];
+            for (int t = 0; t < 8; t++)
+                wim_q_unpack(type, wr, 8 * sbk + t, &q[t]);
+            for (int m = 0; m < M; m++) {
+                const block_q8_K *xb = x + (size_t)m * nsb + sbk;
+                int32_t isum = 0, msum = 0;
+                for (int t = 0; t < 8; t++) {
+                    const int8x16_t xa = vld1q_s8(xb->qs + 32 * t), xc = vld1q_s8(xb->qs + 32 * t + 16);
+                    isum += q[t].sa * DOT16(xa, vld1q_s8(q[t].v)) +
+                            q[t].sb * DOT16(xc, vld1q_s8(q[t].v + 16));
+                    msum += q[t].mi * (xb->bsums[2 * t] + xb->bsums[2 * t + 1]);
+                }
+                float *acc = &y[(size_t)m * ldy + j];
+                *acc = *acc + (float)isum * (xb->d * q[0].d);
+                if (has_min) *acc = *acc - (float)msum * (xb->d * q[0].dmin);
+            }
+        }
+    }
+}
+
+static void SFX(gemm_q)(int type, int M, int N, int K, const void *x, const void *w,
+                        size_t row_bytes, float *y, int ldy) {
+    if (wim_q_is_k(type))
+        SFX(gemm_qk)(type, M, N, K, x, w, row_bytes, y, ldy);
+    else
+        SFX(gemm_q32)(type, M, N, K, x, w, row_bytes, y, ldy);
+}
+
+/* quantize_q8_0's rounding (FCVTAS: half away from zero) over 256 values, d in
+ * fp32, and the exact 16-value sums. */
+static void SFX(quantize_q8_K)(const float *x, block_q8_K *y, int n) {
+    for (int b = 0; b < n / QK8_K; b++, x += QK8_K, y++) {
+        float32x4_t mx = vdupq_n_f32(0.0f);
+        for (int i = 0; i < QK8_K; i += 4)
+            mx = vmaxq_f32(mx, vabsq_f32(vld1q_f32(x + i)));
+        const float d = vmaxvq_f32(mx) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y->d = d;
+        for (int i = 0; i < QK8_K; i += 4) {
+            int32_t q[4];
+            vst1q_s32(q, vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(x + i), id)));
+            for (int l = 0; l < 4; l++)
+                y->qs[i + l] = (int8_t)q[l];
+        }
+        for (int s = 0; s < QK8_K / 16; s++)
+            y->bsums[s] = (int16_t)vaddlvq_s8(vld1q_s8(y->qs + 16 * s));
     }
 }
 

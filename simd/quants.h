@@ -7,19 +7,26 @@
  * them; wim_qblock, one 32-weight slice in integer form; the unpackers.
  *
  * Invariants (the semantics of every weight type, in every ISA):
- *  - A row is read 32 weights at a time, aligned with the 32-value activation
- *    blocks of quantize_q8_0.  Each 32-slice unpacks to small integers v[32], two
- *    integer sub-scales sa (v[0..15]) and sb (v[16..31]), a float scale d and, for
- *    the types with a minimum, a float mn:
+ *  - A row is read 32 weights at a time.  Each 32-slice unpacks to small integers
+ *    v[32], two integer sub-scales sa (v[0..15]) and sb (v[16..31]), a float
+ *    scale d and, for the types with a minimum, a float mn (the K-quants also
+ *    give the integer minimum mi and the super-block's dmin, mn = -(dmin * mi)):
  *        weight_i = (d * s_i) * v_i  [+ mn]          (s_i = sa or sb)
- *  - Against an activation block (dx, xq[32]), every ISA computes
+ *  - Q4_0, Q4_1, Q5_0, Q5_1 against a block_q8_0 activation block (dx, xq[32]):
  *        isum = sa * sum_{i<16} v_i*xq_i + sb * sum_{i>=16} v_i*xq_i   (exact int32)
  *        acc = acc + (float)isum * (dx * d)
- *        acc = acc + (float)xsum * (dx * mn)      (types with a minimum; xsum = sum xq)
- *    blocks in order, each a separately rounded fp32 operation, so the int8
- *    product of every type is bit-exact across ISAs, tile shapes and threads,
- *    like gemm_q8_0.  |isum| stays below 2^24: |v| <= 63 with s <= 63 (K-quants,
- *    unsigned v) or |v| <= 32 with |s| <= 128 (Q6_K).
+ *        acc = acc + (float)xsum * (dx * mn)      (Q4_1, Q5_1; xsum = sum xq)
+ *    per 32 weights in order, each a separately rounded fp32 operation.
+ *  - Q4_K, Q5_K, Q6_K against a block_q8_K (dx in fp32, xq[256]): the whole
+ *    256-weight super-block is one exact integer sum, then at most two fp32 steps
+ *        isum = sum over its 8 slices of (sa * lo + sb * hi)               (int32)
+ *        msum = sum over its 8 slices of mi * xsum_slice    (Q4_K, Q5_K; int32)
+ *        acc = acc + (float)isum * (dx * d)
+ *        acc = acc - (float)msum * (dx * dmin)
+ *    as ggml does with its Q8_K: four times fewer float steps per weight, and the
+ *    slices need no reduction of their own.  |isum| < 2^28 (63*31*127*256 for
+ *    Q5_K; 128*32*127*256 for Q6_K), so int32 never overflows.
+ *  - Both forms are bit-exact across ISAs, tile shapes and threads, like gemm_q8_0.
  *  - The unpackers only read bytes of the block they unpack, so a row is safe to
  *    read at any block index below its length.
  */
@@ -93,8 +100,15 @@ _Static_assert(sizeof(block_q6_K) == 210, "GGUF layout");
 typedef struct {
     int8_t v[32];
     int16_t sa, sb;
+    int16_t mi; /* K-quants: the slice's integer minimum (0 elsewhere) */
     float d, mn;
+    float dmin; /* K-quants: the super-block's minimum scale */
 } wim_qblock;
+
+/* Whether the type computes per 256-weight super-block against block_q8_K. */
+static inline int wim_q_is_k(int type) {
+    return type == WIM_Q4_K || type == WIM_Q5_K || type == WIM_Q6_K;
+}
 
 /* Whether the type adds a per-block minimum (the xsum term). */
 static inline int wim_q_has_min(int type) {
@@ -156,7 +170,8 @@ static inline void wim_q_scale_min_k4(const uint8_t *q, int j, int *sc, int *mn)
 static inline void wim_q_unpack(int type, const void *row, int b, wim_qblock *o) {
     const uint8_t *p = row;
     o->sa = o->sb = 1;
-    o->d = o->mn = 0.0f;
+    o->mi = 0;
+    o->d = o->mn = o->dmin = 0.0f;
     switch (type) {
     case WIM_Q4_0: {
         const block_q4_0 *q = (const block_q4_0 *)(p + (size_t)b * sizeof *q);
@@ -219,8 +234,10 @@ static inline void wim_q_unpack(int type, const void *row, int b, wim_qblock *o)
             o->v[l] = (int8_t)v;
         }
         o->sa = o->sb = (int16_t)sc;
+        o->mi = (int16_t)mn;
         o->d = wim_fp16_to_fp32(d);
-        o->mn = -(wim_fp16_to_fp32(dmin) * (float)mn);
+        o->dmin = wim_fp16_to_fp32(dmin);
+        o->mn = -(o->dmin * (float)mn);
         return;
     }
     case WIM_Q6_K: {

@@ -15,8 +15,9 @@
  *    Every ISA keeps exactly this order per output, so gemm_q8_0 is bit-exact
  *    across ISAs and independent of M, N and tiling.  Activations must come from
  *    quantize_q8_0 (|q| <= 127); weights may use the full int8 range.
- *  - gemm_q (Q4_0 .. Q6_K): the per-slice sequence quants.h defines, in the same
- *    spirit (exact int32 per slice, then separately rounded fp32 steps).
+ *  - gemm_q (Q4_0 .. Q6_K): the sequences quants.h defines, in the same spirit
+ *    (exact int32 sums, then separately rounded fp32 steps); quantize_q8_K is
+ *    quantize_q8_0 over 256 values with d kept in fp32, plus exact 16-value sums.
  *  - Float kernels (gemm_f32/f16/bf16, dot_*): a sequential sum in k order.  SIMD
  *    twins reassociate (lane-parallel partial sums, FMA), so they agree to float
  *    reassociation noise only; each SIMD output still depends only on its inputs
@@ -68,14 +69,37 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     }
 }
 
+static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
+    for (int b = 0; b < n / QK8_K; b++, x += QK8_K, y++) {
+        float amax = 0.0f;
+        for (int i = 0; i < QK8_K; i++) {
+            float a = fabsf(x[i]);
+            if (a > amax) amax = a;
+        }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y->d = d;
+        for (int i = 0; i < QK8_K; i++) {
+            float v = x[i] * id;
+            y->qs[i] = (int8_t)roundf(v);
+        }
+        for (int s = 0; s < QK8_K / 16; s++) {
+            int t = 0;
+            for (int i = 0; i < 16; i++)
+                t += y->qs[16 * s + i];
+            y->bsums[s] = (int16_t)t;
+        }
+    }
+}
+
 /* The other quantized types (quants.h): each weight slice is unpacked once and
  * folded into every row's output, y serving as the accumulator (its fp32 values
  * are stored exactly, so this is the per-output sequence quants.h defines). */
-static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
-                   size_t row_bytes, float *y, int ldy) {
+static void gemm_q32(int type, int M, int N, int K, const block_q8_0 *x, const uint8_t *w,
+                     size_t row_bytes, float *y, int ldy) {
     const int nb = K / QK8_0, has_min = wim_q_has_min(type);
     for (int j = 0; j < N; j++) {
-        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        const uint8_t *wr = w + (size_t)j * row_bytes;
         for (int m = 0; m < M; m++)
             y[(size_t)m * ldy + j] = 0.0f;
         for (int b = 0; b < nb; b++) {
@@ -104,6 +128,52 @@ static void gemm_q(int type, int M, int N, int K, const block_q8_0 *x, const voi
             }
         }
     }
+}
+
+/* The K-quants: one exact integer sum per 256-weight super-block and row. */
+static void gemm_qk(int type, int M, int N, int K, const block_q8_K *x, const uint8_t *w,
+                    size_t row_bytes, float *y, int ldy) {
+    const int nsb = K / QK8_K, has_min = wim_q_has_min(type);
+    for (int j = 0; j < N; j++) {
+        const uint8_t *wr = w + (size_t)j * row_bytes;
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + j] = 0.0f;
+        for (int sbk = 0; sbk < nsb; sbk++) {
+            wim_qblock q[8];
+            for (int t = 0; t < 8; t++)
+                wim_q_unpack(type, wr, 8 * sbk + t, &q[t]);
+            for (int m = 0; m < M; m++) {
+                const block_q8_K *xb = x + (size_t)m * nsb + sbk;
+                int32_t isum = 0, msum = 0;
+                for (int t = 0; t < 8; t++) {
+                    int32_t lo = 0, hi = 0;
+                    for (int i = 0; i < 16; i++) {
+                        lo += (int32_t)xb->qs[32 * t + i] * q[t].v[i];
+                        hi += (int32_t)xb->qs[32 * t + 16 + i] * q[t].v[16 + i];
+                    }
+                    isum += q[t].sa * lo + q[t].sb * hi;
+                    msum += q[t].mi * (xb->bsums[2 * t] + xb->bsums[2 * t + 1]);
+                }
+                float *acc = &y[(size_t)m * ldy + j];
+                float s = xb->d * q[0].d;
+                float t = (float)isum * s;
+                *acc = *acc + t;
+                if (has_min) {
+                    float sm = xb->d * q[0].dmin;
+                    float tm = (float)msum * sm;
+                    *acc = *acc - tm;
+                }
+            }
+        }
+    }
+}
+
+static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
+                   float *y, int ldy) {
+    if (wim_q_is_k(type))
+        gemm_qk(type, M, N, K, x, w, row_bytes, y, ldy);
+    else
+        gemm_q32(type, M, N, K, x, w, row_bytes, y, ldy);
 }
 
 /* The float products: one multiply and one add per element, in k order. */
@@ -176,6 +246,7 @@ const wim_kernels wim_kernels_scalar = {
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q = gemm_q,
+    .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,
     .gemm_bf16 = gemm_bf16,
     .gemm_f32 = gemm_f32,

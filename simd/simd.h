@@ -36,6 +36,15 @@ typedef struct {
 
 _Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match the GGUF layout");
 
+#define QK8_K 256
+/* Activations for the K-quant weights: 256 values with one fp32 scale, and the
+ * exact sums of each 16 (the minimum and offset terms need them). */
+typedef struct {
+    float d;
+    int8_t qs[QK8_K];
+    int16_t bsums[QK8_K / 16];
+} block_q8_K;
+
 static inline float wim_fp16_to_fp32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
@@ -114,9 +123,12 @@ typedef struct wim_kernels {
                       int ldy);
     /* The other block-quantized weight types (quants.h: Q4_0 .. Q6_K, by ggml type
      * number): w holds N rows of row_bytes, K % 32 == 0 (a multiple of 256 for the
-     * K-quants), x as for gemm_q8_0. Bit-exact across ISAs (quants.h semantics). */
-    void (*gemm_q)(int type, int M, int N, int K, const block_q8_0 *x, const void *w,
+     * K-quants); x holds M rows of block_q8_0 from quantize_q8_0, or for the
+     * K-quants of block_q8_K from quantize_q8_K. Bit-exact across ISAs (quants.h). */
+    void (*gemm_q)(int type, int M, int N, int K, const void *x, const void *w,
                    size_t row_bytes, float *y, int ldy);
+    /* n % 256 == 0. As quantize_q8_0 per 256 values, d kept in fp32; bsums exact. */
+    void (*quantize_q8_K)(const float *x, block_q8_K *y, int n);
     void (*gemm_f16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
     void (*gemm_bf16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
     void (*gemm_f32)(int M, int N, int K, const float *x, const float *w, float *y, int ldy);

@@ -58,7 +58,10 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
     CARVE(c->att, T * qd * 4);
     CARVE(c->hb, T * 2 * ff * 4); /* room for a fused gate|up product */
     CARVE(c->hb2, T * ff * 4);
-    CARVE(c->xq, T * (max_in / QK8_0 + 1) * sizeof(block_q8_0));
+    /* activations quantized for the int8 products: Q8_0 blocks, or Q8_K for the K-quants */
+    size_t xq8 = (max_in / QK8_0 + 1) * sizeof(block_q8_0),
+           xqk = (max_in / QK8_K + 1) * sizeof(block_q8_K);
+    CARVE(c->xq, T * (xq8 > xqk ? xq8 : xqk));
     /* per thread: the block's tiles and states, then its query list */
     const int group = cf->n_head / cf->n_head_kv;
     /* rounded to 16 floats so every thread's area and its query list stay aligned */
@@ -181,8 +184,11 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
     const int K = w->n_in, N = w->n_out, nt = c->p.n_threads;
     const int tiles = (N + MM_TILE - 1) / MM_TILE;
     const uint8_t *wd = w->data;
-    const int quantized = w->type == GGUF_T_Q8_0 || wim_q_known(w->type);
-    if (quantized) {
+    if (wim_q_is_k(w->type)) {
+#pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
+        for (int i = 0; i < M; i++)
+            kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K), K);
+    } else if (w->type == GGUF_T_Q8_0 || wim_q_known(w->type)) {
         const int nb = K / QK8_0;
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++)

@@ -17,7 +17,7 @@ struct wim_ctx {
     wim_kvcache kv;
     /* scratch for one chunk of p.chunk tokens */
     float *x, *xb, *xb2, *q, *k, *v, *qkv, *att, *hb, *hb2;
-    block_q8_0 *xq;            /* activations quantized for Q8_0 products */
+    block_q8_0 *xq;            /* activations quantized for int8 products (or block_q8_K) */
     float *att_scratch;        /* per-thread attention tiles and query lists */
     size_t att_scratch_floats; /* floats of att_scratch per thread */
     size_t att_query_offset;   /* where each thread's query list starts, in floats */

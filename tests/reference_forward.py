@@ -5,8 +5,9 @@ Written from the published architecture descriptions (Llama: RMSNorm, RoPE on
 consecutive pairs, SwiGLU, GQA; Qwen2: q/k/v biases, NEOX rope; Phi-3: fused
 qkv and gate|up, NEOX rope; Llama 3: rope_freqs divisors), with its own GGUF
 reader, in float64 NumPy. It mirrors the engine's two deliberate numeric
-choices so the comparison can be tight: activations entering a Q8_0 product
-are quantized per 32-block as ggml does, and K/V are rounded to the cache type.
+choices so the comparison can be tight: activations entering an int8 product
+are quantized per 32-block as ggml does (per 256 with an fp32 scale for the
+K-quant weights), and K/V are rounded to the cache type.
 
 usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32) [N_CTX]
 (N_CTX: the engine's KV capacity, default the token count) prints one line per position: the logits, space-separated.
@@ -204,10 +205,23 @@ def quantize_q8_0(x):
     return (q * d.astype(np.float16).astype(np.float64)[:, None]).reshape(x.shape)
 
 
+def quantize_q8_k(x):
+    """The engine's activations for K-quant weights: per 256 values, d = amax/127
+    kept in float32, q = round(x * (1/d))."""
+    x32 = x.astype(np.float32).reshape(-1, 256)
+    d = np.abs(x32).max(axis=1) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    y = (x32 * idv[:, None]).astype(np.float64)
+    q = np.sign(y) * np.floor(np.abs(y) + 0.5)
+    return (q * d.astype(np.float64)[:, None]).reshape(x.shape)
+
+
 def matmul(x, w):
     mat, t = w
     if t in QUANTIZED and not FLOAT_ACTIVATIONS:  # as the engine does for int8 products
-        x = np.stack([quantize_q8_0(row) for row in x])
+        quantize = quantize_q8_k if t in (12, 13, 14) else quantize_q8_0
+        x = np.stack([quantize(row) for row in x])
     return x @ mat.T
 
 

@@ -525,6 +525,50 @@ static uint8_t *make_wq(int type, int N, int K, size_t *row_bytes) {
     return w;
 }
 
+/* Activations for the K-quants, as the engine makes them. */
+static block_q8_K *make_xk(int M, int K) {
+    float *f = xmalloc((size_t)M * K * sizeof *f);
+    fill_f(f, (size_t)M * K, 3.0f);
+    block_q8_K *x = xmalloc((size_t)M * (K / QK8_K) * sizeof *x);
+    S->quantize_q8_K(f, x, M * K);
+    free(f);
+    return x;
+}
+
+/* The activations a type's product takes: block_q8_0 or block_q8_K rows. */
+static void *make_x_for(int type, int M, int K) {
+    return wim_q_is_k(type) ? (void *)make_xk(M, K) : (void *)make_x(M, K);
+}
+
+/* quantize_q8_K: bit-exact with scalar.c, and its block sums are the sums. */
+static void test_quantize_q8_K(void) {
+    const int n = 4 * QK8_K;
+    float *f = xmalloc(n * sizeof *f);
+    block_q8_K a[4], r[4];
+    for (int t = 0; t < 20; t++) {
+        fill_f(f, n, t % 4 ? 1.0f : 1e-3f);
+        if (t == 1) memset(f, 0, n * sizeof *f);  /* all zero: d = 0 */
+        if (t == 2) f[7] = 1e30f;                /* one huge value */
+        if (t == 3) for (int i = 0; i < n; i++) f[i] = (i % 255) / 127.0f * 0.5f - 0.25f;
+        S->quantize_q8_K(f, r, n);
+        T->quantize_q8_K(f, a, n);
+        for (int b = 0; b < 4; b++) {
+            CHECKF(f2u(a[b].d) == f2u(r[b].d), "t=%d block %d: d %.9g, scalar %.9g", t, b, a[b].d,
+                   r[b].d);
+            CHECKF(!memcmp(a[b].qs, r[b].qs, QK8_K), "t=%d block %d: qs differ", t, b);
+            for (int s16 = 0; s16 < 16; s16++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++)
+                    sum += a[b].qs[16 * s16 + i];
+                CHECKF(a[b].bsums[s16] == sum && r[b].bsums[s16] == sum,
+                       "t=%d block %d: bsums[%d] = %d / scalar %d, sum %d", t, b, s16,
+                       a[b].bsums[s16], r[b].bsums[s16], sum);
+            }
+        }
+    }
+    free(f);
+}
+
 /* Every ISA's gemm_q equals scalar.c bit for bit, over tile edges, K chunks and M. */
 static void test_gemm_q(void) {
     static const int Mq[] = {1, 2, 3, 4, 5, 8, 13}, Nq[] = {1, 3, 8, 9, 17, 64, 67};
@@ -538,7 +582,7 @@ static void test_gemm_q(void) {
                 int M = Mq[mi], N = Nq[ni], K = (kq ? K256 : K32)[t % 4];
                 if ((size_t)M * N * K > 2000000) K = kq ? 512 : 96;
                 size_t rb;
-                block_q8_0 *x = make_x(M, K);
+                void *x = make_x_for(type, M, K);
                 uint8_t *w = make_wq(type, N, K, &rb);
                 float *r = make_y(M, N), *a = make_y(M, N);
                 S->gemm_q(type, M, N, K, x, w, rb, r, N + PAD);
@@ -562,7 +606,7 @@ static void test_gemm_q_is_dequant_product(void) {
     for (size_t ti = 0; ti < sizeof qtypes / sizeof *qtypes; ti++) {
         const int type = qtypes[ti], M = 3, N = 5, K = 512, nb = K / 32;
         size_t rb;
-        block_q8_0 *x = make_x(M, K);
+        void *x = make_x_for(type, M, K);
         uint8_t *w = make_wq(type, N, K, &rb);
         float y[3 * 5], wf[512];
         S->gemm_q(type, M, N, K, x, w, rb, y, N);
@@ -575,8 +619,15 @@ static void test_gemm_q_is_dequant_product(void) {
             for (int m = 0; m < M; m++) {
                 double ref = 0, mag = 0;
                 for (int k = 0; k < K; k++) {
-                    const block_q8_0 *xb = x + (size_t)m * nb + k / 32;
-                    double t = (double)wim_fp16_to_fp32(xb->d) * xb->qs[k % 32] * wf[k];
+                    double xv;
+                    if (wim_q_is_k(type)) {
+                        const block_q8_K *xb = (const block_q8_K *)x + (size_t)m * (K / QK8_K) + k / QK8_K;
+                        xv = (double)xb->d * xb->qs[k % QK8_K];
+                    } else {
+                        const block_q8_0 *xb = (const block_q8_0 *)x + (size_t)m * nb + k / 32;
+                        xv = (double)wim_fp16_to_fp32(xb->d) * xb->qs[k % 32];
+                    }
+                    double t = xv * wf[k];
                     ref += t;
                     mag += fabs(t);
                 }
@@ -793,6 +844,7 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_quantize);
         RUN_ISA(test_gemm_q8_0);
         RUN_ISA(test_gemm_q8_0_big);
+        RUN_ISA(test_quantize_q8_K);
         RUN_ISA(test_gemm_q);
         RUN_ISA(test_gemm_f32);
         RUN_ISA(test_gemm_f16);
