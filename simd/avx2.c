@@ -721,15 +721,24 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
             memcpy(h, p, 4);
             wd[j] = _cvtsh_ss(h[0]);
             wdm[j] = _cvtsh_ss(h[1]);
+            /* the 8 six-bit scales and mins from the 12 packed bytes (quants.h's
+             * wim_q_scale_min_k4), four at a time in 32-bit words */
+            uint32_t u[3], scw[2], mnw[2];
+            memcpy(u, p + 4, 12);
+            scw[0] = u[0] & 0x3f3f3f3fu;
+            mnw[0] = u[1] & 0x3f3f3f3fu;
+            scw[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6 & 0x03030303u) << 4);
+            mnw[1] = (u[2] >> 4 & 0x0f0f0f0fu) | ((u[1] >> 6 & 0x03030303u) << 4);
+            uint8_t scb[8], mnb[8];
+            memcpy(scb, scw, 8);
+            memcpy(mnb, mnw, 8);
             int msum[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
             for (int t = 0; t < 8; t++) {
-                int s, mn;
-                wim_q_scale_min_k4(p + 4, t, &s, &mn);
-                sc[j][t] = (int16_t)s;
+                sc[j][t] = scb[t];
 #pragma GCC unroll 4
                 for (int m = 0; m < RM; m++) /* the minimum term, exact */
-                    msum[m] += mn * xsl[m][t];
+                    msum[m] += mnb[t] * xsl[m][t];
             }
             for (int m = 0; m < RM; m++)
                 ms[j * RM + m] = msum[m];
