@@ -90,8 +90,8 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
         reps++;
     }
     double gops = 2.0 * M * N * K / best * 1e-9;
-    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa, type_name(type), M, K,
-           N, best * 1e3, gops);
+    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa, type_name(type), M, K, N,
+           best * 1e3, gops);
     if (M == 1) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
     printf("\n");
     fflush(stdout);

@@ -289,9 +289,10 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                 const __m256i sb = _mm256_loadu_si256((const __m256i *)(qs->sb + r * gs + b * 8));
 #pragma GCC unroll 4
                 for (int m = 0; m < RM; m++)
-                    s[m * RC + r] = sub == 1 ? _mm256_mullo_epi32(s[m * RC + r], sa)
-                                             : _mm256_add_epi32(_mm256_mullo_epi32(lo[m * RC + r], sa),
-                                                                _mm256_mullo_epi32(s[m * RC + r], sb));
+                    s[m * RC + r] = sub == 1
+                                        ? _mm256_mullo_epi32(s[m * RC + r], sa)
+                                        : _mm256_add_epi32(_mm256_mullo_epi32(lo[m * RC + r], sa),
+                                                           _mm256_mullo_epi32(s[m * RC + r], sb));
             }
         }
         if (kmode) { /* quants.h's K-quant form: integers until the super-block ends */
@@ -305,8 +306,9 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                     if (hasmin)
                         MS[m * RC + r] = _mm256_add_epi32(
                             MS[m * RC + r],
-                            _mm256_mullo_epi32(xsum, _mm256_loadu_si256(
-                                                         (const __m256i *)(qs->mi + r * gs + b * 8))));
+                            _mm256_mullo_epi32(
+                                xsum,
+                                _mm256_loadu_si256((const __m256i *)(qs->mi + r * gs + b * 8))));
                 }
             }
             if (b % 8 != 7) continue;
@@ -320,7 +322,8 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                     acc[p] = _mm256_add_ps(acc[p], _mm256_mul_ps(_mm256_cvtepi32_ps(S[p]), sc));
                     if (hasmin) {
                         __m256 sm = _mm256_mul_ps(dx, _mm256_loadu_ps(qs->dm + r * gs + b * 8));
-                        acc[p] = _mm256_sub_ps(acc[p], _mm256_mul_ps(_mm256_cvtepi32_ps(MS[p]), sm));
+                        acc[p] =
+                            _mm256_sub_ps(acc[p], _mm256_mul_ps(_mm256_cvtepi32_ps(MS[p]), sm));
                     }
                     S[p] = MS[p] = _mm256_setzero_si256();
                 }
@@ -456,8 +459,8 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
  * prefill tiles with the type's sub-scales and minimum (kmode: the K-quants'
  * super-block sums). */
 INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
-                    const float *xs, float *y, int ldy, int first, const int sub,
-                    const int hasmin, const qx_scales *qs, const float *xm, const int kmode) {
+                    const float *xs, float *y, int ldy, int first, const int sub, const int hasmin,
+                    const qx_scales *qs, const float *xm, const int kmode) {
     switch (rm) {
     case 4:
         q8p_rows(4, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
@@ -485,17 +488,16 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
         const size_t bb = wim_q_block_bytes(type);
         const uint8_t *p = row + (size_t)b * bb;
         const __m128i qs = _mm_loadu_si128((const __m128i *)(p + bb - 16));
-        __m256i v = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
+        __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
         if (type == WIM_Q4_0) return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
         if (type == WIM_Q4_1) return v;
         uint32_t h;
         memcpy(&h, p + bb - 20, 4);
         /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
-        const __m256i spread = _mm256_shuffle_epi8(
-            _mm256_set1_epi32((int)h),
-            _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
-                               0x0303030303030303LL));
+        const __m256i spread =
+            _mm256_shuffle_epi8(_mm256_set1_epi32((int)h),
+                                _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                                   0x0303030303030303LL));
         const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
         v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
@@ -524,8 +526,7 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
         lo = _mm256_and_si256(lo, low4);
         __m256i hi = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * half));
         hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * g)), _mm256_set1_epi8(3));
-        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
-                               _mm256_set1_epi8(32));
+        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
     }
     }
 }
@@ -658,13 +659,13 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
             prod[p] = _mm256_setzero_si256();
         const __m256 xs8 = _mm256_cvtph_ps(load_d8(x, nb, b, RM));
         const __m256 ws8 = _mm256_load_ps(wd[s8]), mn8 = _mm256_load_ps(wm[s8]);
-        const __m256 xm8 = hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b))
-                                  : _mm256_setzero_ps();
+        const __m256 xm8 =
+            hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b)) : _mm256_setzero_ps();
 #pragma GCC unroll 16
         for (int g = 0; g < G; g++) {
             const __m256i isum = hsum8_epi32(prod + 8 * g);
-            const __m256 dx = gemv ? _mm256_set1_ps(_cvtsh_ss(x[b].d))
-                                   : _mm256_permutevar8x32_ps(xs8, im[g]);
+            const __m256 dx =
+                gemv ? _mm256_set1_ps(_cvtsh_ss(x[b].d)) : _mm256_permutevar8x32_ps(xs8, im[g]);
             const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
             acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
             if (hasmin) {
@@ -751,10 +752,10 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
 #pragma GCC unroll 16
             for (int j = 0; j < RN; j++) {
                 const __m256i v = qx_unpack(type, w + (size_t)j * rb, 8 * sbk + t);
-                const __m256i scale =
-                    type == WIM_Q6_K
-                        ? _mm256_set_m128i(_mm_set1_epi16(sc[j][2 * t + 1]), _mm_set1_epi16(sc[j][2 * t]))
-                        : _mm256_set1_epi16(sc[j][t]);
+                const __m256i scale = type == WIM_Q6_K
+                                          ? _mm256_set_m128i(_mm_set1_epi16(sc[j][2 * t + 1]),
+                                                             _mm_set1_epi16(sc[j][2 * t]))
+                                          : _mm256_set1_epi16(sc[j][t]);
                 /* Q6_K's values are signed: the sign moves to x so maddubs sees |v| */
                 const __m256i av = type == WIM_Q6_K ? _mm256_abs_epi8(v) : v;
 #pragma GCC unroll 16
@@ -908,29 +909,20 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
 
 static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
                    float *y, int ldy) {
+#define QX_CASE(T)                                                                                 \
+    case T:                                                                                        \
+        qx_gemm(T, M, N, K, x, w, row_bytes, y, ldy);                                              \
+        return;
     switch (type) { /* one specialised body per type */
-    case WIM_Q4_0:
-        qx_gemm(WIM_Q4_0, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q4_1:
-        qx_gemm(WIM_Q4_1, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q5_0:
-        qx_gemm(WIM_Q5_0, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q5_1:
-        qx_gemm(WIM_Q5_1, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q4_K:
-        qx_gemm(WIM_Q4_K, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q5_K:
-        qx_gemm(WIM_Q5_K, M, N, K, x, w, row_bytes, y, ldy);
-        return;
-    case WIM_Q6_K:
-        qx_gemm(WIM_Q6_K, M, N, K, x, w, row_bytes, y, ldy);
-        return;
+        QX_CASE(WIM_Q4_0)
+        QX_CASE(WIM_Q4_1)
+        QX_CASE(WIM_Q5_0)
+        QX_CASE(WIM_Q5_1)
+        QX_CASE(WIM_Q4_K)
+        QX_CASE(WIM_Q5_K)
+        QX_CASE(WIM_Q6_K)
     }
+#undef QX_CASE
 }
 
 /* ---- quantization ------------------------------------------------------- */

@@ -359,11 +359,13 @@ static void SFX(axpy_f16)(float a, const uint16_t *x, float *y, int n) {
 /* Row-tile attention kernels (see simd.h), spelled out because of SFX. */
 static void SFX(dot_rows_f32)(const float *rows, size_t stride, int count, const float *q, int n,
                               float *out) {
-    for (int i = 0; i < count; i++) out[i] = SFX(dot_f32)(rows + (size_t)i * stride, q, n);
+    for (int i = 0; i < count; i++)
+        out[i] = SFX(dot_f32)(rows + (size_t)i * stride, q, n);
 }
-static void SFX(dot_rows_f16)(const uint16_t *rows, size_t stride, int count, const float *q,
-                              int n, float *out) {
-    for (int i = 0; i < count; i++) out[i] = SFX(dot_f16)(rows + (size_t)i * stride, q, n);
+static void SFX(dot_rows_f16)(const uint16_t *rows, size_t stride, int count, const float *q, int n,
+                              float *out) {
+    for (int i = 0; i < count; i++)
+        out[i] = SFX(dot_f16)(rows + (size_t)i * stride, q, n);
 }
 static void SFX(axpy_rows_f32)(const float *w, const float *rows, size_t stride, int count,
                                float *acc, int n) {
@@ -376,73 +378,17 @@ static void SFX(axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stri
         if (w[i] != 0.0f) SFX(axpy_f16)(w[i], rows + (size_t)i * stride, acc, n);
 }
 
-
 /* ---- the other quantized types (quants.h) --------------------------------- */
 
-/* One slice at a time, unpacked once per column and folded into every row's
- * output (y is the accumulator): quants.h's sequences, bit-exact with scalar.c. */
-static void SFX(gemm_q32)(int type, int M, int N, int K, const block_q8_0 *x, const uint8_t *w,
-                          size_t row_bytes, float *y, int ldy) {
-    const int nb = K / QK8_0, has_min = wim_q_has_min(type);
-    for (int j = 0; j < N; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        for (int m = 0; m < M; m++)
-            y[(size_t)m * ldy + j] = 0.0f;
-        for (int b = 0; b < nb; b++) {
-            wim_qblock q;
-            wim_q_unpack(type, wr, b, &q);
-            const int8x16_t wa = vld1q_s8(q.v), wb = vld1q_s8(q.v + 16);
-            for (int m = 0; m < M; m++) {
-                const block_q8_0 *xb = x + (size_t)m * nb + b;
-                const int8x16_t xa = vld1q_s8(xb->qs), xc = vld1q_s8(xb->qs + 16);
-                const int32_t isum = q.sa * DOT16(xa, wa) + q.sb * DOT16(xc, wb);
-                const float dx = wim_fp16_to_fp32(xb->d);
-                float *acc = &y[(size_t)m * ldy + j];
-                *acc = *acc + (float)isum * (dx * q.d);
-                if (has_min) {
-                    const int32_t xsum = vaddlvq_s8(xa) + vaddlvq_s8(xc);
-                    *acc = *acc + (float)xsum * (dx * q.mn);
-                }
-            }
-        }
-    }
-}
-
-/* The K-quants: one exact integer sum per 256-weight super-block and row. */
-static void SFX(gemm_qk)(int type, int M, int N, int K, const block_q8_K *x, const uint8_t *w,
-                         size_t row_bytes, float *y, int ldy) {
-    const int nsb = K / QK8_K, has_min = wim_q_has_min(type);
-    for (int j = 0; j < N; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        for (int m = 0; m < M; m++)
-            y[(size_t)m * ldy + j] = 0.0f;
-        for (int sbk = 0; sbk < nsb; sbk++) {
-            wim_qblock q[8];
-            for (int t = 0; t < 8; t++)
-                wim_q_unpack(type, wr, 8 * sbk + t, &q[t]);
-            for (int m = 0; m < M; m++) {
-                const block_q8_K *xb = x + (size_t)m * nsb + sbk;
-                int32_t isum = 0, msum = 0;
-                for (int t = 0; t < 8; t++) {
-                    const int8x16_t xa = vld1q_s8(xb->qs + 32 * t), xc = vld1q_s8(xb->qs + 32 * t + 16);
-                    isum += q[t].sa * DOT16(xa, vld1q_s8(q[t].v)) +
-                            q[t].sb * DOT16(xc, vld1q_s8(q[t].v + 16));
-                    msum += q[t].mi * (xb->bsums[2 * t] + xb->bsums[2 * t + 1]);
-                }
-                float *acc = &y[(size_t)m * ldy + j];
-                *acc = *acc + (float)isum * (xb->d * q[0].d);
-                if (has_min) *acc = *acc - (float)msum * (xb->d * q[0].dmin);
-            }
-        }
-    }
+/* quants.h's generic body, its 16-byte dot products on NEON (bit-exact with
+ * scalar.c: the integer sums are exact and the float steps the same). */
+static int32_t SFX(dot16q)(const int8_t *x, const int8_t *v) {
+    return DOT16(vld1q_s8(x), vld1q_s8(v));
 }
 
 static void SFX(gemm_q)(int type, int M, int N, int K, const void *x, const void *w,
                         size_t row_bytes, float *y, int ldy) {
-    if (wim_q_is_k(type))
-        SFX(gemm_qk)(type, M, N, K, x, w, row_bytes, y, ldy);
-    else
-        SFX(gemm_q32)(type, M, N, K, x, w, row_bytes, y, ldy);
+    wim_q_gemm(type, M, N, K, x, w, row_bytes, y, ldy, SFX(dot16q));
 }
 
 /* quantize_q8_0's rounding (FCVTAS: half away from zero) over 256 values, d in

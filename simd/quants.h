@@ -266,4 +266,59 @@ static inline void wim_q_dequant(int type, const wim_qblock *q, float *out) {
     }
 }
 
+/* The products of quants.h's semantics, one output at a time: each weight slice
+ * unpacked once per column and folded into every row's output, y serving as the
+ * accumulator (fp32 values are stored exactly, so this is the defined sequence).
+ * dot16 is the exact int32 dot product of 16 int8 pairs; scalar.c instantiates
+ * this with plain C, neon.c with its dot instructions. x holds block_q8_0 rows,
+ * or block_q8_K rows for the K-quants. */
+static inline void wim_q_gemm(int type, int M, int N, int K, const void *x, const void *w,
+                              size_t row_bytes, float *y, int ldy,
+                              int32_t (*dot16)(const int8_t *, const int8_t *)) {
+    const int k = wim_q_is_k(type), has_min = wim_q_has_min(type);
+    const int nb = K / 32, nsb = K / 256;
+    for (int j = 0; j < N; j++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + j] = 0.0f;
+        for (int b0 = 0; b0 < nb; b0 += k ? 8 : 1) { /* a super-block, or a slice */
+            wim_qblock q[8];
+            for (int t = 0; t < (k ? 8 : 1); t++)
+                wim_q_unpack(type, wr, b0 + t, &q[t]);
+            for (int m = 0; m < M; m++) {
+                const int8_t *xq;
+                float dx;
+                int32_t isum = 0, msum = 0;
+                if (k) {
+                    const block_q8_K *xb = (const block_q8_K *)x + (size_t)m * nsb + b0 / 8;
+                    xq = xb->qs, dx = xb->d;
+                    for (int t = 0; t < 8; t++)
+                        msum += q[t].mi * (xb->bsums[2 * t] + xb->bsums[2 * t + 1]);
+                } else {
+                    const block_q8_0 *xb = (const block_q8_0 *)x + (size_t)m * nb + b0;
+                    xq = xb->qs, dx = wim_fp16_to_fp32(xb->d);
+                    for (int i = 0; i < 32; i++)
+                        msum += xq[i]; /* xsum, for Q4_1 / Q5_1 */
+                }
+                for (int t = 0; t < (k ? 8 : 1); t++)
+                    isum += q[t].sa * dot16(xq + 32 * t, q[t].v) +
+                            q[t].sb * dot16(xq + 32 * t + 16, q[t].v + 16);
+                float *acc = &y[(size_t)m * ldy + j];
+                float s = dx * q[0].d;
+                float p = (float)isum * s;
+                *acc = *acc + p;
+                if (has_min && k) {
+                    float sm = dx * q[0].dmin;
+                    float pm = (float)msum * sm;
+                    *acc = *acc - pm;
+                } else if (has_min) {
+                    float sm = dx * q[0].mn;
+                    float pm = (float)msum * sm;
+                    *acc = *acc + pm;
+                }
+            }
+        }
+    }
+}
+
 #endif

@@ -92,88 +92,17 @@ static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
     }
 }
 
-/* The other quantized types (quants.h): each weight slice is unpacked once and
- * folded into every row's output, y serving as the accumulator (its fp32 values
- * are stored exactly, so this is the per-output sequence quants.h defines). */
-static void gemm_q32(int type, int M, int N, int K, const block_q8_0 *x, const uint8_t *w,
-                     size_t row_bytes, float *y, int ldy) {
-    const int nb = K / QK8_0, has_min = wim_q_has_min(type);
-    for (int j = 0; j < N; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        for (int m = 0; m < M; m++)
-            y[(size_t)m * ldy + j] = 0.0f;
-        for (int b = 0; b < nb; b++) {
-            wim_qblock q;
-            wim_q_unpack(type, wr, b, &q);
-            for (int m = 0; m < M; m++) {
-                const block_q8_0 *xb = x + (size_t)m * nb + b;
-                int32_t lo = 0, hi = 0, xsum = 0;
-                for (int i = 0; i < 16; i++) {
-                    lo += (int32_t)xb->qs[i] * q.v[i];
-                    hi += (int32_t)xb->qs[i + 16] * q.v[i + 16];
-                }
-                for (int i = 0; i < QK8_0; i++)
-                    xsum += xb->qs[i];
-                const int32_t isum = q.sa * lo + q.sb * hi;
-                const float dx = wim_fp16_to_fp32(xb->d);
-                float *acc = &y[(size_t)m * ldy + j];
-                float s = dx * q.d;
-                float t = (float)isum * s;
-                *acc = *acc + t;
-                if (has_min) {
-                    float sm = dx * q.mn;
-                    float tm = (float)xsum * sm;
-                    *acc = *acc + tm;
-                }
-            }
-        }
-    }
-}
-
-/* The K-quants: one exact integer sum per 256-weight super-block and row. */
-static void gemm_qk(int type, int M, int N, int K, const block_q8_K *x, const uint8_t *w,
-                    size_t row_bytes, float *y, int ldy) {
-    const int nsb = K / QK8_K, has_min = wim_q_has_min(type);
-    for (int j = 0; j < N; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        for (int m = 0; m < M; m++)
-            y[(size_t)m * ldy + j] = 0.0f;
-        for (int sbk = 0; sbk < nsb; sbk++) {
-            wim_qblock q[8];
-            for (int t = 0; t < 8; t++)
-                wim_q_unpack(type, wr, 8 * sbk + t, &q[t]);
-            for (int m = 0; m < M; m++) {
-                const block_q8_K *xb = x + (size_t)m * nsb + sbk;
-                int32_t isum = 0, msum = 0;
-                for (int t = 0; t < 8; t++) {
-                    int32_t lo = 0, hi = 0;
-                    for (int i = 0; i < 16; i++) {
-                        lo += (int32_t)xb->qs[32 * t + i] * q[t].v[i];
-                        hi += (int32_t)xb->qs[32 * t + 16 + i] * q[t].v[16 + i];
-                    }
-                    isum += q[t].sa * lo + q[t].sb * hi;
-                    msum += q[t].mi * (xb->bsums[2 * t] + xb->bsums[2 * t + 1]);
-                }
-                float *acc = &y[(size_t)m * ldy + j];
-                float s = xb->d * q[0].d;
-                float t = (float)isum * s;
-                *acc = *acc + t;
-                if (has_min) {
-                    float sm = xb->d * q[0].dmin;
-                    float tm = (float)msum * sm;
-                    *acc = *acc - tm;
-                }
-            }
-        }
-    }
+/* The other quantized types: quants.h's generic body with a plain dot product. */
+static int32_t dot16(const int8_t *x, const int8_t *v) {
+    int32_t s = 0;
+    for (int i = 0; i < 16; i++)
+        s += (int32_t)x[i] * v[i];
+    return s;
 }
 
 static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
                    float *y, int ldy) {
-    if (wim_q_is_k(type))
-        gemm_qk(type, M, N, K, x, w, row_bytes, y, ldy);
-    else
-        gemm_q32(type, M, N, K, x, w, row_bytes, y, ldy);
+    wim_q_gemm(type, M, N, K, x, w, row_bytes, y, ldy, dot16);
 }
 
 /* The float products: one multiply and one add per element, in k order. */

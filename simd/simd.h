@@ -125,8 +125,8 @@ typedef struct wim_kernels {
      * number): w holds N rows of row_bytes, K % 32 == 0 (a multiple of 256 for the
      * K-quants); x holds M rows of block_q8_0 from quantize_q8_0, or for the
      * K-quants of block_q8_K from quantize_q8_K. Bit-exact across ISAs (quants.h). */
-    void (*gemm_q)(int type, int M, int N, int K, const void *x, const void *w,
-                   size_t row_bytes, float *y, int ldy);
+    void (*gemm_q)(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
+                   float *y, int ldy);
     /* n % 256 == 0. As quantize_q8_0 per 256 values, d kept in fp32; bsums exact. */
     void (*quantize_q8_K)(const float *x, block_q8_K *y, int n);
     void (*gemm_f16)(int M, int N, int K, const float *x, const uint16_t *w, float *y, int ldy);
@@ -157,22 +157,24 @@ typedef struct wim_kernels {
  * per-row kernels, so the compiler inlines them into the row loop. An ISA with
  * a better tile axpy uses WIM_DOT_ROW_KERNELS alone and writes its own. */
 #define WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                    \
-    static void NAME##_dot_rows_f32(const float *rows, size_t stride, int count, const float *q,  \
+    static void NAME##_dot_rows_f32(const float *rows, size_t stride, int count, const float *q,   \
                                     int n, float *out) {                                           \
-        for (int i = 0; i < count; i++) out[i] = DOT32(rows + (size_t)i * stride, q, n);           \
+        for (int i = 0; i < count; i++)                                                            \
+            out[i] = DOT32(rows + (size_t)i * stride, q, n);                                       \
     }                                                                                              \
-    static void NAME##_dot_rows_f16(const uint16_t *rows, size_t stride, int count,               \
+    static void NAME##_dot_rows_f16(const uint16_t *rows, size_t stride, int count,                \
                                     const float *q, int n, float *out) {                           \
-        for (int i = 0; i < count; i++) out[i] = DOT16(rows + (size_t)i * stride, q, n);           \
+        for (int i = 0; i < count; i++)                                                            \
+            out[i] = DOT16(rows + (size_t)i * stride, q, n);                                       \
     }
 #define WIM_ROW_KERNELS(NAME, DOT32, DOT16, AXPY32, AXPY16)                                        \
     WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                        \
-    static void NAME##_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count, \
+    static void NAME##_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count,  \
                                      float *acc, int n) {                                          \
         for (int i = 0; i < count; i++)                                                            \
             if (w[i] != 0.0f) AXPY32(w[i], rows + (size_t)i * stride, acc, n);                     \
     }                                                                                              \
-    static void NAME##_axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride,         \
+    static void NAME##_axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride,          \
                                      int count, float *acc, int n) {                               \
         for (int i = 0; i < count; i++)                                                            \
             if (w[i] != 0.0f) AXPY16(w[i], rows + (size_t)i * stride, acc, n);                     \

@@ -120,8 +120,8 @@ static int parse(int argc, char **argv, mk_opts *o) {
         else if (!strcmp(a, "--type")) {
             const char *t = argv[++i];
             if (!(o->scheme = wim_qscheme_find(t)))
-                return cli_error("mkmodel: --type must be one of %s, not '%s'",
-                                 wim_qscheme_names(), t);
+                return cli_error("mkmodel: --type must be one of %s, not '%s'", wim_qscheme_names(),
+                                 t);
         } else if (!strcmp(a, "--rope-theta")) {
             if (cli_float(a, argv[++i], 1, 1e9, &o->theta)) return 2;
         } else if (!strcmp(a, "--rope-scale")) {

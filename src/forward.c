@@ -187,7 +187,8 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
     if (wim_q_is_k(w->type)) {
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++)
-            kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K), K);
+            kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K),
+                                K);
     } else if (w->type == GGUF_T_Q8_0 || wim_q_known(w->type)) {
         const int nb = K / QK8_0;
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
@@ -300,8 +301,7 @@ static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
             attn_head_materialized(
                 c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
                 pos0 + i, 1.0f / sqrtf((float)hd), cf->sliding_window,
-                c->att + (size_t)i * qd + (size_t)h * hd,
-                S + ((size_t)h * M + i) * n);
+                c->att + (size_t)i * qd + (size_t)h * hd, S + ((size_t)h * M + i) * n);
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }

@@ -345,9 +345,10 @@ static int read_tensor_info(cursor *c, gguf_file *f, gguf_tensor *t, uint64_t id
     uint32_t type = 0;
     if (read_u32(c, &type, what) || read_u64(c, &t->offset, what)) return -1;
     if (!gguf_ttype_known(type))
-        return fail(c, "tensor '%s' has type %s (%u); wim supports F32, F16, BF16, Q8_0, Q4_0, "
-                    "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K", nm,
-                    gguf_ttype_name((enum gguf_ttype)type), type);
+        return fail(c,
+                    "tensor '%s' has type %s (%u); wim supports F32, F16, BF16, Q8_0, Q4_0, "
+                    "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K",
+                    nm, gguf_ttype_name((enum gguf_ttype)type), type);
     t->type = (enum gguf_ttype)type;
     if (t->ne[0] % gguf_ttype_block(t->type))
         return fail(c,

@@ -220,7 +220,8 @@ static int bind_longrope(loader *l, wim_model *m) {
         bind_vec(l, "rope_factors_short.weight", c->n_rot / 2, 1, &m->rope_short))
         return -1;
     if (!m->rope_long != !m->rope_short)
-        return lfail(l, "LongRoPE needs both rope_factors_long.weight and rope_factors_short.weight");
+        return lfail(l,
+                     "LongRoPE needs both rope_factors_long.weight and rope_factors_short.weight");
     if (!m->rope_long) {
         if (c->rope_scaling == WIM_ROPE_LONGROPE)
             return lfail(l, "rope scaling 'longrope' without rope_factors_long/short tensors");
@@ -314,8 +315,7 @@ int wim_model_load(const char *path, wim_model **out, char *err, size_t errlen) 
     if (bind_mat(&l, "token_embd.weight", c->n_embd, c->n_vocab, 0, &m->tok_embd) ||
         bind_vec(&l, "output_norm.weight", c->n_embd, 0, &m->output_norm) ||
         bind_mat(&l, "output.weight", c->n_embd, c->n_vocab, 1, &m->output) ||
-        bind_vec(&l, "rope_freqs.weight", c->n_rot / 2, 1, &m->rope_freqs) ||
-        bind_longrope(&l, m))
+        bind_vec(&l, "rope_freqs.weight", c->n_rot / 2, 1, &m->rope_freqs) || bind_longrope(&l, m))
         goto fail;
     if (c->rope_attn_factor == 0.0f) c->rope_attn_factor = 1.0f;
     if (!m->output.data) {
@@ -377,7 +377,8 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     fprintf(fp, "heads          %d (KV heads %d, head size %d%s)\n", c->n_head, c->n_head_kv,
             c->head_dim, c->n_head != c->n_head_kv ? ", GQA" : "");
     fprintf(fp, "feed-forward   %d\n", c->n_ff);
-    if (c->sliding_window) fprintf(fp, "attention      sliding window of %d tokens\n", c->sliding_window);
+    if (c->sliding_window)
+        fprintf(fp, "attention      sliding window of %d tokens\n", c->sliding_window);
     fprintf(fp, "context        %d\n", c->n_ctx_train);
     fprintf(fp, "rope           %s, %d dims, theta %g%s", c->rope_neox ? "neox" : "norm", c->n_rot,
             c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");

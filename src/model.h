@@ -42,7 +42,7 @@ typedef struct {
     wim_rope_scaling rope_scaling;
     int rope_orig_ctx;      /* rope.scaling.original_context_length (YaRN, LongRoPE) */
     float rope_attn_factor; /* cos/sin multiplier (LongRoPE; YaRN multiplies its own in) */
-    int tied_output;  /* no output.weight: the embedding matrix is reused */
+    int tied_output;        /* no output.weight: the embedding matrix is reused */
     int sliding_window; /* attention.sliding_window: a query sees the last W positions (0: all) */
 } wim_config;
 
@@ -69,7 +69,7 @@ struct wim_model {
     wim_config cfg;
     wim_mat tok_embd, output;
     float *output_norm;
-    float *rope_freqs; /* n_rot/2 divisors of the base frequencies, or NULL */
+    float *rope_freqs;             /* n_rot/2 divisors of the base frequencies, or NULL */
     float *rope_long, *rope_short; /* LongRoPE's n_rot/2 divisors, or NULL */
     wim_layer *layers;
     wim_tokenizer *tok;

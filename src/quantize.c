@@ -17,10 +17,10 @@
 #include "simd.h"
 
 static const wim_qscheme schemes[] = {
-    {"f32", GGUF_T_F32, 0},   {"f16", GGUF_T_F16, 0},       {"bf16", GGUF_T_BF16, 0},
-    {"q8_0", GGUF_T_Q8_0, 0}, {"q4_0", GGUF_T_Q4_0, 0},     {"q4_1", GGUF_T_Q4_1, 0},
-    {"q5_0", GGUF_T_Q5_0, 0}, {"q5_1", GGUF_T_Q5_1, 0},     {"q4_k", GGUF_T_Q4_K, 0},
-    {"q5_k", GGUF_T_Q5_K, 0}, {"q6_k", GGUF_T_Q6_K, 0},     {"q4_k_m", GGUF_T_Q4_K, 1},
+    {"f32", GGUF_T_F32, 0},     {"f16", GGUF_T_F16, 0},   {"bf16", GGUF_T_BF16, 0},
+    {"q8_0", GGUF_T_Q8_0, 0},   {"q4_0", GGUF_T_Q4_0, 0}, {"q4_1", GGUF_T_Q4_1, 0},
+    {"q5_0", GGUF_T_Q5_0, 0},   {"q5_1", GGUF_T_Q5_1, 0}, {"q4_k", GGUF_T_Q4_K, 0},
+    {"q5_k", GGUF_T_Q5_K, 0},   {"q6_k", GGUF_T_Q6_K, 0}, {"q4_k_m", GGUF_T_Q4_K, 1},
     {"q5_k_m", GGUF_T_Q5_K, 1},
 };
 
@@ -45,12 +45,12 @@ static int more_bits(int layer, int n_layer) {
     return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
 }
 
-enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int layer,
-                                 int n_layer, int tied, int n_in) {
+enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int layer, int n_layer,
+                                 int tied, int n_in) {
     enum gguf_ttype t = s->base;
     if (s->mix) {
-        int is_output = !strcmp(tensor, "output.weight") ||
-                        (tied && !strcmp(tensor, "token_embd.weight"));
+        int is_output =
+            !strcmp(tensor, "output.weight") || (tied && !strcmp(tensor, "token_embd.weight"));
         if (is_output)
             t = GGUF_T_Q6_K;
         else if (ends_with(tensor, "attn_qkv.weight"))
@@ -196,8 +196,8 @@ void wim_quantize_row(enum gguf_ttype type, const float *x, void *out, int n) {
     case GGUF_T_F16:
     case GGUF_T_BF16:
         for (int i = 0; i < n; i++)
-            ((uint16_t *)out)[i] = type == GGUF_T_F16 ? wim_fp32_to_fp16(x[i])
-                                                      : wim_fp32_to_bf16(x[i]);
+            ((uint16_t *)out)[i] =
+                type == GGUF_T_F16 ? wim_fp32_to_fp16(x[i]) : wim_fp32_to_bf16(x[i]);
         return;
     case GGUF_T_Q8_0:
         wim_kernels_get()->quantize_q8_0(x, out, n);
@@ -250,9 +250,9 @@ void wim_quantize_row(enum gguf_ttype type, const float *x, void *out, int n) {
             for (int j = 0; j < 8; j++)
                 for (int l = 0; l < 32; l++) {
                     int v = q[32 * j + l];
-                    qs[32 * (j / 2) + l] = (uint8_t)(j & 1 ? (qs[32 * (j / 2) + l] & 0xF) |
-                                                                 ((v & 0xF) << 4)
-                                                           : v & 0xF);
+                    qs[32 * (j / 2) + l] =
+                        (uint8_t)(j & 1 ? (qs[32 * (j / 2) + l] & 0xF) | ((v & 0xF) << 4)
+                                        : v & 0xF);
                     if (qh) qh[l] |= (uint8_t)(((v >> 4) & 1) << j);
                 }
         }

@@ -31,8 +31,8 @@ const char *wim_qscheme_names(void);
  * Rows the 256-weight K-quant blocks do not divide fall back to Q5_0 (for Q4_K),
  * Q5_1 (Q5_K) or Q8_0 (Q6_K), as llama-quantize does; rows of no multiple of 32
  * stay F16. */
-enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int layer,
-                                 int n_layer, int tied, int n_in);
+enum gguf_ttype wim_qscheme_type(const wim_qscheme *s, const char *tensor, int layer, int n_layer,
+                                 int tied, int n_in);
 
 /* Quantizes n values (n a multiple of the type's block) into out
  * (gguf_row_bytes(type, n) bytes). F32, F16, BF16 and Q8_0 included. */

@@ -547,9 +547,11 @@ static void test_quantize_q8_K(void) {
     block_q8_K a[4], r[4];
     for (int t = 0; t < 20; t++) {
         fill_f(f, n, t % 4 ? 1.0f : 1e-3f);
-        if (t == 1) memset(f, 0, n * sizeof *f);  /* all zero: d = 0 */
+        if (t == 1) memset(f, 0, n * sizeof *f); /* all zero: d = 0 */
         if (t == 2) f[7] = 1e30f;                /* one huge value */
-        if (t == 3) for (int i = 0; i < n; i++) f[i] = (i % 255) / 127.0f * 0.5f - 0.25f;
+        if (t == 3)
+            for (int i = 0; i < n; i++)
+                f[i] = (i % 255) / 127.0f * 0.5f - 0.25f;
         S->quantize_q8_K(f, r, n);
         T->quantize_q8_K(f, a, n);
         for (int b = 0; b < 4; b++) {
@@ -591,8 +593,9 @@ static void test_gemm_q(void) {
                 for (int m = 0; m < M && t_state == 0; m++)
                     for (int j = 0; j < N; j++) {
                         float u = a[m * (N + PAD) + j], v = r[m * (N + PAD) + j];
-                        CHECKF(f2u(u) == f2u(v), "type %d M=%d N=%d K=%d y[%d][%d] = %.9g, scalar %.9g",
-                               type, M, N, K, m, j, u, v);
+                        CHECKF(f2u(u) == f2u(v),
+                               "type %d M=%d N=%d K=%d y[%d][%d] = %.9g, scalar %.9g", type, M, N,
+                               K, m, j, u, v);
                     }
                 free(x), free(w), free(r), free(a);
             }
@@ -621,7 +624,8 @@ static void test_gemm_q_is_dequant_product(void) {
                 for (int k = 0; k < K; k++) {
                     double xv;
                     if (wim_q_is_k(type)) {
-                        const block_q8_K *xb = (const block_q8_K *)x + (size_t)m * (K / QK8_K) + k / QK8_K;
+                        const block_q8_K *xb =
+                            (const block_q8_K *)x + (size_t)m * (K / QK8_K) + k / QK8_K;
                         xv = (double)xb->d * xb->qs[k % QK8_K];
                     } else {
                         const block_q8_0 *xb = (const block_q8_0 *)x + (size_t)m * nb + k / 32;
@@ -753,12 +757,15 @@ static void test_row_kernels(void) {
             fill_f(q, (size_t)n, 1.0f);
             fill_f(w, (size_t)cnt, 1.0f);
             w[cnt / 2] = 0.0f; /* a masked cell */
-            for (size_t i = 0; i < stride * cnt; i++) rh[i] = wim_fp32_to_fp16(rows[i]);
+            for (size_t i = 0; i < stride * cnt; i++)
+                rh[i] = wim_fp32_to_fp16(rows[i]);
             T->dot_rows_f32(rows, stride, cnt, q, n, o1);
-            for (int i = 0; i < cnt; i++) o2[i] = T->dot_f32(rows + i * stride, q, n);
+            for (int i = 0; i < cnt; i++)
+                o2[i] = T->dot_f32(rows + i * stride, q, n);
             CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f32 n=%d count=%d", n, cnt);
             T->dot_rows_f16(rh, stride, cnt, q, n, o1);
-            for (int i = 0; i < cnt; i++) o2[i] = T->dot_f16(rh + i * stride, q, n);
+            for (int i = 0; i < cnt; i++)
+                o2[i] = T->dot_f16(rh + i * stride, q, n);
             CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f16 n=%d count=%d", n, cnt);
             fill_f(y1, (size_t)n, 1.0f);
             memcpy(y2, y1, (size_t)n * 4);
