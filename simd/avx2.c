@@ -82,18 +82,9 @@ INLINE __m128i load_d8(const block_q8_0 *p, int nb, int b, const int n) {
 #undef D
 }
 
-/*
- * Decode (M <= 4): one RM x RN register tile over all nb blocks, unpacked.
- * Products are numbered p = j*RM + m and live 8 to a vector; each is reduced to
- * its exact int32 block sum by a hadd tree, 8 products per tree.
- */
-INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, const block_q8_0 *w,
-                    float *y, int ldy) {
+/* The tile's lane maps: lane l of group g holds product 8g + l. */
+INLINE void qx_lanes(const int RM, const int RN, __m256i *im, __m256i *ij) {
     const int P = RM * RN, G = (P + 7) / 8;
-    __m256i im[2], ij[2];
-    __m256 acc[2];
-    float tmp[16];
-#pragma GCC unroll 16
     for (int g = 0; g < G; g++) {
         int a[8], c[8];
         for (int l = 0; l < 8; l++) {
@@ -104,9 +95,27 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
         im[g] = _mm256_loadu_si256((const __m256i *)a);
         ij[g] = _mm256_loadu_si256((const __m256i *)c);
     }
-#pragma GCC unroll 16
-    for (int g = 0; g < G; g++)
-        acc[g] = _mm256_setzero_ps();
+}
+
+INLINE void qx_store(const int RM, const int RN, const __m256 *acc, float *y, int ldy) {
+    float tmp[16];
+    for (int g = 0; g < (RM * RN + 7) / 8; g++)
+        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
+    for (int p = 0; p < RM * RN; p++)
+        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+}
+
+/*
+ * Decode (M <= 4): one RM x RN register tile over all nb blocks, unpacked.
+ * Products are numbered p = j*RM + m and live 8 to a vector; each is reduced to
+ * its exact int32 block sum by a hadd tree, 8 products per tree.
+ */
+INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, const block_q8_0 *w,
+                    float *y, int ldy) {
+    const int P = RM * RN, G = (P + 7) / 8;
+    __m256i im[2], ij[2];
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    qx_lanes(RM, RN, im, ij);
 
     for (int b = 0; b < nb; b++) {
         __m256i xq[4], prod[16];
@@ -135,11 +144,7 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
             acc[g] = _mm256_add_ps(acc[g], t);
         }
     }
-#pragma GCC unroll 16
-    for (int g = 0; g < G; g++)
-        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
-    for (int p = 0; p < P; p++)
-        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
+    qx_store(RM, RN, acc, y, ldy);
 }
 
 /*
@@ -591,29 +596,6 @@ INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, 
  * numbered p = j*RM + m and live 8 to a vector; the first and last rows of the
  * tile's next tiles are prefetched (RN short rows read side by side are too many
  * streams for the hardware prefetcher). */
-
-/* The tile's lane maps: lane l of group g holds product 8g + l. */
-INLINE void qx_lanes(const int RM, const int RN, __m256i *im, __m256i *ij) {
-    const int P = RM * RN, G = (P + 7) / 8;
-    for (int g = 0; g < G; g++) {
-        int a[8], c[8];
-        for (int l = 0; l < 8; l++) {
-            int p = 8 * g + l;
-            a[l] = p < P ? p % RM : 0;
-            c[l] = p < P ? p / RM : 0;
-        }
-        im[g] = _mm256_loadu_si256((const __m256i *)a);
-        ij[g] = _mm256_loadu_si256((const __m256i *)c);
-    }
-}
-
-INLINE void qx_store(const int RM, const int RN, const __m256 *acc, float *y, int ldy) {
-    float tmp[16];
-    for (int g = 0; g < (RM * RN + 7) / 8; g++)
-        _mm256_storeu_ps(tmp + 8 * g, acc[g]);
-    for (int p = 0; p < RM * RN; p++)
-        y[(size_t)(p % RM) * ldy + p / RM] = tmp[p];
-}
 
 /* Q4_0 .. Q5_1: each (row, column, slice) product reduced by a hadd tree, then
  * the per-slice float steps. */
