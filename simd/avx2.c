@@ -15,6 +15,13 @@
  *    M <= 4 (decode) reads the weights as they are and reduces each product with
  *    a hadd tree; M >= 5 (prefill) packs 8 weight columns 4 bytes at a time so
  *    the int32 lanes are already the 8 columns' sums and no reduction is needed.
+ *  - gemm_q (the other quantized types, quants.h) keeps quants.h's sequences the
+ *    same way: decode unpacks each slice in registers (32-block types: a hadd tree
+ *    per slice; K-quants: maddubs + madd by the slice's int16 scale into int32
+ *    lanes, one hadd tree per super-block); prefill unpacks a panel once and runs
+ *    the Q8_0 prefill tiles with the integer scales (and, for the K-quants,
+ *    super-block integer sums) applied to the exact lane sums.  quantize_q8_K is
+ *    quantize_q8_0's rounding over 256 values with an fp32 scale.
  *  - Float GEMMs: each output owns one 8-lane FMA accumulator over k (steps of 8),
  *    a fixed horizontal sum, then the k tail in order with fmaf.  Every tile shape
  *    runs that same sequence, so an output does not depend on M, N or its tile.

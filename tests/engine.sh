@@ -270,7 +270,9 @@ expect_error quote_min_prob_range $W run -m x -d x -q x --extractive-margins --q
 expect_error quote_notes_without_notes $W run -m x -d x -q x --extractive-margins --quote-notes
 expect_error quote_exhaustive_alone $W run -m x -d x -q x --quote-exhaustive
 expect_error answer_from_margins_llm $W run -m x -d x -q x --pattern llm --answer-from-margins
+expect_error mkmodel_unknown_type $W mkmodel --vocab-from "$GPT2" -o "$T/x.gguf" --type q3_k
 if have_stories; then
+    expect_error dump_unknown_tensor $W info -m "$STORIES" --dump no.such.weight
     expect_error context_too_long $W generate -m "$STORIES" -n 5000
     expect_error token_out_of_range $W logits -m "$STORIES" --tokens 1,512
 fi
