@@ -636,7 +636,7 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
 #pragma GCC unroll 16
         for (int j = 0; j < RN; j++) {
             const uint8_t *row = w + (size_t)j * rb;
-            _mm_prefetch((const char *)(row + ahead), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + ahead), _MM_HINT_T1);
             const __m256i v = qx_unpack(type, row, b);
             const __m256i av = unsigned_v ? v : _mm256_abs_epi8(v);
 #pragma GCC unroll 16
@@ -699,7 +699,7 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
         for (int j = 0; j < RN; j++) {
             const uint8_t *p = w + (size_t)j * rb + (size_t)sbk * bb;
             for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
-                _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T1);
             if (type == WIM_Q6_K) {
                 const block_q6_K *q = (const block_q6_K *)p;
                 wd[j] = _cvtsh_ss(q->d);
