@@ -64,8 +64,15 @@ static int window_runs(const wim_kvcache *kv, cell_run *runs, int nr, int qpos, 
     return out;
 }
 
+/* A score as the softmax takes it: scaled, then soft-capped where the model says. */
+static inline float shaped(float dot, attn_shape shape) {
+    float s = dot * shape.scale;
+    return shape.softcap > 0 ? shape.softcap * tanhf(s / shape.softcap) : s;
+}
+
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-                const attn_query *qs, int nq, float scale, int window, float *scratch) {
+                const attn_query *qs, int nq, attn_shape shape, float *scratch) {
+    const int window = shape.window;
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
     const int f16 = kv->type == WIM_KV_F16;
     /* logical slots in use: a ring of exactly C cells after next_pos tokens */
@@ -94,7 +101,7 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
             }
             float tile_max = -INFINITY;
             for (int i = 0; i < cnt; i++) {
-                score[i] *= scale;
+                score[i] = shaped(score[i], shape);
                 if (score[i] > tile_max) tile_max = score[i];
             }
             float *acc = qs[j].out;
@@ -128,8 +135,9 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
 }
 
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
-                            int head_dim, const float *q, int qpos, float scale, int window,
-                            float *out, float *row) {
+                            int head_dim, const float *q, int qpos, attn_shape shape, float *out,
+                            float *row) {
+    const int window = shape.window;
     const size_t off = (size_t)kvh * head_dim;
     const int f16 = kv->type == WIM_KV_F16;
     float mx = -INFINITY, sum = 0.0f;
@@ -137,8 +145,9 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
         const void *kr = kv_k(kv, layer, s);
         row[s] = !kv_visible(kv, s, qpos) || (window > 0 && kv->pos[s] <= qpos - window)
                      ? -INFINITY
-                     : scale * (f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
-                                    : k->dot_f32((const float *)kr + off, q, head_dim));
+                     : shaped(f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
+                                  : k->dot_f32((const float *)kr + off, q, head_dim),
+                              shape);
         if (row[s] > mx) mx = row[s];
     }
     for (int s = 0; s < kv->n; s++)

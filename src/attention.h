@@ -32,15 +32,22 @@ static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {
     return ATTN_TILE + 2 * (size_t)max_queries;
 }
 
-/* window > 0: the model's sliding window, a query at p sees only positions
- * (p - window, p] (on top of the cache's own visibility rule); 0: no limit. */
+/* What a layer's attention looks like beyond the causal mask: window > 0, the
+ * model's sliding window (a query at p sees only positions (p - window, p], on
+ * top of the cache's own visibility rule); softcap > 0, scores squashed to
+ * softcap * tanh(score / softcap) before the softmax (gemma2). */
+typedef struct {
+    float scale, softcap;
+    int window;
+} attn_shape;
+
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-                const attn_query *qs, int nq, float scale, int window, float *scratch);
+                const attn_query *qs, int nq, attn_shape shape, float *scratch);
 
 /* The same result computed the textbook way: all n scores of the query are
  * written to row[kv->n], then softmax, then the weighted sum of values. */
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
-                            int head_dim, const float *q, int qpos, float scale, int window,
-                            float *out, float *row);
+                            int head_dim, const float *q, int qpos, attn_shape shape, float *out,
+                            float *row);
 
 #endif

@@ -25,6 +25,8 @@ static const wim_chat families[WIM_CHAT_COUNT] = {
                          "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
     [WIM_CHAT_LLAMA2] = {WIM_CHAT_LLAMA2, "llama2", "[INST] ", " [/INST]"},
     [WIM_CHAT_PHI3] = {WIM_CHAT_PHI3, "phi3", "<|user|>\n", "<|end|>\n<|assistant|>\n"},
+    [WIM_CHAT_GEMMA] = {WIM_CHAT_GEMMA, "gemma", "<start_of_turn>user\n",
+                        "<end_of_turn>\n<start_of_turn>model\n"},
 };
 
 /* The markers that identify a family in a template, most specific first:
@@ -37,6 +39,7 @@ static const struct {
     {WIM_CHAT_CHATML, {"<|im_start|>", "<|im_end|>"}},
     {WIM_CHAT_PHI3, {"<|user|>", "<|end|>"}},
     {WIM_CHAT_LLAMA2, {"[INST]", "[/INST]"}},
+    {WIM_CHAT_GEMMA, {"<start_of_turn>", "<end_of_turn>"}},
 };
 
 int wim_chat_detect(const char *tmpl, wim_chat *out, char *err, size_t errlen) {
@@ -54,8 +57,9 @@ int wim_chat_detect(const char *tmpl, wim_chat *out, char *err, size_t errlen) {
         }
     }
     return wim_errorf(err, errlen,
-                      "unrecognised chat template (not ChatML, Llama 3, Llama 2/Mistral [INST] or "
-                      "Phi-3); name the family with --chat chatml|llama3|llama2|mistral|phi3|raw");
+                      "unrecognised chat template (not ChatML, Llama 3, Llama 2/Mistral [INST], "
+                      "Phi-3 or Gemma); name the family with --chat "
+                      "chatml|llama3|llama2|mistral|phi3|gemma|raw");
 }
 
 int wim_chat_by_name(const char *name, wim_chat *out, char *err, size_t errlen) {
@@ -66,7 +70,7 @@ int wim_chat_by_name(const char *name, wim_chat *out, char *err, size_t errlen) 
             return 0;
         }
     }
-    return wim_errorf(err, errlen,
-                      "unknown chat family '%s' (chatml, llama3, llama2, mistral, phi3, raw)",
-                      name ? name : "");
+    return wim_errorf(
+        err, errlen, "unknown chat family '%s' (chatml, llama3, llama2, mistral, phi3, gemma, raw)",
+        name ? name : "");
 }

@@ -19,6 +19,7 @@ enum wim_chat_family {
     WIM_CHAT_LLAMA3, /* <|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|> */
     WIM_CHAT_LLAMA2, /* [INST] ... [/INST] (Llama 2, Mistral) */
     WIM_CHAT_PHI3,   /* <|user|>\n ... <|end|>\n<|assistant|>\n */
+    WIM_CHAT_GEMMA,  /* <start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n */
     WIM_CHAT_COUNT
 };
 

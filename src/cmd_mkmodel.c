@@ -19,7 +19,7 @@ typedef struct {
     const char *arch, *out, *vocab;
     const wim_qscheme *scheme;
     long dim, layers, heads, kv_heads, ff, ctx, seed;
-    double theta, rope_scale, rope_yarn, rope_attn_factor;
+    double theta, rope_scale, rope_yarn, rope_attn_factor, attn_softcap, final_softcap;
     long rope_orig_ctx, head_dim, sliding_window;
     int tied, rope_freqs, qkv_bias, fused, longrope;
 } mk_opts;
@@ -77,15 +77,17 @@ static void add_vector(gguf_writer *w, const char *name, int n, float base, floa
 }
 
 static const char *const usage =
-    "usage: wim mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [--arch llama|qwen2|phi3]\n"
+    "usage: wim mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [--arch llama|qwen2|phi3|gemma2]\n"
     "                   [--type TYPE] [--dim D] [--layers L] [--heads H]\n"
     "                   [--kv-heads KH] [--ff F] [--ctx N] [--rope-theta T] [--seed S]\n"
     "                   [--tied] [--rope-freqs] [--rope-scale F] [--qkv-bias] [--fused]\n"
     "                   [--rope-yarn F | --longrope] [--rope-orig-ctx N] [--rope-attn-factor A]\n"
-    "                   [--head-dim HD] [--sliding-window W]\n"
+    "                   [--head-dim HD] [--sliding-window W] [--softcap ATTN,FINAL]\n"
     "  Writes a random-weight model (same arguments, same bytes). Defaults: llama, f32,\n"
     "  dim 64, 2 layers, 4 heads, 2 KV heads, ff 128, ctx 2048. qwen2 gets q/k/v biases,\n"
-    "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too.\n"
+    "  phi3 a fused attn_qkv and a fused gate|up ffn_up; --fused does that for llama too;\n"
+    "  gemma2 post-attention/FFN norms, soft-capping (--softcap, default 50,30) and a\n"
+    "  tied output.\n"
     "  --rope-yarn F: YaRN scaling by F; --longrope: Phi-3-style rope_factors_long/short;\n"
     "  both from the original context N (default: --ctx).\n"
     "  TYPE: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or the\n"
@@ -128,6 +130,12 @@ static int parse(int argc, char **argv, mk_opts *o) {
             if (cli_float(a, argv[++i], 0.01, 1e6, &o->rope_scale)) return 2;
         } else if (!strcmp(a, "--rope-yarn")) {
             if (cli_float(a, argv[++i], 1, 1e6, &o->rope_yarn)) return 2;
+        } else if (!strcmp(a, "--softcap")) { /* gemma2: "ATTN,FINAL" */
+            const char *v = argv[++i];
+            if (sscanf(v, "%lf,%lf", &o->attn_softcap, &o->final_softcap) != 2 ||
+                !(o->attn_softcap > 0) || !(o->final_softcap > 0))
+                return cli_error(
+                    "mkmodel: --softcap needs two positive numbers ATTN,FINAL, not '%s'", v);
         } else if (!strcmp(a, "--rope-attn-factor")) {
             if (cli_float(a, argv[++i], 0.01, 100, &o->rope_attn_factor)) return 2;
         } else {
@@ -158,8 +166,10 @@ static int parse(int argc, char **argv, mk_opts *o) {
     }
     if (!o->out || !o->vocab)
         return cli_error("mkmodel: -o OUT and --vocab-from VOCAB are required");
-    if (strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "phi3"))
-        return cli_error("mkmodel: --arch must be llama, qwen2 or phi3, not '%s'", o->arch);
+    if (strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "phi3") &&
+        strcmp(o->arch, "gemma2"))
+        return cli_error("mkmodel: --arch must be llama, qwen2, phi3 or gemma2, not '%s'", o->arch);
+    if (!strcmp(o->arch, "gemma2")) o->tied = 1; /* gemma ties its output to the embedding */
     if ((o->rope_scale > 0) + (o->rope_yarn > 0) + o->longrope > 1)
         return cli_error("mkmodel: --rope-scale, --rope-yarn and --longrope exclude each other");
     if ((o->head_dim ? o->head_dim % 2 : o->dim % o->heads || (o->dim / o->heads) % 2) ||
@@ -185,7 +195,9 @@ int cmd_mkmodel(int argc, char **argv) {
                  .ff = 128,
                  .ctx = 2048,
                  .seed = 1,
-                 .theta = 10000.0};
+                 .theta = 10000.0,
+                 .attn_softcap = 50.0,
+                 .final_softcap = 30.0};
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     char err[512];
@@ -203,7 +215,8 @@ int cmd_mkmodel(int argc, char **argv) {
         return cli_error("mkmodel: out of memory");
     }
     const char *A = o.arch;
-    int is_phi3 = !strcmp(A, "phi3"), is_qwen2 = !strcmp(A, "qwen2");
+    int is_phi3 = !strcmp(A, "phi3"), is_qwen2 = !strcmp(A, "qwen2"),
+        is_gemma2 = !strcmp(A, "gemma2");
     int fused = o.fused || is_phi3, bias = o.qkv_bias || is_qwen2;
     int d = (int)o.dim, hd = (int)(o.head_dim ? o.head_dim : o.dim / o.heads);
     int qd = hd * (int)o.heads, kvd = hd * (int)o.kv_heads, ff = (int)o.ff;
@@ -226,6 +239,10 @@ int cmd_mkmodel(int argc, char **argv) {
     }
     if (o.sliding_window)
         gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)o.sliding_window);
+    if (is_gemma2) { /* Gemma 2's soft-capping of attention scores and of the logits */
+        gguf_writer_set_f32(w, KEY("attn_logit_softcapping"), (float)o.attn_softcap);
+        gguf_writer_set_f32(w, KEY("final_logit_softcapping"), (float)o.final_softcap);
+    }
     gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)o.theta);
     gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
     if (o.rope_scale > 0 || o.rope_yarn > 0) {
@@ -258,6 +275,10 @@ int cmd_mkmodel(int argc, char **argv) {
 #define T(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
         add_vector(w, T("attn_norm.weight"), d, 1.0f, 0.1f, &rng);
         add_vector(w, T("ffn_norm.weight"), d, 1.0f, 0.1f, &rng);
+        if (is_gemma2) {
+            add_vector(w, T("post_attention_norm.weight"), d, 1.0f, 0.1f, &rng);
+            add_vector(w, T("post_ffw_norm.weight"), d, 1.0f, 0.1f, &rng);
+        }
         if (fused)
             rc = add_matrix(w, &o, T("attn_qkv.weight"), d, qd + 2 * kvd, s_in, &rng);
         else

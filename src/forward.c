@@ -233,6 +233,12 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         out[i] = x[i] * scale * w[i];
 }
 
+/* gemma2's norms of a block's output before the residual add (w == NULL: none). */
+static void post_norm(float *x, const float *w, int M, int d, float eps) {
+    for (int i = 0; w && i < M; i++)
+        rmsnorm(x + (size_t)i * d, x + (size_t)i * d, w, d, eps);
+}
+
 /* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
 static void rope(float *v, int n_heads, int head_dim, int n_rot, int neox, const double *inv_freq,
                  float mscale, int pos) {
@@ -260,12 +266,35 @@ static float silu(float x) {
     return x / (1.0f + expf(-x));
 }
 
+/* GELU, tanh approximation (gemma2's gate activation). */
+static float gelu(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+}
+
+/* The FFN gate: SwiGLU's SiLU, or GeGLU's GELU (gemma2). */
+static float gate_act(const wim_config *cf, float x) {
+    return cf->arch == WIM_ARCH_GEMMA2 ? gelu(x) : silu(x);
+}
+
+/* A layer's attention shape: the model's sliding window (gemma2: even layers
+ * only) and its score soft-capping. */
+static attn_shape layer_shape(const wim_config *cf, int layer) {
+    attn_shape s = {1.0f / sqrtf((float)cf->head_dim), cf->attn_softcap, cf->sliding_window};
+    if (cf->swa_even_only && layer % 2) s.window = 0;
+    return s;
+}
+
+static void softcap(float *v, size_t n, float cap) {
+    for (size_t i = 0; cap > 0 && i < n; i++)
+        v[i] = cap * tanhf(v[i] / cap);
+}
+
 /* Causal attention of the chunk's M queries over the whole cache, one
  * (token, head) pair per task, each with its own online-softmax tile. */
 static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const attn_shape shape = layer_shape(cf, layer);
     const int blocks = (M + ATTN_QBLOCK - 1) / ATTN_QBLOCK, tasks = blocks * cf->n_head_kv;
     const long work = (long)M * cf->n_head * c->kv.n * hd;
     /* one task: one KV head and up to ATTN_QBLOCK tokens, i.e. every query head of
@@ -282,7 +311,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
                                         c->att + (size_t)i * qd + (size_t)h * hd, pos0 + i};
-        attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, scale, cf->sliding_window, scratch);
+        attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, scratch);
     }
 }
 
@@ -298,10 +327,10 @@ static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++)
-            attn_head_materialized(
-                c->kern, &c->kv, layer, h / group, hd, c->q + (size_t)i * qd + (size_t)h * hd,
-                pos0 + i, 1.0f / sqrtf((float)hd), cf->sliding_window,
-                c->att + (size_t)i * qd + (size_t)h * hd, S + ((size_t)h * M + i) * n);
+            attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
+                                   c->q + (size_t)i * qd + (size_t)h * hd, pos0 + i,
+                                   layer_shape(cf, layer), c->att + (size_t)i * qd + (size_t)h * hd,
+                                   S + ((size_t)h * M + i) * n);
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }
@@ -318,6 +347,9 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
 
     for (int i = 0; i < M; i++)
         wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
+    if (cf->arch == WIM_ARCH_GEMMA2) /* gemma scales the embedding by sqrt(n_embd) */
+        for (size_t i = 0; i < (size_t)M * d; i++)
+            x[i] *= sqrtf((float)d);
 
     for (int l = 0; l < cf->n_layer; l++) {
         const wim_layer *L = &m->layers[l];
@@ -353,6 +385,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
         } else
             attention_tiled(c, l, M, pos0);
         matmul(c, &L->wo, c->att, M, xb2, d);
+        post_norm(xb2, L->post_attn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] += xb2[i];
 
@@ -363,17 +396,18 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
             matmul(c, &L->w_gate, xb, M, c->hb, ff);
             matmul(c, &L->w_up, xb, M, c->hb2, ff);
             for (size_t i = 0; i < (size_t)M * ff; i++)
-                c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+                c->hb[i] = gate_act(cf, c->hb[i]) * c->hb2[i];
         } else { /* fused: each row is gate (first n_ff) then up */
             matmul(c, &L->w_up, xb, M, c->hb, 2 * ff);
             for (int i = 0; i < M; i++) {
                 const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
                 for (int j = 0; j < ff; j++)
-                    c->hb2[(size_t)i * ff + j] = silu(g[j]) * u[j];
+                    c->hb2[(size_t)i * ff + j] = gate_act(cf, g[j]) * u[j];
             }
             memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
         }
         matmul(c, &L->w_down, c->hb, M, xb2, d);
+        post_norm(xb2, L->post_ffn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] += xb2[i];
     }
@@ -412,10 +446,13 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
             return -1;
         }
         if (!logits) continue;
-        if (all_logits)
+        if (all_logits) {
             matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
-        else if (s + M == n)
+            softcap(logits + (size_t)s * V, (size_t)M * V, cf->final_softcap);
+        } else if (s + M == n) {
             matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
+            softcap(logits, (size_t)V, cf->final_softcap);
+        }
     }
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * model.c — from a validated GGUF to a wim_model.
  *
- * Reads the hyper-parameters of the `llama`, `qwen2` and `phi3` architectures
+ * Reads the hyper-parameters of the `llama`, `qwen2`, `phi3` and `gemma2` architectures
  * from their metadata keys, binds every weight tensor by name and checks its
  * shape. Matrices stay in the mapping (no copy); the small vectors (norms,
  * biases, rope factors) are converted to F32 once.
@@ -137,8 +137,10 @@ static int read_config(loader *l, wim_config *c) {
         c->arch = WIM_ARCH_QWEN2;
     else if (!strcmp(arch, "phi3"))
         c->arch = WIM_ARCH_PHI3;
+    else if (!strcmp(arch, "gemma2"))
+        c->arch = WIM_ARCH_GEMMA2;
     else {
-        lfail(l, "architecture '%s' is not supported (llama, qwen2, phi3 are)", arch);
+        lfail(l, "architecture '%s' is not supported (llama, qwen2, phi3, gemma2 are)", arch);
         free(arch);
         return -1;
     }
@@ -166,6 +168,12 @@ static int read_config(loader *l, wim_config *c) {
         return lfail(l, "value head size %d differs from key head size %d (not supported)",
                      value_dim, c->head_dim);
     if (get_int(l, a, "attention.sliding_window", 0, &c->sliding_window)) return -1;
+    if (c->arch == WIM_ARCH_GEMMA2) {
+        c->swa_even_only = 1;
+        if (get_float(l, a, "attn_logit_softcapping", &c->attn_softcap) ||
+            get_float(l, a, "final_logit_softcapping", &c->final_softcap))
+            return -1;
+    }
     c->n_rot = c->head_dim;
     if (get_int(l, a, "rope.dimension_count", 0, &c->n_rot)) return -1;
     if (c->n_rot > c->head_dim || c->n_rot % 2)
@@ -262,6 +270,10 @@ static int bind_layer(loader *l, const wim_config *c, int i, wim_layer *L) {
     if (bind_mat(l, NAME("ffn_up.weight"), d, up_rows, 0, &L->w_up) ||
         bind_mat(l, NAME("ffn_down.weight"), c->n_ff, d, 0, &L->w_down))
         return -1;
+    if (c->arch == WIM_ARCH_GEMMA2 &&
+        (bind_vec(l, NAME("post_attention_norm.weight"), d, 0, &L->post_attn_norm) ||
+         bind_vec(l, NAME("post_ffw_norm.weight"), d, 0, &L->post_ffn_norm)))
+        return -1;
 #undef NAME
     return 0;
 }
@@ -276,6 +288,8 @@ void wim_model_free(wim_model *m) {
             free(L->bq);
             free(L->bk);
             free(L->bv);
+            free(L->post_attn_norm);
+            free(L->post_ffn_norm);
         }
     free(m->layers);
     free(m->output_norm);
@@ -378,7 +392,10 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
             c->head_dim, c->n_head != c->n_head_kv ? ", GQA" : "");
     fprintf(fp, "feed-forward   %d\n", c->n_ff);
     if (c->sliding_window)
-        fprintf(fp, "attention      sliding window of %d tokens\n", c->sliding_window);
+        fprintf(fp, "attention      sliding window of %d tokens%s\n", c->sliding_window,
+                c->swa_even_only ? " on even layers" : "");
+    if (c->attn_softcap > 0 || c->final_softcap > 0)
+        fprintf(fp, "soft-capping   scores %g, logits %g\n", c->attn_softcap, c->final_softcap);
     fprintf(fp, "context        %d\n", c->n_ctx_train);
     fprintf(fp, "rope           %s, %d dims, theta %g%s", c->rope_neox ? "neox" : "norm", c->n_rot,
             c->rope_theta, m->rope_freqs ? ", rope_freqs" : "");

@@ -19,7 +19,7 @@
 #include "tokenizer.h"
 #include "wim.h"
 
-typedef enum { WIM_ARCH_LLAMA, WIM_ARCH_QWEN2, WIM_ARCH_PHI3 } wim_arch;
+typedef enum { WIM_ARCH_LLAMA, WIM_ARCH_QWEN2, WIM_ARCH_PHI3, WIM_ARCH_GEMMA2 } wim_arch;
 
 /* How positions become rotation angles beyond the base frequencies:
  *  LINEAR   angle = pos * f_i / factor
@@ -44,6 +44,10 @@ typedef struct {
     float rope_attn_factor; /* cos/sin multiplier (LongRoPE; YaRN multiplies its own in) */
     int tied_output;        /* no output.weight: the embedding matrix is reused */
     int sliding_window; /* attention.sliding_window: a query sees the last W positions (0: all) */
+    int swa_even_only;  /* gemma2: the window on even layers only (odd layers see everything) */
+    /* gemma2: scores and final logits squashed as cap * tanh(v / cap) (0: none), the
+     * embedding scaled by sqrt(n_embd), GELU (tanh) gating, norms after attention and FFN */
+    float attn_softcap, final_softcap;
 } wim_config;
 
 /* A weight matrix: n_out rows of n_in values of `type`, row-major. */
@@ -62,6 +66,7 @@ typedef struct {
     wim_mat wo;
     wim_mat w_gate, w_up; /* w_gate.data == NULL: w_up is fused gate|up (phi3) */
     wim_mat w_down;
+    float *post_attn_norm, *post_ffn_norm; /* gemma2; NULL elsewhere */
 } wim_layer;
 
 struct wim_model {

@@ -124,6 +124,7 @@ if [ -f "$GPT2" ] && have_numpy; then
     KV=f32 run_ref llama_q4_k_m 5e-3 --arch llama --type q4_k_m $kq --layers 3
     KV=f32 run_ref qwen2_q5_k_m_bias_tied 5e-3 --arch qwen2 --type q5_k_m $kq --tied
     KV=f32 run_ref phi3_q4_k_m_fused 5e-3 --arch phi3 --type q4_k_m --dim 256 --heads 4 --kv-heads 4 --ff 512 --layers 2
+    KV=f32 run_ref gemma2_q4_k_m 5e-3 --arch gemma2 --type q4_k_m $kq --sliding-window 4 --softcap 0.5,10
     KV=f32 run_ref qwen2_q4_k_m_fallback 5e-3 --arch qwen2 --type q4_k_m --dim 128 --heads 4 --kv-heads 2 --ff 256 --layers 2
 else skip reference_models "needs $GPT2 and python3-numpy"; fi
 
@@ -165,6 +166,13 @@ if [ -f "$GPT2" ] && have_numpy; then
         --head-dim 24 --tied
     CHUNK=7 rope_ref head_dim_24_phi3_fused "$long" 41 --arch phi3 --dim 64 --kv-heads 4 \
         --head-dim 24
+    # gemma2: embedding x sqrt(d), GeGLU, post-norms, a window on even layers only,
+    # soft-capping made small enough to bite on random weights (0.5 moves these
+    # logits by ~1e-3, so 1e-4 sees it)
+    CHUNK=5 rope_ref gemma2_softcap_window "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
+        --layers 3 --sliding-window 5 --softcap 0.5,10
+    rope_ref gemma2_one_chunk_head_dim_24 "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
+        --layers 3 --sliding-window 7 --softcap 0.5,10 --head-dim 24
     # a factors tensor of the wrong length, or one without the other, is refused
     $W mkmodel --vocab-from "$GPT2" -o "$T/lr.gguf" --arch phi3 --dim 64 --heads 4 --kv-heads 4 \
         --ff 96 --layers 1 --ctx 64 --rope-orig-ctx 16 --longrope

@@ -3,7 +3,9 @@
 
 Written from the published architecture descriptions (Llama: RMSNorm, RoPE on
 consecutive pairs, SwiGLU, GQA; Qwen2: q/k/v biases, NEOX rope; Phi-3: fused
-qkv and gate|up, NEOX rope; Llama 3: rope_freqs divisors), with its own GGUF
+qkv and gate|up, NEOX rope; Llama 3: rope_freqs divisors; Gemma 2: embedding
+times sqrt(d), GeGLU, norms after attention and FFN, soft-capped scores and
+logits, a sliding window on even layers), with its own GGUF
 reader, in float64 NumPy. It mirrors the engine's two deliberate numeric
 choices so the comparison can be tight: activations entering an int8 product
 are quantized per 32-block as ggml does (per 256 with an fp32 scale for the
@@ -290,14 +292,18 @@ def forward(meta, T, tokens, kv_type, n_ctx):
     window = g("attention.sliding_window", 0)
     theta = g("rope.freq_base", 10000.0)
     eps = g("attention.layer_norm_rms_epsilon", 1e-5)
-    neox = arch in ("qwen2", "phi3")
+    neox = arch in ("qwen2", "phi3", "gemma2")
+    gemma2 = arch == "gemma2"  # Gemma 2 (Google 2024): GeGLU, post-norms, soft-capping
+    attn_cap, final_cap = g("attn_logit_softcapping", 0), g("final_logit_softcapping", 0)
     inv_freq, mscale = rope_frequencies(meta, T, n_rot, theta, n_ctx)
     n = len(tokens)
     emb = T["token_embd.weight"][0]
     x = emb[tokens].copy()
-    mask = np.triu(np.full((n, n), -np.inf), 1)
-    if window:  # a query at i sees positions (i - window, i]
-        mask += np.tril(np.full((n, n), -np.inf), -window)
+    if gemma2:
+        x *= np.sqrt(d)
+    causal = np.triu(np.full((n, n), -np.inf), 1)
+    windowed = causal + np.tril(np.full((n, n), -np.inf), -window) if window else causal
+    # a query at i sees positions (i - window, i]; gemma2 on even layers only
     cache = f16_round if kv_type == "f16" else (lambda a: a)
     for layer in range(L):
         p = f"blk.{layer}."
@@ -319,20 +325,35 @@ def forward(meta, T, tokens, kv_type, n_ctx):
         out = np.zeros((n, H, hd))
         for h in range(H):
             kh = h // (H // KH)
-            s = q[:, h, :] @ k[:, kh, :].T / np.sqrt(hd) + mask
+            mask = causal if gemma2 and layer % 2 else windowed
+            s = q[:, h, :] @ k[:, kh, :].T / np.sqrt(hd)
+            if attn_cap:
+                s = attn_cap * np.tanh(s / attn_cap)
+            s = s + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
             out[:, h, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kh, :]
-        x = x + matmul(out.reshape(n, H * hd), T[p + "attn_output.weight"])
+        a = matmul(out.reshape(n, H * hd), T[p + "attn_output.weight"])
+        if gemma2:
+            a = rmsnorm(a, T[p + "post_attention_norm.weight"][0], eps)
+        x = x + a
         xb = rmsnorm(x, T[p + "ffn_norm.weight"][0], eps)
         if p + "ffn_gate.weight" in T:
             gate, up = matmul(xb, T[p + "ffn_gate.weight"]), matmul(xb, T[p + "ffn_up.weight"])
         else:
             gu = matmul(xb, T[p + "ffn_up.weight"])
             gate, up = gu[:, :gu.shape[1] // 2], gu[:, gu.shape[1] // 2:]
-        x = x + matmul(gate / (1 + np.exp(-gate)) * up, T[p + "ffn_down.weight"])
+        if gemma2:  # GELU, tanh approximation
+            act = 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate**3)))
+        else:  # SiLU
+            act = gate / (1 + np.exp(-gate))
+        f = matmul(act * up, T[p + "ffn_down.weight"])
+        if gemma2:
+            f = rmsnorm(f, T[p + "post_ffw_norm.weight"][0], eps)
+        x = x + f
     x = rmsnorm(x, T["output_norm.weight"][0], eps)
     out_w = T.get("output.weight", T["token_embd.weight"])
-    return matmul(x, out_w)
+    logits = matmul(x, out_w)
+    return final_cap * np.tanh(logits / final_cap) if final_cap else logits
 
 
 def main():
