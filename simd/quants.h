@@ -4,7 +4,8 @@
  *
  * Owns: the byte layouts of Q4_0, Q4_1, Q5_0, Q5_1 (32 weights a block) and of
  * the K-quants Q4_K, Q5_K, Q6_K (256 weights a super-block), as GGUF files store
- * them; wim_qblock, one 32-weight slice in integer form; the unpackers.
+ * them; wim_qblock, one 32-weight slice in integer form; the unpackers; and
+ * wim_q_gemm, the products one output at a time (scalar.c's and neon.c's body).
  *
  * Invariants (the semantics of every weight type, in every ISA):
  *  - A row is read 32 weights at a time.  Each 32-slice unpacks to small integers
@@ -23,8 +24,8 @@
  *        msum = sum over its 8 slices of mi * xsum_slice    (Q4_K, Q5_K; int32)
  *        acc = acc + (float)isum * (dx * d)
  *        acc = acc - (float)msum * (dx * dmin)
- *    as ggml does with its Q8_K: four times fewer float steps per weight, and the
- *    slices need no reduction of their own.  |isum| < 2^28 (63*31*127*256 for
+ *    as ggml does with its Q8_K: eight times fewer float steps per weight, and
+ *    the slices need no reduction of their own.  |isum| < 2^28 (63*31*127*256 for
  *    Q5_K; 128*32*127*256 for Q6_K), so int32 never overflows.
  *  - Both forms are bit-exact across ISAs, tile shapes and threads, like gemm_q8_0.
  *  - The unpackers only read bytes of the block they unpack, so a row is safe to
