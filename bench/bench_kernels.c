@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gguf.h"
 #include "quants.h"
 #include "simd.h"
 
@@ -33,26 +34,6 @@ static unsigned rnd(void) {
 }
 
 /* type: 8 (Q8_0, gemm_q8_0) or a quants.h type (gemm_q). */
-static const char *type_name(int type) {
-    switch (type) {
-    case WIM_Q4_0:
-        return "Q4_0";
-    case WIM_Q4_1:
-        return "Q4_1";
-    case WIM_Q5_0:
-        return "Q5_0";
-    case WIM_Q5_1:
-        return "Q5_1";
-    case WIM_Q4_K:
-        return "Q4_K";
-    case WIM_Q5_K:
-        return "Q5_K";
-    case WIM_Q6_K:
-        return "Q6_K";
-    }
-    return "Q8_0";
-}
-
 static void bench(const wim_kernels *k, int type, int M, int K, int N, double min_time) {
     const int nb = K / QK8_0;
     const size_t rb = type == 8 ? nb * sizeof(block_q8_0)
@@ -90,8 +71,8 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
         reps++;
     }
     double gops = 2.0 * M * N * K / best * 1e-9;
-    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa, type_name(type), M, K, N,
-           best * 1e3, gops);
+    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa,
+           gguf_ttype_name((enum gguf_ttype)type), M, K, N, best * 1e3, gops);
     if (M == 1) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
     printf("\n");
     fflush(stdout);

@@ -393,6 +393,43 @@ INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
                  np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode);
 }
 
+/* q8p_rows for a row tile of rm (1..4) rows: Q8_0's panels, and the other
+ * quantized types' (sub, hasmin, qs, xm, kmode as q8p_tile takes them). */
+INLINE void panel_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
+                       const float *ws, const float *xs, float *y, int ldy, int first,
+                       const int sub, const int hasmin, const qx_scales *qs, const float *xm,
+                       const int kmode) {
+    switch (rm) {
+    case 4:
+        q8p_rows(4, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        break;
+    case 3:
+        q8p_rows(3, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        break;
+    case 2:
+        q8p_rows(2, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        break;
+    default:
+        q8p_rows(1, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        break;
+    }
+}
+
+/* y = 0 for an empty product (K = 0). */
+static void zero_y(int M, int N, float *y, int ldy) {
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++)
+            y[(size_t)m * ldy + j] = 0.0f;
+}
+
+/* The exact sum of an activation block's 32 values (Q4_1/Q5_1's minimum term). */
+INLINE int q8_block_sum(const block_q8_0 *xb) {
+    int t = 0;
+    for (int i = 0; i < QK8_0; i++)
+        t += xb->qs[i];
+    return t;
+}
+
 /* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
  * each weight row over the whole of K with the scales converted on the fly. */
 INLINE void q8_small(const int RM, const int RN, int N, int nb, const block_q8_0 *x,
@@ -409,9 +446,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
     if (nb == 0) {
-        for (int m = 0; m < M; m++)
-            for (int j = 0; j < N; j++)
-                y[(size_t)m * ldy + j] = 0.0f;
+        zero_y(M, N, y, ldy);
         return;
     }
     switch (M) {
@@ -445,47 +480,10 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                             m < rm ? wim_fp16_to_fp32(x[(size_t)(i0 + m) * nb + b0 + b].d) : 0.0f;
                 const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
                 float *yp = y + (size_t)i0 * ldy + jp;
-                const int first = b0 == 0;
-                switch (rm) {
-                case 4:
-                    q8p_rows(4, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
-                    break;
-                case 3:
-                    q8p_rows(3, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
-                    break;
-                case 2:
-                    q8p_rows(2, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
-                    break;
-                default:
-                    q8p_rows(1, np, nbk, nb, xp, wp, ws, xs, yp, ldy, first, 0, 0, NULL, NULL, 0);
-                    break;
-                }
+                panel_rows(rm, np, nbk, nb, xp, wp, ws, xs, yp, ldy, b0 == 0, 0, 0, NULL, NULL, 0);
                 i0 += rm;
             }
         }
-    }
-}
-
-/* The other quantized types (quants.h), prefill: every panel of Q8_NP columns x
- * Q8_KCH slices is unpacked and packed once (qx_pack8), then runs the Q8_0
- * prefill tiles with the type's sub-scales and minimum (kmode: the K-quants'
- * super-block sums). */
-INLINE void qx_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
-                    const float *xs, float *y, int ldy, int first, const int sub, const int hasmin,
-                    const qx_scales *qs, const float *xm, const int kmode) {
-    switch (rm) {
-    case 4:
-        q8p_rows(4, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
-        break;
-    case 3:
-        q8p_rows(3, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
-        break;
-    case 2:
-        q8p_rows(2, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
-        break;
-    default:
-        q8p_rows(1, np, nbk, nb, x, wp, qs->d, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
-        break;
     }
 }
 
@@ -711,17 +709,8 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
             memcpy(h, p, 4);
             wd[j] = _cvtsh_ss(h[0]);
             wdm[j] = _cvtsh_ss(h[1]);
-            /* the 8 six-bit scales and mins from the 12 packed bytes (quants.h's
-             * wim_q_scale_min_k4), four at a time in 32-bit words */
-            uint32_t u[3], scw[2], mnw[2];
-            memcpy(u, p + 4, 12);
-            scw[0] = u[0] & 0x3f3f3f3fu;
-            mnw[0] = u[1] & 0x3f3f3f3fu;
-            scw[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6 & 0x03030303u) << 4);
-            mnw[1] = (u[2] >> 4 & 0x0f0f0f0fu) | ((u[1] >> 6 & 0x03030303u) << 4);
             uint8_t scb[8], mnb[8];
-            memcpy(scb, scw, 8);
-            memcpy(mnb, mnw, 8);
+            wim_q_scales_mins_k4(p + 4, scb, mnb);
             int msum[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
             for (int t = 0; t < 8; t++) {
@@ -817,7 +806,6 @@ INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const
  * Q8_0 prefill tiles read both alike. */
 INLINE void qx_slice_x(const int type, const void *x, int nb, int m, int b, block_q8_0 *out,
                        float *dx, float *xsum) {
-    int t = 0;
     if (wim_q_is_k(type)) {
         const block_q8_K *xk = (const block_q8_K *)x + (size_t)m * (nb / 8) + b / 8;
         memcpy(out->qs, xk->qs + 32 * (b % 8), 32);
@@ -826,10 +814,8 @@ INLINE void qx_slice_x(const int type, const void *x, int nb, int m, int b, bloc
         return;
     }
     const block_q8_0 *xb = (const block_q8_0 *)x + (size_t)m * nb + b;
-    for (int i = 0; wim_q_has_min(type) && i < QK8_0; i++)
-        t += xb->qs[i];
     *dx = _cvtsh_ss(xb->d);
-    *xsum = (float)t;
+    *xsum = wim_q_has_min(type) ? (float)q8_block_sum(xb) : 0.0f;
 }
 
 INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const void *w,
@@ -837,9 +823,7 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
     if (nb == 0) {
-        for (int m = 0; m < M; m++)
-            for (int j = 0; j < N; j++)
-                y[(size_t)m * ldy + j] = 0.0f;
+        zero_y(M, N, y, ldy);
         return;
     }
     const int kq = wim_q_is_k(type);
@@ -849,12 +833,9 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
         /* xsum[b*4 + m]: the rows' block sums, for Q4_1/Q5_1's minimum term */
         float xsum[QX_DECODE_MAX_BLOCKS * 4];
         for (int b = 0; !kq && hasmin && b < nb; b++)
-            for (int m = 0; m < 4; m++) {
-                int t = 0;
-                for (int i = 0; m < M && i < QK8_0; i++)
-                    t += ((const block_q8_0 *)x)[(size_t)m * nb + b].qs[i];
-                xsum[b * 4 + m] = (float)t;
-            }
+            for (int m = 0; m < 4; m++)
+                xsum[b * 4 + m] =
+                    m < M ? (float)q8_block_sum((const block_q8_0 *)x + (size_t)m * nb + b) : 0.0f;
         qx_decode(type, M, N, nb, x, xsum, w, row_bytes, y, ldy);
         return;
     }
@@ -889,7 +870,8 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
                 const int xnb = kq ? nbk : nb;
                 float *yp = y + (size_t)i0 * ldy + jp;
                 const int first = b0 == 0;
-                qx_rows(rm, np, nbk, xnb, xp, wp, xs, yp, ldy, first, sub, hasmin, &qs, xm, kq);
+                panel_rows(rm, np, nbk, xnb, xp, wp, qs.d, xs, yp, ldy, first, sub, hasmin, &qs, xm,
+                           kq);
                 i0 += rm;
             }
         }
@@ -926,6 +908,17 @@ INLINE __m256 round_away(__m256 p) {
     return _mm256_add_ps(t, _mm256_and_ps(up, one));
 }
 
+/* 32 values times id, rounded as roundf and packed to int8 in order. */
+INLINE __m256i round32(const __m256 *v, __m256 vid) {
+    __m256i q[4];
+    for (int i = 0; i < 4; i++)
+        q[i] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[i], vid)));
+    /* packs work within 128-bit lanes; the permute restores element order */
+    __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+    return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q01, q23),
+                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int b = 0; b < n / QK8_0; b++, x += QK8_0, y++) {
@@ -942,15 +935,7 @@ static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y->d = wim_fp32_to_fp16(d);
-        const __m256 vid = _mm256_set1_ps(id);
-        __m256i q[4];
-        for (int i = 0; i < 4; i++)
-            q[i] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[i], vid)));
-        /* packs work within 128-bit lanes; the permute restores element order */
-        __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
-        __m256i q8 = _mm256_packs_epi16(q01, q23);
-        q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)y->qs, q8);
+        _mm256_storeu_si256((__m256i *)y->qs, round32(v, _mm256_set1_ps(id)));
     }
 }
 
@@ -970,13 +955,9 @@ static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
         y->d = d;
         const __m256 vid = _mm256_set1_ps(id);
         for (int c = 0; c < QK8_K; c += 32) {
-            __m256i q[4];
-            for (int i = 0; i < 4; i++)
-                q[i] = _mm256_cvttps_epi32(
-                    round_away(_mm256_mul_ps(_mm256_loadu_ps(x + c + 8 * i), vid)));
-            __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
-            __m256i q8 = _mm256_packs_epi16(q01, q23);
-            q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            const __m256 v[4] = {_mm256_loadu_ps(x + c), _mm256_loadu_ps(x + c + 8),
+                                 _mm256_loadu_ps(x + c + 16), _mm256_loadu_ps(x + c + 24)};
+            const __m256i q8 = round32(v, vid);
             _mm256_storeu_si256((__m256i *)(y->qs + c), q8);
             /* byte pairs, then 4-byte groups: lanes 0-3 hold bytes 0-15, 4-7 bytes 16-31 */
             __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q8);

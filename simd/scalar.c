@@ -31,19 +31,36 @@
 #include "quants.h"
 #include "simd.h"
 
+/* One activation block of n values: d = max|x|/127, q = roundf(x/d); returns d
+ * (fp32; Q8_0 stores it as fp16, Q8_K as it is). */
+static float quantize_block(const float *x, int8_t *q, int n) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) {
+        float v = x[i] * id;
+        q[i] = (int8_t)roundf(v);
+    }
+    return d;
+}
+
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
-    for (int b = 0; b < n / QK8_0; b++, x += QK8_0, y++) {
-        float amax = 0.0f;
-        for (int i = 0; i < QK8_0; i++) {
-            float a = fabsf(x[i]);
-            if (a > amax) amax = a;
-        }
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y->d = wim_fp32_to_fp16(d);
-        for (int i = 0; i < QK8_0; i++) {
-            float v = x[i] * id;
-            y->qs[i] = (int8_t)roundf(v);
+    for (int b = 0; b < n / QK8_0; b++, x += QK8_0, y++)
+        y->d = wim_fp32_to_fp16(quantize_block(x, y->qs, QK8_0));
+}
+
+static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
+    for (int b = 0; b < n / QK8_K; b++, x += QK8_K, y++) {
+        y->d = quantize_block(x, y->qs, QK8_K);
+        for (int s = 0; s < QK8_K / 16; s++) {
+            int t = 0;
+            for (int i = 0; i < 16; i++)
+                t += y->qs[16 * s + i];
+            y->bsums[s] = (int16_t)t;
         }
     }
 }
@@ -65,29 +82,6 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 acc = acc + t;
             }
             y[(size_t)m * ldy + j] = acc;
-        }
-    }
-}
-
-static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
-    for (int b = 0; b < n / QK8_K; b++, x += QK8_K, y++) {
-        float amax = 0.0f;
-        for (int i = 0; i < QK8_K; i++) {
-            float a = fabsf(x[i]);
-            if (a > amax) amax = a;
-        }
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y->d = d;
-        for (int i = 0; i < QK8_K; i++) {
-            float v = x[i] * id;
-            y->qs[i] = (int8_t)roundf(v);
-        }
-        for (int s = 0; s < QK8_K / 16; s++) {
-            int t = 0;
-            for (int i = 0; i < 16; i++)
-                t += y->qs[16 * s + i];
-            y->bsums[s] = (int16_t)t;
         }
     }
 }

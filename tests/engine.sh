@@ -135,43 +135,43 @@ else skip reference_models "needs $GPT2 and python3-numpy"; fi
 # attention shapes: a model's sliding window (prefill chunks of 5 and of all 41
 # tokens), and heads x head size != embedding (Mistral-Nemo style).
 if [ -f "$GPT2" ] && have_numpy; then
-    rope_ref() { # name tokens capacity mkmodel-args...   (CHUNK=k: prefill chunk)
-        local name=$1 toks=$2 cap=$3 m="$T/rope.gguf"
+    shape_ref() { # name tokens capacity mkmodel-args...   (CHUNK=k: prefill chunk)
+        local name=$1 toks=$2 cap=$3 m="$T/shape.gguf"
         shift 3
         $W mkmodel --vocab-from "$GPT2" -o "$m" --type f32 --heads 4 --ff 96 --layers 2 --ctx 64 \
             --rope-orig-ctx 16 "$@" 2>"$T/err.txt" &&
             $W logits -m "$m" --tokens "$toks" --top 16 --kv-type f32 --kv-capacity $cap \
-                --chunk ${CHUNK:-512} >"$T/rope.jsonl" 2>>"$T/err.txt" &&
-            $PY "$HERE/reference_forward.py" "$m" "$toks" f32 $cap >"$T/rope.ref" &&
-            if $PY "$HERE/compare_logits.py" "$T/rope.jsonl" --ref "$T/rope.ref" 1e-4 >"$T/cmp.txt"; then
-                pass "rope_$name ($(cat "$T/cmp.txt"))"
-            else fail "rope_$name" "$(cat "$T/cmp.txt" "$T/err.txt")"; fi
+                --chunk ${CHUNK:-512} >"$T/shape.jsonl" 2>>"$T/err.txt" &&
+            $PY "$HERE/reference_forward.py" "$m" "$toks" f32 $cap >"$T/shape.ref" &&
+            if $PY "$HERE/compare_logits.py" "$T/shape.jsonl" --ref "$T/shape.ref" 1e-4 >"$T/cmp.txt"; then
+                pass "shape_$name ($(cat "$T/cmp.txt"))"
+            else fail "shape_$name" "$(cat "$T/cmp.txt" "$T/err.txt")"; fi
     }
     long=$(seq -s, 100 140) short=$(seq -s, 100 111)
-    rope_ref yarn_llama_41_tokens "$long" 41 --arch llama --dim 64 --kv-heads 2 --rope-yarn 4
-    rope_ref yarn_qwen2_attn_factor "$long" 64 --arch qwen2 --dim 64 --kv-heads 2 --rope-yarn 8 \
+    shape_ref yarn_llama_41_tokens "$long" 41 --arch llama --dim 64 --kv-heads 2 --rope-yarn 4
+    shape_ref yarn_qwen2_attn_factor "$long" 64 --arch qwen2 --dim 64 --kv-heads 2 --rope-yarn 8 \
         --rope-attn-factor 0.9
-    rope_ref longrope_phi3_short_factors "$short" 16 --arch phi3 --dim 64 --kv-heads 4 --longrope
-    rope_ref longrope_phi3_long_factors "$long" 64 --arch phi3 --dim 64 --kv-heads 4 --longrope
-    rope_ref longrope_phi3_attn_factor "$long" 48 --arch phi3 --dim 64 --kv-heads 4 --longrope \
+    shape_ref longrope_phi3_short_factors "$short" 16 --arch phi3 --dim 64 --kv-heads 4 --longrope
+    shape_ref longrope_phi3_long_factors "$long" 64 --arch phi3 --dim 64 --kv-heads 4 --longrope
+    shape_ref longrope_phi3_attn_factor "$long" 48 --arch phi3 --dim 64 --kv-heads 4 --longrope \
         --rope-attn-factor 1.3
-    CHUNK=5 rope_ref sliding_window_llama_chunk5 "$long" 41 --arch llama --dim 64 --kv-heads 2 \
+    CHUNK=5 shape_ref sliding_window_llama_chunk5 "$long" 41 --arch llama --dim 64 --kv-heads 2 \
         --sliding-window 7
-    rope_ref sliding_window_llama_one_chunk "$long" 41 --arch llama --dim 64 --kv-heads 2 \
+    shape_ref sliding_window_llama_one_chunk "$long" 41 --arch llama --dim 64 --kv-heads 2 \
         --sliding-window 7
-    CHUNK=3 rope_ref sliding_window_phi3_longrope "$long" 64 --arch phi3 --dim 64 --kv-heads 4 \
+    CHUNK=3 shape_ref sliding_window_phi3_longrope "$long" 64 --arch phi3 --dim 64 --kv-heads 4 \
         --sliding-window 5 --longrope
-    rope_ref head_dim_24_llama "$long" 41 --arch llama --dim 64 --kv-heads 2 --head-dim 24
-    CHUNK=7 rope_ref head_dim_24_qwen2_tied "$long" 41 --arch qwen2 --dim 64 --kv-heads 2 \
+    shape_ref head_dim_24_llama "$long" 41 --arch llama --dim 64 --kv-heads 2 --head-dim 24
+    CHUNK=7 shape_ref head_dim_24_qwen2_tied "$long" 41 --arch qwen2 --dim 64 --kv-heads 2 \
         --head-dim 24 --tied
-    CHUNK=7 rope_ref head_dim_24_phi3_fused "$long" 41 --arch phi3 --dim 64 --kv-heads 4 \
+    CHUNK=7 shape_ref head_dim_24_phi3_fused "$long" 41 --arch phi3 --dim 64 --kv-heads 4 \
         --head-dim 24
     # gemma2: embedding x sqrt(d), GeGLU, post-norms, a window on even layers only,
     # soft-capping made small enough to bite on random weights (0.5 moves these
     # logits by ~1e-3, so 1e-4 sees it)
-    CHUNK=5 rope_ref gemma2_softcap_window "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
+    CHUNK=5 shape_ref gemma2_softcap_window "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
         --layers 3 --sliding-window 5 --softcap 0.5,10
-    rope_ref gemma2_one_chunk_head_dim_24 "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
+    shape_ref gemma2_one_chunk_head_dim_24 "$long" 41 --arch gemma2 --dim 64 --kv-heads 2 \
         --layers 3 --sliding-window 7 --softcap 0.5,10 --head-dim 24
     # a factors tensor of the wrong length, or one without the other, is refused
     $W mkmodel --vocab-from "$GPT2" -o "$T/lr.gguf" --arch phi3 --dim 64 --heads 4 --kv-heads 4 \

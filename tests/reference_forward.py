@@ -195,35 +195,25 @@ def f16_round(x):
     return x.astype(np.float16).astype(np.float64)
 
 
-def quantize_q8_0(x):
-    """ggml's reference: d = amax/127 (stored as fp16), q = round(x * (1/d))."""
-    x32 = x.astype(np.float32).reshape(-1, 32)
-    amax = np.abs(x32).max(axis=1)
-    d = amax / np.float32(127)
-    with np.errstate(divide="ignore"):
-        idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
-    y = (x32 * idv[:, None]).astype(np.float64)
-    q = np.sign(y) * np.floor(np.abs(y) + 0.5)  # C roundf: halves away from zero
-    return (q * d.astype(np.float16).astype(np.float64)[:, None]).reshape(x.shape)
-
-
-def quantize_q8_k(x):
-    """The engine's activations for K-quant weights: per 256 values, d = amax/127
-    kept in float32, q = round(x * (1/d))."""
-    x32 = x.astype(np.float32).reshape(-1, 256)
+def quantize_blocks(x, size, fp16_scale):
+    """ggml's reference rounding per block of `size`: d = amax/127, q = round(x * (1/d)).
+    Q8_0 (32, d stored as fp16) for most int8 products; the engine's Q8_K (256, d
+    kept in float32) for the K-quant weights."""
+    x32 = x.astype(np.float32).reshape(-1, size)
     d = np.abs(x32).max(axis=1) / np.float32(127)
     with np.errstate(divide="ignore"):
         idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
     y = (x32 * idv[:, None]).astype(np.float64)
-    q = np.sign(y) * np.floor(np.abs(y) + 0.5)
-    return (q * d.astype(np.float64)[:, None]).reshape(x.shape)
+    q = np.sign(y) * np.floor(np.abs(y) + 0.5)  # C roundf: halves away from zero
+    scale = d.astype(np.float16) if fp16_scale else d
+    return (q * scale.astype(np.float64)[:, None]).reshape(x.shape)
 
 
 def matmul(x, w):
     mat, t = w
     if t in QUANTIZED and not FLOAT_ACTIVATIONS:  # as the engine does for int8 products
-        quantize = quantize_q8_k if t in (12, 13, 14) else quantize_q8_0
-        x = np.stack([quantize(row) for row in x])
+        k = t in (12, 13, 14)
+        x = np.stack([quantize_blocks(row, 256 if k else 32, not k) for row in x])
     return x @ mat.T
 
 
