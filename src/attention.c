@@ -9,7 +9,8 @@
  * brought its keys into the cache, whatever extra cells the cache has for
  * streaming, and however queries are grouped into blocks (the row kernels do
  * each row's arithmetic on its own, so splitting a tile into runs changes
- * nothing). A model's sliding window (Mistral v0.1, Phi-3 mini 4k) hides a
+ * nothing). A branch query (kvcache.h) walks the same tiles of positions over
+ * the trunk's cells below its fork and then its own. A model's sliding window (Mistral v0.1, Phi-3 mini 4k) hides a
  * prefix of each run by position, so it keeps all of this.
  */
 #include "attention.h"
@@ -51,12 +52,25 @@ static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *
     return nr;
 }
 
+/* The cells a query of branch b at position p sees in tile [t0, t1) of
+ * positions: the trunk's below the fork (slot == position without streaming),
+ * then the branch's own; at most 2 runs. */
+static int branch_runs(const wim_kvcache *kv, int b, int t0, int t1, int p, cell_run *runs) {
+    const kv_branch *br = &kv->branches[b];
+    int nr = 0, e = t1 < br->fork ? t1 : br->fork;
+    if (e > p + 1) e = p + 1;
+    if (t0 < e) runs[nr++] = (cell_run){t0, e - t0};
+    const int lo = t0 > br->fork ? t0 : br->fork, hi = t1 < p + 1 ? t1 : p + 1;
+    if (lo < hi) runs[nr++] = (cell_run){kv->cells + br->first + (lo - br->fork), hi - lo};
+    return nr;
+}
+
 /* Drops the cells a sliding window of `window` positions hides from a query at
  * qpos: a run's positions grow along it, so they are a prefix of each run. */
 static int window_runs(const wim_kvcache *kv, cell_run *runs, int nr, int qpos, int window) {
     int out = 0;
     for (int r = 0; r < nr; r++) {
-        int hidden = qpos - window + 1 - kv->pos[runs[r].slot];
+        int hidden = qpos - window + 1 - kv_pos_at(kv, runs[r].slot);
         if (hidden < 0) hidden = 0;
         if (hidden >= runs[r].count) continue;
         runs[out++] = (cell_run){runs[r].slot + hidden, runs[r].count - hidden};
@@ -75,8 +89,11 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
     const int window = shape.window;
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
     const int f16 = kv->type == WIM_KV_F16;
-    /* logical slots in use: a ring of exactly C cells after next_pos tokens */
-    const int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
+    /* logical slots in use: a ring of exactly C cells after next_pos tokens; a
+     * branch query's positions may run past the trunk's */
+    int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
+    for (int j = 0; j < nq; j++)
+        if (qs[j].branch >= 0 && qs[j].qpos + 1 > nl) nl = qs[j].qpos + 1;
     float *score = scratch, *run_max = score + ATTN_TILE, *run_sum = run_max + nq;
     for (int j = 0; j < nq; j++) {
         run_max[j] = -INFINITY;
@@ -87,7 +104,8 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
         const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
         for (int j = 0; j < nq; j++) {
             cell_run runs[5];
-            int nr = visible_runs(kv, t0, t1, qs[j].qpos, runs);
+            int nr = qs[j].branch < 0 ? visible_runs(kv, t0, t1, qs[j].qpos, runs)
+                                      : branch_runs(kv, qs[j].branch, t0, t1, qs[j].qpos, runs);
             if (window > 0) nr = window_runs(kv, runs, nr, qs[j].qpos, window);
             if (!nr) continue; /* nothing of the tile is visible to this query */
             int cnt = 0;

@@ -25,6 +25,7 @@ typedef struct {
     const float *q;
     float *out;
     int qpos;
+    int branch; /* -1: the trunk; else the KV branch the query belongs to (kvcache.h) */
 } attn_query;
 
 static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {

@@ -133,8 +133,15 @@ static const char *const usage =
     "  --stream                  stream the document through the KV window (pins the system\n"
     "                            prompt); --kv-capacity C, --kv-pin P, --kv-type f16|f32\n"
     "                            (streaming allocates C + chunk - 1 cells)\n"
-    "  --save-kv FILE            save the KV cache once the document is read (for --load-kv)\n"
-    "  --load-kv FILE            llm pattern: answer from a saved document cache (no -d)\n"
+    "  --sequential-margins      the paper's loop: each margin decoded alone after its segment\n"
+    "                            (implied by --stream, --margins-in-extraction and\n"
+    "                            --extractive-margins). Otherwise every segment is read, then\n"
+    "                            all margins decode together as branches of the cache (one\n"
+    "                            forward pass per step for all; the same greedy text)\n"
+    "  --save-kv FILE            save the document once read (its KV cells and segments; rag\n"
+    "                            prefills it for this) so that --load-kv can ask again\n"
+    "  --load-kv FILE            answer from a saved document instead of -d, any pattern\n"
+    "                            (wim: not a cache that streamed)\n"
     "  --events FILE|-           JSON Lines events ('-' = stdout)\n"
     "  --show-margins            print each margin on stderr as it is written\n"
     "  --verify-kv               CRC the KV cache around every margin (events prove no trace)\n"
@@ -182,6 +189,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
             v->show_margins = 1;
         else if (!strcmp(a, "--verify-kv"))
             p->verify_kv = 1;
+        else if (!strcmp(a, "--sequential-margins"))
+            p->sequential_margins = 1;
         else if (i + 1 >= argc)
             return cli_error("run: unknown option or missing value: '%s'", a);
         else {
@@ -253,6 +262,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (!*doc && !p->load_kv)
         return cli_error("run: no document given: pass -d FILE (or -d - for stdin)");
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
+    if (*doc && p->load_kv)
+        return cli_error("run: -d and --load-kv both give the document: pass one of them");
     if (p->quote_min_prob > 0 && !p->extractive_margins)
         return cli_error("run: --quote-min-prob applies to --extractive-margins only");
     if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))

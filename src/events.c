@@ -104,6 +104,7 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         putf(&b, ",\"tokens\":%d,\"ms\":%.1f", ev->n_tokens, ev->ms);
         if (ev->has_notes_quoted) putf(&b, ",\"notes_quoted\":%d", ev->notes_quoted);
         if (ev->has_scored) putf(&b, ",\"scored\":%ld", ev->scored);
+        if (ev->has_step) putf(&b, ",\"step\":%d", ev->step);
         if (ev->has_kv_crc)
             putf(&b, ",\"kv_crc_before\":%u,\"kv_crc_after\":%u", ev->kv_crc_before,
                  ev->kv_crc_after);

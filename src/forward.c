@@ -73,6 +73,8 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
     CARVE(c->att_scratch, (size_t)c->p.n_threads * c->att_scratch_floats * 4);
     CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
     CARVE(c->slots, T * sizeof(int));
+    CARVE(c->tok_pos, T * sizeof(int));
+    CARVE(c->tok_branch, T * sizeof(int));
     if (fused) CARVE(c->qkv, T * (qd + 2 * kvd) * 4);
 #undef CARVE
     return off;
@@ -291,7 +293,7 @@ static void softcap(float *v, size_t n, float cap) {
 
 /* Causal attention of the chunk's M queries over the whole cache, one
  * (token, head) pair per task, each with its own online-softmax tile. */
-static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
+static void attention_tiled(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const attn_shape shape = layer_shape(cf, layer);
@@ -310,14 +312,15 @@ static void attention_tiled(wim_ctx *c, int layer, int M, int pos0) {
         for (int i = i0; i < i1; i++)
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
-                                        c->att + (size_t)i * qd + (size_t)h * hd, pos0 + i};
+                                        c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
+                                        c->tok_branch[i]};
         attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, scratch);
     }
 }
 
 /* The reference the memory profile compares against: the full n_head x M x n
  * score matrix, allocated (and counted) for the duration of the layer. */
-static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
+static int attention_materialized(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const int n = c->kv.n;
@@ -328,17 +331,18 @@ static int attention_materialized(wim_ctx *c, int layer, int M, int pos0) {
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++)
             attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
-                                   c->q + (size_t)i * qd + (size_t)h * hd, pos0 + i,
+                                   c->q + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
                                    layer_shape(cf, layer), c->att + (size_t)i * qd + (size_t)h * hd,
                                    S + ((size_t)h * M + i) * n);
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }
 
-/* One pass of M tokens at positions pos0..pos0+M-1, whose KV cells are
- * c->slots; the final hidden states (after output_norm) are left in c->xb.
- * Returns -1 only when the materialised reference attention runs out of memory. */
-static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
+/* One pass of M tokens at positions c->tok_pos, of branches c->tok_branch,
+ * whose KV cells are c->slots; the final hidden states (after output_norm) are
+ * left in c->xb. Returns -1 only when the materialised reference attention
+ * (trunk passes only) runs out of memory. */
+static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched) {
     const wim_model *m = c->m;
     const wim_config *cf = &m->cfg;
     const int d = cf->n_embd, hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
@@ -375,15 +379,15 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int pos0) {
         add_bias(c->v, L->bv, M, kvd);
         for (int i = 0; i < M; i++) {
             rope(c->q + (size_t)i * qd, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 c->rope_mscale, pos0 + i);
+                 c->rope_mscale, c->tok_pos[i]);
             rope(c->k + (size_t)i * kvd, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 c->rope_mscale, pos0 + i);
+                 c->rope_mscale, c->tok_pos[i]);
             kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
         }
-        if (c->p.attn_materialize) {
-            if (attention_materialized(c, l, M, pos0)) return -1;
+        if (c->p.attn_materialize && !branched) {
+            if (attention_materialized(c, l, M)) return -1;
         } else
-            attention_tiled(c, l, M, pos0);
+            attention_tiled(c, l, M);
         matmul(c, &L->wo, c->att, M, xb2, d);
         post_norm(xb2, L->post_attn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
@@ -440,7 +444,9 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
             snprintf(err, errlen, "out of memory for the KV snapshot journal");
             return -1;
         }
-        if (forward_chunk(c, tokens + s, M, pos0)) {
+        for (int i = 0; i < M; i++)
+            c->tok_pos[i] = pos0 + i, c->tok_branch[i] = -1;
+        if (forward_chunk(c, tokens + s, M, 0)) {
             snprintf(err, errlen, "out of memory for the attention score matrix (%d x %d)", M,
                      c->kv.n);
             return -1;
@@ -453,6 +459,54 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
             matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
             softcap(logits, (size_t)V, cf->final_softcap);
         }
+    }
+    return 0;
+}
+
+int ctx_branches_open(wim_ctx *c, int n, const int *forks, const int *cells, char *err,
+                      size_t errlen) {
+    return kv_branches_open(&c->kv, n, forks, cells, err, errlen);
+}
+
+void ctx_branches_close(wim_ctx *c) {
+    kv_branches_close(&c->kv);
+}
+
+int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, const char *want,
+                      float *logits, char *err, size_t errlen) {
+    const wim_config *cf = &c->m->cfg;
+    const int d = cf->n_embd, V = cf->n_vocab;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab || br[i] < 0 ||
+            br[i] >= c->kv.n_branches) {
+            snprintf(err, errlen, "token %d (id %d) of branch %d: no such token or branch", i,
+                     tokens[i], br[i]);
+            return -1;
+        }
+    for (int s = 0; s < n; s += c->p.chunk) {
+        const int M = n - s < c->p.chunk ? n - s : c->p.chunk;
+        for (int i = 0; i < M; i++) {
+            const int b = br[s + i];
+            c->tok_pos[i] = kv_branch_next_pos(&c->kv, b);
+            c->tok_branch[i] = b;
+            if (kv_branch_claim(&c->kv, b, 1, tokens + s + i, c->slots + i)) {
+                snprintf(err, errlen, "branch %d is full (%d cells)", b, c->kv.branches[b].cap);
+                return -1;
+            }
+        }
+        forward_chunk(c, tokens + s, M, 1); /* branch passes never materialise */
+        int rows = 0; /* the wanted rows' hidden states, packed to the front of xb */
+        for (int i = 0; i < M; i++)
+            if (want && want[s + i]) {
+                if (rows != i)
+                    memcpy(c->xb + (size_t)rows * d, c->xb + (size_t)i * d,
+                           (size_t)d * sizeof(float));
+                rows++;
+            }
+        if (!rows) continue;
+        matmul(c, &c->m->output, c->xb, rows, logits, V);
+        softcap(logits, (size_t)rows * V, cf->final_softcap);
+        logits += (size_t)rows * V;
     }
     return 0;
 }
@@ -471,16 +525,26 @@ uint32_t wim_ctx_kv_crc(const wim_ctx *c) {
 }
 
 int wim_ctx_save(const wim_ctx *c, const char *path, char *err, size_t errlen) {
-    return kv_save(&c->kv, c->m->fingerprint, path, err, errlen);
+    return kv_save(&c->kv, c->m->fingerprint, path, NULL, 0, err, errlen);
 }
 
 int wim_ctx_load(wim_ctx *c, const char *path, char *err, size_t errlen) {
-    return kv_load(&c->kv, c->m->fingerprint, path, err, errlen);
+    return kv_load(&c->kv, c->m->fingerprint, path, NULL, NULL, err, errlen);
+}
+
+int ctx_save_with(const wim_ctx *c, const char *path, const void *extra, size_t extra_len,
+                  char *err, size_t errlen) {
+    return kv_save(&c->kv, c->m->fingerprint, path, extra, extra_len, err, errlen);
+}
+
+int ctx_load_with(wim_ctx *c, const char *path, void **extra, size_t *extra_len, char *err,
+                  size_t errlen) {
+    return kv_load(&c->kv, c->m->fingerprint, path, extra, extra_len, err, errlen);
 }
 
 int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, size_t errlen) {
     int streaming;
-    if (kv_file_geometry(path, capacity, pin, &streaming, err, errlen)) return -1;
+    if (kv_file_geometry(path, capacity, pin, &streaming, NULL, err, errlen)) return -1;
     if (!streaming) *pin = -1;
     return 0;
 }

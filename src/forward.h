@@ -24,8 +24,29 @@ struct wim_ctx {
     double *inv_freq;          /* RoPE inverse frequencies, every scaling applied */
     float rope_mscale;         /* RoPE cos/sin multiplier (YaRN, LongRoPE; else 1) */
     int *slots;                /* KV cells of the tokens in the current chunk */
+    int *tok_pos, *tok_branch; /* their positions, and branches (-1: the trunk) */
     void *scratch;             /* the block all of the above are carved from */
     size_t scratch_size;
 };
+
+/* Branches of the context's cache (kvcache.h: sequences forked from the trunk
+ * that see it only below their fork, and never each other). */
+int ctx_branches_open(wim_ctx *c, int n, const int *forks, const int *cells, char *err,
+                      size_t errlen);
+void ctx_branches_close(wim_ctx *c);
+/* Feeds n tokens, token i to branch br[i] at that branch's next position
+ * (a branch's tokens in order; branches mixed freely), in passes of at most
+ * p.chunk tokens. For each i with want[i] set, n_vocab logits go to logits,
+ * in token order. A token's results are the bits it would get appended to
+ * the trunk at its branch's fork (same kernels, same tiles), except for F32
+ * matrices, where OpenBLAS takes passes of 4 rows or more. */
+int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, const char *want,
+                      float *logits, char *err, size_t errlen);
+
+/* wim_ctx_save / wim_ctx_load with extra bytes kept beside the cells (kvcache.h). */
+int ctx_save_with(const wim_ctx *c, const char *path, const void *extra, size_t extra_len,
+                  char *err, size_t errlen);
+int ctx_load_with(wim_ctx *c, const char *path, void **extra, size_t *extra_len, char *err,
+                  size_t errlen);
 
 #endif

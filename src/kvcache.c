@@ -76,6 +76,7 @@ void kv_free(wim_kvcache *kv) {
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal, kv->journal_cap * sizeof *kv->journal);
     wim_mem_free(kv->mem, WIM_MEM_KV, kv->journal_data, kv->journal_cap * kv_cell_bytes(kv));
     free(kv->marks);
+    kv_branches_close(kv);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -168,6 +169,97 @@ void kv_clear(wim_kvcache *kv) {
     kv->journal_len = 0;
 }
 
+int kv_copy(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen) {
+    if (src->streaming || dst->streaming || src->n_marks || src->n > dst->capacity ||
+        src->n_layer != dst->n_layer || src->kv_dim != dst->kv_dim || src->type != dst->type) {
+        snprintf(err, errlen, "cannot copy a KV cache of %d cells into one of %d", src->n,
+                 dst->capacity);
+        return -1;
+    }
+    kv_clear(dst);
+    const size_t bytes = (size_t)src->n * src->kv_dim * src->elem; /* slots [0, n) of a layer */
+    for (int l = 0; l < src->n_layer; l++) {
+        memcpy((uint8_t *)kv_k(dst, l, 0), kv_k(src, l, 0), bytes);
+        memcpy((uint8_t *)kv_v(dst, l, 0), kv_v(src, l, 0), bytes);
+    }
+    memcpy(dst->pos, src->pos, (size_t)src->n * sizeof *src->pos);
+    memcpy(dst->tok, src->tok, (size_t)src->n * sizeof *src->tok);
+    dst->n = src->n;
+    dst->next_pos = src->next_pos;
+    return 0;
+}
+
+/* ---- branches ---- */
+
+/* Bytes of the branch area's K (or V) array for `cells` cells. */
+static size_t branch_bytes(const wim_kvcache *kv, int cells) {
+    return (size_t)kv->n_layer * cells * kv->kv_dim * kv->elem;
+}
+
+void kv_branches_close(wim_kvcache *kv) {
+    const int bc = kv->branch_cells;
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->bk, branch_bytes(kv, bc));
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->bv, branch_bytes(kv, bc));
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->bpos, (size_t)bc * sizeof *kv->bpos);
+    wim_mem_free(kv->mem, WIM_MEM_KV, kv->btok, (size_t)bc * sizeof *kv->btok);
+    free(kv->branches);
+    kv->bk = kv->bv = NULL;
+    kv->bpos = kv->btok = NULL;
+    kv->branches = NULL;
+    kv->n_branches = kv->branch_cells = 0;
+}
+
+int kv_branches_open(wim_kvcache *kv, int n, const int *forks, const int *cells, char *err,
+                     size_t errlen) {
+    kv_branches_close(kv);
+    if (kv->streaming) { /* a window overwrites the cells an older fork sees */
+        snprintf(err, errlen, "branches need a KV cache that holds the whole document");
+        return -1;
+    }
+    long total = 0;
+    for (int b = 0; b < n; b++) {
+        if (forks[b] < 0 || forks[b] > kv->next_pos || cells[b] < 1) {
+            snprintf(err, errlen, "branch %d: fork %d outside the %d cached tokens", b, forks[b],
+                     kv->next_pos);
+            return -1;
+        }
+        total += cells[b];
+    }
+    if (n < 1 || total > 0x3fffffff - (long)kv->cells) {
+        snprintf(err, errlen, "invalid branches: %d of %ld cells", n, total);
+        return -1;
+    }
+    const int bc = (int)total;
+    kv->branches = malloc((size_t)n * sizeof *kv->branches);
+    kv->bk = wim_mem_alloc(kv->mem, WIM_MEM_KV, branch_bytes(kv, bc));
+    kv->bv = wim_mem_alloc(kv->mem, WIM_MEM_KV, branch_bytes(kv, bc));
+    kv->bpos = wim_mem_alloc(kv->mem, WIM_MEM_KV, (size_t)bc * sizeof *kv->bpos);
+    kv->btok = wim_mem_alloc(kv->mem, WIM_MEM_KV, (size_t)bc * sizeof *kv->btok);
+    kv->branch_cells = bc;
+    if (!kv->branches || !kv->bk || !kv->bv || !kv->bpos || !kv->btok) {
+        kv_branches_close(kv);
+        snprintf(err, errlen, "cannot allocate %d branch cells (%.1f MiB)", bc,
+                 2.0 * branch_bytes(kv, bc) / 1048576.0);
+        return -1;
+    }
+    for (int b = 0, first = 0; b < n; first += cells[b++])
+        kv->branches[b] = (kv_branch){forks[b], first, 0, cells[b]};
+    kv->n_branches = n;
+    return 0;
+}
+
+int kv_branch_claim(wim_kvcache *kv, int b, int n_new, const int32_t *tokens, int *slots) {
+    kv_branch *br = &kv->branches[b];
+    if (n_new > br->cap - br->len) return -1;
+    for (int i = 0; i < n_new; i++) {
+        const int cell = br->first + br->len;
+        kv->bpos[cell] = br->fork + br->len++;
+        kv->btok[cell] = tokens ? tokens[i] : -1;
+        slots[i] = kv->cells + cell;
+    }
+    return 0;
+}
+
 int kv_snapshot(wim_kvcache *kv) {
     if (kv->n_marks == kv->cap_marks) {
         int cap = kv->cap_marks ? 2 * kv->cap_marks : 8;
@@ -241,29 +333,44 @@ uint32_t kv_crc(const wim_kvcache *kv) {
 /* ---- persistence ---- */
 
 #define KV_MAGIC "WIMKVC\r\n"
-#define KV_VERSION 1
+/* 1: cells only, the CRC over the payload. 2: the caller's extra bytes after
+ * the cells (wim.c: the segments), and the CRC over the header too. */
+#define KV_VERSION 2
 
 typedef struct {
     char magic[8];
     uint32_t version, type;
     uint64_t fingerprint;
     int32_t n_layer, kv_dim, capacity, pin, streaming, n, head, next_pos;
-    uint64_t raw_bytes, zip_bytes;
-    uint32_t crc, reserved;
+    uint64_t raw_bytes, zip_bytes; /* the payload: cells, then extra_bytes (version 2) */
+    uint32_t crc, extra_bytes;     /* extra_bytes was reserved (0) in version 1 */
 } kv_header;
+
+/* Version 2's checksum: the header (its crc field zeroed), then the payload. */
+static uint32_t file_crc(const kv_header *h, const uint8_t *raw, size_t raw_n) {
+    kv_header z = *h;
+    z.crc = 0;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (h->version >= 2) crc = crc32(crc, (const Bytef *)&z, sizeof z);
+    return (uint32_t)crc32(crc, raw, (uInt)raw_n);
+}
 
 static size_t payload_bytes(const wim_kvcache *kv, int n) {
     return (size_t)n * (2 * sizeof(int32_t) + kv_cell_bytes(kv));
 }
 
-int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err,
-            size_t errlen) {
+int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const void *extra,
+            size_t extra_len, char *err, size_t errlen) {
     if (kv->n_marks) {
         snprintf(err, errlen, "%s: cannot save the KV cache while a snapshot is open", path);
         return -1;
     }
+    if (extra_len > 0x7fffffff) {
+        snprintf(err, errlen, "%s: %zu bytes of segments are too many to save", path, extra_len);
+        return -1;
+    }
     const int n = logical_n(kv, kv->next_pos);
-    size_t raw_n = payload_bytes(kv, n), row = (size_t)kv->kv_dim * kv->elem;
+    size_t raw_n = payload_bytes(kv, n) + extra_len, row = (size_t)kv->kv_dim * kv->elem;
     uint8_t *raw = malloc(raw_n ? raw_n : 1);
     uLongf zip_n = compressBound((uLong)raw_n);
     uint8_t *zip = malloc(zip_n);
@@ -287,6 +394,7 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
             memcpy(p + row, kv_v(kv, l, s), row);
             p += 2 * row;
         }
+    if (extra_len) memcpy(p, extra, extra_len);
     int zrc = compress2(zip, &zip_n, raw, (uLong)raw_n, 1);
     kv_header h = {KV_MAGIC,
                    KV_VERSION,
@@ -302,8 +410,9 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char 
                    kv->next_pos,
                    raw_n,
                    zip_n,
-                   (uint32_t)crc32(0L, raw, (uInt)raw_n),
-                   0};
+                   0,
+                   (uint32_t)extra_len};
+    h.crc = file_crc(&h, raw, raw_n);
     free(raw);
     if (zrc != Z_OK) {
         free(zip);
@@ -344,9 +453,13 @@ static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_
         snprintf(err, errlen, "%s: not a wim KV cache file", path);
         return -1;
     }
-    if (h->version != KV_VERSION) {
-        snprintf(err, errlen, "%s: KV cache file version %u is not supported (%d is)", path,
+    if (h->version < 1 || h->version > KV_VERSION) {
+        snprintf(err, errlen, "%s: KV cache file version %u is not supported (1 to %d are)", path,
                  h->version, KV_VERSION);
+        return -1;
+    }
+    if (h->version == 1 && h->extra_bytes) {
+        snprintf(err, errlen, "%s: corrupt KV cache header", path);
         return -1;
     }
     if (h->capacity < 1 || h->n < 0 || h->n > h->capacity || h->pin < 0 || h->pin > h->capacity ||
@@ -357,8 +470,8 @@ static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_
     return 0;
 }
 
-int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, char *err,
-                     size_t errlen) {
+int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, int *next_pos,
+                     char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -371,10 +484,13 @@ int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, 
     *capacity = h.capacity;
     *pin = h.pin;
     *streaming = h.streaming;
+    if (next_pos) *next_pos = h.next_pos;
     return 0;
 }
 
-int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, size_t errlen) {
+int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extra,
+            size_t *extra_len, char *err, size_t errlen) {
+    if (extra) *extra = NULL, *extra_len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -391,8 +507,10 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
                  path, (unsigned long long)h.fingerprint, (unsigned long long)fingerprint);
         goto done;
     }
-    if (h.n_layer != kv->n_layer || h.kv_dim != kv->kv_dim || h.capacity != kv->capacity ||
-        h.pin != kv->pin || h.streaming != kv->streaming || h.type != (uint32_t)kv->type) {
+    /* a window must be the same window; a plain cache may load into a larger one */
+    int fits = kv->streaming ? h.capacity == kv->capacity : h.n <= kv->capacity;
+    if (h.n_layer != kv->n_layer || h.kv_dim != kv->kv_dim || !fits || h.pin != kv->pin ||
+        h.streaming != kv->streaming || h.type != (uint32_t)kv->type) {
         snprintf(err, errlen,
                  "%s: saved with KV capacity %d, pin %d, %s; this context has "
                  "capacity %d, pin %d, %s",
@@ -400,7 +518,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
                  kv->pin, kv->type == WIM_KV_F32 ? "f32" : "f16");
         goto done;
     }
-    size_t expect = payload_bytes(kv, h.n);
+    const size_t cells_n = payload_bytes(kv, h.n), expect = cells_n + h.extra_bytes;
     struct stat st;
     if (h.raw_bytes != expect || fstat(fileno(f), &st) ||
         (uint64_t)st.st_size != sizeof h + h.zip_bytes) {
@@ -416,13 +534,14 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
     uLongf raw_n = (uLongf)expect;
     if (fread(zip, 1, h.zip_bytes, f) != h.zip_bytes ||
         uncompress(raw, &raw_n, zip, (uLong)h.zip_bytes) != Z_OK || raw_n != expect ||
-        (uint32_t)crc32(0L, raw, (uInt)expect) != h.crc) {
+        file_crc(&h, raw, expect) != h.crc) {
         snprintf(err, errlen, "%s: corrupt KV cache file (checksum mismatch)", path);
         goto done;
     }
     /* the cells must be the logical layout of next_pos tokens */
     int layout_ok = h.next_pos <= 0x3fffffff && (kv->streaming || h.next_pos == h.n) &&
-                    h.n == logical_n(kv, h.next_pos) && h.head == logical_head(kv, h.next_pos);
+                    h.n == logical_n(kv, h.next_pos) &&
+                    (h.head == logical_head(kv, h.next_pos) || !kv->streaming);
     for (int v = 0; layout_ok && v < h.n; v++) {
         int32_t q;
         memcpy(&q, raw + (size_t)v * 4, 4);
@@ -464,6 +583,14 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, 
     kv->head = h.next_pos <= kv->cells ? kv->pin
                                        : kv->pin + (h.next_pos - kv->pin) % (kv->cells - kv->pin);
     kv->next_pos = h.next_pos;
+    if (extra && h.extra_bytes) {
+        if (!(*extra = malloc(h.extra_bytes))) { /* the cache is loaded: report, keep it */
+            snprintf(err, errlen, "%s: out of memory", path);
+            goto done;
+        }
+        memcpy(*extra, raw + cells_n, h.extra_bytes);
+        *extra_len = h.extra_bytes;
+    }
     rc = 0;
 done:
     free(zip);

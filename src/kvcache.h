@@ -39,6 +39,16 @@
  *  - attention visits the visible cells in logical slot order, in tiles of
  *    logical slots (the causal and window masks are by position), so caches
  *    with equal kv_crc give identical results.
+ *
+ * Branches (kv_branches_open; not when streaming): sequences that continue the
+ * trunk (the cells above) from a fork position, in a separate area of cells
+ * addressed by slots >= cells. A query of branch b at position p sees the
+ * trunk's positions < fork_b and b's own cells at positions <= p, and nothing
+ * of other branches or of the trunk at or past the fork. Its tiles are tiles of
+ * positions, exactly as if b's tokens had been appended to the trunk at the
+ * fork, so a branch computes the same bits as that snapshot-append-restore
+ * would. Branches never write trunk cells: kv_crc (the trunk only) is unchanged
+ * by opening, filling and closing them.
  */
 #ifndef WIM_KVCACHE_H
 #define WIM_KVCACHE_H
@@ -60,6 +70,12 @@ typedef struct {
 } kv_journal_entry;
 
 typedef struct {
+    int fork;  /* the trunk positions < fork are visible to the branch */
+    int first; /* its cells: branch-area cells first .. first + cap - 1 */
+    int len, cap;
+} kv_branch;
+
+typedef struct {
     int n_layer, kv_dim;
     int capacity; /* C: the logical capacity (the window's size plus the pinned cells) */
     int pin, streaming;
@@ -77,6 +93,11 @@ typedef struct {
     kv_journal_entry *journal; /* overwritten cells, oldest first */
     uint8_t *journal_data;     /* their K and V, cell_bytes each */
     size_t journal_len, journal_cap;
+    /* branches: an area of branch_cells cells, slot cells + i for area cell i */
+    int n_branches, branch_cells;
+    kv_branch *branches;
+    uint8_t *bk, *bv;      /* [n_layer][branch_cells][kv_dim] */
+    int32_t *bpos, *btok;  /* [branch_cells] */
     wim_mem *mem;
 } wim_kvcache;
 
@@ -97,10 +118,20 @@ int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots);
 /* Stores one token's K and V (kv_dim floats each) for a layer. */
 void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float *v);
 static inline const void *kv_k(const wim_kvcache *kv, int layer, int slot) {
+    if (slot >= kv->cells) /* a branch cell */
+        return kv->bk +
+               (((size_t)layer * kv->branch_cells + (slot - kv->cells)) * kv->kv_dim) * kv->elem;
     return kv->k + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
 }
 static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
+    if (slot >= kv->cells)
+        return kv->bv +
+               (((size_t)layer * kv->branch_cells + (slot - kv->cells)) * kv->kv_dim) * kv->elem;
     return kv->v + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
+}
+/* The position a used cell (trunk or branch) holds. */
+static inline int32_t kv_pos_at(const wim_kvcache *kv, int slot) {
+    return slot >= kv->cells ? kv->bpos[slot - kv->cells] : kv->pos[slot];
 }
 /* The physical slot that holds position pos (which must still be held). */
 static inline int kv_slot_of(const wim_kvcache *kv, int pos) {
@@ -117,6 +148,24 @@ static inline int kv_visible(const wim_kvcache *kv, int slot, int qpos) {
     return p >= 0 && p <= qpos && (slot < kv->pin || p > qpos - (kv->capacity - kv->pin));
 }
 void kv_clear(wim_kvcache *kv);
+/* Copies every cell of a cache that never streamed (and has no open snapshot)
+ * into dst, a non-streaming cache at least that large; dst's CRC is then src's. */
+int kv_copy(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen);
+
+/* Opens n branches, branch b forking at trunk position forks[b] (<= next_pos)
+ * with room for cells[b] tokens; any branches still open are closed first.
+ * Returns 0, or -1 with one line in err (streaming cache, bad fork, no memory). */
+int kv_branches_open(wim_kvcache *kv, int n, const int *forks, const int *cells, char *err,
+                     size_t errlen);
+/* Forgets every branch and frees their area; the trunk is untouched. */
+void kv_branches_close(wim_kvcache *kv);
+/* kv_claim for branch b: n_new cells at the branch's next positions. Returns 0,
+ * or -1 when the branch is full. */
+int kv_branch_claim(wim_kvcache *kv, int b, int n_new, const int32_t *tokens, int *slots);
+/* The position branch b's next token takes. */
+static inline int kv_branch_next_pos(const wim_kvcache *kv, int b) {
+    return kv->branches[b].fork + kv->branches[b].len;
+}
 
 /* O(1): pushes a mark. Returns the new depth, or -1 when out of memory. */
 int kv_snapshot(wim_kvcache *kv);
@@ -131,17 +180,22 @@ int kv_snapshot_drop(wim_kvcache *kv);
  * cache will behave identically, whatever max_claim each cache has. */
 uint32_t kv_crc(const wim_kvcache *kv);
 
-/* Persistence: zlib-compressed payload behind a versioned header carrying the
- * model fingerprint, geometry and a CRC-32 of the payload; written
- * atomically (temp file + fsync + rename). The cells are written in logical
- * layout, so a file loads into a context of the same capacity and pin
- * whatever its max_claim. Load checks everything before it touches the
- * cache: on any error the cache is unchanged. */
-int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err,
-            size_t errlen);
-int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, char *err, size_t errlen);
-/* Reads just the header: the capacity and pin a context needs to load the file. */
-int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, char *err,
-                     size_t errlen);
+/* Persistence: zlib-compressed payload (the cells, then extra_len bytes the
+ * caller keeps with them) behind a versioned header carrying the model
+ * fingerprint and geometry, all under one CRC-32; written atomically (temp
+ * file + fsync + rename). The cells are written in logical layout, so a file
+ * loads into a context of the same capacity and pin whatever its max_claim (a
+ * cache that never streamed: any capacity that holds its cells). Load checks
+ * everything before it touches the cache: on any error the cache is
+ * unchanged. It hands back the extra bytes (malloc'd, or NULL when none) if
+ * extra is not NULL. Version 1 files (no extra bytes) still load. */
+int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const void *extra,
+            size_t extra_len, char *err, size_t errlen);
+int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extra,
+            size_t *extra_len, char *err, size_t errlen);
+/* Reads just the header: the capacity and pin a context needs to load the
+ * file, and how many tokens it holds (next_pos may be NULL). */
+int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, int *next_pos,
+                     char *err, size_t errlen);
 
 #endif

@@ -25,6 +25,7 @@
 #include "bm25.h"
 #include "chat.h"
 #include "classify.h"
+#include "forward.h"
 #include "margins.h"
 #include "model.h"
 #include "prompts.h"
@@ -48,6 +49,10 @@ typedef struct {
     int yes_id, no_id;
     long prefilled, decoded;
     double ms_prefill, ms_margins, ms_classify, ms_answer;
+    int *forks; /* where each segment ends in the main context (its margin's fork) */
+    wim_doc *doc; /* a document read before: its context is the main one (borrowed) */
+    int reading;  /* wim_doc_read: prefill every segment, whatever the pattern */
+    int batched; /* margins as branches (see wim_run_params.sequential_margins) */
     char *err;
     size_t errlen;
 } run_state;
@@ -121,44 +126,63 @@ static int feed_text(run_state *s, wim_ctx *c, const char *text, int bos, int sp
     return rc;
 }
 
-/* Decodes up to max tokens from s->logits (stops at end-of-generation);
- * returns the text (malloc'd) or NULL. */
-static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
-    size_t cap = 256, len = 0;
-    char *text = malloc(cap);
-    if (!text) {
-        snprintf(s->err, s->errlen, "out of memory");
-        return NULL;
-    }
+/* Generated text: the detokenizer's state and the bytes so far. */
+typedef struct {
     wim_detok d;
-    wim_detok_init(&d, s->m->tok, -1, 0);
-    int n = 0;
+    char *text;
+    size_t len, cap;
+    int n; /* tokens */
+} gen_text;
+
+static int gen_init(run_state *s, gen_text *g) {
+    memset(g, 0, sizeof *g);
+    wim_detok_init(&g->d, s->m->tok, -1, 0);
+    if ((g->text = malloc(g->cap = 256))) return 0;
+    snprintf(s->err, s->errlen, "out of memory");
+    return -1;
+}
+
+/* Appends a generated token (counted in s->decoded). */
+static int gen_push(run_state *s, gen_text *g, int32_t tok) {
     char piece[256];
-    for (; n < max; n++) {
+    int nb = wim_detok_push(&g->d, tok, piece, sizeof piece);
+    if (g->len + (size_t)nb + 8 > g->cap) {
+        char *t = realloc(g->text, g->cap = 2 * g->cap + (size_t)nb);
+        if (!t) return snprintf(s->err, s->errlen, "out of memory"), -1;
+        g->text = t;
+    }
+    memcpy(g->text + g->len, piece, (size_t)nb);
+    g->len += (size_t)nb;
+    g->n++;
+    s->decoded++;
+    return 0;
+}
+
+/* The finished text (the caller owns it; g is spent). */
+static char *gen_take(gen_text *g) {
+    g->len += (size_t)wim_detok_flush(&g->d, g->text + g->len, (int)(g->cap - g->len));
+    g->text[g->len] = 0;
+    char *t = g->text;
+    g->text = NULL;
+    return t;
+}
+
+/* Decodes up to max tokens from s->logits (stops at end-of-generation);
+ * returns the text (malloc'd) or NULL. The last token is not evaluated. */
+static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
+    gen_text g;
+    if (gen_init(s, &g)) return NULL;
+    for (int n = 0; n < max; n++) {
         int32_t next = wim_sample(s->sampler, s->logits);
         if (wim_tokenizer_is_eog(s->m->tok, next)) break;
-        int nb = wim_detok_push(&d, next, piece, sizeof piece);
-        if (len + (size_t)nb + 8 > cap) {
-            char *t = realloc(text, cap = 2 * cap + (size_t)nb);
-            if (!t) {
-                free(text);
-                snprintf(s->err, s->errlen, "out of memory");
-                return NULL;
-            }
-            text = t;
-        }
-        memcpy(text + len, piece, (size_t)nb);
-        len += (size_t)nb;
-        s->decoded++;
-        if (n + 1 < max && wim_eval(c, &next, 1, s->logits, 0, s->err, s->errlen)) {
-            free(text);
+        if (gen_push(s, &g, next) ||
+            (n + 1 < max && wim_eval(c, &next, 1, s->logits, 0, s->err, s->errlen))) {
+            free(g.text);
             return NULL;
         }
     }
-    len += (size_t)wim_detok_flush(&d, text + len, (int)(cap - len));
-    text[len] = 0;
-    if (n_out) *n_out = n;
-    return text;
+    if (n_out) *n_out = g.n;
+    return gen_take(&g);
 }
 
 /* log of the sum of exp(logits): the normaliser of the model's distribution. */
@@ -467,6 +491,265 @@ static int classify(run_state *s, const char *text, int *relevant, char **raw,
     return *raw ? 0 : -1;
 }
 
+/* ---- margins and verdicts as branches: one pass per step serves them all ---- */
+
+/* One sequence decoded as a branch of a context: its prompt, then up to max
+ * generated tokens (max 0: none; the logits after the prompt are kept). */
+typedef struct {
+    const int32_t *prompt;
+    int n_prompt, fed;
+    int max;
+    float *logits;        /* max == 0: n_vocab floats, filled once the prompt is in */
+    wim_sampler *sampler; /* its own when sampling (temp > 0): the draws do not depend
+                             on which other branches share a pass; NULL: s->sampler */
+    gen_text out;
+    int32_t next; /* sampled, still to be fed */
+    int has_next, done;
+    int step;  /* the pass it finished on, from 1 */
+    double ms; /* from the start of the batch to its end */
+} branch_job;
+
+typedef int (*job_done_fn)(run_state *s, branch_job *job, int j, void *arg);
+
+#define WIM_MAX_BRANCHES 64 /* per batch: bounds the logits kept per pass */
+
+/* Runs jobs[0..n) (n <= WIM_MAX_BRANCHES and <= the context's chunk) as
+ * branches of c forked at forks[j]. Every pass feeds each unfinished job's
+ * sampled token, then as many prompt tokens as the chunk has room for, so the
+ * weights are read once per step for all of them; done() is called as each
+ * job finishes, in job order within a pass. Stops early, jobs unfinished,
+ * on an interrupt. The branches are closed on return. Returns 0 or -1. */
+static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const int *forks,
+                        job_done_fn done, void *arg) {
+    const int V = s->m->cfg.n_vocab, chunk = c->p.chunk;
+    int *cells = malloc((size_t)n * sizeof *cells), *br = malloc((size_t)chunk * sizeof *br);
+    int *owner = malloc((size_t)n * sizeof *owner), rc = -1;
+    int32_t *tok = malloc((size_t)chunk * sizeof *tok);
+    char *want = malloc((size_t)chunk);
+    float *rows = malloc((size_t)n * V * sizeof *rows);
+    if (!cells || !br || !owner || !tok || !want || !rows) {
+        snprintf(s->err, s->errlen, "out of memory for %d branches", n);
+        goto out;
+    }
+    for (int j = 0; j < n; j++)
+        cells[j] = jobs[j].n_prompt + jobs[j].max;
+    if (ctx_branches_open(c, n, forks, cells, s->err, s->errlen)) goto out;
+    const double t0 = now_ms();
+    for (int step = 1; !interrupted(s); step++) {
+        int m = 0, w = 0;
+        for (int j = 0; j < n && m < chunk; j++) /* decoding: one token each */
+            if (!jobs[j].done && jobs[j].has_next) {
+                tok[m] = jobs[j].next, br[m] = j, want[m++] = 1;
+                owner[w++] = j;
+                jobs[j].has_next = 0;
+            }
+        for (int j = 0; j < n && m < chunk; j++) { /* prompts: what room is left */
+            branch_job *b = &jobs[j];
+            if (b->done || b->fed == b->n_prompt) continue;
+            int k = b->n_prompt - b->fed < chunk - m ? b->n_prompt - b->fed : chunk - m;
+            memcpy(tok + m, b->prompt + b->fed, (size_t)k * sizeof *tok);
+            for (int i = 0; i < k; i++)
+                br[m + i] = j, want[m + i] = 0;
+            b->fed += k;
+            s->prefilled += k;
+            m += k;
+            if (b->fed == b->n_prompt) want[m - 1] = 1, owner[w++] = j;
+        }
+        if (m == 0) break;
+        if (ctx_eval_branches(c, tok, br, m, want, rows, s->err, s->errlen)) goto out;
+        for (int r = 0; r < w; r++) {
+            branch_job *b = &jobs[owner[r]];
+            const float *row = rows + (size_t)r * V;
+            int finished = b->max == 0;
+            if (finished) {
+                memcpy(b->logits, row, (size_t)V * sizeof *row);
+            } else {
+                int32_t next = wim_sample(b->sampler ? b->sampler : s->sampler, row);
+                if (wim_tokenizer_is_eog(s->m->tok, next))
+                    finished = 1;
+                else if (gen_push(s, &b->out, next))
+                    goto out;
+                else if (b->out.n == b->max)
+                    finished = 1;
+                else
+                    b->next = next, b->has_next = 1;
+            }
+            if (!finished) continue;
+            b->done = 1, b->step = step, b->ms = now_ms() - t0;
+            if (done && done(s, b, owner[r], arg)) goto out;
+        }
+    }
+    rc = 0;
+out:
+    ctx_branches_close(c);
+    free(cells), free(br), free(owner), free(tok), free(want), free(rows);
+    return rc;
+}
+
+/* A job's sampler: greedy decoding needs none of its own. */
+static int job_sampler(run_state *s, branch_job *b, uint64_t salt) {
+    if (s->p->temp <= 0) return 0;
+    b->sampler = wim_sampler_new(s->p->temp, s->p->top_p, s->p->seed + 0x9E3779B97F4A7C15ull * salt,
+                                 s->m->cfg.n_vocab);
+    return b->sampler ? 0 : (snprintf(s->err, s->errlen, "out of memory"), -1);
+}
+
+static void jobs_free(branch_job *jobs, int n) {
+    for (int j = 0; j < n; j++) {
+        free(jobs[j].out.text);
+        wim_sampler_free(jobs[j].sampler);
+        memset(&jobs[j], 0, sizeof jobs[j]);
+    }
+}
+
+/* How many branches one batch of a context takes. */
+static int batch_size(const wim_ctx *c, int n) {
+    int g = n < c->p.chunk ? n : c->p.chunk;
+    return g < WIM_MAX_BRANCHES ? g : WIM_MAX_BRANCHES;
+}
+
+typedef struct {
+    wim_result *res;
+    int first;     /* the batch's first segment */
+    uint32_t crc;  /* the document's cells before the batch (verify_kv) */
+} margin_sink;
+
+static int on_margin(run_state *s, branch_job *b, int j, void *arg) {
+    margin_sink *k = arg;
+    const int i = k->first + j, verify = s->p->verify_kv;
+    k->res->margins[i] = gen_take(&b->out);
+    wim_event ev = {.type = WIM_EV_MARGIN,
+                    .index = i,
+                    .n_tokens = b->out.n,
+                    .ms = b->ms,
+                    .text = k->res->margins[i],
+                    .has_step = 1,
+                    .step = b->step,
+                    .has_kv_crc = verify,
+                    .kv_crc_before = k->crc,
+                    .kv_crc_after = verify ? wim_ctx_kv_crc(s->main) : 0};
+    emit(s, &ev);
+    return 0;
+}
+
+/* The margin of every segment i < n, each a branch of the main context forked at
+ * forks[i] (where segment i ends), all decoded together. A margin an interrupt cut
+ * short stays NULL. */
+static int margins_as_branches(run_state *s, const int *forks, int n, wim_result *res) {
+    const wim_run_params *p = s->p;
+    int32_t *prompt = NULL;
+    char *text = render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
+    const int n_prompt = text ? tokenize(s, text, strlen(text), 0, 1, &prompt) : -1;
+    free(text);
+    const int group = batch_size(s->main, n);
+    branch_job *jobs = n_prompt >= 0 ? calloc((size_t)group, sizeof *jobs) : NULL;
+    int rc = n_prompt < 0 || !jobs ? -1 : 0;
+    if (n_prompt >= 0 && !jobs) snprintf(s->err, s->errlen, "out of memory");
+    const double t0 = now_ms();
+    for (int g0 = 0; !rc && g0 < n && !interrupted(s); g0 += group) {
+        const int m = n - g0 < group ? n - g0 : group;
+        margin_sink k = {res, g0, p->verify_kv ? wim_ctx_kv_crc(s->main) : 0};
+        for (int j = 0; !rc && j < m; j++) {
+            jobs[j] = (branch_job){.prompt = prompt, .n_prompt = n_prompt, .max = p->margin_tokens};
+            rc = gen_init(s, &jobs[j].out) || job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1);
+        }
+        rc = rc || run_branches(s, s->main, jobs, m, forks + g0, on_margin, &k);
+        jobs_free(jobs, m);
+        if (!rc && p->verify_kv && wim_ctx_kv_crc(s->main) != k.crc)
+            rc = -1, snprintf(s->err, s->errlen, "the document's KV cells changed under margins");
+    }
+    s->ms_margins += now_ms() - t0;
+    free(jobs);
+    free(prompt);
+    return rc;
+}
+
+typedef struct {
+    const int *index; /* the text each job judges */
+    int *relevant;
+    char **raw;
+    float *logit_margin;
+} verdict_sink;
+
+static int on_verdict(run_state *s, branch_job *b, int j, void *arg) {
+    verdict_sink *k = arg;
+    const int i = k->index[j];
+    if (s->p->classify == WIM_CLASSIFY_LOGIT) {
+        k->logit_margin[i] = b->logits[s->yes_id] - b->logits[s->no_id];
+        k->relevant[i] = k->logit_margin[i] > 0;
+        k->raw[i] = strdup("");
+    } else {
+        k->raw[i] = gen_take(&b->out);
+        k->relevant[i] = s->p->lenient_classifier ? wim_classify_parse_lenient(k->raw[i])
+                                                  : wim_classify_parse(k->raw[i]);
+    }
+    return k->raw[i] ? 0 : (snprintf(s->err, s->errlen, "out of memory"), -1);
+}
+
+/* Verdicts on texts[i] (margins, or rag's segments; NULL: none to judge), each
+ * classification a branch of the classifier context forked at 0 (so it sees
+ * only its own prompt), all decoded together; the verdict events follow in
+ * index order. */
+static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_result *res) {
+    const wim_run_params *p = s->p;
+    const int V = s->m->cfg.n_vocab, logit = p->classify == WIM_CLASSIFY_LOGIT;
+    char **raw = calloc((size_t)n + 1, sizeof *raw);
+    float *lm = calloc((size_t)n + 1, sizeof *lm);
+    int *index = malloc(((size_t)n + 1) * sizeof *index), todo = 0, rc = 0;
+    if (!raw || !lm || !index) rc = -1, snprintf(s->err, s->errlen, "out of memory");
+    for (int i = 0; !rc && i < n; i++) {
+        if (!texts[i]) continue;
+        if (p->injected_relevant)
+            res->relevant[i] = p->injected_relevant[i], raw[i] = strdup("(injected)");
+        else
+            index[todo++] = i;
+    }
+    const int group = batch_size(s->aux, todo > 0 ? todo : 1);
+    branch_job *jobs = rc ? NULL : calloc((size_t)group, sizeof *jobs);
+    int *forks = rc ? NULL : calloc((size_t)group, sizeof *forks);
+    float *logits = logit && !rc ? malloc((size_t)group * V * sizeof *logits) : NULL;
+    if (!rc && (!jobs || !forks || (logit && !logits)))
+        rc = -1, snprintf(s->err, s->errlen, "out of memory");
+    verdict_sink k = {index, res->relevant, raw, lm};
+    const double t0 = now_ms();
+    for (int g0 = 0; !rc && g0 < todo && !interrupted(s); g0 += group) {
+        const int m = todo - g0 < group ? todo - g0 : group;
+        int32_t *prompts[WIM_MAX_BRANCHES] = {0};
+        for (int j = 0; !rc && j < m; j++) {
+            char *prompt = render(s, WIM_PROMPT_CLASSIFY, texts[index[g0 + j]], "");
+            int np = prompt ? tokenize(s, prompt, strlen(prompt), 1, 1, &prompts[j]) : -1;
+            free(prompt);
+            jobs[j] = (branch_job){.prompt = prompts[j],
+                                   .n_prompt = np,
+                                   .max = logit ? 0 : p->classify_tokens,
+                                   .logits = logits ? logits + (size_t)j * V : NULL};
+            rc = np < 0 || gen_init(s, &jobs[j].out) ||
+                 job_sampler(s, &jobs[j], 2 * (uint64_t)index[g0 + j] + 2);
+        }
+        wim_ctx_reset(s->aux);
+        k.index = index + g0;
+        rc = rc || run_branches(s, s->aux, jobs, m, forks, on_verdict, &k);
+        jobs_free(jobs, m);
+        for (int j = 0; j < m; j++)
+            free(prompts[j]);
+    }
+    s->ms_classify += now_ms() - t0;
+    for (int i = 0; !rc && i < n; i++) {
+        if (!raw[i]) continue; /* interrupted before its verdict */
+        wim_event ev = {.type = WIM_EV_VERDICT,
+                        .index = i,
+                        .relevant = res->relevant[i],
+                        .raw = raw[i],
+                        .logit_margin = lm[i],
+                        .has_logit_margin = logit && !p->injected_relevant};
+        emit(s, &ev);
+    }
+    for (int i = 0; raw && i < n; i++)
+        free(raw[i]);
+    free(raw), free(lm), free(index), free(jobs), free(forks), free(logits);
+    return rc;
+}
+
 /* The id a word starts with when the model writes it first in a reply. */
 static int word_token(run_state *s, const char *word) {
     int id = wim_tokenizer_find(s->m->tok, word);
@@ -486,14 +769,7 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
                    int *doc_tokens) {
     const wim_run_params *p = s->p;
     const wim_model *m = s->m;
-    if (p->load_kv && p->pattern != WIM_PATTERN_LLM)
-        return snprintf(s->err, s->errlen,
-                        "--load-kv serves the llm pattern: wim and rag read the document "
-                        "segment by segment"),
-               -1;
-    if (doc_len == 0 && !p->load_kv)
-        return snprintf(s->err, s->errlen, "the document is empty"), -1;
-    if (!s->query || !*s->query) return snprintf(s->err, s->errlen, "the query is empty"), -1;
+    if (doc && doc_len == 0) return snprintf(s->err, s->errlen, "the document is empty"), -1;
     char *tmpl = NULL;
     int rc = p->chat ? wim_chat_by_name(p->chat, &s->chat, s->err, s->errlen)
                      : (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl),
@@ -503,7 +779,7 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
     if (wim_prompts_load(p->prompts_dir, &s->prompts, s->err, s->errlen)) return -1;
     int K = p->segment_tokens;
     if (K <= 0) K = m->cfg.n_ctx_train / 4 < 4096 ? m->cfg.n_ctx_train / 4 : 4096;
-    *n_segs = p->load_kv ? 0 : wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
+    *n_segs = !doc ? 0 : wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
     if (*n_segs < 0) return -1;
     *doc_tokens = 0;
     for (int i = 0; i < *n_segs; i++)
@@ -540,39 +816,48 @@ static int make_classifier_context(run_state *s, int classify_prompt, int max_se
     return wim_ctx_new(s->m, &ap, &s->aux, s->err, s->errlen);
 }
 
+/* The KV cells a run needs beyond the document: *tail, after the document at
+ * once (the answer prompt with every margin, or one extraction step with the
+ * notes shown), and *step, the most one prompt and its generation take (what a
+ * streaming window must hold beside a segment). *classify: the classifier
+ * prompt's own tokens. */
+static int plan_tail(run_state *s, int n_segs, long *tail, long *step, int *classify) {
+    const wim_run_params *p = s->p;
+    int extract = prompt_tokens(s, WIM_PROMPT_EXTRACT, NULL, NULL);
+    int final = prompt_tokens(s, WIM_PROMPT_ANSWER, NULL, "");
+    *classify = prompt_tokens(s, WIM_PROMPT_CLASSIFY, "", "");
+    if (extract < 0 || final < 0 || *classify < 0) return -1;
+    long margins = p->pattern == WIM_PATTERN_WIM ? (long)n_segs * (p->margin_tokens + 2) : 0;
+    *step = final + p->answer_tokens;
+    if (p->pattern == WIM_PATTERN_WIM && extract + p->margin_tokens > *step)
+        *step = extract + p->margin_tokens;
+    *tail = final + margins + p->answer_tokens;
+    if (p->pattern == WIM_PATTERN_WIM) {
+        long with_notes = extract + p->margin_tokens + (p->margins_in_extraction ? margins + 8 : 0);
+        if (with_notes > *tail) *tail = with_notes;
+    }
+    return 0;
+}
+
+static int longest_segment(const wim_segment *segs, int n_segs) {
+    int max_seg = 0;
+    for (int i = 0; i < n_segs; i++)
+        if (segs[i].n_tokens > max_seg) max_seg = segs[i].n_tokens;
+    return max_seg;
+}
+
 /* Creates the main and classifier contexts with capacities planned from the
  * work ahead, or fails up front when the document cannot fit. */
 static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int sys_tokens) {
     const wim_run_params *p = s->p;
-    int max_seg = 0;
-    long doc = 0;
-    for (int i = 0; i < n_segs; i++) {
+    long doc = 0, tail, step;
+    int classify;
+    for (int i = 0; i < n_segs; i++)
         doc += segs[i].n_tokens;
-        if (segs[i].n_tokens > max_seg) max_seg = segs[i].n_tokens;
-    }
-    int extract = prompt_tokens(s, WIM_PROMPT_EXTRACT, NULL, NULL);
-    int final = prompt_tokens(s, WIM_PROMPT_ANSWER, NULL, "");
-    int classify = prompt_tokens(s, WIM_PROMPT_CLASSIFY, "", "");
-    if (extract < 0 || final < 0 || classify < 0) return -1;
-    long margins = p->pattern == WIM_PATTERN_WIM ? (long)n_segs * (p->margin_tokens + 2) : 0;
-    /* the least that must fit at once: one extraction step, or the answer prompt */
-    long step = final + p->answer_tokens;
-    if (p->pattern == WIM_PATTERN_WIM && extract + p->margin_tokens > step)
-        step = extract + p->margin_tokens;
-    long tail = final + margins + p->answer_tokens;
-    if (p->pattern == WIM_PATTERN_WIM) {
-        long with_notes = extract + p->margin_tokens + (p->margins_in_extraction ? margins + 8 : 0);
-        if (with_notes > tail) tail = with_notes;
-    }
+    if (plan_tail(s, n_segs, &tail, &step, &classify)) return -1;
+    const int max_seg = longest_segment(segs, n_segs);
     long need = 1 + sys_tokens + doc + tail;
     wim_ctx_params cp = p->ctx;
-    if (p->load_kv) { /* the saved cache brings its own geometry and contents */
-        if (wim_kv_file_geometry(p->load_kv, &cp.n_ctx, &cp.kv_pin, s->err, s->errlen) ||
-            wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen) ||
-            wim_ctx_load(s->main, p->load_kv, s->err, s->errlen))
-            return -1;
-        return make_classifier_context(s, classify, max_seg);
-    }
     int streaming = p->stream || cp.kv_pin >= 0;
     int limit = cp.n_ctx > 0 ? cp.n_ctx : s->m->cfg.n_ctx_train;
     if (!streaming && need > limit)
@@ -594,23 +879,289 @@ static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int 
     return make_classifier_context(s, classify, max_seg);
 }
 
-static int run_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+/* ---- a document read once: its cells and segments saved together ---- */
+
+#define SEGS_MAGIC "WIMSEGS1"
+
+/* The segments as saved beside the document's cells: the magic, their count,
+ * then per segment where it ends in the cache (its margin's fork), its tokens,
+ * its text's length, and the text. */
+static uint8_t *segments_pack(const char *doc, const wim_segment *segs, const int *forks, int n,
+                              size_t *len) {
+    size_t bytes = 8 + 4;
+    for (int i = 0; i < n; i++)
+        bytes += 12 + segs[i].len;
+    uint8_t *b = malloc(bytes), *p = b;
+    if (!b) return NULL;
+    memcpy(p, SEGS_MAGIC, 8);
+    memcpy(p + 8, &n, 4);
+    p += 12;
+    for (int i = 0; i < n; i++) {
+        const uint32_t text_len = (uint32_t)segs[i].len;
+        memcpy(p, &forks[i], 4);
+        memcpy(p + 4, &segs[i].n_tokens, 4);
+        memcpy(p + 8, &text_len, 4);
+        memcpy(p + 12, doc + segs[i].start, segs[i].len);
+        p += 12 + segs[i].len;
+    }
+    *len = bytes;
+    return b;
+}
+
+/* Reads the segments back (the file's CRC vouches for the bytes, but every
+ * count is still checked against the cells): the texts one after another in
+ * *doc, each segment's range and tokens in *segs, its end in s->forks. */
+static int segments_unpack(run_state *s, const uint8_t *b, size_t len, int cached, char **doc,
+                           wim_segment **segs) {
+    int32_t n = -1;
+    if (len >= 12 && !memcmp(b, SEGS_MAGIC, 8)) memcpy(&n, b + 8, 4);
+    size_t text = 0, at = 12;
+    int ok = n >= 0 && (size_t)n <= (len - 12) / 12;
+    for (int32_t i = 0, fork, toks, prev = 0; ok && i < n; i++, prev = fork) {
+        uint32_t tl;
+        memcpy(&fork, b + at, 4), memcpy(&toks, b + at + 4, 4), memcpy(&tl, b + at + 8, 4);
+        ok = fork > prev && fork <= cached && toks > 0 && tl <= len - at - 12;
+        at += 12 + (ok ? tl : 0), text += tl;
+    }
+    if (!ok || at != len)
+        return snprintf(s->err, s->errlen, "%s: corrupt segment table", s->p->load_kv), -1;
+    *doc = malloc(text + 1);
+    *segs = malloc(((size_t)n + 1) * sizeof **segs);
+    s->forks = malloc(((size_t)n + 1) * sizeof *s->forks);
+    if (!*doc || !*segs || !s->forks) return snprintf(s->err, s->errlen, "out of memory"), -1;
+    at = 12, text = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t tl;
+        memcpy(&s->forks[i], b + at, 4), memcpy(&tl, b + at + 8, 4);
+        memcpy(&(*segs)[i].n_tokens, b + at + 4, 4);
+        memcpy(*doc + text, b + at + 12, tl);
+        (*segs)[i].start = text, (*segs)[i].len = tl;
+        at += 12 + tl, text += tl;
+    }
+    (*doc)[text] = 0;
+    return n;
+}
+
+/* A document read once (wim.h): the context that read it and its segments. */
+struct wim_doc {
+    wim_ctx *ctx;      /* BOS, the system prompt and every segment */
+    char *text;        /* the segments' text, one after another */
+    wim_segment *segs; /* byte ranges of text */
+    int *forks;        /* where each segment ends in ctx: its margin's fork */
+    int n_segs, tokens;
+    int streamed; /* ctx streamed: it holds only the document's last window */
+};
+
+void wim_doc_free(wim_doc *d) {
+    if (!d) return;
+    wim_ctx_free(d->ctx);
+    free(d->text);
+    free(d->segs);
+    free(d->forks);
+    free(d);
+}
+
+int wim_doc_segments(const wim_doc *d) {
+    return d->n_segs;
+}
+
+int wim_doc_tokens(const wim_doc *d) {
+    return wim_ctx_pos(d->ctx);
+}
+
+int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
+    size_t len;
+    uint8_t *b = segments_pack(d->text, d->segs, d->forks, d->n_segs, &len);
+    if (!b) return snprintf(err, errlen, "out of memory"), -1;
+    int rc = ctx_save_with(d->ctx, path, b, len, err, errlen);
+    free(b);
+    return rc;
+}
+
+/* --save-kv after reading: the main context's cells (the document) and its segments. */
+static int save_document(run_state *s, const char *doc, const wim_segment *segs, int n) {
+    wim_doc d = {s->main, (char *)doc, (wim_segment *)segs, s->forks, n, 0, 0};
+    return wim_doc_save(&d, s->p->save_kv, s->err, s->errlen);
+}
+
+int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
+                 char *err, size_t errlen) {
+    run_state s = {.m = m, .err = err, .errlen = errlen};
+    wim_run_params p = wim_run_default_params();
+    p.load_kv = path;
+    s.p = &p;
+    int capacity, pin, streaming, cached;
+    void *extra = NULL;
+    size_t extra_len = 0;
+    wim_ctx_params c = cp ? *cp : wim_ctx_default_params();
+    wim_doc *d = calloc(1, sizeof *d);
+    *out = NULL;
+    if (!d) return snprintf(err, errlen, "out of memory"), -1;
+    if (kv_file_geometry(path, &capacity, &pin, &streaming, &cached, err, errlen)) goto fail;
+    c.n_ctx = capacity;
+    c.kv_pin = streaming ? pin : -1;
+    if (wim_ctx_new(m, &c, &d->ctx, err, errlen) ||
+        ctx_load_with(d->ctx, path, &extra, &extra_len, err, errlen))
+        goto fail;
+    d->streamed = streaming;
+    if (extra && (d->n_segs = segments_unpack(&s, extra, extra_len, cached, &d->text, &d->segs)) < 0)
+        goto fail;
+    d->forks = s.forks;
+    s.forks = NULL;
+    if (!extra) d->n_segs = -1; /* an older file: the cells alone */
+    for (int i = 0; i < d->n_segs; i++)
+        d->tokens += d->segs[i].n_tokens;
+    free(extra);
+    *out = d;
+    return 0;
+fail:
+    free(extra);
+    free(s.forks);
+    wim_doc_free(d);
+    return -1;
+}
+
+/* A document read before serves this run: its context becomes the main one
+ * (made larger first when this question needs more room than it has), rolled
+ * back at the end (a snapshot is taken here); the classifier context is made.
+ * Returns the segment count, or -1. */
+static int adopt_document(run_state *s, wim_doc *d) {
+    const wim_run_params *p = s->p;
+    const char *what = p->load_kv ? p->load_kv : "the document";
+    long tail, step;
+    int classify, n = d->n_segs;
+    if (n < 0 && p->pattern != WIM_PATTERN_LLM)
+        return snprintf(s->err, s->errlen,
+                        "%s: saved without its segments (an older wim): the %s pattern needs "
+                        "them; save the document again",
+                        what, p->pattern == WIM_PATTERN_WIM ? "wim" : "rag"),
+               -1;
+    if (n < 0) n = 0;
+    if (p->pattern == WIM_PATTERN_WIM && (d->streamed || !s->batched))
+        return snprintf(s->err, s->errlen,
+                        d->streamed ? "%s: the cache streamed and holds only the document's last "
+                                      "window: the wim pattern needs it all (llm and rag do not)"
+                                    : "%s: a document read once gets its margins as branches; "
+                                      "--sequential-margins, --margins-in-extraction and "
+                                      "--extractive-margins need the segment-by-segment loop",
+                        what),
+               -1;
+    if (p->max_segments > 0 && n > p->max_segments) n = p->max_segments;
+    if ((p->injected_margins || p->injected_relevant) && p->n_injected < n)
+        return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
+                        p->n_injected, n),
+               -1;
+    if (plan_tail(s, n, &tail, &step, &classify)) return -1;
+    const long need = wim_ctx_pos(d->ctx) + tail;
+    const int limit = p->ctx.n_ctx > 0 ? p->ctx.n_ctx : s->m->cfg.n_ctx_train;
+    if (!d->streamed && need > wim_ctx_capacity(d->ctx)) { /* move into a larger cache */
+        if (need > limit)
+            return snprintf(s->err, s->errlen,
+                            "%s: the document and this question need about %ld tokens of KV "
+                            "cache but the capacity is %d: raise --kv-capacity",
+                            what, need, limit),
+                   -1;
+        wim_ctx_params cp = d->ctx->p;
+        wim_ctx *bigger;
+        cp.n_ctx = (int)need;
+        if (wim_ctx_new(s->m, &cp, &bigger, s->err, s->errlen)) return -1;
+        if (kv_copy(&bigger->kv, &d->ctx->kv, s->err, s->errlen))
+            return wim_ctx_free(bigger), -1;
+        wim_ctx_free(d->ctx);
+        d->ctx = bigger;
+    }
+    if (make_classifier_context(s, classify, longest_segment(d->segs, n))) return -1;
+    if (p->save_kv && wim_doc_save(d, p->save_kv, s->err, s->errlen)) return -1;
+    if (wim_ctx_snapshot(d->ctx)) return snprintf(s->err, s->errlen, "out of memory"), -1;
+    s->main = d->ctx;
+    s->doc = d;
+    s->forks = d->forks;
+    return n;
+}
+
+/* Where rag's chosen segments, or an answer from the margins alone, start over
+ * from an empty context: the main one, or a fresh one beside a document read
+ * once (whose cells other questions still need). */
+static int empty_main(run_state *s) {
+    if (!s->doc || s->main != s->doc->ctx) {
+        wim_ctx_reset(s->main);
+        return 0;
+    }
+    wim_ctx_params cp = s->main->p;
+    return wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen);
+}
+
+/* Reads segment i into the main context (unless it came from a saved cache, or
+ * rag has no use for it there), records where it ends and reports it. */
+static int read_segment(run_state *s, const char *seg, const wim_segment *segs, int i,
                         wim_result *res) {
+    const wim_run_params *p = s->p;
+    double t0 = now_ms();
+    if (!s->doc && (p->pattern != WIM_PATTERN_RAG || p->save_kv || s->reading) &&
+        feed_text(s, s->main, seg, 0, 0))
+        return -1;
+    if (!s->doc) s->forks[i] = wim_ctx_pos(s->main);
+    wim_event ev = {.type = WIM_EV_SEGMENT,
+                    .index = i,
+                    .n_tokens = segs[i].n_tokens,
+                    .prefilled = s->prefilled,
+                    .ms = now_ms() - t0};
+    emit(s, &ev);
+    res->n_segments = i + 1;
+    return 0;
+}
+
+/* Margins as branches: every segment first, then all margins together, then
+ * all verdicts together. */
+static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs,
+                                int n_segs, wim_result *res) {
+    const wim_run_params *p = s->p;
+    for (int i = 0; i < n_segs && !interrupted(s); i++) {
+        char *seg = strndup(doc + segs[i].start, segs[i].len);
+        if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
+        int rc = read_segment(s, seg, segs, i, res);
+        free(seg);
+        if (rc) return -1;
+    }
+    const int n = res->n_segments;
+    if (p->pattern == WIM_PATTERN_LLM ||
+        (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25) || n == 0)
+        return 0;
+    if (p->pattern == WIM_PATTERN_RAG) {
+        char **texts = calloc((size_t)n, sizeof *texts);
+        int rc = !texts;
+        for (int i = 0; !rc && i < n; i++)
+            rc = !(texts[i] = strndup(doc + segs[i].start, segs[i].len));
+        if (rc) snprintf(s->err, s->errlen, "out of memory");
+        rc = rc || verdicts_as_branches(s, texts, n, res);
+        for (int i = 0; texts && i < n; i++)
+            free(texts[i]);
+        free(texts);
+        return rc ? -1 : 0;
+    }
+    if (p->injected_margins) {
+        for (int i = 0; i < n; i++) {
+            if (!(res->margins[i] = strdup(p->injected_margins[i])))
+                return snprintf(s->err, s->errlen, "out of memory"), -1;
+            wim_event ev = {.type = WIM_EV_MARGIN, .index = i, .text = res->margins[i]};
+            emit(s, &ev);
+        }
+    } else if (margins_as_branches(s, s->forks, n, res))
+        return -1;
+    return verdicts_as_branches(s, res->margins, n, res);
+}
+
+/* The paper's loop: each segment, then its margin (snapshot, extract,
+ * restore), then its verdict. */
+static int run_segments_sequential(run_state *s, const char *doc, const wim_segment *segs,
+                                   int n_segs, wim_result *res) {
     const wim_run_params *p = s->p;
     for (int i = 0; i < n_segs && !interrupted(s); i++) {
         const char *text = doc + segs[i].start;
         char *seg = strndup(text, segs[i].len);
         if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
-        double t0 = now_ms();
-        int rc = 0;
-        if (p->pattern != WIM_PATTERN_RAG) rc = feed_text(s, s->main, seg, 0, 0);
-        wim_event ev = {.type = WIM_EV_SEGMENT,
-                        .index = i,
-                        .n_tokens = segs[i].n_tokens,
-                        .prefilled = s->prefilled,
-                        .ms = now_ms() - t0};
-        if (!rc) emit(s, &ev);
-        res->n_segments = i + 1;
+        double t0;
+        int rc = read_segment(s, seg, segs, i, res);
         if (rc || p->pattern == WIM_PATTERN_LLM ||
             (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25)) {
             free(seg);
@@ -710,8 +1261,7 @@ static int rag_context(run_state *s, const char *doc, const wim_segment *segs, i
         free(top);
         if (rc) return snprintf(s->err, s->errlen, "out of memory"), -1;
     }
-    wim_ctx_reset(s->main);
-    if (feed_text(s, s->main, sys, 1, 1)) return -1;
+    if (empty_main(s) || feed_text(s, s->main, sys, 1, 1)) return -1;
     for (int i = 0; i < n_segs; i++) {
         if (!res->relevant[i]) continue;
         char *seg = strndup(doc + segs[i].start, segs[i].len);
@@ -722,9 +1272,10 @@ static int rag_context(run_state *s, const char *doc, const wim_segment *segs, i
     return 0;
 }
 
-int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *query,
-            const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
-            size_t errlen) {
+/* wim_run and wim_doc_ask: doc_len bytes of doc to read, or the document d read before. */
+static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, const char *query,
+               const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
+               size_t errlen) {
     memset(res, 0, sizeof *res);
     run_state s = {
         .m = m, .p = p, .cb = cb, .user = user, .query = query, .err = err, .errlen = errlen};
@@ -732,10 +1283,27 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     int n_segs = 0, doc_tokens = 0, rc = -1;
     char *sys = NULL, *final = NULL, *margins = NULL;
     double t_start = now_ms();
-    if (prepare(&s, doc, doc_len, &segs, &n_segs, &doc_tokens)) goto done;
+    s.batched = !p->sequential_margins && !p->stream && p->ctx.kv_pin < 0 &&
+                !p->margins_in_extraction && !p->extractive_margins;
+    *err = 0;
+    if (!query || !*query) {
+        snprintf(err, errlen, "the query is empty");
+        goto done;
+    }
+    if (prepare(&s, d ? NULL : doc, doc_len, &segs, &n_segs, &doc_tokens)) goto done;
     if (!(sys = render(&s, WIM_PROMPT_SYSTEM, NULL, NULL))) goto done;
     int sys_tokens = wim_tokenize(m->tok, sys, strlen(sys), 0, 1, NULL, 0, err, errlen);
-    if (sys_tokens < 0 || make_contexts(&s, segs, n_segs, sys_tokens)) goto done;
+    if (sys_tokens < 0) goto done;
+    if (d) {
+        if ((n_segs = adopt_document(&s, d)) < 0) goto done;
+        doc = d->text;
+        doc_tokens = d->tokens;
+    } else if (make_contexts(&s, segs, n_segs, sys_tokens) ||
+               !(s.forks = malloc(((size_t)n_segs + 1) * sizeof *s.forks))) {
+        if (!*err) snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    const wim_segment *seg = d ? d->segs : segs;
     res->margins = calloc((size_t)n_segs + 1, sizeof *res->margins);
     res->relevant = calloc((size_t)n_segs + 1, sizeof *res->relevant);
     if (!res->margins || !res->relevant) {
@@ -750,13 +1318,14 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
                     .segments = n_segs,
                     .tokens = doc_tokens};
     emit(&s, &ev);
-    if (p->pattern != WIM_PATTERN_RAG && !p->load_kv && feed_text(&s, s.main, sys, 1, 1)) goto done;
-    if (run_segments(&s, doc, segs, n_segs, res)) goto done;
-    res->interrupted = interrupted(&s);
-    if (p->save_kv && p->pattern != WIM_PATTERN_RAG && !res->interrupted &&
-        wim_ctx_save(s.main, p->save_kv, err, errlen))
+    if ((p->pattern != WIM_PATTERN_RAG || p->save_kv) && !d && feed_text(&s, s.main, sys, 1, 1))
         goto done;
-    if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, segs, res->n_segments, sys, res))
+    if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, doc, seg, n_segs, res))
+        goto done;
+    res->interrupted = interrupted(&s);
+    if (p->save_kv && !d && !res->interrupted && save_document(&s, doc, seg, res->n_segments))
+        goto done;
+    if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, seg, res->n_segments, sys, res))
         goto done;
     margins = p->pattern == WIM_PATTERN_WIM ? wim_margins_join(res->margins, res->relevant,
                                                                res->n_segments, p->dedupe_margins)
@@ -764,8 +1333,8 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
     double t0 = now_ms();
     if (p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins) {
-        wim_ctx_reset(s.main); /* only the system prompt stays: the notes are the evidence */
-        if (feed_text(&s, s.main, sys, 1, 1)) goto done;
+        /* only the system prompt stays: the notes are the evidence */
+        if (empty_main(&s) || feed_text(&s, s.main, sys, 1, 1)) goto done;
     }
     if (feed_text(&s, s.main, final, 0, 1)) goto done;
     if (!(res->answer_logits = malloc((size_t)m->cfg.n_vocab * sizeof(float)))) goto done;
@@ -807,6 +1376,98 @@ done:
     free(final);
     free(margins);
     free(segs);
+    if (s.doc) { /* a document read before: roll its context back, keep it */
+        wim_ctx_restore(s.doc->ctx);
+        if (s.main == s.doc->ctx) s.main = NULL;
+    } else
+        free(s.forks);
+    free(s.logits);
+    wim_sampler_free(s.sampler);
+    wim_prompts_free(&s.prompts);
+    wim_ctx_free(s.main);
+    wim_ctx_free(s.aux);
+    return rc;
+}
+
+int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *query,
+            const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
+            size_t errlen) {
+    if (!p->load_kv) return run(m, doc, doc_len, NULL, query, p, cb, user, res, err, errlen);
+    wim_doc *d;
+    memset(res, 0, sizeof *res);
+    if (wim_doc_load(m, p->load_kv, &p->ctx, &d, err, errlen)) return -1;
+    int rc = run(m, NULL, 0, d, query, p, cb, user, res, err, errlen);
+    wim_doc_free(d);
+    return rc;
+}
+
+int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb,
+                void *user, wim_result *res, char *err, size_t errlen) {
+    if (p->load_kv) {
+        memset(res, 0, sizeof *res);
+        return snprintf(err, errlen, "wim_doc_ask: the document is given; load_kv is not"), -1;
+    }
+    return run(d->ctx->m, NULL, 0, d, query, p, cb, user, res, err, errlen);
+}
+
+int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_run_params *p,
+                 wim_event_fn cb, void *user, wim_doc **out, char *err, size_t errlen) {
+    /* no question yet: the room planned after the document assumes an empty one */
+    run_state s = {
+        .m = m, .p = p, .cb = cb, .user = user, .query = "", .err = err, .errlen = errlen};
+    wim_segment *segs = NULL;
+    int n_segs = 0, doc_tokens = 0, rc = -1;
+    wim_result res = {0};
+    wim_doc *d = calloc(1, sizeof *d);
+    char *sys = NULL;
+    s.reading = 1;
+    *out = NULL;
+    *err = 0;
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (prepare(&s, doc, doc_len, &segs, &n_segs, &doc_tokens) ||
+        !(sys = render(&s, WIM_PROMPT_SYSTEM, NULL, NULL)))
+        goto done;
+    int sys_tokens = wim_tokenize(m->tok, sys, strlen(sys), 0, 1, NULL, 0, err, errlen);
+    if (sys_tokens < 0 || make_contexts(&s, segs, n_segs, sys_tokens)) goto done;
+    s.forks = malloc(((size_t)n_segs + 1) * sizeof *s.forks);
+    size_t used = n_segs ? segs[n_segs - 1].start + segs[n_segs - 1].len : 0;
+    if (!s.forks || !(d->text = malloc(used + 1))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    memcpy(d->text, doc, used);
+    d->text[used] = 0;
+    if (feed_text(&s, s.main, sys, 1, 1)) goto done;
+    for (int i = 0; i < n_segs; i++) {
+        if (interrupted(&s)) {
+            snprintf(err, errlen, "interrupted while reading the document");
+            goto done;
+        }
+        char *seg = strndup(doc + segs[i].start, segs[i].len);
+        if (!seg) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        int bad = read_segment(&s, seg, segs, i, &res);
+        free(seg);
+        if (bad) goto done;
+        d->tokens += segs[i].n_tokens;
+    }
+    d->ctx = s.main, s.main = NULL;
+    d->segs = segs, segs = NULL;
+    d->forks = s.forks, s.forks = NULL;
+    d->n_segs = n_segs;
+    d->streamed = p->stream || p->ctx.kv_pin >= 0;
+    *out = d, d = NULL;
+    rc = 0;
+done:
+    wim_doc_free(d);
+    free(segs);
+    free(sys);
+    free(s.forks);
     free(s.logits);
     wim_sampler_free(s.sampler);
     wim_prompts_free(&s.prompts);

@@ -154,14 +154,25 @@ typedef struct {
                                   kept; with none, from the window as usual). Departs from
                                   the paper, whose answer reads the whole document: under a
                                   streaming window that is only its tail, which misleads */
+    int sequential_margins;    /* the paper's loop: each margin decoded alone right after its
+                                  segment (snapshot, extract, restore). Otherwise, when the
+                                  whole document stays in the cache, margins are branches of
+                                  it: every segment is prefilled, then one forward pass per
+                                  step decodes every unfinished margin (the same greedy text,
+                                  bit for bit). Implied by stream, margins_in_extraction and
+                                  extractive_margins, which need the loop */
     int quote_exhaustive;      /* extractive margins: score every offered sentence in full
                                   instead of the pruned search (the same lines, bit for bit
                                   with quantized or f16 weights, and slower: the reference the
                                   pruned search is tested against) */
     wim_ctx_params ctx;        /* threads, chunk, KV capacity / pin / type for the main context */
     /* save_kv: after the document (BOS, system prompt and every segment; margins leave no
-     * trace), save the main KV cache. load_kv (llm pattern only): start from such a file
-     * instead of a document, so one prefilled document serves many queries. */
+     * trace), save the main KV cache with the segments (their text and where each ends; rag
+     * prefills the document too, so that the file serves every pattern). load_kv: start from
+     * such a file instead of a document, so one prefilled document serves many queries:
+     * llm appends the question, wim forks its margins at the saved segment ends (a cache
+     * that streamed holds only its last window: llm and rag only), rag classifies the saved
+     * segments. */
     const char *save_kv, *load_kv;
     const volatile int *interrupt; /* when it becomes non-zero: stop after the current step
                                       and answer from the margins so far */
@@ -202,6 +213,9 @@ typedef struct {
     int notes_quoted;     /* margin, quote_notes: note lines it copied again (written, not kept) */
     int has_scored;       /* margin: extractive margins */
     long scored;          /* margin, extractive margins: tokens evaluated to choose its lines */
+    int has_step;         /* margin: decoded as a branch (not sequential_margins) */
+    int step;             /* margin, branches: the forward pass of the margin phase (from 1)
+                             on which it finished */
     int has_kv_crc;       /* margin: verify_kv was set */
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */
@@ -233,6 +247,31 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
             const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
             size_t errlen);
 void wim_result_free(wim_result *r);
+
+/* ---- a document read once, asked many questions ----
+ * wim_doc_read segments a document and prefills BOS, the system prompt and
+ * every segment into a context of its own (p: segment size, prompts, chat,
+ * KV and thread settings; the capacity is planned for p's pattern and lengths,
+ * and grows when a later question needs more). Segment events go to cb.
+ * wim_doc_ask then runs p's pattern for a query without reading the document
+ * again, exactly as wim_run would on the same text (wim: margins as branches
+ * forked where each segment ends, so not on a document read through a
+ * streaming window; rag: the classifier or BM25 over the kept segments); the
+ * document's cells are rolled back after each question. wim_doc_save writes
+ * cells and segments to a file (the --save-kv format) that wim_doc_load reads
+ * (cp: threads, chunk, KV type; NULL: defaults), as wim_run's load_kv does.
+ * One wim_doc serves one question at a time. */
+typedef struct wim_doc wim_doc;
+int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_run_params *p,
+                 wim_event_fn cb, void *user, wim_doc **out, char *err, size_t errlen);
+int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb,
+                void *user, wim_result *res, char *err, size_t errlen);
+int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen);
+int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
+                 char *err, size_t errlen);
+int wim_doc_segments(const wim_doc *d); /* -1: a file saved without its segments */
+int wim_doc_tokens(const wim_doc *d);   /* tokens in its cache */
+void wim_doc_free(wim_doc *d);
 
 /* One event as a single line of JSON (no newline); returns the length, or the
  * size needed when it exceeds cap (nothing is truncated silently). */

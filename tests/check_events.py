@@ -2,7 +2,10 @@
 """Validates a `wim run --events` file against the schema in the README.
 
   check_events.py FILE PATTERN [interrupted]   schema, order, counts
-  check_events.py --same A B                   same outputs ignoring timings
+  check_events.py --same A B                   same events ignoring timings
+  check_events.py --same-outputs A B           same margins, verdicts and answer by
+                                               segment, whatever the order (a batched run
+                                               against a --sequential-margins one)
 """
 import json
 import sys
@@ -39,10 +42,23 @@ def check(path, pattern, interrupted=False):
     body = kinds[1:-2]
     per = {"wim": ["segment", "margin", "verdict"], "llm": ["segment"],
            "rag": ["segment", "verdict"], "rag-bm25": ["segment"]}[pattern]
-    done = len(body) // len(per)
-    assert body == per * done, f"order: {body[:12]}"
+    done = body.count("segment")
     indices = [e["index"] for e in ev[1:-2]]
-    assert indices == [i for i in range(done) for _ in per], indices
+    if body == per * done:  # the paper's loop: each segment, its margin, its verdict
+        assert indices == [i for i in range(done) for _ in per], indices
+    else:  # batched: every segment, then the margins as they finish, then the verdicts
+        phases = [per.index(k) for k in body]
+        assert phases == sorted(phases), f"order: {body[:12]}"
+        by = {k: [e for e in ev[1:-2] if e["event"] == k] for k in per}
+        assert [e["index"] for e in by["segment"]] == list(range(done)), indices
+        steps = [e["step"] for e in by.get("margin", [])]
+        assert steps == sorted(steps), f"margins out of step order: {steps}"
+        assert len({e["index"] for e in by.get("margin", [])}) == len(steps)
+        v = [e["index"] for e in by.get("verdict", [])]
+        assert v == sorted(v) and set(v) <= set(range(done)), v
+        if not interrupted:
+            for k in per:
+                assert len(by[k]) == done, f"{len(by[k])} {k} events for {done} segments"
     for e in ev:
         if e["event"] == "margin":
             assert "kv_crc_before" in e, "run with --verify-kv: no kv_crc fields"
@@ -59,8 +75,18 @@ def strip(e):
     return {k: v for k, v in e.items() if k not in TIMING}
 
 
+def outputs(ev):
+    return {"margins": {e["index"]: e["text"] for e in ev if e["event"] == "margin"},
+            "verdicts": {e["index"]: (e["relevant"], e["raw"]) for e in ev if e["event"] == "verdict"},
+            "answer": [e["text"] for e in ev if e["event"] == "answer"]}
+
+
 def main():
-    if sys.argv[1] == "--same":
+    if sys.argv[1] == "--same-outputs":
+        a, b = (outputs(load(p)) for p in sys.argv[2:4])
+        for k in a:
+            assert a[k] == b[k], f"{k} differ: {a[k]} against {b[k]}"
+    elif sys.argv[1] == "--same":
         a, b = load(sys.argv[2]), load(sys.argv[3])
         assert [strip(e) for e in a] == [strip(e) for e in b], "outputs differ"
     else:

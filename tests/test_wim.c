@@ -6,6 +6,8 @@
  * extractive margins quote the document, greedy or sampled, and never keep a note twice;
  * an answer from the margins alone does not read the document.
  */
+#include <unistd.h>
+
 #include "margins.h"
 #include "simd.h"
 #include "test.h"
@@ -323,6 +325,61 @@ static void test_quote_notes_never_keeps_a_note(void) {
     wim_model_free(m);
 }
 
+/* wim_doc: a document read once answers each question as wim_run does on the text, for
+ * every pattern (and an answer from the margins alone, which starts a context of its own);
+ * asking leaves the document as it was (the first question asked again gives the same
+ * bits), and a document saved and loaded back answers the same. */
+static int same_result(const wim_result *a, const wim_result *b) {
+    if (a->n_segments != b->n_segments || strcmp(a->answer, b->answer) ||
+        memcmp(a->answer_logits, b->answer_logits, 512 * sizeof(float)))
+        return 0;
+    for (int i = 0; i < a->n_segments; i++)
+        if (a->relevant[i] != b->relevant[i] ||
+            ((a->margins[i] || b->margins[i]) &&
+             (!a->margins[i] || !b->margins[i] || strcmp(a->margins[i], b->margins[i]))))
+            return 0;
+    return 1;
+}
+
+static void test_document_read_once_answers_like_wim_run(void) {
+    wim_model *m = load();
+    if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
+    static const char *const queries[3] = {"Where is Mary?", "What did Daniel drop?",
+                                           "Where is Mary?"};
+    char err[256], path[64];
+    snprintf(path, sizeof path, "/tmp/wim-doc-%d.kv", (int)getpid());
+    for (int variant = 0; variant < 4; variant++) {
+        wim_run_params p = params();
+        p.pattern = variant == 1 ? WIM_PATTERN_LLM : variant == 2 ? WIM_PATTERN_RAG : WIM_PATTERN_WIM;
+        p.answer_from_margins = variant == 3;
+        wim_doc *d = NULL, *loaded = NULL;
+        CHECKF(wim_doc_read(m, document, strlen(document), &p, NULL, NULL, &d, err, sizeof err) == 0,
+               "%s", err);
+        CHECK(wim_doc_segments(d) >= 3 && wim_doc_tokens(d) > 100);
+        CHECKF(wim_doc_save(d, path, err, sizeof err) == 0, "%s", err);
+        CHECKF(wim_doc_load(m, path, &p.ctx, &loaded, err, sizeof err) == 0, "%s", err);
+        unlink(path);
+        int ok = 1;
+        for (int q = 0; q < 4 && ok; q++) {
+            const char *query = queries[q % 3];
+            wim_result fresh, asked;
+            CHECKF(wim_run(m, document, strlen(document), query, &p, NULL, NULL, &fresh, err,
+                           sizeof err) == 0,
+                   "%s", err);
+            int rc = wim_doc_ask(q == 3 ? loaded : d, query, &p, NULL, NULL, &asked, err,
+                                 sizeof err);
+            ok = rc == 0 && same_result(&fresh, &asked);
+            wim_result_free(&fresh);
+            if (rc == 0) wim_result_free(&asked);
+            CHECKF(ok, "variant %d, question %d (%s): %s", variant, q, query,
+                   rc ? err : "differs from wim_run");
+        }
+        wim_doc_free(d);
+        wim_doc_free(loaded);
+    }
+    wim_model_free(m);
+}
+
 static void test_input_checks(void) {
     wim_model *m = load();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
@@ -351,6 +408,7 @@ int main(void) {
     RUN(test_answer_from_margins_reads_only_the_notes);
     RUN(test_extractive_margins_quote_the_document);
     RUN(test_quote_notes_never_keeps_a_note);
+    RUN(test_document_read_once_answers_like_wim_run);
     RUN(test_input_checks);
     return t_exit();
 }

@@ -77,14 +77,61 @@ assert len(v) == 3 and all(isinstance(e["logit_margin"], float) and e["relevant"
 ' "$T/logit.jsonl" && echo "PASS $t" || echo "FAIL $t: $(cat "$T/e" | head -c 200)"
 else echo "SKIP threads_identical_random_chatml: $S/vocab/ggml-vocab-qwen2.gguf not found"; fi
 
-# A document prefilled once serves another query: --save-kv then --load-kv (llm pattern)
-# answers exactly as an uninterrupted run does.
-t=run_save_load_kv_same_answer
-$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern llm $common --kv-capacity 2000 --save-kv "$T/doc.kv" \
-    >"$T/direct.txt" 2>"$T/e" &&
-    $W run -m "$STORIES" --load-kv "$T/doc.kv" -q "$Q" --pattern llm $common >"$T/loaded.txt" 2>>"$T/e" &&
-    [ -s "$T/direct.txt" ] && cmp -s "$T/direct.txt" "$T/loaded.txt" && echo "PASS $t" ||
-    echo "FAIL $t: $(head -c 300 "$T/e")"
+# Margins as branches (the default) against the paper's loop (--sequential-margins): the
+# same margins, verdicts and answer, with 1 and 2 threads, f16 and f32 KV, on stories260K
+# (F32 weights: its greedy text) and random Q8_0 and F16 models (bit for bit:
+# test_branches.c); the batched events keep the schema, margins saying their step.
+branches_match() { # name model extra-args...
+    local name=$1 model=$2 ok=1 msg=""
+    shift 2
+    for kv in f16 f32; do
+        for th in 1 2; do
+            for mode in batched sequential; do
+                local extra=""
+                [ $mode = sequential ] && extra=--sequential-margins
+                $W run -m "$model" -d "$T/doc.txt" -q "$Q" $common --kv-type $kv -t $th $extra "$@" \
+                    --events "$T/$name-$mode-$kv-$th.jsonl" >/dev/null 2>"$T/e" || { ok=0; msg=$(head -c 200 "$T/e"); }
+            done
+            $PY "$HERE/check_events.py" --same-outputs "$T/$name-batched-$kv-$th.jsonl" "$T/$name-sequential-$kv-1.jsonl" >"$T/chk" 2>&1 &&
+                $PY "$HERE/check_events.py" "$T/$name-batched-$kv-$th.jsonl" wim >>"$T/chk" 2>&1 &&
+                grep -q '"step":' "$T/$name-batched-$kv-$th.jsonl" || { ok=0; msg="$kv -t $th: $(tail -1 "$T/chk" | head -c 300)"; }
+        done
+    done
+    [ $ok = 1 ] && echo "PASS branches_match_sequential_$name" || echo "FAIL branches_match_sequential_$name: $msg"
+}
+branches_match stories260K "$STORIES"
+for ty in q8_0 f16; do
+    if [ -f "$S/vocab/ggml-vocab-llama-spm.gguf" ]; then
+        $W mkmodel --vocab-from "$S/vocab/ggml-vocab-llama-spm.gguf" -o "$T/r-$ty.gguf" --type $ty \
+            --dim 64 --heads 4 --kv-heads 2 --ff 128 --layers 3 --seed 9 --ctx 4096 >/dev/null
+        branches_match random_$ty "$T/r-$ty.gguf" --chat raw --max-segments 5
+    else echo "SKIP branches_match_sequential_random_$ty: $S/vocab/ggml-vocab-llama-spm.gguf not found"; fi
+done
+
+# A document read once serves other questions: --save-kv from any pattern, then --load-kv
+# with every pattern answers exactly as a fresh run of that pattern does (the file holds the
+# document's cells and its segments, the same whichever pattern saved it).
+for pat in wim llm rag; do
+    $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern $pat $common --save-kv "$T/doc-$pat.kv" \
+        --events "$T/fresh-$pat.jsonl" >"$T/fresh-$pat.txt" 2>"$T/e-$pat"
+done
+for pat in wim llm rag; do
+    t=run_load_kv_same_outputs_$pat
+    ok=1 msg=""
+    for src in wim llm rag; do
+        $W run -m "$STORIES" --load-kv "$T/doc-$src.kv" -q "$Q" --pattern $pat $common \
+            --events "$T/loaded-$src-$pat.jsonl" >"$T/loaded-$src-$pat.txt" 2>"$T/e" &&
+            [ -s "$T/fresh-$pat.txt" ] && cmp -s "$T/fresh-$pat.txt" "$T/loaded-$src-$pat.txt" &&
+            $PY "$HERE/check_events.py" --same-outputs "$T/fresh-$pat.jsonl" "$T/loaded-$src-$pat.jsonl" >"$T/chk" 2>&1 ||
+            { ok=0; msg="saved by $src: $(cat "$T/e-$src" "$T/e" "$T/chk" | grep -v '^wim: note' | head -c 300)"; }
+    done
+    [ $ok = 1 ] && echo "PASS $t" || echo "FAIL $t: $msg"
+done
+t=run_load_kv_skips_the_document
+prefilled() { $PY -c 'import json,sys; print([e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "done"][0]["tokens_prefilled"])' "$1"; }
+a=$(prefilled "$T/fresh-wim.jsonl") b=$(prefilled "$T/loaded-llm-wim.jsonl")
+doc_tokens=$($PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["tokens"])' "$T/fresh-wim.jsonl")
+[ "$((a - b))" -ge "$doc_tokens" ] && echo "PASS $t (prefilled $b tokens against $a)" || echo "FAIL $t: prefilled $b against $a"
 
 # Input checks: one line, exit 2.
 check_err() {
@@ -102,5 +149,13 @@ mkdir -p "$T/badprompts"
 cp "$S/data/wim-templates/"*.txt "$T/badprompts/" 2>/dev/null
 echo 'Tell me about {nonsense}.' >"$T/badprompts/final_answer.txt"
 check_err run_unknown_placeholder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --prompts "$T/badprompts"
-check_err run_load_kv_needs_llm $W run -m "$STORIES" --load-kv "$T/doc.kv" -q "$Q" --pattern wim
+cp "$T/doc-wim.kv" "$T/flip.kv"
+printf '\x5a' | dd of="$T/flip.kv" bs=1 seek=$(($(stat -c %s "$T/flip.kv") - 50)) conv=notrunc 2>/dev/null
+check_err run_load_kv_corrupt $W run -m "$STORIES" --load-kv "$T/flip.kv" -q "$Q"
+if [ -f "$T/r-q8_0.gguf" ]; then
+    check_err run_load_kv_other_model $W run -m "$T/r-q8_0.gguf" --load-kv "$T/doc-wim.kv" -q "$Q"
+fi
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" $common --stream --kv-capacity 600 --pattern llm \
+    --save-kv "$T/window.kv" >/dev/null 2>&1
+check_err run_load_kv_window_wim $W run -m "$STORIES" --load-kv "$T/window.kv" -q "$Q" --pattern wim
 check_err run_bad_pattern $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern nope

@@ -109,3 +109,25 @@ if [ $same = 1 ] && [ "${pruned:-0}" -gt 0 ] && [ "$pruned" -lt "${full:-0}" ]; 
 else
     fail $t "same text: $same; tokens evaluated $pruned against $full: $(diff "$T/txt-0-$fastest-2--quote-exhaustive" "$T/txt-0-$fastest-2" | head -c 300)"
 fi
+
+# Margins as branches (the default without --stream and the sequential-only options)
+# against the paper's loop (--sequential-margins): the same greedy margins, verdicts and
+# answers on all 20 questions, with the whole document in the cache (no window; positions
+# past the model's 512 are fine for an identity check), with 1 and 2 threads.
+t=wimtiny_branches_match_sequential
+plain="--kv-capacity 8192 --segment-tokens 256 --margin-tokens 64 --answer-tokens 16"
+same=1 msg=""
+for i in $(seq 0 $((N - 1))); do
+    for th in 1 2; do
+        for mode in batched sequential; do
+            extra=""
+            [ $mode = sequential ] && extra=--sequential-margins
+            $W run -m "$M" -d "$T/$i.doc" -q "$(cat "$T/$i.query")" $plain -t $th $extra \
+                --events "$T/br-$i-$mode-$th.jsonl" >/dev/null 2>"$T/br.err" || { same=0; msg=$(head -c 200 "$T/br.err"); }
+        done
+        $PY "$HERE/check_events.py" --same-outputs "$T/br-$i-batched-$th.jsonl" "$T/br-$i-sequential-1.jsonl" \
+            >"$T/chk" 2>&1 || { same=0; msg="question $i, $th threads: $(tail -1 "$T/chk" | head -c 300)"; }
+    done
+done
+margins=$(cat "$T"/br-*-batched-1.jsonl | grep -c '"event":"margin"')
+[ $same = 1 ] && [ "$margins" -gt 20 ] && pass "$t ($margins margins on $N questions)" || fail $t "$msg"
