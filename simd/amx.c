@@ -174,21 +174,17 @@ static void axpy_f32(float a, const float *x, float *y, int n) {
 static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     WIM_AMX_FALLBACK.axpy_f16(a, x, y, n);
 }
-static void dot_rows_f32(const float *rows, size_t stride, int count, const float *q, int n,
-                         float *out) {
-    WIM_AMX_FALLBACK.dot_rows_f32(rows, stride, count, q, n, out);
+static void attn_load(const void *k, const void *v, size_t stride, int count, int n, int f16,
+                      float *kt, int ldk, float *vt) {
+    WIM_AMX_FALLBACK.attn_load(k, v, stride, count, n, f16, kt, ldk, vt);
 }
-static void dot_rows_f16(const uint16_t *rows, size_t stride, int count, const float *q, int n,
-                         float *out) {
-    WIM_AMX_FALLBACK.dot_rows_f16(rows, stride, count, q, n, out);
+static void attn_scores(const float *q, int nq, const float *kt, int ldk, int nk, int n, float *s,
+                        int lds) {
+    WIM_AMX_FALLBACK.attn_scores(q, nq, kt, ldk, nk, n, s, lds);
 }
-static void axpy_rows_f32(const float *w, const float *rows, size_t stride, int count, float *acc,
-                          int n) {
-    WIM_AMX_FALLBACK.axpy_rows_f32(w, rows, stride, count, acc, n);
-}
-static void axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride, int count,
-                          float *acc, int n) {
-    WIM_AMX_FALLBACK.axpy_rows_f16(w, rows, stride, count, acc, n);
+static void attn_accum(const float *p, int lds, int nq, const float *vt, int nk, int n,
+                       float *out) {
+    WIM_AMX_FALLBACK.attn_accum(p, lds, nq, vt, nk, n, out);
 }
 
 const wim_kernels WIM_AMX_TABLE = {
@@ -204,8 +200,7 @@ const wim_kernels WIM_AMX_TABLE = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
-    .dot_rows_f32 = dot_rows_f32,
-    .dot_rows_f16 = dot_rows_f16,
-    .axpy_rows_f32 = axpy_rows_f32,
-    .axpy_rows_f16 = axpy_rows_f16,
+    .attn_load = attn_load,
+    .attn_scores = attn_scores,
+    .attn_accum = attn_accum,
 };

@@ -1127,75 +1127,146 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     axpy_any(W_F16, a, x, y, n);
 }
 
-/* inlined into the row loops (the table's own entries are out-of-line copies) */
-INLINE float dot_f32_in(const float *a, const float *b, int n) {
-    return dot_any(W_F32, a, b, n);
-}
-INLINE float dot_f16_in(const uint16_t *a, const float *b, int n) {
-    return dot_any(W_F16, a, b, n);
-}
-/* acc += w[r] * row r over a tile with acc held in NV registers (head sizes of
- * 8..128): the same rounded product-then-sum per element as axpy_any, in the
- * same row order, without reloading acc for every row. */
-#define AXPY_ROWS_IN_REGS(NV)                                                                      \
-    INLINE void axpy_rows_reg##NV(const int kind, const float *w, const void *rows, size_t stride, \
-                                  int count, float *acc) {                                         \
-        __m256 a[NV];                                                                              \
-        for (int v = 0; v < NV; v++)                                                               \
-            a[v] = _mm256_loadu_ps(acc + 8 * v);                                                   \
-        for (int r = 0; r < count; r++) {                                                          \
-            if (w[r] == 0.0f) continue;                                                            \
-            const __m256 wr = _mm256_set1_ps(w[r]);                                                \
-            for (int v = 0; v < NV; v++)                                                           \
-                a[v] = _mm256_add_ps(a[v],                                                         \
-                                     _mm256_mul_ps(wr, load_w8(kind, rows, r * stride + 8 * v)));  \
-        }                                                                                          \
-        for (int v = 0; v < NV; v++)                                                               \
-            _mm256_storeu_ps(acc + 8 * v, a[v]);                                                   \
-    }
-AXPY_ROWS_IN_REGS(1)
-AXPY_ROWS_IN_REGS(2)
-AXPY_ROWS_IN_REGS(4)
-AXPY_ROWS_IN_REGS(8)
-AXPY_ROWS_IN_REGS(16)
+/* ---- attention tiles (simd.h): the same fmaf chains as attn_tile.h, 8 lanes at a time ---- */
 
-INLINE void axpy_rows_any(const int kind, const float *w, const void *rows, size_t stride,
-                          int count, float *acc, int n) {
-    switch (n) {
-    case 8:
-        axpy_rows_reg1(kind, w, rows, stride, count, acc);
-        return;
-    case 16:
-        axpy_rows_reg2(kind, w, rows, stride, count, acc);
-        return;
-    case 32:
-        axpy_rows_reg4(kind, w, rows, stride, count, acc);
-        return;
-    case 64:
-        axpy_rows_reg8(kind, w, rows, stride, count, acc);
-        return;
-    case 128:
-        axpy_rows_reg16(kind, w, rows, stride, count, acc);
-        return;
-    }
-    for (int r = 0; r < count; r++)
-        if (w[r] != 0.0f) {
-            if (kind == W_F32)
-                axpy_any(W_F32, w[r], (const float *)rows + r * stride, acc, n);
-            else
-                axpy_any(W_F16, w[r], (const uint16_t *)rows + r * stride, acc, n);
+/* queries per register block, 2 accumulators of 8 keys (or dimensions) each: as many
+ * as the registers hold beside the loads (16 ymm with AVX2, 32 with AVX-512) */
+#ifdef __AVX512F__
+#define ATT_QB 8
+#else
+#define ATT_QB 6
+#endif
+
+static void x86_attn_load(const void *k, const void *v, size_t stride, int count, int n, int f16,
+                          float *kt, int ldk, float *vt) {
+    const int kind = f16 ? W_F16 : W_F32;
+    float row[8];
+    for (int i = 0; i < count; i++) {
+        int d = 0;
+        for (; d + 8 <= n; d += 8) {
+            _mm256_storeu_ps(vt + (size_t)i * n + d, load_w8(kind, v, (size_t)i * stride + d));
+            _mm256_storeu_ps(row, load_w8(kind, k, (size_t)i * stride + d));
+            for (int e = 0; e < 8; e++) /* K goes in transposed: a scatter */
+                kt[(size_t)(d + e) * ldk + i] = row[e];
         }
+        for (; d < n; d++) {
+            vt[(size_t)i * n + d] = load_w1(kind, v, (size_t)i * stride + d);
+            kt[(size_t)d * ldk + i] = load_w1(kind, k, (size_t)i * stride + d);
+        }
+    }
 }
 
-WIM_DOT_ROW_KERNELS(x86, dot_f32_in, dot_f16_in)
-
-static void x86_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count,
-                              float *acc, int n) {
-    axpy_rows_any(W_F32, w, rows, stride, count, acc, n);
+/* s[j][i0 .. i0+16) for qb queries: every lane a chain over d from 0, as fmaf. The lanes
+ * past nk read what kt holds there (ldk >= i0 + 16) and are not stored. */
+INLINE void scores16(const int qb, const float *q, const float *kt, int ldk, int i0, int nk, int n,
+                     float *s, int lds) {
+    __m256 acc[ATT_QB][2];
+#pragma GCC unroll 8
+    for (int j = 0; j < qb; j++)
+        acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int d = 0; d < n; d++) {
+        const float *kd = kt + (size_t)d * ldk + i0;
+        const __m256 k0 = _mm256_loadu_ps(kd), k1 = _mm256_loadu_ps(kd + 8);
+#pragma GCC unroll 8
+        for (int j = 0; j < qb; j++) {
+            const __m256 b = _mm256_broadcast_ss(q + (size_t)j * n + d);
+            acc[j][0] = _mm256_fmadd_ps(b, k0, acc[j][0]);
+            acc[j][1] = _mm256_fmadd_ps(b, k1, acc[j][1]);
+        }
+    }
+    const int w = nk - i0 < 16 ? nk - i0 : 16;
+#pragma GCC unroll 8
+    for (int j = 0; j < qb; j++) {
+        if (w == 16) {
+            _mm256_storeu_ps(s + (size_t)j * lds + i0, acc[j][0]);
+            _mm256_storeu_ps(s + (size_t)j * lds + i0 + 8, acc[j][1]);
+            continue;
+        }
+        float tmp[16];
+        _mm256_storeu_ps(tmp, acc[j][0]);
+        _mm256_storeu_ps(tmp + 8, acc[j][1]);
+        memcpy(s + (size_t)j * lds + i0, tmp, (size_t)w * sizeof *tmp);
+    }
 }
-static void x86_axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride, int count,
-                              float *acc, int n) {
-    axpy_rows_any(W_F16, w, rows, stride, count, acc, n);
+
+static void x86_attn_scores(const float *q, int nq, const float *kt, int ldk, int nk, int n,
+                            float *s, int lds) {
+    for (int j0 = 0; j0 < nq; j0 += ATT_QB) {
+        const float *qj = q + (size_t)j0 * n;
+        float *sj = s + (size_t)j0 * lds;
+        for (int i0 = 0; i0 < nk; i0 += 16)
+            switch (nq - j0 < ATT_QB ? nq - j0 : ATT_QB) {
+            case 1: scores16(1, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            case 2: scores16(2, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            case 3: scores16(3, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            case 4: scores16(4, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            case 5: scores16(5, qj, kt, ldk, i0, nk, n, sj, lds); break;
+#if ATT_QB > 6
+            case 6: scores16(6, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            case 7: scores16(7, qj, kt, ldk, i0, nk, n, sj, lds); break;
+#endif
+            default: scores16(ATT_QB, qj, kt, ldk, i0, nk, n, sj, lds); break;
+            }
+    }
+}
+
+/* out[j][d0 .. d0+8*NV) for qb queries: every element a chain over i, as fmaf. */
+INLINE void accum8(const int qb, const int nv, const float *p, int lds, const float *vt, int nk,
+                   int n, int d0, float *out) {
+    __m256 acc[ATT_QB][2];
+#pragma GCC unroll 8
+    for (int j = 0; j < qb; j++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            acc[j][v] = _mm256_loadu_ps(out + (size_t)j * n + d0 + 8 * v);
+    for (int i = 0; i < nk; i++) {
+        const float *vi = vt + (size_t)i * n + d0;
+        const __m256 v0 = _mm256_loadu_ps(vi), v1 = nv > 1 ? _mm256_loadu_ps(vi + 8) : v0;
+#pragma GCC unroll 8
+        for (int j = 0; j < qb; j++) {
+            const __m256 b = _mm256_broadcast_ss(p + (size_t)j * lds + i);
+            acc[j][0] = _mm256_fmadd_ps(b, v0, acc[j][0]);
+            if (nv > 1) acc[j][1] = _mm256_fmadd_ps(b, v1, acc[j][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < qb; j++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(out + (size_t)j * n + d0 + 8 * v, acc[j][v]);
+}
+
+#define ACCUM8(QB)                                                                                 \
+    do {                                                                                           \
+        int d = 0;                                                                                 \
+        for (; d + 16 <= n; d += 16)                                                               \
+            accum8(QB, 2, pj, lds, vt, nk, n, d, oj);                                              \
+        if (d + 8 <= n) accum8(QB, 1, pj, lds, vt, nk, n, d, oj), d += 8;                          \
+        for (; d < n; d++) /* what is left of an odd head size */                                  \
+            for (int j = 0; j < (QB); j++)                                                         \
+                for (int i = 0; i < nk; i++)                                                       \
+                    oj[(size_t)j * n + d] = fmaf(pj[(size_t)j * lds + i], vt[(size_t)i * n + d],   \
+                                                 oj[(size_t)j * n + d]);                           \
+    } while (0)
+
+static void x86_attn_accum(const float *p, int lds, int nq, const float *vt, int nk, int n,
+                           float *out) {
+    for (int j0 = 0; j0 < nq; j0 += ATT_QB) {
+        const float *pj = p + (size_t)j0 * lds;
+        float *oj = out + (size_t)j0 * n;
+        switch (nq - j0 < ATT_QB ? nq - j0 : ATT_QB) {
+        case 1: ACCUM8(1); break;
+        case 2: ACCUM8(2); break;
+        case 3: ACCUM8(3); break;
+        case 4: ACCUM8(4); break;
+        case 5: ACCUM8(5); break;
+#if ATT_QB > 6
+        case 6: ACCUM8(6); break;
+        case 7: ACCUM8(7); break;
+#endif
+        default: ACCUM8(ATT_QB); break;
+        }
+    }
 }
 
 const wim_kernels WIM_X86_TABLE = {
@@ -1211,5 +1282,7 @@ const wim_kernels WIM_X86_TABLE = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
-    WIM_ROW_KERNEL_FIELDS(x86),
+    .attn_load = x86_attn_load,
+    .attn_scores = x86_attn_scores,
+    .attn_accum = x86_attn_accum,
 };

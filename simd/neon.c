@@ -24,6 +24,7 @@
 #include <arm_neon.h>
 #include <math.h>
 
+#include "attn_tile.h"
 #include "quants.h"
 #include "simd.h"
 
@@ -86,10 +87,9 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .dot_f16 = dot_f16_##sfx,                                                                  \
         .axpy_f32 = axpy_f32_##sfx,                                                                \
         .axpy_f16 = axpy_f16_##sfx,                                                                \
-        .dot_rows_f32 = dot_rows_f32_##sfx,                                                        \
-        .dot_rows_f16 = dot_rows_f16_##sfx,                                                        \
-        .axpy_rows_f32 = axpy_rows_f32_##sfx,                                                      \
-        .axpy_rows_f16 = axpy_rows_f16_##sfx,                                                      \
+        .attn_load = attn_load_generic,                                                            \
+        .attn_scores = attn_scores_generic,                                                        \
+        .attn_accum = attn_accum_generic,                                                          \
     };
 TABLE(wim_kernels_neon, "neon", plain)
 TABLE(wim_kernels_neon_dotprod, "neon-dotprod", dot)
@@ -354,28 +354,6 @@ static void SFX(axpy_f32)(float a, const float *x, float *y, int n) {
 }
 static void SFX(axpy_f16)(float a, const uint16_t *x, float *y, int n) {
     SFX(axpy_any)(SFX(W_F16), a, x, y, n);
-}
-
-/* Row-tile attention kernels (see simd.h), spelled out because of SFX. */
-static void SFX(dot_rows_f32)(const float *rows, size_t stride, int count, const float *q, int n,
-                              float *out) {
-    for (int i = 0; i < count; i++)
-        out[i] = SFX(dot_f32)(rows + (size_t)i * stride, q, n);
-}
-static void SFX(dot_rows_f16)(const uint16_t *rows, size_t stride, int count, const float *q, int n,
-                              float *out) {
-    for (int i = 0; i < count; i++)
-        out[i] = SFX(dot_f16)(rows + (size_t)i * stride, q, n);
-}
-static void SFX(axpy_rows_f32)(const float *w, const float *rows, size_t stride, int count,
-                               float *acc, int n) {
-    for (int i = 0; i < count; i++)
-        if (w[i] != 0.0f) SFX(axpy_f32)(w[i], rows + (size_t)i * stride, acc, n);
-}
-static void SFX(axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stride, int count,
-                               float *acc, int n) {
-    for (int i = 0; i < count; i++)
-        if (w[i] != 0.0f) SFX(axpy_f16)(w[i], rows + (size_t)i * stride, acc, n);
 }
 
 /* ---- the other quantized types (quants.h) --------------------------------- */

@@ -29,6 +29,7 @@
 #include <math.h>
 
 #include "quants.h"
+#include "attn_tile.h"
 #include "simd.h"
 
 /* One activation block of n values: d = max|x|/127, q = roundf(x/d); returns d
@@ -162,7 +163,6 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
     }
 }
 
-WIM_ROW_KERNELS(scalar, dot_f32, dot_f16, axpy_f32, axpy_f16)
 
 const wim_kernels wim_kernels_scalar = {
     .isa = "scalar",
@@ -177,5 +177,7 @@ const wim_kernels wim_kernels_scalar = {
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
-    WIM_ROW_KERNEL_FIELDS(scalar),
+    .attn_load = attn_load_generic,
+    .attn_scores = attn_scores_generic,
+    .attn_accum = attn_accum_generic,
 };

@@ -139,50 +139,23 @@ typedef struct wim_kernels {
     void (*axpy_f32)(float a, const float *x, float *y, int n); /* y += a*x */
     void (*axpy_f16)(float a, const uint16_t *x, float *y, int n);
 
-    /* The same over a tile of KV rows (row i starts at rows + i*stride): out[i] =
-     * dot(row i, q); acc += w[i] * row i for each i in order, skipping w[i] == 0
-     * (masked cells). Per row the arithmetic is exactly dot_* / axpy_*; one call
-     * per tile spares a call per cell, which dominates for small head sizes. */
-    void (*dot_rows_f32)(const float *rows, size_t stride, int count, const float *q, int n,
-                         float *out);
-    void (*dot_rows_f16)(const uint16_t *rows, size_t stride, int count, const float *q, int n,
-                         float *out);
-    void (*axpy_rows_f32)(const float *w, const float *rows, size_t stride, int count, float *acc,
-                          int n);
-    void (*axpy_rows_f16)(const float *w, const uint16_t *rows, size_t stride, int count,
-                          float *acc, int n);
+    /* Attention, a tile of nk <= ldk keys at a time (ldk a multiple of 16), for a
+     * block of nq queries that see the same keys (the heads of a GQA group):
+     *  attn_load: count K rows and V rows (row i at k + i*stride, n values, f16 when
+     *    f16 is set, else f32) into fp32 kt[d*ldk + i] (K transposed) and
+     *    vt[i*n + d]; the conversion is exact;
+     *  attn_scores: s[j*lds + i] = the dot of query j (q + j*n) and key i;
+     *  attn_accum: out[j*n + d] += sum over i of p[j*lds + i] * vt[i*n + d].
+     * Each result is one chain of fused multiply-adds in a fixed order (scores:
+     * d = 0, 1, ... from 0; accum: i = 0, 1, ... from out), so it is the same
+     * bits in every table, whatever nq, nk and the other queries of the call. */
+    void (*attn_load)(const void *k, const void *v, size_t stride, int count, int n, int f16,
+                      float *kt, int ldk, float *vt);
+    void (*attn_scores)(const float *q, int nq, const float *kt, int ldk, int nk, int n, float *s,
+                        int lds);
+    void (*attn_accum)(const float *p, int lds, int nq, const float *vt, int nk, int n,
+                       float *out);
 } wim_kernels;
-
-/* Defines NAME_dot_rows_f32 ... NAME_axpy_rows_f16 in an ISA file from its own
- * per-row kernels, so the compiler inlines them into the row loop. An ISA with
- * a better tile axpy uses WIM_DOT_ROW_KERNELS alone and writes its own. */
-#define WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                    \
-    static void NAME##_dot_rows_f32(const float *rows, size_t stride, int count, const float *q,   \
-                                    int n, float *out) {                                           \
-        for (int i = 0; i < count; i++)                                                            \
-            out[i] = DOT32(rows + (size_t)i * stride, q, n);                                       \
-    }                                                                                              \
-    static void NAME##_dot_rows_f16(const uint16_t *rows, size_t stride, int count,                \
-                                    const float *q, int n, float *out) {                           \
-        for (int i = 0; i < count; i++)                                                            \
-            out[i] = DOT16(rows + (size_t)i * stride, q, n);                                       \
-    }
-#define WIM_ROW_KERNELS(NAME, DOT32, DOT16, AXPY32, AXPY16)                                        \
-    WIM_DOT_ROW_KERNELS(NAME, DOT32, DOT16)                                                        \
-    static void NAME##_axpy_rows_f32(const float *w, const float *rows, size_t stride, int count,  \
-                                     float *acc, int n) {                                          \
-        for (int i = 0; i < count; i++)                                                            \
-            if (w[i] != 0.0f) AXPY32(w[i], rows + (size_t)i * stride, acc, n);                     \
-    }                                                                                              \
-    static void NAME##_axpy_rows_f16(const float *w, const uint16_t *rows, size_t stride,          \
-                                     int count, float *acc, int n) {                               \
-        for (int i = 0; i < count; i++)                                                            \
-            if (w[i] != 0.0f) AXPY16(w[i], rows + (size_t)i * stride, acc, n);                     \
-    }
-
-#define WIM_ROW_KERNEL_FIELDS(NAME)                                                                \
-    .dot_rows_f32 = NAME##_dot_rows_f32, .dot_rows_f16 = NAME##_dot_rows_f16,                      \
-    .axpy_rows_f32 = NAME##_axpy_rows_f32, .axpy_rows_f16 = NAME##_axpy_rows_f16
 
 /* Chooses the table from cpuid (and the WIM_ISA environment variable, which
  * forces one: scalar|avx2|avxvnni|avx512vnni|amx|neon). Returns 0, or -1 with a

@@ -84,65 +84,82 @@ static inline float shaped(float dot, attn_shape shape) {
     return shape.softcap > 0 ? shape.softcap * tanhf(s / shape.softcap) : s;
 }
 
+/* Queries j.. that see the same cells, with q and out rows next to each other
+ * (the heads of a GQA group for one token): how many. */
+static int same_view(const attn_query *qs, int j, int nq, int head_dim) {
+    int g = 1;
+    while (j + g < nq && qs[j + g].qpos == qs[j].qpos && qs[j + g].branch == qs[j].branch &&
+           qs[j + g].q == qs[j + g - 1].q + head_dim && qs[j + g].out == qs[j + g - 1].out + head_dim)
+        g++;
+    return g;
+}
+
+static int same_runs(const cell_run *a, int na, const cell_run *b, int nb) {
+    return na == nb && !memcmp(a, b, (size_t)na * sizeof *a);
+}
+
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                 const attn_query *qs, int nq, attn_shape shape, float *scratch) {
-    const int window = shape.window;
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
-    const int f16 = kv->type == WIM_KV_F16;
+    const int f16 = kv->type == WIM_KV_F16, hd = head_dim;
     /* logical slots in use: a ring of exactly C cells after next_pos tokens; a
      * branch query's positions may run past the trunk's */
     int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
     for (int j = 0; j < nq; j++)
         if (qs[j].branch >= 0 && qs[j].qpos + 1 > nl) nl = qs[j].qpos + 1;
-    float *score = scratch, *run_max = score + ATTN_TILE, *run_sum = run_max + nq;
+    float *kt = scratch, *vt = kt + (size_t)hd * ATTN_TILE, *score = vt + (size_t)ATTN_TILE * hd;
+    float *run_max = score + (size_t)ATTN_TILE * nq, *run_sum = run_max + nq;
     for (int j = 0; j < nq; j++) {
         run_max[j] = -INFINITY;
         run_sum[j] = 0.0f;
-        memset(qs[j].out, 0, (size_t)head_dim * sizeof(float));
+        memset(qs[j].out, 0, (size_t)hd * sizeof(float));
     }
     for (int t0 = 0; t0 < nl; t0 += ATTN_TILE) {
         const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
-        for (int j = 0; j < nq; j++) {
+        cell_run loaded[5];
+        int n_loaded = -1, cnt = 0; /* the runs whose K and V are in kt and vt */
+        for (int j = 0, g; j < nq; j += g) {
+            g = same_view(qs, j, nq, hd);
             cell_run runs[5];
             int nr = qs[j].branch < 0 ? visible_runs(kv, t0, t1, qs[j].qpos, runs)
                                       : branch_runs(kv, qs[j].branch, t0, t1, qs[j].qpos, runs);
-            if (window > 0) nr = window_runs(kv, runs, nr, qs[j].qpos, window);
-            if (!nr) continue; /* nothing of the tile is visible to this query */
-            int cnt = 0;
-            for (int r = 0; r < nr; r++) {
-                const void *kr = (const uint8_t *)kv_k(kv, layer, runs[r].slot) + off * kv->elem;
-                if (f16)
-                    k->dot_rows_f16(kr, stride, runs[r].count, qs[j].q, head_dim, score + cnt);
-                else
-                    k->dot_rows_f32(kr, stride, runs[r].count, qs[j].q, head_dim, score + cnt);
-                cnt += runs[r].count;
+            if (shape.window > 0) nr = window_runs(kv, runs, nr, qs[j].qpos, shape.window);
+            if (!nr) continue; /* nothing of the tile is visible to these queries */
+            if (!same_runs(runs, nr, loaded, n_loaded)) {
+                cnt = 0;
+                for (int r = 0; r < nr; r++) {
+                    const size_t at = off * kv->elem;
+                    k->attn_load((const uint8_t *)kv_k(kv, layer, runs[r].slot) + at,
+                                 (const uint8_t *)kv_v(kv, layer, runs[r].slot) + at, stride,
+                                 runs[r].count, hd, f16, kt + cnt, ATTN_TILE, vt + (size_t)cnt * hd);
+                    cnt += runs[r].count;
+                }
+                for (int d = 0; cnt % 16 && d < hd; d++) /* lanes past the keys: zeros */
+                    memset(kt + (size_t)d * ATTN_TILE + cnt, 0, (size_t)(16 - cnt % 16) * 4);
+                memcpy(loaded, runs, (size_t)nr * sizeof *runs);
+                n_loaded = nr;
             }
-            float tile_max = -INFINITY;
-            for (int i = 0; i < cnt; i++) {
-                score[i] = shaped(score[i], shape);
-                if (score[i] > tile_max) tile_max = score[i];
+            k->attn_scores(qs[j].q, g, kt, ATTN_TILE, cnt, hd, score, ATTN_TILE);
+            for (int jj = 0; jj < g; jj++) { /* the online softmax, query by query */
+                float *sc = score + (size_t)jj * ATTN_TILE, *acc = qs[j + jj].out;
+                float tile_max = -INFINITY, *mx = &run_max[j + jj], *sum = &run_sum[j + jj];
+                for (int i = 0; i < cnt; i++) {
+                    sc[i] = shaped(sc[i], shape);
+                    if (sc[i] > tile_max) tile_max = sc[i];
+                }
+                if (tile_max > *mx) { /* rescale what was accumulated so far */
+                    float corr = expf(*mx - tile_max);
+                    *sum *= corr;
+                    for (int i = 0; i < hd; i++)
+                        acc[i] *= corr;
+                    *mx = tile_max;
+                }
+                for (int i = 0; i < cnt; i++) {
+                    sc[i] = sc[i] == -INFINITY ? 0.0f : expf(sc[i] - *mx);
+                    *sum += sc[i];
+                }
             }
-            float *acc = qs[j].out;
-            if (tile_max > run_max[j]) { /* rescale what was accumulated so far */
-                float corr = expf(run_max[j] - tile_max);
-                run_sum[j] *= corr;
-                for (int i = 0; i < head_dim; i++)
-                    acc[i] *= corr;
-                run_max[j] = tile_max;
-            }
-            for (int i = 0; i < cnt; i++) {
-                score[i] = score[i] == -INFINITY ? 0.0f : expf(score[i] - run_max[j]);
-                run_sum[j] += score[i];
-            }
-            cnt = 0;
-            for (int r = 0; r < nr; r++) {
-                const void *vr = (const uint8_t *)kv_v(kv, layer, runs[r].slot) + off * kv->elem;
-                if (f16)
-                    k->axpy_rows_f16(score + cnt, vr, stride, runs[r].count, acc, head_dim);
-                else
-                    k->axpy_rows_f32(score + cnt, vr, stride, runs[r].count, acc, head_dim);
-                cnt += runs[r].count;
-            }
+            k->attn_accum(score, ATTN_TILE, g, vt, cnt, hd, qs[j].out);
         }
     }
     for (int j = 0; j < nq; j++) {

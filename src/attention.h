@@ -3,7 +3,11 @@
  *
  * Scores are computed a tile of ATTN_TILE cells at a time and folded into a
  * running maximum, sum and weighted value accumulator per query, so scratch
- * is O(ATTN_TILE x head_dim + queries) whatever the context length.
+ * is O(ATTN_TILE x (head_dim + queries)) whatever the context length. A tile's
+ * K and V are converted to fp32 once for every query that sees the same cells
+ * (the heads of a GQA group; in prefill, every token past the tile), and the
+ * scores and weighted values of those queries are small products on them
+ * (simd.h: attn_load, attn_scores, attn_accum).
  */
 #ifndef WIM_ATTENTION_H
 #define WIM_ATTENTION_H
@@ -29,8 +33,9 @@ typedef struct {
 } attn_query;
 
 static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {
-    (void)head_dim;
-    return ATTN_TILE + 2 * (size_t)max_queries;
+    /* a tile's K (transposed) and V in fp32, the queries' scores, their softmax states */
+    return 2 * (size_t)ATTN_TILE * head_dim + (size_t)ATTN_TILE * max_queries +
+           2 * (size_t)max_queries;
 }
 
 /* What a layer's attention looks like beyond the causal mask: window > 0, the

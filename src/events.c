@@ -126,7 +126,8 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
              ev->interrupted ? "true" : "false", ev->segments, ev->relevant_count);
         putf(&b, ",\"ms\":{\"total\":%.1f,\"prefill\":%.1f,\"margins\":%.1f", ev->ms_total,
              ev->ms_prefill, ev->ms_margins);
-        putf(&b, ",\"classify\":%.1f,\"answer\":%.1f}", ev->ms_classify, ev->ms_answer);
+        putf(&b, ",\"classify\":%.1f,\"answer\":%.1f,\"save\":%.1f}", ev->ms_classify,
+             ev->ms_answer, ev->ms_save);
         putf(&b, ",\"tokens_prefilled\":%ld,\"tokens_decoded\":%ld", ev->tokens_prefilled,
              ev->tokens_decoded);
         putf(&b, ",\"memory\":{\"kv_bytes\":%zu,\"scratch_peak_bytes\":%zu,\"rss_peak_bytes\":%zu}",

@@ -48,7 +48,7 @@ typedef struct {
     float *logits;
     int yes_id, no_id;
     long prefilled, decoded;
-    double ms_prefill, ms_margins, ms_classify, ms_answer;
+    double ms_prefill, ms_margins, ms_classify, ms_answer, ms_save;
     int *forks; /* where each segment ends in the main context (its margin's fork) */
     wim_doc *doc; /* a document read before: its context is the main one (borrowed) */
     int reading;  /* wim_doc_read: prefill every segment, whatever the pattern */
@@ -981,7 +981,10 @@ int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
 /* --save-kv after reading: the main context's cells (the document) and its segments. */
 static int save_document(run_state *s, const char *doc, const wim_segment *segs, int n) {
     wim_doc d = {s->main, (char *)doc, (wim_segment *)segs, s->forks, n, 0, 0};
-    return wim_doc_save(&d, s->p->save_kv, s->err, s->errlen);
+    const double t0 = now_ms();
+    int rc = wim_doc_save(&d, s->p->save_kv, s->err, s->errlen);
+    s->ms_save += now_ms() - t0;
+    return rc;
 }
 
 int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
@@ -1071,7 +1074,9 @@ static int adopt_document(run_state *s, wim_doc *d) {
         d->ctx = bigger;
     }
     if (make_classifier_context(s, classify, longest_segment(d->segs, n))) return -1;
+    const double t0 = now_ms();
     if (p->save_kv && wim_doc_save(d, p->save_kv, s->err, s->errlen)) return -1;
+    s->ms_save += now_ms() - t0;
     if (wim_ctx_snapshot(d->ctx)) return snprintf(s->err, s->errlen, "out of memory"), -1;
     s->main = d->ctx;
     s->doc = d;
@@ -1363,6 +1368,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
                      .ms_margins = s.ms_margins,
                      .ms_classify = s.ms_classify,
                      .ms_answer = s.ms_answer,
+                     .ms_save = s.ms_save,
                      .tokens_prefilled = s.prefilled,
                      .tokens_decoded = s.decoded,
                      .kv_bytes = a.kv_bytes + b.kv_bytes,

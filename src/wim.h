@@ -220,7 +220,7 @@ typedef struct {
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */
     /* done */
-    double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer;
+    double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer, ms_save;
     long tokens_prefilled, tokens_decoded;
     size_t kv_bytes, scratch_peak_bytes, rss_peak_bytes;
     int relevant_count;

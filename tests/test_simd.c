@@ -740,45 +740,65 @@ static void test_dot_axpy(void) {
     }
 }
 
-/* The row-tile attention kernels equal the same table's per-row kernels bit
- * for bit (strided rows, zero weights skipped), for every ISA incl. scalar. */
-static void test_row_kernels(void) {
-    const int dims[] = {8, 13, 16, 32, 64, 128}, counts[] = {1, 7, 64};
-    for (int a = 0; a < 6; a++)
-        for (int b = 0; b < 3; b++) {
-            int n = dims[a], cnt = counts[b];
-            size_t stride = (size_t)n * 3 + 5;
-            float *rows = xmalloc(stride * cnt * 4), *q = xmalloc((size_t)n * 4);
-            float *o1 = xmalloc((size_t)cnt * 4), *o2 = xmalloc((size_t)cnt * 4);
-            float *w = xmalloc((size_t)cnt * 4), *y1 = xmalloc((size_t)n * 4),
-                  *y2 = xmalloc((size_t)n * 4);
-            uint16_t *rh = xmalloc(stride * cnt * 2);
-            fill_f(rows, stride * cnt, 1.0f);
-            fill_f(q, (size_t)n, 1.0f);
-            fill_f(w, (size_t)cnt, 1.0f);
-            w[cnt / 2] = 0.0f; /* a masked cell */
-            for (size_t i = 0; i < stride * cnt; i++)
-                rh[i] = wim_fp32_to_fp16(rows[i]);
-            T->dot_rows_f32(rows, stride, cnt, q, n, o1);
-            for (int i = 0; i < cnt; i++)
-                o2[i] = T->dot_f32(rows + i * stride, q, n);
-            CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f32 n=%d count=%d", n, cnt);
-            T->dot_rows_f16(rh, stride, cnt, q, n, o1);
-            for (int i = 0; i < cnt; i++)
-                o2[i] = T->dot_f16(rh + i * stride, q, n);
-            CHECKF(!memcmp(o1, o2, (size_t)cnt * 4), "dot_rows_f16 n=%d count=%d", n, cnt);
-            fill_f(y1, (size_t)n, 1.0f);
-            memcpy(y2, y1, (size_t)n * 4);
-            T->axpy_rows_f32(w, rows, stride, cnt, y1, n);
-            for (int i = 0; i < cnt; i++)
-                if (w[i] != 0.0f) T->axpy_f32(w[i], rows + i * stride, y2, n);
-            CHECKF(!memcmp(y1, y2, (size_t)n * 4), "axpy_rows_f32 n=%d count=%d", n, cnt);
-            T->axpy_rows_f16(w, rh, stride, cnt, y1, n);
-            for (int i = 0; i < cnt; i++)
-                if (w[i] != 0.0f) T->axpy_f16(w[i], rh + i * stride, y2, n);
-            CHECKF(!memcmp(y1, y2, (size_t)n * 4), "axpy_rows_f16 n=%d count=%d", n, cnt);
-            free(rows), free(q), free(o1), free(o2), free(w), free(y1), free(y2), free(rh);
-        }
+/* The attention tile kernels equal scalar.c's bit for bit (each result is one
+ * fused multiply-add chain in a fixed order), for every head size and key count,
+ * f16 and f32 rows, and whatever the other queries of the call: each query's
+ * scores and sums are the same computed alone. */
+static void test_attn_tile_kernels(void) {
+    const int dims[] = {8, 13, 16, 32, 64, 80, 128}, counts[] = {1, 7, 16, 33, 64};
+    const int ldk = 64, nq = 7;
+    const wim_kernels *S = &wim_kernels_scalar;
+    for (int a = 0; a < 7; a++)
+        for (int b = 0; b < 5; b++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                const int n = dims[a], cnt = counts[b];
+                const size_t stride = (size_t)n * 3 + 5;
+                float *kr = xmalloc(stride * cnt * 4), *vr = xmalloc(stride * cnt * 4);
+                uint16_t *kh = xmalloc(stride * cnt * 2), *vh = xmalloc(stride * cnt * 2);
+                float *kt[2], *vt[2], *s[3], *o[3], *q = xmalloc((size_t)nq * n * 4);
+                for (int t = 0; t < 3; t++) {
+                    s[t] = xmalloc((size_t)nq * ldk * 4), o[t] = xmalloc((size_t)nq * n * 4);
+                    if (t < 2)
+                        kt[t] = calloc((size_t)n * ldk, 4), vt[t] = xmalloc((size_t)ldk * n * 4);
+                }
+                fill_f(kr, stride * cnt, 1.0f);
+                fill_f(vr, stride * cnt, 1.0f);
+                fill_f(q, (size_t)nq * n, 1.0f);
+                for (size_t i = 0; i < stride * cnt; i++)
+                    kh[i] = wim_fp32_to_fp16(kr[i]), vh[i] = wim_fp32_to_fp16(vr[i]);
+                const void *K = f16 ? (const void *)kh : kr, *V = f16 ? (const void *)vh : vr;
+                S->attn_load(K, V, stride, cnt, n, f16, kt[0], ldk, vt[0]);
+                T->attn_load(K, V, stride, cnt, n, f16, kt[1], ldk, vt[1]);
+                CHECKF(!memcmp(vt[0], vt[1], (size_t)cnt * n * 4), "attn_load V n=%d", n);
+                for (int d = 0; d < n; d++)
+                    CHECKF(!memcmp(kt[0] + d * ldk, kt[1] + d * ldk, (size_t)cnt * 4),
+                           "attn_load K n=%d count=%d", n, cnt);
+                S->attn_scores(q, nq, kt[0], ldk, cnt, n, s[0], ldk);
+                T->attn_scores(q, nq, kt[0], ldk, cnt, n, s[1], ldk);
+                for (int j = 0; j < nq; j++) /* each query alone */
+                    T->attn_scores(q + j * n, 1, kt[0], ldk, cnt, n, s[2] + j * ldk, ldk);
+                for (int j = 0; j < nq; j++) {
+                    CHECKF(!memcmp(s[0] + j * ldk, s[1] + j * ldk, (size_t)cnt * 4),
+                           "attn_scores n=%d count=%d", n, cnt);
+                    CHECKF(!memcmp(s[1] + j * ldk, s[2] + j * ldk, (size_t)cnt * 4),
+                           "attn_scores alone n=%d count=%d", n, cnt);
+                }
+                fill_f(o[0], (size_t)nq * n, 1.0f);
+                memcpy(o[1], o[0], (size_t)nq * n * 4);
+                memcpy(o[2], o[0], (size_t)nq * n * 4);
+                S->attn_accum(s[0], ldk, nq, vt[0], cnt, n, o[0]);
+                T->attn_accum(s[0], ldk, nq, vt[0], cnt, n, o[1]);
+                for (int j = 0; j < nq; j++)
+                    T->attn_accum(s[0] + j * ldk, ldk, 1, vt[0], cnt, n, o[2] + j * n);
+                CHECKF(!memcmp(o[0], o[1], (size_t)nq * n * 4), "attn_accum n=%d count=%d", n,
+                       cnt);
+                CHECKF(!memcmp(o[1], o[2], (size_t)nq * n * 4), "attn_accum alone n=%d", n);
+                for (int t = 0; t < 3; t++) {
+                    free(s[t]), free(o[t]);
+                    if (t < 2) free(kt[t]), free(vt[t]);
+                }
+                free(kr), free(vr), free(kh), free(vh), free(q);
+            }
 }
 
 /*
@@ -859,7 +879,7 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_dot_axpy);
     }
     if (is_scalar) RUN_ISA(test_gemm_q_is_dequant_product);
-    RUN_ISA(test_row_kernels);
+    RUN_ISA(test_attn_tile_kernels);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
 }
