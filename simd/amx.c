@@ -186,6 +186,9 @@ static void attn_accum(const float *p, int lds, int nq, const float *vt, int nk,
                        float *out) {
     WIM_AMX_FALLBACK.attn_accum(p, lds, nq, vt, nk, n, out);
 }
+static void attn_exp(float *s, int n, float max, float *sum) {
+    WIM_AMX_FALLBACK.attn_exp(s, n, max, sum);
+}
 
 const wim_kernels WIM_AMX_TABLE = {
     .isa = "amx",
@@ -203,4 +206,5 @@ const wim_kernels WIM_AMX_TABLE = {
     .attn_load = attn_load,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
+    .attn_exp = attn_exp,
 };

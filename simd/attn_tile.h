@@ -1,6 +1,6 @@
 /*
  * attn_tile.h — the attention tile kernels in portable C (simd.h: attn_load,
- * attn_scores, attn_accum): scalar.c's reference, and neon.c's.
+ * attn_scores, attn_accum, attn_exp): scalar.c's reference, and neon.c's.
  *
  * Every product is one fmaf, chained in the order simd.h fixes, so a vector
  * version that runs the same chain in its FMA lanes gives the same bits; the
@@ -13,10 +13,11 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "simd.h"
 
-static void attn_load_generic(const void *k, const void *v, size_t stride, int count, int n,
+static inline void attn_load_generic(const void *k, const void *v, size_t stride, int count, int n,
                               int f16, float *kt, int ldk, float *vt) {
     for (int i = 0; i < count; i++)
         for (int d = 0; d < n; d++) {
@@ -28,7 +29,7 @@ static void attn_load_generic(const void *k, const void *v, size_t stride, int c
         }
 }
 
-static void attn_scores_generic(const float *q, int nq, const float *kt, int ldk, int nk, int n,
+static inline void attn_scores_generic(const float *q, int nq, const float *kt, int ldk, int nk, int n,
                                 float *s, int lds) {
     for (int j = 0; j < nq; j++) {
         float *row = s + (size_t)j * lds;
@@ -42,7 +43,7 @@ static void attn_scores_generic(const float *q, int nq, const float *kt, int ldk
     }
 }
 
-static void attn_accum_generic(const float *p, int lds, int nq, const float *vt, int nk, int n,
+static inline void attn_accum_generic(const float *p, int lds, int nq, const float *vt, int nk, int n,
                                float *out) {
     for (int j = 0; j < nq; j++) {
         float *o = out + (size_t)j * n;
@@ -52,6 +53,35 @@ static void attn_accum_generic(const float *p, int lds, int nq, const float *vt,
                 o[d] = fmaf(w, vi[d], o[d]);
         }
     }
+}
+
+/* exp(x) for x <= 0 (softmax weights): 2^k * p(r), k = rint(x log2 e), r = x - k ln 2 in
+ * two steps (Cody-Waite), p the degree-6 Taylor polynomial by Horner's rule in fmaf;
+ * 0 below -87 (where expf leaves the normal range). Within 2 ulp of expf; each step is
+ * one rounded operation, so vector lanes doing the same steps give the same bits. */
+static inline float attn_exp1(float x) {
+    if (!(x >= -87.0f)) return 0.0f; /* -inf too */
+    const float k = rintf(x * 1.44269504f);
+    float r = fmaf(k, -0.693145752f, x);
+    r = fmaf(k, -1.42860677e-06f, r);
+    float p = 1.38888889e-03f;
+    p = fmaf(p, r, 8.33333333e-03f);
+    p = fmaf(p, r, 4.16666667e-02f);
+    p = fmaf(p, r, 1.66666667e-01f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+static inline void attn_exp_generic(float *s, int n, float max, float *sum) {
+    for (int i = 0; i < n; i++)
+        s[i] = attn_exp1(s[i] - max);
+    for (int i = 0; i < n; i++)
+        *sum += s[i];
 }
 
 #endif

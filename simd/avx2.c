@@ -31,6 +31,7 @@
 #include <math.h>
 
 #include "quants.h"
+#include "attn_tile.h"
 #include "simd.h"
 
 #ifndef WIM_X86_TABLE
@@ -449,18 +450,8 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
         zero_y(M, N, y, ldy);
         return;
     }
-    switch (M) {
-    case 1:
+    if (M == 1) { /* decode: weights read in place; from 2 rows on the panels win */
         q8_small(1, 8, N, nb, x, w, y, ldy);
-        return;
-    case 2:
-        q8_small(2, 4, N, nb, x, w, y, ldy);
-        return;
-    case 3:
-        q8_small(3, 4, N, nb, x, w, y, ldy);
-        return;
-    case 4:
-        q8_small(4, 4, N, nb, x, w, y, ldy);
         return;
     }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
@@ -1137,23 +1128,53 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
 #define ATT_QB 6
 #endif
 
+/* Transposes an 8 x 8 block of floats held as 8 rows. */
+INLINE void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
 static void x86_attn_load(const void *k, const void *v, size_t stride, int count, int n, int f16,
                           float *kt, int ldk, float *vt) {
     const int kind = f16 ? W_F16 : W_F32;
-    float row[8];
     for (int i = 0; i < count; i++) {
         int d = 0;
-        for (; d + 8 <= n; d += 8) {
+        for (; d + 8 <= n; d += 8)
             _mm256_storeu_ps(vt + (size_t)i * n + d, load_w8(kind, v, (size_t)i * stride + d));
-            _mm256_storeu_ps(row, load_w8(kind, k, (size_t)i * stride + d));
-            for (int e = 0; e < 8; e++) /* K goes in transposed: a scatter */
-                kt[(size_t)(d + e) * ldk + i] = row[e];
-        }
-        for (; d < n; d++) {
+        for (; d < n; d++)
             vt[(size_t)i * n + d] = load_w1(kind, v, (size_t)i * stride + d);
-            kt[(size_t)d * ldk + i] = load_w1(kind, k, (size_t)i * stride + d);
-        }
     }
+    int i0 = 0; /* K goes in transposed: blocks of 8 keys x 8 dimensions through registers */
+    for (; i0 + 8 <= count; i0 += 8) {
+        int d = 0;
+        for (; d + 8 <= n; d += 8) {
+            __m256 r[8];
+            for (int e = 0; e < 8; e++)
+                r[e] = load_w8(kind, k, (size_t)(i0 + e) * stride + d);
+            transpose8(r);
+            for (int e = 0; e < 8; e++)
+                _mm256_storeu_ps(kt + (size_t)(d + e) * ldk + i0, r[e]);
+        }
+        for (; d < n; d++)
+            for (int e = 0; e < 8; e++)
+                kt[(size_t)d * ldk + i0 + e] = load_w1(kind, k, (size_t)(i0 + e) * stride + d);
+    }
+    for (; i0 < count; i0++)
+        for (int d = 0; d < n; d++)
+            kt[(size_t)d * ldk + i0] = load_w1(kind, k, (size_t)i0 * stride + d);
 }
 
 /* s[j][i0 .. i0+16) for qb queries: every lane a chain over d from 0, as fmaf. The lanes
@@ -1269,6 +1290,35 @@ static void x86_attn_accum(const float *p, int lds, int nq, const float *vt, int
     }
 }
 
+/* attn_tile.h's exp, 8 lanes at a time: the same rounded steps in each lane. */
+static void x86_attn_exp(float *s, int n, float max, float *sum) {
+    const __m256 vmax = _mm256_set1_ps(max), lo = _mm256_set1_ps(-87.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + i), vmax);
+        const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(-0.693145752f), x);
+        r = _mm256_fmadd_ps(k, _mm256_set1_ps(-1.42860677e-06f), r);
+        __m256 p = _mm256_set1_ps(1.38888889e-03f);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-03f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-02f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-01f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+        const __m256i e = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+        /* x >= -87 is false for NaN too, as in the scalar !(x >= -87) */
+        _mm256_storeu_ps(s + i, _mm256_and_ps(y, _mm256_cmp_ps(x, lo, _CMP_GE_OQ)));
+    }
+    for (; i < n; i++)
+        s[i] = attn_exp1(s[i] - max);
+    for (i = 0; i < n; i++)
+        *sum += s[i];
+}
+
 const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
@@ -1285,4 +1335,5 @@ const wim_kernels WIM_X86_TABLE = {
     .attn_load = x86_attn_load,
     .attn_scores = x86_attn_scores,
     .attn_accum = x86_attn_accum,
+    .attn_exp = x86_attn_exp,
 };

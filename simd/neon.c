@@ -90,6 +90,7 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .attn_load = attn_load_generic,                                                            \
         .attn_scores = attn_scores_generic,                                                        \
         .attn_accum = attn_accum_generic,                                                          \
+        .attn_exp = attn_exp_generic,                                                              \
     };
 TABLE(wim_kernels_neon, "neon", plain)
 TABLE(wim_kernels_neon_dotprod, "neon-dotprod", dot)

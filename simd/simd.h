@@ -155,6 +155,10 @@ typedef struct wim_kernels {
                         int lds);
     void (*attn_accum)(const float *p, int lds, int nq, const float *vt, int nk, int n,
                        float *out);
+    /* The softmax weights of a tile: s[i] = exp(s[i] - max) (0 for -inf and below
+     * -87; attn_tile.h's polynomial, the same bits in every table), then
+     * *sum += s[i] in index order. */
+    void (*attn_exp)(float *s, int n, float max, float *sum);
 } wim_kernels;
 
 /* Chooses the table from cpuid (and the WIM_ISA environment variable, which

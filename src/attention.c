@@ -154,10 +154,7 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                         acc[i] *= corr;
                     *mx = tile_max;
                 }
-                for (int i = 0; i < cnt; i++) {
-                    sc[i] = sc[i] == -INFINITY ? 0.0f : expf(sc[i] - *mx);
-                    *sum += sc[i];
-                }
+                k->attn_exp(sc, cnt, *mx, sum);
             }
             k->attn_accum(score, ATTN_TILE, g, vt, cnt, hd, qs[j].out);
         }

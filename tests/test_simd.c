@@ -801,6 +801,39 @@ static void test_attn_tile_kernels(void) {
             }
 }
 
+/* The distance between f and the next float away from zero. */
+static float ulp_of(float f) {
+    return nextafterf(fabsf(f), INFINITY) - fabsf(f);
+}
+
+/* attn_exp: every table gives scalar.c's bits (with -inf, the -87 cut-off, any
+ * count), within 2 ulp of expf, and the same sum in index order. */
+static void test_attn_exp(void) {
+    enum { N = 4099 };
+    float *a = xmalloc(N * 4), *b = xmalloc(N * 4), *x = xmalloc(N * 4);
+    for (int i = 0; i < N; i++)
+        x[i] = -100.0f * (float)i / N + 0.5f; /* through the cut-off; max 0.5 below */
+    x[7] = -INFINITY;
+    x[N - 2] = -87.0f - 0.5f;
+    for (int n = 1; n <= N; n = n * 3 + 1) {
+        float sa = 1.0f, sb = 1.0f;
+        memcpy(a, x, (size_t)n * 4);
+        memcpy(b, x, (size_t)n * 4);
+        wim_kernels_scalar.attn_exp(a, n, 0.5f, &sa);
+        T->attn_exp(b, n, 0.5f, &sb);
+        CHECKF(!memcmp(a, b, (size_t)n * 4) && sa == sb, "attn_exp n=%d", n);
+    }
+    float sum = 0.0f;
+    memcpy(a, x, N * 4);
+    wim_kernels_scalar.attn_exp(a, N, 0.5f, &sum);
+    for (int i = 0; i < N; i++) {
+        double want = x[i] - 0.5f >= -87.0f ? exp((double)(x[i] - 0.5f)) : 0.0;
+        CHECKF(fabs(a[i] - want) <= 2.5 * ulp_of((float)want) || (want == 0 && a[i] == 0),
+               "attn_exp(%g) = %.9g, exp = %.9g", x[i] - 0.5f, a[i], want);
+    }
+    free(a), free(b), free(x);
+}
+
 /*
  * The thread-count invariant: an output's bits do not depend on which rows and
  * columns were computed with it.  One big product, then sub-products at odd
@@ -880,6 +913,7 @@ static void run_isa(const char *isa, int is_scalar) {
     }
     if (is_scalar) RUN_ISA(test_gemm_q_is_dequant_product);
     RUN_ISA(test_attn_tile_kernels);
+    RUN_ISA(test_attn_exp);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
 }
