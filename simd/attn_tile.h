@@ -18,19 +18,19 @@
 #include "simd.h"
 
 static inline void attn_load_generic(const void *k, const void *v, size_t stride, int count, int n,
-                              int f16, float *kt, int ldk, float *vt) {
+                                     int f16, float *kt, int ldk, float *vt) {
     for (int i = 0; i < count; i++)
         for (int d = 0; d < n; d++) {
             const size_t at = (size_t)i * stride + d;
-            kt[(size_t)d * ldk + i] = f16 ? wim_fp16_to_fp32(((const uint16_t *)k)[at])
-                                          : ((const float *)k)[at];
-            vt[(size_t)i * n + d] = f16 ? wim_fp16_to_fp32(((const uint16_t *)v)[at])
-                                        : ((const float *)v)[at];
+            kt[(size_t)d * ldk + i] =
+                f16 ? wim_fp16_to_fp32(((const uint16_t *)k)[at]) : ((const float *)k)[at];
+            vt[(size_t)i * n + d] =
+                f16 ? wim_fp16_to_fp32(((const uint16_t *)v)[at]) : ((const float *)v)[at];
         }
 }
 
-static inline void attn_scores_generic(const float *q, int nq, const float *kt, int ldk, int nk, int n,
-                                float *s, int lds) {
+static inline void attn_scores_generic(const float *q, int nq, const float *kt, int ldk, int nk,
+                                       int n, float *s, int lds) {
     for (int j = 0; j < nq; j++) {
         float *row = s + (size_t)j * lds;
         for (int i = 0; i < nk; i++)
@@ -43,8 +43,8 @@ static inline void attn_scores_generic(const float *q, int nq, const float *kt, 
     }
 }
 
-static inline void attn_accum_generic(const float *p, int lds, int nq, const float *vt, int nk, int n,
-                               float *out) {
+static inline void attn_accum_generic(const float *p, int lds, int nq, const float *vt, int nk,
+                                      int n, float *out) {
     for (int j = 0; j < nq; j++) {
         float *o = out + (size_t)j * n;
         for (int i = 0; i < nk; i++) {

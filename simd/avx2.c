@@ -30,8 +30,8 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "quants.h"
 #include "attn_tile.h"
+#include "quants.h"
 #include "simd.h"
 
 #ifndef WIM_X86_TABLE
@@ -1210,24 +1210,52 @@ INLINE void scores16(const int qb, const float *q, const float *kt, int ldk, int
     }
 }
 
+/* Calls BODY(QB) with QB = min(rest, ATT_QB) as a constant, so each register block
+ * size gets its own unrolled copy. */
+#if ATT_QB > 6
+#define QB_CASES_WIDE(BODY)                                                                        \
+    case 6:                                                                                        \
+        BODY(6);                                                                                   \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        BODY(7);                                                                                   \
+        break;
+#else
+#define QB_CASES_WIDE(BODY)
+#endif
+#define QB_SWITCH(rest, BODY)                                                                      \
+    switch ((rest) < ATT_QB ? (rest) : ATT_QB) {                                                   \
+    case 1:                                                                                        \
+        BODY(1);                                                                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        BODY(2);                                                                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        BODY(3);                                                                                   \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        BODY(4);                                                                                   \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        BODY(5);                                                                                   \
+        break;                                                                                     \
+        QB_CASES_WIDE(BODY)                                                                        \
+    default:                                                                                       \
+        BODY(ATT_QB);                                                                              \
+        break;                                                                                     \
+    }
+
 static void x86_attn_scores(const float *q, int nq, const float *kt, int ldk, int nk, int n,
                             float *s, int lds) {
     for (int j0 = 0; j0 < nq; j0 += ATT_QB) {
         const float *qj = q + (size_t)j0 * n;
         float *sj = s + (size_t)j0 * lds;
-        for (int i0 = 0; i0 < nk; i0 += 16)
-            switch (nq - j0 < ATT_QB ? nq - j0 : ATT_QB) {
-            case 1: scores16(1, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            case 2: scores16(2, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            case 3: scores16(3, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            case 4: scores16(4, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            case 5: scores16(5, qj, kt, ldk, i0, nk, n, sj, lds); break;
-#if ATT_QB > 6
-            case 6: scores16(6, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            case 7: scores16(7, qj, kt, ldk, i0, nk, n, sj, lds); break;
-#endif
-            default: scores16(ATT_QB, qj, kt, ldk, i0, nk, n, sj, lds); break;
-            }
+        for (int i0 = 0; i0 < nk; i0 += 16) {
+#define SCORES16(QB) scores16(QB, qj, kt, ldk, i0, nk, n, sj, lds)
+            QB_SWITCH(nq - j0, SCORES16)
+#undef SCORES16
+        }
     }
 }
 
@@ -1275,18 +1303,7 @@ static void x86_attn_accum(const float *p, int lds, int nq, const float *vt, int
     for (int j0 = 0; j0 < nq; j0 += ATT_QB) {
         const float *pj = p + (size_t)j0 * lds;
         float *oj = out + (size_t)j0 * n;
-        switch (nq - j0 < ATT_QB ? nq - j0 : ATT_QB) {
-        case 1: ACCUM8(1); break;
-        case 2: ACCUM8(2); break;
-        case 3: ACCUM8(3); break;
-        case 4: ACCUM8(4); break;
-        case 5: ACCUM8(5); break;
-#if ATT_QB > 6
-        case 6: ACCUM8(6); break;
-        case 7: ACCUM8(7); break;
-#endif
-        default: ACCUM8(ATT_QB); break;
-        }
+        QB_SWITCH(nq - j0, ACCUM8)
     }
 }
 
@@ -1307,8 +1324,8 @@ static void x86_attn_exp(float *s, int n, float max, float *sum) {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-        const __m256i e = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256i e =
+            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
         const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
         /* x >= -87 is false for NaN too, as in the scalar !(x >= -87) */
         _mm256_storeu_ps(s + i, _mm256_and_ps(y, _mm256_cmp_ps(x, lo, _CMP_GE_OQ)));

@@ -28,8 +28,8 @@
  */
 #include <math.h>
 
-#include "quants.h"
 #include "attn_tile.h"
+#include "quants.h"
 #include "simd.h"
 
 /* One activation block of n values: d = max|x|/127, q = roundf(x/d); returns d
@@ -162,7 +162,6 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
         y[i] = y[i] + t;
     }
 }
-
 
 const wim_kernels wim_kernels_scalar = {
     .isa = "scalar",

@@ -153,8 +153,7 @@ typedef struct wim_kernels {
                       float *kt, int ldk, float *vt);
     void (*attn_scores)(const float *q, int nq, const float *kt, int ldk, int nk, int n, float *s,
                         int lds);
-    void (*attn_accum)(const float *p, int lds, int nq, const float *vt, int nk, int n,
-                       float *out);
+    void (*attn_accum)(const float *p, int lds, int nq, const float *vt, int nk, int n, float *out);
     /* The softmax weights of a tile: s[i] = exp(s[i] - max) (0 for -inf and below
      * -87; attn_tile.h's polynomial, the same bits in every table), then
      * *sum += s[i] in index order. */

@@ -10,8 +10,8 @@
  * streaming, and however queries are grouped into blocks (the row kernels do
  * each row's arithmetic on its own, so splitting a tile into runs changes
  * nothing). A branch query (kvcache.h) walks the same tiles of positions over
- * the trunk's cells below its fork and then its own. A model's sliding window (Mistral v0.1, Phi-3 mini 4k) hides a
- * prefix of each run by position, so it keeps all of this.
+ * the trunk's cells below its fork and then its own. A model's sliding window (Mistral v0.1, Phi-3
+ * mini 4k) hides a prefix of each run by position, so it keeps all of this.
  */
 #include "attention.h"
 
@@ -89,7 +89,8 @@ static inline float shaped(float dot, attn_shape shape) {
 static int same_view(const attn_query *qs, int j, int nq, int head_dim) {
     int g = 1;
     while (j + g < nq && qs[j + g].qpos == qs[j].qpos && qs[j + g].branch == qs[j].branch &&
-           qs[j + g].q == qs[j + g - 1].q + head_dim && qs[j + g].out == qs[j + g - 1].out + head_dim)
+           qs[j + g].q == qs[j + g - 1].q + head_dim &&
+           qs[j + g].out == qs[j + g - 1].out + head_dim)
         g++;
     return g;
 }
@@ -131,7 +132,8 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                     const size_t at = off * kv->elem;
                     k->attn_load((const uint8_t *)kv_k(kv, layer, runs[r].slot) + at,
                                  (const uint8_t *)kv_v(kv, layer, runs[r].slot) + at, stride,
-                                 runs[r].count, hd, f16, kt + cnt, ATTN_TILE, vt + (size_t)cnt * hd);
+                                 runs[r].count, hd, f16, kt + cnt, ATTN_TILE,
+                                 vt + (size_t)cnt * hd);
                     cnt += runs[r].count;
                 }
                 for (int d = 0; cnt % 16 && d < hd; d++) /* lanes past the keys: zeros */

@@ -477,8 +477,7 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
     const wim_config *cf = &c->m->cfg;
     const int d = cf->n_embd, V = cf->n_vocab;
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab || br[i] < 0 ||
-            br[i] >= c->kv.n_branches) {
+        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab || br[i] < 0 || br[i] >= c->kv.n_branches) {
             snprintf(err, errlen, "token %d (id %d) of branch %d: no such token or branch", i,
                      tokens[i], br[i]);
             return -1;

@@ -96,8 +96,8 @@ typedef struct {
     /* branches: an area of branch_cells cells, slot cells + i for area cell i */
     int n_branches, branch_cells;
     kv_branch *branches;
-    uint8_t *bk, *bv;      /* [n_layer][branch_cells][kv_dim] */
-    int32_t *bpos, *btok;  /* [branch_cells] */
+    uint8_t *bk, *bv;     /* [n_layer][branch_cells][kv_dim] */
+    int32_t *bpos, *btok; /* [branch_cells] */
     wim_mem *mem;
 } wim_kvcache;
 

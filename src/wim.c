@@ -49,13 +49,23 @@ typedef struct {
     int yes_id, no_id;
     long prefilled, decoded;
     double ms_prefill, ms_margins, ms_classify, ms_answer, ms_save;
-    int *forks; /* where each segment ends in the main context (its margin's fork) */
+    int *forks;   /* where each segment ends in the main context (its margin's fork) */
     wim_doc *doc; /* a document read before: its context is the main one (borrowed) */
     int reading;  /* wim_doc_read: prefill every segment, whatever the pattern */
-    int batched; /* margins as branches (see wim_run_params.sequential_margins) */
+    int batched;  /* margins as branches (see wim_run_params.sequential_margins) */
     char *err;
     size_t errlen;
 } run_state;
+
+/* What a run_state owns (the main context unless it was borrowed and cleared). */
+static void run_state_free(run_state *s) {
+    free(s->forks);
+    free(s->logits);
+    wim_sampler_free(s->sampler);
+    wim_prompts_free(&s->prompts);
+    wim_ctx_free(s->main);
+    wim_ctx_free(s->aux);
+}
 
 static double now_ms(void) {
     struct timespec ts;
@@ -610,8 +620,8 @@ static int batch_size(const wim_ctx *c, int n) {
 
 typedef struct {
     wim_result *res;
-    int first;     /* the batch's first segment */
-    uint32_t crc;  /* the document's cells before the batch (verify_kv) */
+    int first;    /* the batch's first segment */
+    uint32_t crc; /* the document's cells before the batch (verify_kv) */
 } margin_sink;
 
 static int on_margin(run_state *s, branch_job *b, int j, void *arg) {
@@ -1007,7 +1017,8 @@ int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp,
         ctx_load_with(d->ctx, path, &extra, &extra_len, err, errlen))
         goto fail;
     d->streamed = streaming;
-    if (extra && (d->n_segs = segments_unpack(&s, extra, extra_len, cached, &d->text, &d->segs)) < 0)
+    if (extra &&
+        (d->n_segs = segments_unpack(&s, extra, extra_len, cached, &d->text, &d->segs)) < 0)
         goto fail;
     d->forks = s.forks;
     s.forks = NULL;
@@ -1068,8 +1079,7 @@ static int adopt_document(run_state *s, wim_doc *d) {
         wim_ctx *bigger;
         cp.n_ctx = (int)need;
         if (wim_ctx_new(s->m, &cp, &bigger, s->err, s->errlen)) return -1;
-        if (kv_copy(&bigger->kv, &d->ctx->kv, s->err, s->errlen))
-            return wim_ctx_free(bigger), -1;
+        if (kv_copy(&bigger->kv, &d->ctx->kv, s->err, s->errlen)) return wim_ctx_free(bigger), -1;
         wim_ctx_free(d->ctx);
         d->ctx = bigger;
     }
@@ -1118,8 +1128,8 @@ static int read_segment(run_state *s, const char *seg, const wim_segment *segs, 
 
 /* Margins as branches: every segment first, then all margins together, then
  * all verdicts together. */
-static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs,
-                                int n_segs, wim_result *res) {
+static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+                                wim_result *res) {
     const wim_run_params *p = s->p;
     for (int i = 0; i < n_segs && !interrupted(s); i++) {
         char *seg = strndup(doc + segs[i].start, segs[i].len);
@@ -1385,13 +1395,9 @@ done:
     if (s.doc) { /* a document read before: roll its context back, keep it */
         wim_ctx_restore(s.doc->ctx);
         if (s.main == s.doc->ctx) s.main = NULL;
-    } else
-        free(s.forks);
-    free(s.logits);
-    wim_sampler_free(s.sampler);
-    wim_prompts_free(&s.prompts);
-    wim_ctx_free(s.main);
-    wim_ctx_free(s.aux);
+        s.forks = NULL;
+    }
+    run_state_free(&s);
     return rc;
 }
 
@@ -1407,8 +1413,8 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
     return rc;
 }
 
-int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb,
-                void *user, wim_result *res, char *err, size_t errlen) {
+int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb, void *user,
+                wim_result *res, char *err, size_t errlen) {
     if (p->load_kv) {
         memset(res, 0, sizeof *res);
         return snprintf(err, errlen, "wim_doc_ask: the document is given; load_kv is not"), -1;
@@ -1473,11 +1479,6 @@ done:
     wim_doc_free(d);
     free(segs);
     free(sys);
-    free(s.forks);
-    free(s.logits);
-    wim_sampler_free(s.sampler);
-    wim_prompts_free(&s.prompts);
-    wim_ctx_free(s.main);
-    wim_ctx_free(s.aux);
+    run_state_free(&s);
     return rc;
 }

@@ -264,8 +264,8 @@ void wim_result_free(wim_result *r);
 typedef struct wim_doc wim_doc;
 int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_run_params *p,
                  wim_event_fn cb, void *user, wim_doc **out, char *err, size_t errlen);
-int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb,
-                void *user, wim_result *res, char *err, size_t errlen);
+int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_event_fn cb, void *user,
+                wim_result *res, char *err, size_t errlen);
 int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen);
 int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
                  char *err, size_t errlen);

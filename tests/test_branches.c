@@ -133,8 +133,7 @@ static void check_type(const char *type, enum wim_kv_type kv) {
     CHECKF(ok && one && two && plant, "%s: a run failed", type);
     CHECKF(same1, "%s: branch logits differ from the trunk-then-branch reference", type);
     CHECKF(same2, "%s: 2 threads differ from the reference", type);
-    CHECKF(crc[0] == crc[1] && crc2[0] == crc2[1], "%s: branches changed the trunk's cells",
-           type);
+    CHECKF(crc[0] == crc[1] && crc2[0] == crc2[1], "%s: branches changed the trunk's cells", type);
     CHECKF(blind, "%s: a branch saw a token planted past its fork", type);
     CHECKF(sees, "%s: the token planted before fork 2 changed nothing (vacuous test)", type);
 }
@@ -152,7 +151,8 @@ static void test_branches_equal_trunk_append_f16_kv_f32(void) {
     check_type("f16", WIM_KV_F32);
 }
 
-/* A branch takes no more cells than it was given, and a fork past the trunk is refused. */
+/* A branch takes no more cells than it was given, a fork past the trunk is refused, and the
+ * branches' memory is exactly their cells (K and V of every layer, position, token). */
 static void test_branch_limits(void) {
     wim_model *m = model("q8_0");
     if (!m) SKIP("cannot make a random q8_0 model");
@@ -162,14 +162,23 @@ static void test_branch_limits(void) {
     int br[8] = {0}, fork = 4, bad = 9, cells = 2;
     int rc_eval = !c || wim_eval(c, t, 8, NULL, 0, err, sizeof err);
     int rc_bad = c ? ctx_branches_open(c, 1, &bad, &cells, err, sizeof err) : 0;
+    wim_mem_report before, after, closed;
+    if (c) wim_ctx_memory(c, &before);
     int rc_open = c ? ctx_branches_open(c, 1, &fork, &cells, err, sizeof err) : -1;
+    if (c) wim_ctx_memory(c, &after);
+    size_t per_cell = c ? kv_cell_bytes(&c->kv) + 2 * sizeof(int32_t) : 0;
     int rc_full = c ? ctx_eval_branches(c, t, br, 3, NULL, NULL, err, sizeof err) : 0;
+    if (c) ctx_branches_close(c), wim_ctx_memory(c, &closed);
     wim_ctx_free(c);
     wim_model_free(m);
     CHECK(rc_eval == 0);
     CHECK(rc_bad == -1);
     CHECK(rc_open == 0);
     CHECKF(rc_full == -1 && strstr(err, "full"), "3 tokens into a branch of 2 cells: %s", err);
+    CHECKF(after.kv_bytes - before.kv_bytes == (size_t)cells * per_cell,
+           "2 branch cells took %zu bytes, not %zu", after.kv_bytes - before.kv_bytes,
+           (size_t)cells * per_cell);
+    CHECK(closed.kv_bytes == before.kv_bytes);
 }
 
 int main(void) {

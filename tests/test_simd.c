@@ -790,8 +790,7 @@ static void test_attn_tile_kernels(void) {
                 T->attn_accum(s[0], ldk, nq, vt[0], cnt, n, o[1]);
                 for (int j = 0; j < nq; j++)
                     T->attn_accum(s[0] + j * ldk, ldk, 1, vt[0], cnt, n, o[2] + j * n);
-                CHECKF(!memcmp(o[0], o[1], (size_t)nq * n * 4), "attn_accum n=%d count=%d", n,
-                       cnt);
+                CHECKF(!memcmp(o[0], o[1], (size_t)nq * n * 4), "attn_accum n=%d count=%d", n, cnt);
                 CHECKF(!memcmp(o[1], o[2], (size_t)nq * n * 4), "attn_accum alone n=%d", n);
                 for (int t = 0; t < 3; t++) {
                     free(s[t]), free(o[t]);

@@ -350,10 +350,13 @@ static void test_document_read_once_answers_like_wim_run(void) {
     snprintf(path, sizeof path, "/tmp/wim-doc-%d.kv", (int)getpid());
     for (int variant = 0; variant < 4; variant++) {
         wim_run_params p = params();
-        p.pattern = variant == 1 ? WIM_PATTERN_LLM : variant == 2 ? WIM_PATTERN_RAG : WIM_PATTERN_WIM;
+        p.pattern = variant == 1   ? WIM_PATTERN_LLM
+                    : variant == 2 ? WIM_PATTERN_RAG
+                                   : WIM_PATTERN_WIM;
         p.answer_from_margins = variant == 3;
         wim_doc *d = NULL, *loaded = NULL;
-        CHECKF(wim_doc_read(m, document, strlen(document), &p, NULL, NULL, &d, err, sizeof err) == 0,
+        CHECKF(wim_doc_read(m, document, strlen(document), &p, NULL, NULL, &d, err, sizeof err) ==
+                   0,
                "%s", err);
         CHECK(wim_doc_segments(d) >= 3 && wim_doc_tokens(d) > 100);
         CHECKF(wim_doc_save(d, path, err, sizeof err) == 0, "%s", err);
@@ -366,8 +369,8 @@ static void test_document_read_once_answers_like_wim_run(void) {
             CHECKF(wim_run(m, document, strlen(document), query, &p, NULL, NULL, &fresh, err,
                            sizeof err) == 0,
                    "%s", err);
-            int rc = wim_doc_ask(q == 3 ? loaded : d, query, &p, NULL, NULL, &asked, err,
-                                 sizeof err);
+            int rc =
+                wim_doc_ask(q == 3 ? loaded : d, query, &p, NULL, NULL, &asked, err, sizeof err);
             ok = rc == 0 && same_result(&fresh, &asked);
             wim_result_free(&fresh);
             if (rc == 0) wim_result_free(&asked);
