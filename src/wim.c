@@ -527,10 +527,11 @@ typedef int (*job_done_fn)(run_state *s, branch_job *job, int j, void *arg);
  * branches of c forked at forks[j]. Every pass feeds each unfinished job's
  * sampled token, then as many prompt tokens as the chunk has room for, so the
  * weights are read once per step for all of them; done() is called as each
- * job finishes, in job order within a pass. Stops early, jobs unfinished,
- * on an interrupt. The branches are closed on return. Returns 0 or -1. */
+ * job finishes, in job order within a pass. When stoppable, an interrupt
+ * stops it after the current pass, jobs unfinished. The branches are closed
+ * on return. Returns 0 or -1. */
 static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const int *forks,
-                        job_done_fn done, void *arg) {
+                        int stoppable, job_done_fn done, void *arg) {
     const int V = s->m->cfg.n_vocab, chunk = c->p.chunk;
     int *cells = malloc((size_t)n * sizeof *cells), *br = malloc((size_t)chunk * sizeof *br);
     int *owner = malloc((size_t)n * sizeof *owner), rc = -1;
@@ -545,7 +546,7 @@ static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const
         cells[j] = jobs[j].n_prompt + jobs[j].max;
     if (ctx_branches_open(c, n, forks, cells, s->err, s->errlen)) goto out;
     const double t0 = now_ms();
-    for (int step = 1; !interrupted(s); step++) {
+    for (int step = 1; !(stoppable && interrupted(s)); step++) {
         int m = 0, w = 0;
         for (int j = 0; j < n && m < chunk; j++) /* decoding: one token each */
             if (!jobs[j].done && jobs[j].has_next) {
@@ -612,10 +613,16 @@ static void jobs_free(branch_job *jobs, int n) {
     }
 }
 
-/* How many branches one batch of a context takes. */
-static int batch_size(const wim_ctx *c, int n) {
-    int g = n < c->p.chunk ? n : c->p.chunk;
-    return g < WIM_MAX_BRANCHES ? g : WIM_MAX_BRANCHES;
+/* How many branches of `cells` cells each one batch of a context takes: at most
+ * a chunk's worth (a decoding step is one pass), WIM_MAX_BRANCHES, and as many as
+ * fit in as many cells as the context has (16384 at least), so a long
+ * --margin-tokens batches fewer margins instead of reserving memory for all. */
+static int batch_size(const wim_ctx *c, int n, long cells) {
+    const long budget = wim_ctx_capacity(c) > 16384 ? wim_ctx_capacity(c) : 16384;
+    long g = n < c->p.chunk ? n : c->p.chunk;
+    if (g > WIM_MAX_BRANCHES) g = WIM_MAX_BRANCHES;
+    if (g * cells > budget) g = budget / cells;
+    return g > 0 ? (int)g : 1;
 }
 
 typedef struct {
@@ -651,7 +658,7 @@ static int margins_as_branches(run_state *s, const int *forks, int n, wim_result
     char *text = render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
     const int n_prompt = text ? tokenize(s, text, strlen(text), 0, 1, &prompt) : -1;
     free(text);
-    const int group = batch_size(s->main, n);
+    const int group = batch_size(s->main, n, (long)n_prompt + p->margin_tokens);
     branch_job *jobs = n_prompt >= 0 ? calloc((size_t)group, sizeof *jobs) : NULL;
     int rc = n_prompt < 0 || !jobs ? -1 : 0;
     if (n_prompt >= 0 && !jobs) snprintf(s->err, s->errlen, "out of memory");
@@ -663,7 +670,7 @@ static int margins_as_branches(run_state *s, const int *forks, int n, wim_result
             jobs[j] = (branch_job){.prompt = prompt, .n_prompt = n_prompt, .max = p->margin_tokens};
             rc = gen_init(s, &jobs[j].out) || job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1);
         }
-        rc = rc || run_branches(s, s->main, jobs, m, forks + g0, on_margin, &k);
+        rc = rc || run_branches(s, s->main, jobs, m, forks + g0, 1, on_margin, &k);
         jobs_free(jobs, m);
         if (!rc && p->verify_kv && wim_ctx_kv_crc(s->main) != k.crc)
             rc = -1, snprintf(s->err, s->errlen, "the document's KV cells changed under margins");
@@ -714,7 +721,8 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
         else
             index[todo++] = i;
     }
-    const int group = batch_size(s->aux, todo > 0 ? todo : 1);
+    const int group = batch_size(s->aux, todo > 0 ? todo : 1,
+                                 wim_ctx_capacity(s->aux) + (long)p->classify_tokens);
     branch_job *jobs = rc ? NULL : calloc((size_t)group, sizeof *jobs);
     int *forks = rc ? NULL : calloc((size_t)group, sizeof *forks);
     float *logits = logit && !rc ? malloc((size_t)group * V * sizeof *logits) : NULL;
@@ -722,7 +730,8 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
         rc = -1, snprintf(s->err, s->errlen, "out of memory");
     verdict_sink k = {index, res->relevant, raw, lm};
     const double t0 = now_ms();
-    for (int g0 = 0; !rc && g0 < todo && !interrupted(s); g0 += group) {
+    /* not stopped by an interrupt: the answer is to come from the margins written so far */
+    for (int g0 = 0; !rc && g0 < todo; g0 += group) {
         const int m = todo - g0 < group ? todo - g0 : group;
         int32_t *prompts[WIM_MAX_BRANCHES] = {0};
         for (int j = 0; !rc && j < m; j++) {
@@ -738,14 +747,14 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
         }
         wim_ctx_reset(s->aux);
         k.index = index + g0;
-        rc = rc || run_branches(s, s->aux, jobs, m, forks, on_verdict, &k);
+        rc = rc || run_branches(s, s->aux, jobs, m, forks, 0, on_verdict, &k);
         jobs_free(jobs, m);
         for (int j = 0; j < m; j++)
             free(prompts[j]);
     }
     s->ms_classify += now_ms() - t0;
     for (int i = 0; !rc && i < n; i++) {
-        if (!raw[i]) continue; /* interrupted before its verdict */
+        if (!raw[i]) continue; /* its margin was interrupted */
         wim_event ev = {.type = WIM_EV_VERDICT,
                         .index = i,
                         .relevant = res->relevant[i],
