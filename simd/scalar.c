@@ -43,8 +43,8 @@ static float quantize_block(const float *x, int8_t *q, int n) {
     float d = amax / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < n; i++) {
-        float v = x[i] * id;
-        q[i] = (int8_t)roundf(v);
+        float v = roundf(x[i] * id);
+        q[i] = v == v ? (int8_t)v : 0; /* NaN (a non-finite activation): forward.c reports it */
     }
     return d;
 }

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model.h"
 #include "simd.h"
@@ -30,6 +32,22 @@ int cli_error(const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
     return 2;
+}
+
+int cli_check_output(const char *opt, const char *path) {
+    struct stat st;
+    if (!stat(path, &st) && S_ISDIR(st.st_mode))
+        return cli_error("%s %s: is a folder; give a file name", opt, path);
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+        return cli_error("%s %s: the folder %s does not exist", opt, path, dir);
+    if (access(dir, W_OK)) return cli_error("%s %s: the folder %s is not writable", opt, path, dir);
+    return 0;
 }
 
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
@@ -179,7 +197,7 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
         if (r < 0) return cli_error("%s: option %s needs a value", argv[0], argv[i]);
 #undef VAL
     }
-    return 0;
+    return o->save_kv ? cli_check_output("--save-kv", o->save_kv) : 0;
 }
 
 static int wants_help(int argc, char **argv, const char *usage) {

@@ -18,6 +18,10 @@ int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 /* Reads a whole file (NUL-terminated); NULL with an error printed on failure. */
 char *cli_read_file(const char *path, size_t *len);
+/* Checks before any work that a file can be written at path (its folder exists
+ * and is writable, and path is not a folder); 0, or 2 after one error line
+ * naming the option. */
+int cli_check_output(const char *opt, const char *path);
 
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -264,6 +264,8 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
     if (*doc && p->load_kv)
         return cli_error("run: -d and --load-kv both give the document: pass one of them");
+    if (p->save_kv && cli_check_output("--save-kv", p->save_kv)) return 2;
+    if (*events && strcmp(*events, "-") && cli_check_output("--events", *events)) return 2;
     if (p->quote_min_prob > 0 && !p->extractive_margins)
         return cli_error("run: --quote-min-prob applies to --extractive-margins only");
     if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))

@@ -338,10 +338,21 @@ static int attention_materialized(wim_ctx *c, int layer, int M) {
     return 0;
 }
 
+/* Whether any of n values is NaN or infinite. */
+static int non_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 1;
+    return 0;
+}
+
 /* One pass of M tokens at positions c->tok_pos, of branches c->tok_branch,
  * whose KV cells are c->slots; the final hidden states (after output_norm) are
- * left in c->xb. Returns -1 only when the materialised reference attention
- * (trunk passes only) runs out of memory. */
+ * left in c->xb. Returns 0; -1 when the materialised reference attention
+ * (trunk passes only) runs out of memory; or FORWARD_NON_FINITE - layer when a
+ * layer's normalised input to its matrices, or its output, holds a NaN or an
+ * infinity (overflowing or corrupt weights: nothing after it would mean
+ * anything, and the int8 kernels would quietly read it as 0). */
+#define FORWARD_NON_FINITE (-1000)
 static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched) {
     const wim_model *m = c->m;
     const wim_config *cf = &m->cfg;
@@ -361,6 +372,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         /* attention block */
         for (int i = 0; i < M; i++)
             rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->attn_norm, d, cf->norm_eps);
+        if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
         if (L->wqkv.data) {
             matmul(c, &L->wqkv, xb, M, c->qkv, qd + 2 * kvd);
             for (int i = 0; i < M; i++) {
@@ -396,6 +408,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         /* feed-forward block (SwiGLU) */
         for (int i = 0; i < M; i++)
             rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->ffn_norm, d, cf->norm_eps);
+        if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
         if (L->w_gate.data) {
             matmul(c, &L->w_gate, xb, M, c->hb, ff);
             matmul(c, &L->w_up, xb, M, c->hb2, ff);
@@ -414,10 +427,23 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         post_norm(xb2, L->post_ffn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] += xb2[i];
+        if (non_finite(x, (size_t)M * d)) return FORWARD_NON_FINITE - l;
     }
     for (int i = 0; i < M; i++)
         rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, m->output_norm, d, cf->norm_eps);
     return 0;
+}
+
+/* forward_chunk's failure as one line; returns -1. */
+static int forward_error(int rc, int pos, int M, char *err, size_t errlen) {
+    if (rc <= FORWARD_NON_FINITE)
+        snprintf(err, errlen,
+                 "layer %d produced a non-finite value (NaN or infinity) for the %d tokens from "
+                 "position %d: the weights overflow fp32 or are corrupt",
+                 FORWARD_NON_FINITE - rc, M, pos);
+    else
+        snprintf(err, errlen, "out of memory for the attention score matrix (%d tokens)", M);
+    return -1;
 }
 
 int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
@@ -446,11 +472,8 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
         }
         for (int i = 0; i < M; i++)
             c->tok_pos[i] = pos0 + i, c->tok_branch[i] = -1;
-        if (forward_chunk(c, tokens + s, M, 0)) {
-            snprintf(err, errlen, "out of memory for the attention score matrix (%d x %d)", M,
-                     c->kv.n);
-            return -1;
-        }
+        int rc = forward_chunk(c, tokens + s, M, 0);
+        if (rc) return forward_error(rc, pos0, M, err, errlen);
         if (!logits) continue;
         if (all_logits) {
             matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
@@ -493,7 +516,8 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
                 return -1;
             }
         }
-        forward_chunk(c, tokens + s, M, 1); /* branch passes never materialise */
+        int rc = forward_chunk(c, tokens + s, M, 1); /* branch passes never materialise */
+        if (rc) return forward_error(rc, c->tok_pos[0], M, err, errlen);
         int rows = 0; /* the wanted rows' hidden states, packed to the front of xb */
         for (int i = 0; i < M; i++)
             if (want && want[s + i]) {

@@ -681,6 +681,10 @@ static void put_kv(gguf_writer *w, const char *key, wbuf *b) {
         w->oom = 1;
         return;
     }
+    if (!strcmp(key, "general.alignment")) { /* the writer aligns to the default, and says so */
+        free(b->p);
+        return;
+    }
     for (size_t i = 0; i < w->n_kv; i++)
         if (!strcmp(w->kv[i].key, key)) {
             free(w->kv[i].bytes);

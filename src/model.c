@@ -336,6 +336,13 @@ int wim_model_load(const char *path, wim_model **out, char *err, size_t errlen) 
         c->tied_output = 1;
         m->output = m->tok_embd;
     }
+    /* every layer has a few tensors: a block count the tensor table cannot hold is a
+     * corrupt header, refused before any per-layer memory is reserved */
+    if ((uint64_t)c->n_layer * 4 > m->gguf->n_tensors) {
+        lfail(&l, "%s.block_count = %d, but the file holds only %llu tensors", c->arch_name,
+              c->n_layer, (unsigned long long)m->gguf->n_tensors);
+        goto fail;
+    }
     if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers))) {
         lfail(&l, "out of memory");
         goto fail;

@@ -61,7 +61,7 @@ static uint32_t char_before(const char *text, size_t len, size_t lim, size_t i) 
 static size_t floor_boundary(const char *text, size_t len, size_t lim, size_t x) {
     if (x <= lim) return lim;
     if (x >= len) return len;
-    for (size_t back = 1; back <= 3 && x - back >= lim; back++) {
+    for (size_t back = 1; back <= 3 && back <= x - lim; back++) { /* x > lim: no wrap */
         size_t q = x - back;
         if (((unsigned char)text[q] & 0xC0) == 0x80) continue;
         uint32_t cp;

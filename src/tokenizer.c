@@ -1057,7 +1057,8 @@ static void word_end(scratch *s, const char *key, size_t n) {
     word_cache *c = &s->cache;
     for (size_t i = 0; i < s->n_wids; i++)
         emit(s, s->wids[i]);
-    if (s->oom || n == 0 || n > WC_MAX_KEY || c->count >= WC_MAX_ENTRIES) return;
+    /* (a word that encodes to nothing, in a vocab without byte tokens, is not worth caching) */
+    if (s->oom || n == 0 || s->n_wids == 0 || n > WC_MAX_KEY || c->count >= WC_MAX_ENTRIES) return;
     if (((c->count + 1) * 2 > (c->slots ? c->mask + 1 : 0) && cache_grow(c)) ||
         grow((void **)&c->keys, &c->keys_cap, c->keys_len + n, 1) ||
         grow((void **)&c->ids, &c->ids_cap, c->ids_len + s->n_wids, sizeof *c->ids))

@@ -1020,7 +1020,9 @@ int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp,
     *out = NULL;
     if (!d) return snprintf(err, errlen, "out of memory"), -1;
     if (kv_file_geometry(path, &capacity, &pin, &streaming, &cached, err, errlen)) goto fail;
-    c.n_ctx = capacity;
+    /* a plain cache loads into any capacity that holds its cells, and asking makes it larger
+     * when a question needs it: a capacity far past the cells is not reserved up front */
+    c.n_ctx = streaming || capacity - cached <= 65536 ? capacity : cached + 65536;
     c.kv_pin = streaming ? pin : -1;
     if (wim_ctx_new(m, &c, &d->ctx, err, errlen) ||
         ctx_load_with(d->ctx, path, &extra, &extra_len, err, errlen))

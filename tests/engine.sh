@@ -345,3 +345,27 @@ if [ -f "$GPT2" ] && have_numpy; then
         done
     done
 else skip isa_matches_scalar "needs $GPT2 and python3-numpy"; fi
+
+# 8. Damaged models (fuzzer findings): a block count the tensor table cannot hold is one
+#    error line before any per-layer memory is reserved; a weight that drives the
+#    activations to infinity or NaN is one error line naming the layer, on the scalar
+#    kernels too (no undefined float-to-int conversion; make asan checks that).
+if [ -f "$GPT2" ] && have_numpy; then
+    $W mkmodel --vocab-from "$GPT2" -o "$T/dmg.gguf" --type q8_0 --dim 64 --heads 4 --kv-heads 2 \
+        --ff 128 --layers 2 --seed 5
+    t=model_block_count_refused
+    $PY "$HERE/gguf_patch.py" "$T/dmg.gguf" "$T/bc.gguf" --u32 llama.block_count 268435458 &&
+        $W info -m "$T/bc.gguf" >/dev/null 2>"$T/e.txt"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$T/e.txt")" -eq 1 ] && grep -q block_count "$T/e.txt" &&
+        pass "$t ($(cat "$T/e.txt"))" || fail $t "exit $rc: $(head -c 300 "$T/e.txt")"
+    $PY "$HERE/gguf_patch.py" "$T/dmg.gguf" "$T/inf.gguf" --f32 blk.1.ffn_norm.weight 3 inf
+    for isa in scalar default; do
+        t=non_finite_activation_reported_$isa
+        env $([ $isa = scalar ] && echo WIM_ISA=scalar) $W generate -m "$T/inf.gguf" -p "The weather" \
+            -n 4 >"$T/out.txt" 2>"$T/e.txt"
+        rc=$?
+        [ $rc -ne 0 ] && [ "$(wc -l <"$T/e.txt")" -eq 1 ] && grep -q "layer 1 produced a non-finite" "$T/e.txt" &&
+            pass $t || fail $t "exit $rc: $(head -c 300 "$T/e.txt")"
+    done
+else skip damaged_models "needs $GPT2 and python3-numpy"; fi

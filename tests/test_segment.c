@@ -757,8 +757,25 @@ static void test_speed_1mb(void) {
     CHECKF(!bad, "%s", bad);
 }
 
+/* Found by the fuzzer: a stray continuation byte first, one token per segment. The
+ * boundary search must not look before the text (make asan catches the read). */
+static void test_stray_byte_at_start(void) {
+    const char *why;
+    wim_tokenizer *t = tok_get("llama-spm", &why);
+    if (!t) SKIP("%s", why);
+    wim_segment *seg = NULL;
+    char err[256] = "";
+    const char text[] = "\xa8!";
+    int n = wim_segment_text(t, text, 2, 1, &seg, err, sizeof err);
+    const char *bad = n > 0 ? check_segments(t, text, 2, 1, seg, n) : NULL;
+    free(seg);
+    CHECKF(n > 0 || strstr(err, "too small"), "segmenting \\xa8!: %s", err);
+    CHECKF(!bad, "%s", bad);
+}
+
 int main(void) {
     RUN(test_sentence_table);
+    RUN(test_stray_byte_at_start);
     RUN(test_empty_and_errors);
     RUN(test_real_text);
     RUN(test_long_sentence);

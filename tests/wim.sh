@@ -159,3 +159,9 @@ $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" $common --stream --kv-capacity 600 
     --save-kv "$T/window.kv" >/dev/null 2>&1
 check_err run_load_kv_window_wim $W run -m "$STORIES" --load-kv "$T/window.kv" -q "$Q" --pattern wim
 check_err run_bad_pattern $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --pattern nope
+# Output paths are checked before any work (the run would otherwise be lost at the end).
+check_err run_save_kv_missing_folder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --save-kv "$T/no-such-dir/kv.bin"
+check_err run_save_kv_is_folder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --save-kv "$T"
+check_err run_events_missing_folder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --events "$T/no-such-dir/e.jsonl"
+check_err generate_save_kv_missing_folder $W generate -m "$STORIES" -p "Once" --save-kv "$T/no-such-dir/kv.bin"
+check_err run_doc_and_load_kv $W run -m "$STORIES" -d "$T/doc.txt" --load-kv "$T/doc-wim.kv" -q "$Q"
