@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvcache.h"
 #include "model.h"
 #include "simd.h"
 #include "tokenizer.h"
@@ -227,8 +228,13 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
     p.kv_type = o->kv_f32 ? WIM_KV_F32 : WIM_KV_F16;
     p.kv_pin = (int)o->kv_pin;
     if (o->load_kv) {
-        if (wim_kv_file_geometry(o->load_kv, &p.n_ctx, &p.kv_pin, err, sizeof err))
+        int streaming, cached;
+        if (kv_file_geometry(o->load_kv, &p.n_ctx, &p.kv_pin, &streaming, &cached, err, sizeof err))
             return cli_error("%s", err);
+        if (!streaming) { /* a plain cache: room for its cells and this run, nothing more */
+            p.kv_pin = -1;
+            p.n_ctx = cached + (needed > 0 ? needed : 1);
+        }
     } else if (o->kv_capacity)
         p.n_ctx = (int)o->kv_capacity;
     else {

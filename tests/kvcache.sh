@@ -48,6 +48,11 @@ head -c $((size - 7)) "$T/a.kv" >"$T/trunc.kv"
 expect_reject kv_reject_truncated "$T/trunc.kv"
 head -c 20 "$T/a.kv" >"$T/stub.kv"
 expect_reject kv_reject_header_only "$T/stub.kv"
+# the header is under the CRC too: a capacity of 16M cells written into it is refused
+# (and, the cache never having streamed, not reserved first)
+cp "$T/a.kv" "$T/cap.kv"
+printf '\x00\x00\x00\x01' | dd of="$T/cap.kv" bs=1 seek=32 conv=notrunc 2>/dev/null
+expect_reject kv_reject_header_capacity "$T/cap.kv"
 expect_reject kv_reject_not_a_cache "$M"
 if [ -f "$S/vocab/ggml-vocab-llama-spm.gguf" ]; then
     $W mkmodel --vocab-from "$S/vocab/ggml-vocab-llama-spm.gguf" -o "$T/other.gguf" --dim 64 --heads 8 \
