@@ -553,19 +553,39 @@ static const command commands[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: wim COMMAND [options]   (wim COMMAND --help for each)\n\ncommands:\n");
+    fprintf(f, "usage: wim COMMAND [options]   (wim help COMMAND, or wim COMMAND --help, for "
+               "each; wim --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
+/* A command's exit status, once its output has reached stdout: a full disk or a
+ * closed pipe is an error, not a silent exit 0. */
+static int finish(int rc) {
+    if (fflush(stdout) || ferror(stdout)) {
+        int e = errno;
+        cli_error("cannot write the output: %s", strerror(e ? e : EIO));
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        (!strcmp(argv[1], "help") && argc == 2)) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return argc < 2 ? 2 : finish(0);
     }
     char err[256];
     if (wim_kernels_init(err, sizeof err)) return cli_error("%s", err);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("wim %s (kernels: %s)\n", WIM_VERSION, wim_kernels_get()->isa);
+        return finish(0);
+    }
+    char *name = argv[1], *help[4] = {argv[0], argv[argc - 1], "--help", NULL};
+    if (!strcmp(name, "help")) /* wim help COMMAND: its --help */
+        name = help[1], argc = 3, argv = help;
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    return cli_error("unknown command '%s' (see wim --help)", argv[1]);
+        if (!strcmp(name, commands[i].name)) return finish(commands[i].fn(argc - 1, argv + 1));
+    return cli_error("unknown command '%s' (see wim --help)", name);
 }

@@ -3,6 +3,8 @@
  * query, as a thin client of wim_run(): JSON Lines events, a progress bar on
  * a terminal, and Ctrl-C that still answers from the margins so far.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +156,10 @@ static int set_enum(const char *opt, const char *v, const char *const *names, in
             *out = i;
             return 0;
         }
-    cli_error("%s: unknown value '%s'", opt, v);
+    char list[128] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+    cli_error("%s: unknown value '%s' (one of: %s)", opt, v, list);
     return -1;
 }
 
@@ -333,11 +338,19 @@ int cmd_run(int argc, char **argv) {
     if (wim_run(m, doc, doc_len, query, &p, on_event, &v, &res, err, sizeof err)) {
         if (v.bar) fprintf(stderr, "\n");
         rc = cli_error("%s", err);
-    } else if (v.events != stdout) {
-        printf("%s\n", res.answer);
+    } else if (v.events != stdout) { /* the answer alone on its line, without the space
+                                        a tokenizer writes before a first word */
+        const char *a = res.answer;
+        size_t n = strlen(a);
+        while (n && isspace((unsigned char)a[n - 1]))
+            n--;
+        while (n && isspace((unsigned char)*a))
+            a++, n--;
+        printf("%.*s\n", (int)n, a);
     }
     sigaction(SIGINT, &old, NULL);
-    if (v.events && v.events != stdout) fclose(v.events);
+    if (v.events && v.events != stdout && (ferror(v.events) | fclose(v.events)) && !rc)
+        rc = cli_error("%s: cannot write events: %s", events, strerror(errno ? errno : EIO));
     wim_result_free(&res);
     free(v.line);
     free(v.margin);

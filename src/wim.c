@@ -57,6 +57,13 @@ typedef struct {
     size_t errlen;
 } run_state;
 
+/* Whether text holds nothing but ASCII white space (or nothing at all). */
+static int blank(const char *text, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\n\r\v\f", text[i]) || !text[i]) return 0;
+    return 1;
+}
+
 /* What a run_state owns (the main context unless it was borrowed and cleared). */
 static void run_state_free(run_state *s) {
     free(s->forks);
@@ -788,7 +795,10 @@ static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **
                    int *doc_tokens) {
     const wim_run_params *p = s->p;
     const wim_model *m = s->m;
-    if (doc && doc_len == 0) return snprintf(s->err, s->errlen, "the document is empty"), -1;
+    if (doc && blank(doc, doc_len))
+        return snprintf(s->err, s->errlen, "the document is empty%s",
+                        doc_len ? " (only white space)" : ""),
+               -1;
     char *tmpl = NULL;
     int rc = p->chat ? wim_chat_by_name(p->chat, &s->chat, s->err, s->errlen)
                      : (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl),
@@ -1312,8 +1322,8 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     s.batched = !p->sequential_margins && !p->stream && p->ctx.kv_pin < 0 &&
                 !p->margins_in_extraction && !p->extractive_margins;
     *err = 0;
-    if (!query || !*query) {
-        snprintf(err, errlen, "the query is empty");
+    if (!query || blank(query, strlen(query))) {
+        snprintf(err, errlen, "the query is empty%s", query && *query ? " (only white space)" : "");
         goto done;
     }
     if (prepare(&s, d ? NULL : doc, doc_len, &segs, &n_segs, &doc_tokens)) goto done;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define WIM_VERSION "0.1.0"
+
 typedef struct wim_model wim_model;
 typedef struct wim_ctx wim_ctx;
 

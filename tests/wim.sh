@@ -165,3 +165,42 @@ check_err run_save_kv_is_folder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --s
 check_err run_events_missing_folder $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --events "$T/no-such-dir/e.jsonl"
 check_err generate_save_kv_missing_folder $W generate -m "$STORIES" -p "Once" --save-kv "$T/no-such-dir/kv.bin"
 check_err run_doc_and_load_kv $W run -m "$STORIES" -d "$T/doc.txt" --load-kv "$T/doc-wim.kv" -q "$Q"
+# A CLI that never surprises: blank input refused, enum errors list the values, write
+# errors are errors, the answer line carries no stray spaces, --version and wim help.
+printf '  \n\t ' >"$T/blank.txt"
+check_err run_whitespace_document $W run -m "$STORIES" -d "$T/blank.txt" -q "$Q"
+check_err run_whitespace_query $W run -m "$STORIES" -d "$T/doc.txt" -q "   "
+t=run_enum_error_lists_values
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --kv-type f8 2>"$T/e" >/dev/null
+grep -q "one of: f16, f32" "$T/e" && echo "PASS $t" || echo "FAIL $t: $(cat "$T/e")"
+small="--segment-tokens 200 --margin-tokens 8 --answer-tokens 8 --max-segments 2"
+t=run_events_write_error
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" $small --events /dev/full >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -ne 0 ] && grep -q "cannot write events" "$T/e" && echo "PASS $t" || echo "FAIL $t: exit $rc $(head -c 200 "$T/e")"
+t=run_stdout_write_error
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" $small >/dev/full 2>"$T/e"
+rc=$?
+[ $rc -ne 0 ] && grep -q "cannot write the output" "$T/e" && echo "PASS $t" || echo "FAIL $t: exit $rc $(head -c 200 "$T/e")"
+t=run_answer_line_trimmed
+args=()
+for m in "$STORIES" "$T/chatml.gguf" "$T/r-q8_0.gguf" "$T/r-f16.gguf"; do
+    [ -f "$m" ] || continue
+    n=$(basename "$m" .gguf)
+    $W run -m "$m" -d "$T/doc.txt" -q "$Q" $small --chat raw --events "$T/trim-$n.jsonl" \
+        >"$T/trim-$n.txt" 2>/dev/null
+    args+=("$T/trim-$n.jsonl" "$T/trim-$n.txt")
+done
+$PY -c '
+import json, sys
+spaced = 0
+for ev, txt in zip(sys.argv[1::2], sys.argv[2::2]):
+    a = [e for e in map(json.loads, open(ev)) if e["event"] == "answer"][0]["text"]
+    out = open(txt).read()
+    assert out == a.strip() + "\n", (out, a)
+    spaced += a != a.strip()
+assert spaced, "vacuous: no raw answer had surrounding white space"
+' "${args[@]}" && echo "PASS $t" || echo "FAIL $t"
+t=version_and_help
+$W --version | grep -qE '^wim [0-9]+\.[0-9]+\.[0-9]+ \(kernels: ' && [ "$($W help run)" = "$($W run --help)" ] &&
+    $W help | grep -q "^  run " && echo "PASS $t" || echo "FAIL $t: $($W --version)"
