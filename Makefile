@@ -94,7 +94,8 @@ test: deps
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 WIM_TEST_QUICK=1 test
 
-demo: deps
+demo:
+	@bash .ci/deps.sh demo
 	@$(MAKE) --no-print-directory $(BUILD)/wim
 	@bash data/demo.sh $(BUILD)/wim
 

@@ -2,10 +2,14 @@
 # .ci/deps.sh — makes sure the Debian packages wim needs are installed.
 # Installs the missing ones with apt-get when run as root; otherwise prints the
 # one command that would, and fails. Fast when nothing is missing.
+# `deps.sh demo`: only what building wim and running the demo take (no test tools, no
+# NEON cross toolchain).
 set -u
-pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data libcjson-dev wamerican
+build=(gcc make libc6-dev libopenblas-dev zlib1g-dev libcjson-dev)
+pkgs=("${build[@]}" python3 python3-numpy unicode-data wamerican
       gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-[ "$(uname -m)" = aarch64 ] && pkgs=(gcc make libc6-dev libopenblas-dev zlib1g-dev python3 python3-numpy unicode-data libcjson-dev wamerican)
+[ "$(uname -m)" = aarch64 ] && pkgs=("${build[@]}" python3 python3-numpy unicode-data wamerican)
+[ "${1:-}" = demo ] && pkgs=("${build[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
