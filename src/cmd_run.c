@@ -28,11 +28,14 @@ static void on_sigint(int sig) {
 }
 
 typedef struct {
-    FILE *events;     /* NULL: none */
-    int bar;          /* draw a progress bar on stderr */
-    int show_margins; /* print margins to stderr as they come, with their verdicts */
-    char *margin;     /* the latest margin, printed once its verdict arrives */
-    int chat_given;   /* --chat was passed: no note about the raw family */
+    FILE *events;            /* NULL: none (yet) */
+    const char *events_path; /* opened at the first event: a run refused before it starts
+                                leaves an earlier events file as it was */
+    int events_errno;        /* why it could not be opened */
+    int bar;                 /* draw a progress bar on stderr */
+    int show_margins;        /* print margins to stderr as they come, with their verdicts */
+    char *margin;            /* the latest margin, printed once its verdict arrives */
+    int chat_given;          /* --chat was passed: no note about the raw family */
     int segments, done, kept;
     long tokens;
     double ms;
@@ -55,6 +58,9 @@ static void draw_bar(run_view *v) {
 
 static void on_event(const wim_event *ev, void *user) {
     run_view *v = user;
+    if (!v->events && v->events_path && !v->events_errno &&
+        !(v->events = fopen(v->events_path, "w")))
+        v->events_errno = errno ? errno : EIO;
     if (v->events) {
         size_t n = wim_event_json(ev, v->line, v->line_cap);
         if (n >= v->line_cap) {
@@ -322,11 +328,7 @@ int cmd_run(int argc, char **argv) {
         free(doc);
         return cli_error("%s", err);
     }
-    if (events && strcmp(events, "-") && !(v.events = fopen(events, "w"))) {
-        wim_model_free(m);
-        free(doc);
-        return cli_error("%s: cannot write events", events);
-    }
+    if (events && strcmp(events, "-")) v.events_path = events;
     if (events && !strcmp(events, "-")) v.events = stdout;
     v.bar = isatty(STDERR_FILENO);
     v.line_cap = 4096;
@@ -349,6 +351,13 @@ int cmd_run(int argc, char **argv) {
         printf("%.*s\n", (int)n, a);
     }
     sigaction(SIGINT, &old, NULL);
+    if (!rc && res.interrupted)
+        fprintf(stderr,
+                "wim: interrupted: the answer comes from the first %d segments and the "
+                "margins written by then\n",
+                res.n_segments);
+    if (v.events_errno && !rc)
+        rc = cli_error("%s: cannot write events: %s", events, strerror(v.events_errno));
     if (v.events && v.events != stdout && (ferror(v.events) | fclose(v.events)) && !rc)
         rc = cli_error("%s: cannot write events: %s", events, strerror(errno ? errno : EIO));
     wim_result_free(&res);

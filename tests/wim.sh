@@ -42,7 +42,8 @@ for _ in $(seq 1 200); do grep -q '"event":"margin"' "$T/int.jsonl" 2>/dev/null 
 kill -INT $pid
 wait $pid
 rc=$?
-if [ $rc -eq 0 ] && $PY "$HERE/check_events.py" "$T/int.jsonl" wim interrupted >"$T/chk" 2>&1; then echo "PASS $t"
+if [ $rc -eq 0 ] && $PY "$HERE/check_events.py" "$T/int.jsonl" wim interrupted >"$T/chk" 2>&1 &&
+    grep -q '^wim: interrupted: the answer comes from the first' "$T/int.err"; then echo "PASS $t"
 else echo "FAIL $t: exit $rc $(cat "$T/chk" "$T/int.err" | head -c 300)"; fi
 
 # Identical outputs with 1 and 2 threads, every pattern, two models.
@@ -204,3 +205,8 @@ assert spaced, "vacuous: no raw answer had surrounding white space"
 t=version_and_help
 $W --version | grep -qE '^wim [0-9]+\.[0-9]+\.[0-9]+ \(kernels: ' && [ "$($W help run)" = "$($W run --help)" ] &&
     $W help | grep -q "^  run " && echo "PASS $t" || echo "FAIL $t: $($W --version)"
+t=run_refused_keeps_events_file
+echo keep >"$T/kept.jsonl"
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --prompts "$T/badprompts" --events "$T/kept.jsonl" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 2 ] && [ "$(cat "$T/kept.jsonl")" = keep ] && echo "PASS $t" || echo "FAIL $t: exit $rc, file: $(head -c 100 "$T/kept.jsonl")"
