@@ -446,15 +446,29 @@ static int forward_error(int rc, int pos, int M, char *err, size_t errlen) {
     return -1;
 }
 
+/* Every token id inside the vocabulary; else -1 with one line. */
+static int check_tokens(const wim_ctx *c, const int32_t *tokens, int n, char *err, size_t errlen) {
+    const int V = c->m->cfg.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) {
+            snprintf(err, errlen, "token id %d at index %d is outside the vocabulary (0..%d)",
+                     tokens[i], i, V - 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* The next-token logits of `rows` final hidden states h (after output_norm). */
+static void output_logits(wim_ctx *c, const float *h, int rows, float *logits) {
+    const int V = c->m->cfg.n_vocab;
+    matmul(c, &c->m->output, h, rows, logits, V);
+    softcap(logits, (size_t)rows * V, c->m->cfg.final_softcap);
+}
+
 int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
              size_t errlen) {
     const wim_config *cf = &c->m->cfg;
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab) {
-            snprintf(err, errlen, "token id %d at index %d is outside the vocabulary (0..%d)",
-                     tokens[i], i, cf->n_vocab - 1);
-            return -1;
-        }
+    if (check_tokens(c, tokens, n, err, errlen)) return -1;
     if (n > kv_room(&c->kv)) {
         snprintf(err, errlen,
                  "context too long: %d more tokens do not fit the KV cache (%d of %d used; "
@@ -475,13 +489,10 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
         int rc = forward_chunk(c, tokens + s, M, 0);
         if (rc) return forward_error(rc, pos0, M, err, errlen);
         if (!logits) continue;
-        if (all_logits) {
-            matmul(c, &c->m->output, c->xb, M, logits + (size_t)s * V, V);
-            softcap(logits + (size_t)s * V, (size_t)M * V, cf->final_softcap);
-        } else if (s + M == n) {
-            matmul(c, &c->m->output, c->xb + (size_t)(M - 1) * d, 1, logits, V);
-            softcap(logits, (size_t)V, cf->final_softcap);
-        }
+        if (all_logits)
+            output_logits(c, c->xb, M, logits + (size_t)s * V);
+        else if (s + M == n)
+            output_logits(c, c->xb + (size_t)(M - 1) * d, 1, logits);
     }
     return 0;
 }
@@ -499,10 +510,11 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
                       float *logits, char *err, size_t errlen) {
     const wim_config *cf = &c->m->cfg;
     const int d = cf->n_embd, V = cf->n_vocab;
+    if (check_tokens(c, tokens, n, err, errlen)) return -1;
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab || br[i] < 0 || br[i] >= c->kv.n_branches) {
-            snprintf(err, errlen, "token %d (id %d) of branch %d: no such token or branch", i,
-                     tokens[i], br[i]);
+        if (br[i] < 0 || br[i] >= c->kv.n_branches) {
+            snprintf(err, errlen, "token %d: no branch %d (%d are open)", i, br[i],
+                     c->kv.n_branches);
             return -1;
         }
     for (int s = 0; s < n; s += c->p.chunk) {
@@ -527,8 +539,7 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
                 rows++;
             }
         if (!rows) continue;
-        matmul(c, &c->m->output, c->xb, rows, logits, V);
-        softcap(logits, (size_t)rows * V, cf->final_softcap);
+        output_logits(c, c->xb, rows, logits);
         logits += (size_t)rows * V;
     }
     return 0;

@@ -540,8 +540,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
     }
     /* the cells must be the logical layout of next_pos tokens */
     int layout_ok = h.next_pos <= 0x3fffffff && (kv->streaming || h.next_pos == h.n) &&
-                    h.n == logical_n(kv, h.next_pos) &&
-                    (h.head == logical_head(kv, h.next_pos) || !kv->streaming);
+                    h.n == logical_n(kv, h.next_pos) && h.head == logical_head(kv, h.next_pos);
     for (int v = 0; layout_ok && v < h.n; v++) {
         int32_t q;
         memcpy(&q, raw + (size_t)v * 4, 4);

@@ -117,17 +117,19 @@ int kv_room(const wim_kvcache *kv);
 int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots);
 /* Stores one token's K and V (kv_dim floats each) for a layer. */
 void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float *v);
+/* A cell's row of one layer in the trunk's array, or in the branch area's
+ * (slot >= cells). */
+static inline const void *kv_row(const wim_kvcache *kv, const uint8_t *trunk, const uint8_t *branch,
+                                 int layer, int slot) {
+    const int area = slot >= kv->cells, cells = area ? kv->branch_cells : kv->cells;
+    const size_t at = (size_t)layer * cells + (size_t)(area ? slot - kv->cells : slot);
+    return (area ? branch : trunk) + at * kv->kv_dim * kv->elem;
+}
 static inline const void *kv_k(const wim_kvcache *kv, int layer, int slot) {
-    if (slot >= kv->cells) /* a branch cell */
-        return kv->bk +
-               (((size_t)layer * kv->branch_cells + (slot - kv->cells)) * kv->kv_dim) * kv->elem;
-    return kv->k + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
+    return kv_row(kv, kv->k, kv->bk, layer, slot);
 }
 static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
-    if (slot >= kv->cells)
-        return kv->bv +
-               (((size_t)layer * kv->branch_cells + (slot - kv->cells)) * kv->kv_dim) * kv->elem;
-    return kv->v + (((size_t)layer * kv->cells + slot) * kv->kv_dim) * kv->elem;
+    return kv_row(kv, kv->v, kv->bv, layer, slot);
 }
 /* The position a used cell (trunk or branch) holds. */
 static inline int32_t kv_pos_at(const wim_kvcache *kv, int slot) {

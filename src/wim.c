@@ -483,6 +483,11 @@ static int prompt_tokens(run_state *s, enum wim_prompt_kind kind, const char *an
     return n;
 }
 
+/* The classifier's reply read by the rule the run asked for. */
+static int parse_verdict(const run_state *s, const char *raw) {
+    return s->p->lenient_classifier ? wim_classify_parse_lenient(raw) : wim_classify_parse(raw);
+}
+
 /* Judges text (a margin, or a segment for rag) in the separate context.
  * Fills *relevant, *raw (malloc'd, "" in logit mode) and *logit_margin. */
 static int classify(run_state *s, const char *text, int *relevant, char **raw,
@@ -501,8 +506,7 @@ static int classify(run_state *s, const char *text, int *relevant, char **raw,
     } else {
         *raw = generate(s, s->aux, s->p->classify_tokens, NULL);
         if (!*raw) return -1;
-        *relevant =
-            s->p->lenient_classifier ? wim_classify_parse_lenient(*raw) : wim_classify_parse(*raw);
+        *relevant = parse_verdict(s, *raw);
     }
     s->ms_classify += now_ms() - t0;
     return *raw ? 0 : -1;
@@ -704,8 +708,7 @@ static int on_verdict(run_state *s, branch_job *b, int j, void *arg) {
         k->raw[i] = strdup("");
     } else {
         k->raw[i] = gen_take(&b->out);
-        k->relevant[i] = s->p->lenient_classifier ? wim_classify_parse_lenient(k->raw[i])
-                                                  : wim_classify_parse(k->raw[i]);
+        k->relevant[i] = parse_verdict(s, k->raw[i]);
     }
     return k->raw[i] ? 0 : (snprintf(s->err, s->errlen, "out of memory"), -1);
 }
@@ -937,47 +940,13 @@ static uint8_t *segments_pack(const char *doc, const wim_segment *segs, const in
     return b;
 }
 
-/* Reads the segments back (the file's CRC vouches for the bytes, but every
- * count is still checked against the cells): the texts one after another in
- * *doc, each segment's range and tokens in *segs, its end in s->forks. */
-static int segments_unpack(run_state *s, const uint8_t *b, size_t len, int cached, char **doc,
-                           wim_segment **segs) {
-    int32_t n = -1;
-    if (len >= 12 && !memcmp(b, SEGS_MAGIC, 8)) memcpy(&n, b + 8, 4);
-    size_t text = 0, at = 12;
-    int ok = n >= 0 && (size_t)n <= (len - 12) / 12;
-    for (int32_t i = 0, fork, toks, prev = 0; ok && i < n; i++, prev = fork) {
-        uint32_t tl;
-        memcpy(&fork, b + at, 4), memcpy(&toks, b + at + 4, 4), memcpy(&tl, b + at + 8, 4);
-        ok = fork > prev && fork <= cached && toks > 0 && tl <= len - at - 12;
-        at += 12 + (ok ? tl : 0), text += tl;
-    }
-    if (!ok || at != len)
-        return snprintf(s->err, s->errlen, "%s: corrupt segment table", s->p->load_kv), -1;
-    *doc = malloc(text + 1);
-    *segs = malloc(((size_t)n + 1) * sizeof **segs);
-    s->forks = malloc(((size_t)n + 1) * sizeof *s->forks);
-    if (!*doc || !*segs || !s->forks) return snprintf(s->err, s->errlen, "out of memory"), -1;
-    at = 12, text = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t tl;
-        memcpy(&s->forks[i], b + at, 4), memcpy(&tl, b + at + 8, 4);
-        memcpy(&(*segs)[i].n_tokens, b + at + 4, 4);
-        memcpy(*doc + text, b + at + 12, tl);
-        (*segs)[i].start = text, (*segs)[i].len = tl;
-        at += 12 + tl, text += tl;
-    }
-    (*doc)[text] = 0;
-    return n;
-}
-
 /* A document read once (wim.h): the context that read it and its segments. */
 struct wim_doc {
     wim_ctx *ctx;      /* BOS, the system prompt and every segment */
     char *text;        /* the segments' text, one after another */
     wim_segment *segs; /* byte ranges of text */
     int *forks;        /* where each segment ends in ctx: its margin's fork */
-    int n_segs, tokens;
+    int n_segs, doc_tokens;
     int streamed; /* ctx streamed: it holds only the document's last window */
 };
 
@@ -990,6 +959,38 @@ void wim_doc_free(wim_doc *d) {
     free(d);
 }
 
+/* Reads the saved segments into d (the file's CRC vouches for the bytes, but
+ * every count is still checked against the cells, `cached` of them): the texts
+ * one after another in d->text, each segment's range, tokens and end. */
+static int segments_unpack(wim_doc *d, const uint8_t *b, size_t len, int cached, const char *path,
+                           char *err, size_t errlen) {
+    int32_t n = -1;
+    if (len >= 12 && !memcmp(b, SEGS_MAGIC, 8)) memcpy(&n, b + 8, 4);
+    int ok = n >= 0 && (size_t)n <= (len - 12) / 12;
+    d->text = ok ? malloc(len) : NULL; /* the texts take less than the table */
+    d->segs = ok ? malloc(((size_t)n + 1) * sizeof *d->segs) : NULL;
+    d->forks = ok ? malloc(((size_t)n + 1) * sizeof *d->forks) : NULL;
+    if (ok && (!d->text || !d->segs || !d->forks))
+        return snprintf(err, errlen, "out of memory"), -1;
+    size_t at = 12, text = 0;
+    for (int32_t i = 0, prev = 0; ok && i < n; prev = d->forks[i++]) {
+        uint32_t tl;
+        wim_segment *g = &d->segs[i];
+        memcpy(&d->forks[i], b + at, 4), memcpy(&g->n_tokens, b + at + 4, 4);
+        memcpy(&tl, b + at + 8, 4);
+        ok = d->forks[i] > prev && d->forks[i] <= cached && g->n_tokens > 0 && tl <= len - at - 12;
+        if (!ok) break;
+        memcpy(d->text + text, b + at + 12, tl);
+        g->start = text, g->len = tl;
+        d->doc_tokens += g->n_tokens;
+        at += 12 + tl, text += tl;
+    }
+    if (!ok || at != len) return snprintf(err, errlen, "%s: corrupt segment table", path), -1;
+    d->text[text] = 0; /* text < len: every segment takes 12 bytes of the table besides */
+    d->n_segs = n;
+    return 0;
+}
+
 int wim_doc_segments(const wim_doc *d) {
     return d->n_segs;
 }
@@ -998,30 +999,31 @@ int wim_doc_tokens(const wim_doc *d) {
     return wim_ctx_pos(d->ctx);
 }
 
-int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
+/* A context's cells with the segments of the document they hold. */
+static int save_cells(const wim_ctx *c, const char *path, const char *text, const wim_segment *segs,
+                      const int *forks, int n, char *err, size_t errlen) {
     size_t len;
-    uint8_t *b = segments_pack(d->text, d->segs, d->forks, d->n_segs, &len);
+    uint8_t *b = segments_pack(text, segs, forks, n, &len);
     if (!b) return snprintf(err, errlen, "out of memory"), -1;
-    int rc = ctx_save_with(d->ctx, path, b, len, err, errlen);
+    int rc = ctx_save_with(c, path, b, len, err, errlen);
     free(b);
     return rc;
 }
 
+int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
+    return save_cells(d->ctx, path, d->text, d->segs, d->forks, d->n_segs, err, errlen);
+}
+
 /* --save-kv after reading: the main context's cells (the document) and its segments. */
 static int save_document(run_state *s, const char *doc, const wim_segment *segs, int n) {
-    wim_doc d = {s->main, (char *)doc, (wim_segment *)segs, s->forks, n, 0, 0};
     const double t0 = now_ms();
-    int rc = wim_doc_save(&d, s->p->save_kv, s->err, s->errlen);
+    int rc = save_cells(s->main, s->p->save_kv, doc, segs, s->forks, n, s->err, s->errlen);
     s->ms_save += now_ms() - t0;
     return rc;
 }
 
 int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
                  char *err, size_t errlen) {
-    run_state s = {.m = m, .err = err, .errlen = errlen};
-    wim_run_params p = wim_run_default_params();
-    p.load_kv = path;
-    s.p = &p;
     int capacity, pin, streaming, cached;
     void *extra = NULL;
     size_t extra_len = 0;
@@ -1038,20 +1040,13 @@ int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp,
         ctx_load_with(d->ctx, path, &extra, &extra_len, err, errlen))
         goto fail;
     d->streamed = streaming;
-    if (extra &&
-        (d->n_segs = segments_unpack(&s, extra, extra_len, cached, &d->text, &d->segs)) < 0)
-        goto fail;
-    d->forks = s.forks;
-    s.forks = NULL;
-    if (!extra) d->n_segs = -1; /* an older file: the cells alone */
-    for (int i = 0; i < d->n_segs; i++)
-        d->tokens += d->segs[i].n_tokens;
+    d->n_segs = -1; /* an older file: the cells alone */
+    if (extra && segments_unpack(d, extra, extra_len, cached, path, err, errlen)) goto fail;
     free(extra);
     *out = d;
     return 0;
 fail:
     free(extra);
-    free(s.forks);
     wim_doc_free(d);
     return -1;
 }
@@ -1147,11 +1142,9 @@ static int read_segment(run_state *s, const char *seg, const wim_segment *segs, 
     return 0;
 }
 
-/* Margins as branches: every segment first, then all margins together, then
- * all verdicts together. */
-static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
-                                wim_result *res) {
-    const wim_run_params *p = s->p;
+/* Every segment, in order, until an interrupt (res->n_segments says how far). */
+static int read_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+                         wim_result *res) {
     for (int i = 0; i < n_segs && !interrupted(s); i++) {
         char *seg = strndup(doc + segs[i].start, segs[i].len);
         if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
@@ -1159,6 +1152,15 @@ static int run_segments_batched(run_state *s, const char *doc, const wim_segment
         free(seg);
         if (rc) return -1;
     }
+    return 0;
+}
+
+/* Margins as branches: every segment first, then all margins together, then
+ * all verdicts together. */
+static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
+                                wim_result *res) {
+    const wim_run_params *p = s->p;
+    if (read_segments(s, doc, segs, n_segs, res)) return -1;
     const int n = res->n_segments;
     if (p->pattern == WIM_PATTERN_LLM ||
         (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25) || n == 0)
@@ -1333,7 +1335,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     if (d) {
         if ((n_segs = adopt_document(&s, d)) < 0) goto done;
         doc = d->text;
-        doc_tokens = d->tokens;
+        doc_tokens = d->doc_tokens;
     } else if (make_contexts(&s, segs, n_segs, sys_tokens) ||
                !(s.forks = malloc(((size_t)n_segs + 1) * sizeof *s.forks))) {
         if (!*err) snprintf(err, errlen, "out of memory");
@@ -1473,22 +1475,13 @@ int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_
     }
     memcpy(d->text, doc, used);
     d->text[used] = 0;
-    if (feed_text(&s, s.main, sys, 1, 1)) goto done;
-    for (int i = 0; i < n_segs; i++) {
-        if (interrupted(&s)) {
-            snprintf(err, errlen, "interrupted while reading the document");
-            goto done;
-        }
-        char *seg = strndup(doc + segs[i].start, segs[i].len);
-        if (!seg) {
-            snprintf(err, errlen, "out of memory");
-            goto done;
-        }
-        int bad = read_segment(&s, seg, segs, i, &res);
-        free(seg);
-        if (bad) goto done;
-        d->tokens += segs[i].n_tokens;
+    if (feed_text(&s, s.main, sys, 1, 1) || read_segments(&s, doc, segs, n_segs, &res)) goto done;
+    if (res.n_segments < n_segs) {
+        snprintf(err, errlen, "interrupted while reading the document");
+        goto done;
     }
+    for (int i = 0; i < n_segs; i++)
+        d->doc_tokens += segs[i].n_tokens;
     d->ctx = s.main, s.main = NULL;
     d->segs = segs, segs = NULL;
     d->forks = s.forks, s.forks = NULL;

@@ -53,17 +53,20 @@ class Reader:
         return self.scalar(VT_SIZES[t])
 
 
-def load_gguf(path):
-    buf = open(path, "rb").read()
+def gguf_layout(buf):
+    """The header: metadata {key: value}, where each value starts {key: (type, offset)},
+    the tensors [(name, ne, type, offset in the data)] and where the data starts."""
     r = Reader(buf)
     assert buf[:4] == b"GGUF"
     r.off = 4
     r.scalar("I")
     n_t, n_kv = r.scalar("Q"), r.scalar("Q")
-    meta = {}
+    meta, where = {}, {}
     for _ in range(n_kv):
         k = r.string()
-        meta[k] = r.value(r.scalar("I"))
+        t = r.scalar("I")
+        where[k] = (t, r.off)
+        meta[k] = r.value(t)
     infos = []
     for _ in range(n_t):
         name = r.string()
@@ -71,7 +74,12 @@ def load_gguf(path):
         ne = [r.scalar("Q") for _ in range(nd)]
         infos.append((name, ne, r.scalar("I"), r.scalar("Q")))
     align = meta.get("general.alignment", 32)
-    data = (r.off + align - 1) // align * align
+    return meta, where, infos, (r.off + align - 1) // align * align
+
+
+def load_gguf(path):
+    buf = open(path, "rb").read()
+    meta, _, infos, data = gguf_layout(buf)
     tensors = {}
     for name, ne, t, off in infos:
         n = int(np.prod(ne))
