@@ -37,7 +37,7 @@ ISA_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mfm
 ISA_amx        := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma -mf16c -mamx-tile -mamx-int8 -mamx-bf16
 ISA_neon       := -march=armv8.2-a+dotprod+fp16
 
-CLI_SRC  := src/cli.c $(wildcard src/cmd_*.c)
+CLI_SRC  := src/cli.c $(wildcard src/cmd_*.c) $(wildcard src/serve_*.c)
 LIB_SRC  := $(filter-out $(CLI_SRC),$(wildcard src/*.c)) $(SIMD_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -75,8 +75,11 @@ $(BUILD)/librepro.a: $(REPRO_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# wim serve: libmicrohttpd (HTTP), cJSON, threads; the page is embedded (.incbin)
+$(BUILD)/src/serve_page.o: src/serve_page.html
+
 $(BUILD)/wim: $(CLI_OBJ) $(BUILD)/libwim.a $(BUILD)/librepro.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS) -lmicrohttpd -lpthread
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a $(BUILD)/librepro.a tests/test.h
 	@mkdir -p $(dir $@)

@@ -18,15 +18,17 @@
 #include <string.h>
 
 static const wim_chat families[WIM_CHAT_COUNT] = {
-    [WIM_CHAT_RAW] = {WIM_CHAT_RAW, "raw", "", ""},
+    [WIM_CHAT_RAW] = {WIM_CHAT_RAW, "raw", "", "", "\n\n"},
     [WIM_CHAT_CHATML] = {WIM_CHAT_CHATML, "chatml", "<|im_start|>user\n",
-                         "<|im_end|>\n<|im_start|>assistant\n"},
+                         "<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>\n"},
     [WIM_CHAT_LLAMA3] = {WIM_CHAT_LLAMA3, "llama3", "<|start_header_id|>user<|end_header_id|>\n\n",
-                         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
-    [WIM_CHAT_LLAMA2] = {WIM_CHAT_LLAMA2, "llama2", "[INST] ", " [/INST]"},
-    [WIM_CHAT_PHI3] = {WIM_CHAT_PHI3, "phi3", "<|user|>\n", "<|end|>\n<|assistant|>\n"},
+                         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+                         "<|eot_id|>"},
+    [WIM_CHAT_LLAMA2] = {WIM_CHAT_LLAMA2, "llama2", "[INST] ", " [/INST]", "</s>"},
+    [WIM_CHAT_PHI3] = {WIM_CHAT_PHI3, "phi3", "<|user|>\n", "<|end|>\n<|assistant|>\n",
+                       "<|end|>\n"},
     [WIM_CHAT_GEMMA] = {WIM_CHAT_GEMMA, "gemma", "<start_of_turn>user\n",
-                        "<end_of_turn>\n<start_of_turn>model\n"},
+                        "<end_of_turn>\n<start_of_turn>model\n", "<end_of_turn>\n"},
 };
 
 /* The markers that identify a family in a template, most specific first:

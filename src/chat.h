@@ -28,6 +28,8 @@ typedef struct {
     const char *name;              /* "raw", "chatml", "llama3", "llama2", "phi3" */
     const char *user_header;       /* text that opens a user turn */
     const char *generation_header; /* text that closes the user turn and opens the reply */
+    const char *end_of_turn;       /* text that closes a reply, before the next user turn
+                                      (a transcript of several turns: wim serve's chat) */
 } wim_chat;
 
 /* Detects the family from a Jinja chat template (NULL or "" -> raw).

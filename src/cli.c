@@ -542,6 +542,7 @@ typedef struct {
 
 static const command commands[] = {
     {"run", cmd_run, "Writing in the Margins (or a baseline) over a document and a query"},
+    {"serve", cmd_serve, "a local HTTP server and web page: documents read once, many questions"},
     {"repro", cmd_repro, "regenerate the paper's tables (run shards, then --table to merge)"},
     {"info", cmd_info, "describe a model (and --cpu: the CPU and kernels)"},
     {"generate", cmd_generate, "generate text from a prompt"},

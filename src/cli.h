@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "wim.h"
+
 /* Prints "wim: <message>" on one line to stderr and returns 2. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer/float option value; on failure prints an error and returns -1. */
@@ -23,6 +25,13 @@ char *cli_read_file(const char *path, size_t *len);
  * naming the option. */
 int cli_check_output(const char *opt, const char *path);
 
+/* The pipeline options of `wim run` (shared by `wim serve`): argv[*i] is one of
+ * them (its value, if any, consumed: *i advanced) -> 1; not one -> 0; a bad
+ * value -> -1 after an error line. */
+int cli_run_option(int argc, char **argv, int *i, wim_run_params *p);
+/* The checks between pipeline options; 0, or 2 after an error line. */
+int cli_run_check(const char *cmd, const wim_run_params *p);
+
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -32,5 +41,6 @@ int cmd_profile(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_repro(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,104 +170,129 @@ static int set_enum(const char *opt, const char *v, const char *const *names, in
     return -1;
 }
 
-static int parse(int argc, char **argv, wim_run_params *p, const char **model, const char **doc,
-                 const char **query, const char **events, run_view *v) {
+int cli_run_option(int argc, char **argv, int *i, wim_run_params *p) {
     static const char *const patterns[] = {"wim", "llm", "rag"};
     static const char *const classifiers[] = {"generate", "logit"};
     static const char *const retrievers[] = {"classifier", "bm25"};
     static const char *const kv_types[] = {"f16", "f32"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long n;
-        double x;
-        int e;
-        if (!strcmp(a, "--stream"))
-            p->stream = 1;
-        else if (!strcmp(a, "--lenient-classifier"))
-            p->lenient_classifier = 1;
-        else if (!strcmp(a, "--margins-in-extraction"))
-            p->margins_in_extraction = 1;
-        else if (!strcmp(a, "--dedupe-margins"))
-            p->dedupe_margins = 1;
-        else if (!strcmp(a, "--extractive-margins"))
-            p->extractive_margins = 1;
-        else if (!strcmp(a, "--quote-notes"))
-            p->quote_notes = 1;
-        else if (!strcmp(a, "--answer-from-margins"))
-            p->answer_from_margins = 1;
-        else if (!strcmp(a, "--quote-exhaustive"))
-            p->quote_exhaustive = 1;
-        else if (!strcmp(a, "--show-margins"))
-            v->show_margins = 1;
-        else if (!strcmp(a, "--verify-kv"))
-            p->verify_kv = 1;
-        else if (!strcmp(a, "--sequential-margins"))
-            p->sequential_margins = 1;
-        else if (i + 1 >= argc)
-            return cli_error("run: unknown option or missing value: '%s'", a);
-        else {
-            const char *val = argv[++i];
+    static const struct {
+        const char *name;
+        size_t offset;
+    } flags[] = {
+        {"--stream", offsetof(wim_run_params, stream)},
+        {"--lenient-classifier", offsetof(wim_run_params, lenient_classifier)},
+        {"--margins-in-extraction", offsetof(wim_run_params, margins_in_extraction)},
+        {"--dedupe-margins", offsetof(wim_run_params, dedupe_margins)},
+        {"--extractive-margins", offsetof(wim_run_params, extractive_margins)},
+        {"--quote-notes", offsetof(wim_run_params, quote_notes)},
+        {"--answer-from-margins", offsetof(wim_run_params, answer_from_margins)},
+        {"--quote-exhaustive", offsetof(wim_run_params, quote_exhaustive)},
+        {"--verify-kv", offsetof(wim_run_params, verify_kv)},
+        {"--sequential-margins", offsetof(wim_run_params, sequential_margins)},
+    };
+    const char *a = argv[*i];
+    long n;
+    double x;
+    int e;
+    for (size_t f = 0; f < sizeof flags / sizeof *flags; f++)
+        if (!strcmp(a, flags[f].name)) {
+            *(int *)((char *)p + flags[f].offset) = 1;
+            return 1;
+        }
+    if (*i + 1 >= argc) return 0;
+    const char *val = argv[*i + 1];
 #define INT(name, lo, hi, dst)                                                                     \
     else if (!strcmp(a, name)) {                                                                   \
-        if (cli_int(a, val, lo, hi, &n)) return 2;                                                 \
+        if (cli_int(a, val, lo, hi, &n)) return -1;                                                \
         dst = (int)n;                                                                              \
     }
 #define ENUM(name, table, dst)                                                                     \
     else if (!strcmp(a, name)) {                                                                   \
-        if (set_enum(a, val, table, (int)(sizeof table / sizeof *table), &e)) return 2;            \
+        if (set_enum(a, val, table, (int)(sizeof table / sizeof *table), &e)) return -1;           \
         dst = e;                                                                                   \
     }
-            if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-                *model = val;
-            else if (!strcmp(a, "-d") || !strcmp(a, "--doc"))
-                *doc = val;
-            else if (!strcmp(a, "-q") || !strcmp(a, "--query"))
-                *query = val;
-            else if (!strcmp(a, "--events"))
-                *events = val;
-            else if (!strcmp(a, "--prompts"))
-                p->prompts_dir = val;
-            else if (!strcmp(a, "--chat"))
-                p->chat = val;
-            else if (!strcmp(a, "--save-kv"))
-                p->save_kv = val;
-            else if (!strcmp(a, "--load-kv"))
-                p->load_kv = val;
-            ENUM("--pattern", patterns, p->pattern)
-            ENUM("--classify", classifiers, p->classify)
-            ENUM("--retriever", retrievers, p->retriever)
-            ENUM("--kv-type", kv_types, p->ctx.kv_type)
-            INT("--segment-tokens", 1, 1 << 20, p->segment_tokens)
-            INT("--margin-tokens", 1, 1 << 16, p->margin_tokens)
-            INT("--classify-tokens", 1, 1 << 16, p->classify_tokens)
-            INT("--answer-tokens", 1, 1 << 16, p->answer_tokens)
-            INT("--top-k", 1, 1 << 20, p->top_k)
-            INT("--max-segments", 1, 1 << 24, p->max_segments)
-            INT("--kv-capacity", 1, 1 << 24, p->ctx.n_ctx)
-            INT("--kv-pin", 0, 1 << 24, p->ctx.kv_pin)
-            INT("--chunk", 1, 1 << 16, p->ctx.chunk)
-            INT("-t", 1, 1024, p->ctx.n_threads)
-            INT("--threads", 1, 1024, p->ctx.n_threads)
-            else if (!strcmp(a, "--seed")) {
-                if (cli_int(a, val, 0, 0x7fffffffL, &n)) return 2;
-                p->seed = (uint64_t)n;
-            }
-            else if (!strcmp(a, "--temp")) {
-                if (cli_float(a, val, 0, 100, &x)) return 2;
-                p->temp = (float)x;
-            }
-            else if (!strcmp(a, "--top-p")) {
-                if (cli_float(a, val, 0, 1, &x)) return 2;
-                p->top_p = (float)x;
-            }
-            else if (!strcmp(a, "--quote-min-prob")) {
-                if (cli_float(a, val, 0, 1, &x)) return 2;
-                p->quote_min_prob = (float)x;
-            }
-            else return cli_error("run: unknown option '%s' (see wim run --help)", a);
+    if (!strcmp(a, "--prompts"))
+        p->prompts_dir = val;
+    else if (!strcmp(a, "--chat"))
+        p->chat = val;
+    ENUM("--pattern", patterns, p->pattern)
+    ENUM("--classify", classifiers, p->classify)
+    ENUM("--retriever", retrievers, p->retriever)
+    ENUM("--kv-type", kv_types, p->ctx.kv_type)
+    INT("--segment-tokens", 1, 1 << 20, p->segment_tokens)
+    INT("--margin-tokens", 1, 1 << 16, p->margin_tokens)
+    INT("--classify-tokens", 1, 1 << 16, p->classify_tokens)
+    INT("--answer-tokens", 1, 1 << 16, p->answer_tokens)
+    INT("--top-k", 1, 1 << 20, p->top_k)
+    INT("--max-segments", 1, 1 << 24, p->max_segments)
+    INT("--kv-capacity", 1, 1 << 24, p->ctx.n_ctx)
+    INT("--kv-pin", 0, 1 << 24, p->ctx.kv_pin)
+    INT("--chunk", 1, 1 << 16, p->ctx.chunk)
+    INT("-t", 1, 1024, p->ctx.n_threads)
+    INT("--threads", 1, 1024, p->ctx.n_threads)
+    else if (!strcmp(a, "--seed")) {
+        if (cli_int(a, val, 0, 0x7fffffffL, &n)) return -1;
+        p->seed = (uint64_t)n;
+    }
+    else if (!strcmp(a, "--temp")) {
+        if (cli_float(a, val, 0, 100, &x)) return -1;
+        p->temp = (float)x;
+    }
+    else if (!strcmp(a, "--top-p")) {
+        if (cli_float(a, val, 0, 1, &x)) return -1;
+        p->top_p = (float)x;
+    }
+    else if (!strcmp(a, "--quote-min-prob")) {
+        if (cli_float(a, val, 0, 1, &x)) return -1;
+        p->quote_min_prob = (float)x;
+    }
+    else return 0;
 #undef INT
 #undef ENUM
+    ++*i;
+    return 1;
+}
+
+int cli_run_check(const char *cmd, const wim_run_params *p) {
+    if (p->quote_min_prob > 0 && !p->extractive_margins)
+        return cli_error("%s: --quote-min-prob applies to --extractive-margins only", cmd);
+    if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
+        return cli_error("%s: --quote-notes needs --extractive-margins and --margins-in-extraction",
+                         cmd);
+    if (p->answer_from_margins && p->pattern != WIM_PATTERN_WIM)
+        return cli_error("%s: --answer-from-margins applies to the wim pattern only", cmd);
+    if (p->quote_exhaustive && !p->extractive_margins)
+        return cli_error("%s: --quote-exhaustive applies to --extractive-margins only", cmd);
+    return 0;
+}
+
+static int parse(int argc, char **argv, wim_run_params *p, const char **model, const char **doc,
+                 const char **query, const char **events, run_view *v) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_run_option(argc, argv, &i, p);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "--show-margins")) {
+            v->show_margins = 1;
+            continue;
         }
+        if (i + 1 >= argc) return cli_error("run: unknown option or missing value: '%s'", a);
+        const char *val = argv[++i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            *model = val;
+        else if (!strcmp(a, "-d") || !strcmp(a, "--doc"))
+            *doc = val;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--query"))
+            *query = val;
+        else if (!strcmp(a, "--events"))
+            *events = val;
+        else if (!strcmp(a, "--save-kv"))
+            p->save_kv = val;
+        else if (!strcmp(a, "--load-kv"))
+            p->load_kv = val;
+        else
+            return cli_error("run: unknown option '%s' (see wim run --help)", a);
     }
     v->chat_given = p->chat != NULL;
     if (!*model) return cli_error("run: no model given: pass -m MODEL.gguf");
@@ -277,16 +303,7 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
         return cli_error("run: -d and --load-kv both give the document: pass one of them");
     if (p->save_kv && cli_check_output("--save-kv", p->save_kv)) return 2;
     if (*events && strcmp(*events, "-") && cli_check_output("--events", *events)) return 2;
-    if (p->quote_min_prob > 0 && !p->extractive_margins)
-        return cli_error("run: --quote-min-prob applies to --extractive-margins only");
-    if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
-        return cli_error(
-            "run: --quote-notes needs --extractive-margins and --margins-in-extraction");
-    if (p->answer_from_margins && p->pattern != WIM_PATTERN_WIM)
-        return cli_error("run: --answer-from-margins applies to the wim pattern only");
-    if (p->quote_exhaustive && !p->extractive_margins)
-        return cli_error("run: --quote-exhaustive applies to --extractive-margins only");
-    return 0;
+    return cli_run_check("run", p);
 }
 
 static char *read_doc(const char *path, size_t *len) {

@@ -169,22 +169,42 @@ void kv_clear(wim_kvcache *kv) {
     kv->journal_len = 0;
 }
 
-int kv_copy(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen) {
-    if (src->streaming || dst->streaming || src->n_marks || src->n > dst->capacity ||
-        src->n_layer != dst->n_layer || src->kv_dim != dst->kv_dim || src->type != dst->type) {
-        snprintf(err, errlen, "cannot copy a KV cache of %d cells into one of %d", src->n,
+int kv_copy(wim_kvcache *dst, const wim_kvcache *src, int upto, char *err, size_t errlen) {
+    if (src->streaming || dst->streaming || upto < 0 || upto > src->next_pos ||
+        upto > dst->capacity || src->n_layer != dst->n_layer || src->kv_dim != dst->kv_dim ||
+        src->type != dst->type) {
+        snprintf(err, errlen, "cannot copy %d cells of a KV cache into one of %d", upto,
                  dst->capacity);
         return -1;
     }
     kv_clear(dst);
-    const size_t bytes = (size_t)src->n * src->kv_dim * src->elem; /* slots [0, n) of a layer */
+    const size_t bytes = (size_t)upto * src->kv_dim * src->elem; /* slots [0, upto) of a layer */
     for (int l = 0; l < src->n_layer; l++) {
         memcpy((uint8_t *)kv_k(dst, l, 0), kv_k(src, l, 0), bytes);
         memcpy((uint8_t *)kv_v(dst, l, 0), kv_v(src, l, 0), bytes);
     }
-    memcpy(dst->pos, src->pos, (size_t)src->n * sizeof *src->pos);
-    memcpy(dst->tok, src->tok, (size_t)src->n * sizeof *src->tok);
+    memcpy(dst->pos, src->pos, (size_t)upto * sizeof *src->pos);
+    memcpy(dst->tok, src->tok, (size_t)upto * sizeof *src->tok);
+    dst->n = upto;
+    dst->next_pos = upto;
+    return 0;
+}
+
+int kv_clone(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen) {
+    if (src->streaming != dst->streaming || src->cells != dst->cells || src->pin != dst->pin ||
+        src->capacity != dst->capacity || src->n_layer != dst->n_layer ||
+        src->kv_dim != dst->kv_dim || src->type != dst->type) {
+        snprintf(err, errlen, "cannot clone a KV cache into one of another geometry");
+        return -1;
+    }
+    kv_clear(dst);
+    const size_t bytes = (size_t)src->n_layer * src->cells * src->kv_dim * src->elem;
+    memcpy(dst->k, src->k, bytes);
+    memcpy(dst->v, src->v, bytes);
+    memcpy(dst->pos, src->pos, (size_t)src->cells * sizeof *src->pos);
+    memcpy(dst->tok, src->tok, (size_t)src->cells * sizeof *src->tok);
     dst->n = src->n;
+    dst->head = src->head;
     dst->next_pos = src->next_pos;
     return 0;
 }

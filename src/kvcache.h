@@ -150,9 +150,15 @@ static inline int kv_visible(const wim_kvcache *kv, int slot, int qpos) {
     return p >= 0 && p <= qpos && (slot < kv->pin || p > qpos - (kv->capacity - kv->pin));
 }
 void kv_clear(wim_kvcache *kv);
-/* Copies every cell of a cache that never streamed (and has no open snapshot)
- * into dst, a non-streaming cache at least that large; dst's CRC is then src's. */
-int kv_copy(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen);
+/* Copies the cells of positions [0, upto) of a cache that never streamed into
+ * dst, a non-streaming cache that holds them: dst is then what src was when it
+ * held upto tokens (with upto = next_pos, dst's CRC is src's). src's open
+ * snapshots are not copied (dst has none). */
+int kv_copy(wim_kvcache *dst, const wim_kvcache *src, int upto, char *err, size_t errlen);
+/* Makes dst, a cache of the same geometry (kv_init with the same arguments),
+ * hold exactly src's cells and metadata, physical layout included (a streaming
+ * window as it stands); no snapshots. */
+int kv_clone(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen);
 
 /* Opens n branches, branch b forking at trunk position forks[b] (<= next_pos)
  * with room for cells[b] tokens; any branches still open are closed first.

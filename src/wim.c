@@ -48,11 +48,14 @@ typedef struct {
     float *logits;
     int yes_id, no_id;
     long prefilled, decoded;
-    double ms_prefill, ms_margins, ms_classify, ms_answer, ms_save;
-    int *forks;   /* where each segment ends in the main context (its margin's fork) */
-    wim_doc *doc; /* a document read before: its context is the main one (borrowed) */
-    int reading;  /* wim_doc_read: prefill every segment, whatever the pattern */
-    int batched;  /* margins as branches (see wim_run_params.sequential_margins) */
+    double ms_margins, ms_classify, ms_answer, ms_save; /* each phase with its own prompts */
+    int *forks;       /* where each segment ends in the main context (its margin's fork) */
+    wim_doc *doc;     /* a document read before: its context is the main one (borrowed) */
+    wim_ctx *work;    /* a document read before, the paper's loop: where each margin is written,
+                         on a copy of the cache as it was after its segment */
+    wim_doc *marking; /* wim_doc_read through a window: keep the window after each segment */
+    int reading;      /* wim_doc_read: prefill every segment, whatever the pattern */
+    int batched;      /* margins as branches (see wim_run_params.sequential_margins) */
     char *err;
     size_t errlen;
 } run_state;
@@ -72,6 +75,7 @@ static void run_state_free(run_state *s) {
     wim_prompts_free(&s->prompts);
     wim_ctx_free(s->main);
     wim_ctx_free(s->aux);
+    wim_ctx_free(s->work);
 }
 
 static double now_ms(void) {
@@ -127,9 +131,7 @@ static int tokenize(run_state *s, const char *text, size_t len, int bos, int spe
 /* Appends tokens to a context; the last token's logits land in s->logits. */
 static int feed(run_state *s, wim_ctx *c, const int32_t *ids, int n) {
     if (n == 0) return 0;
-    double t0 = now_ms();
     int rc = wim_eval(c, ids, n, s->logits, 0, s->err, s->errlen);
-    s->ms_prefill += now_ms() - t0;
     s->prefilled += n;
     return rc;
 }
@@ -793,6 +795,18 @@ static int word_token(run_state *s, const char *word) {
 
 static const char *const pattern_names[] = {"wim", "llm", "rag"};
 
+/* The start event: the model's file name, the pattern and chat family, the work ahead. */
+static void emit_start(run_state *s, int n_segs, int doc_tokens) {
+    const char *path = s->m->gguf->path, *slash = strrchr(path, '/');
+    wim_event ev = {.type = WIM_EV_START,
+                    .model = slash ? slash + 1 : path,
+                    .pattern = pattern_names[s->p->pattern],
+                    .chat = s->chat.name,
+                    .segments = n_segs,
+                    .tokens = doc_tokens};
+    emit(s, &ev);
+}
+
 /* Everything the pipeline needs before the first forward pass. */
 static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **segs, int *n_segs,
                    int *doc_tokens) {
@@ -948,11 +962,18 @@ struct wim_doc {
     int *forks;        /* where each segment ends in ctx: its margin's fork */
     int n_segs, doc_tokens;
     int streamed; /* ctx streamed: it holds only the document's last window */
+    /* streamed for the wim pattern: the window as it was after each segment but the last
+     * (the paper's loop writes margin i there); counted in marks_mem */
+    wim_kvcache *marks;
+    wim_mem marks_mem;
 };
 
 void wim_doc_free(wim_doc *d) {
     if (!d) return;
     wim_ctx_free(d->ctx);
+    for (int i = 0; d->marks && i < d->n_segs - 1; i++)
+        kv_free(&d->marks[i]);
+    free(d->marks);
     free(d->text);
     free(d->segs);
     free(d->forks);
@@ -997,6 +1018,24 @@ int wim_doc_segments(const wim_doc *d) {
 
 int wim_doc_tokens(const wim_doc *d) {
     return wim_ctx_pos(d->ctx);
+}
+
+int wim_doc_document_tokens(const wim_doc *d) {
+    return d->doc_tokens;
+}
+
+const char *wim_doc_segment(const wim_doc *d, int i, size_t *len) {
+    if (i < 0 || i >= d->n_segs) return NULL;
+    *len = d->segs[i].len;
+    return d->text + d->segs[i].start;
+}
+
+size_t wim_doc_bytes(const wim_doc *d) {
+    wim_mem_report r;
+    wim_ctx_memory(d->ctx, &r);
+    size_t text = d->n_segs > 0 ? d->segs[d->n_segs - 1].start + d->segs[d->n_segs - 1].len : 0;
+    return r.kv_bytes + r.scratch_bytes + text + d->marks_mem.cur[WIM_MEM_KV] +
+           (d->n_segs > 0 ? (size_t)d->n_segs * (sizeof *d->segs + sizeof *d->forks) : 0);
 }
 
 /* A context's cells with the segments of the document they hold. */
@@ -1067,15 +1106,14 @@ static int adopt_document(run_state *s, wim_doc *d) {
                         what, p->pattern == WIM_PATTERN_WIM ? "wim" : "rag"),
                -1;
     if (n < 0) n = 0;
-    if (p->pattern == WIM_PATTERN_WIM && (d->streamed || !s->batched))
+    if (p->pattern == WIM_PATTERN_WIM && d->streamed && n > 1 && !d->marks)
         return snprintf(s->err, s->errlen,
-                        d->streamed ? "%s: the cache streamed and holds only the document's last "
-                                      "window: the wim pattern needs it all (llm and rag do not)"
-                                    : "%s: a document read once gets its margins as branches; "
-                                      "--sequential-margins, --margins-in-extraction and "
-                                      "--extractive-margins need the segment-by-segment loop",
+                        "%s: the cache streamed and holds only the document's last window, not "
+                        "the window after each segment that the wim pattern needs (a document "
+                        "read by wim_doc_read keeps them, a saved one does not; llm and rag work)",
                         what),
                -1;
+    if (d->streamed) s->batched = 0; /* margins come from the windows kept */
     if (p->max_segments > 0 && n > p->max_segments) n = p->max_segments;
     if ((p->injected_margins || p->injected_relevant) && p->n_injected < n)
         return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
@@ -1095,11 +1133,15 @@ static int adopt_document(run_state *s, wim_doc *d) {
         wim_ctx *bigger;
         cp.n_ctx = (int)need;
         if (wim_ctx_new(s->m, &cp, &bigger, s->err, s->errlen)) return -1;
-        if (kv_copy(&bigger->kv, &d->ctx->kv, s->err, s->errlen)) return wim_ctx_free(bigger), -1;
+        if (kv_copy(&bigger->kv, &d->ctx->kv, wim_ctx_pos(d->ctx), s->err, s->errlen))
+            return wim_ctx_free(bigger), -1;
         wim_ctx_free(d->ctx);
         d->ctx = bigger;
     }
     if (make_classifier_context(s, classify, longest_segment(d->segs, n))) return -1;
+    if (p->pattern == WIM_PATTERN_WIM && !s->batched &&
+        wim_ctx_new(s->m, &d->ctx->p, &s->work, s->err, s->errlen))
+        return -1;
     const double t0 = now_ms();
     if (p->save_kv && wim_doc_save(d, p->save_kv, s->err, s->errlen)) return -1;
     s->ms_save += now_ms() - t0;
@@ -1142,6 +1184,17 @@ static int read_segment(run_state *s, const char *seg, const wim_segment *segs, 
     return 0;
 }
 
+/* wim_doc_read through a window: the window after segment i, for its margin later. */
+static int keep_mark(run_state *s, int i) {
+    const wim_kvcache *kv = &s->main->kv;
+    wim_kvcache *mark = &s->marking->marks[i];
+    return kv_init(mark, &s->marking->marks_mem, kv->n_layer, kv->kv_dim, kv->capacity, kv->pin,
+                   kv->streaming, kv->max_claim, kv->type, s->err, s->errlen) ||
+                   kv_clone(mark, kv, s->err, s->errlen)
+               ? -1
+               : 0;
+}
+
 /* Every segment, in order, until an interrupt (res->n_segments says how far). */
 static int read_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
                          wim_result *res) {
@@ -1150,7 +1203,7 @@ static int read_segments(run_state *s, const char *doc, const wim_segment *segs,
         if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
         int rc = read_segment(s, seg, segs, i, res);
         free(seg);
-        if (rc) return -1;
+        if (rc || (s->marking && i + 1 < n_segs && keep_mark(s, i))) return -1;
     }
     return 0;
 }
@@ -1189,6 +1242,19 @@ static int run_segments_batched(run_state *s, const char *doc, const wim_segment
     return verdicts_as_branches(s, res->margins, n, res);
 }
 
+/* Where margin i is written: the main context, or for a document read before,
+ * the work context holding the cache as it was after segment i (a copy of the
+ * prefix, or the window kept then), so the loop computes what it would have
+ * while reading. */
+static wim_ctx *margin_context(run_state *s, int i) {
+    if (!s->doc) return s->main;
+    const wim_doc *d = s->doc;
+    const wim_kvcache *src = d->streamed && i + 1 < d->n_segs ? &d->marks[i] : &d->ctx->kv;
+    int rc = d->streamed ? kv_clone(&s->work->kv, src, s->err, s->errlen)
+                         : kv_copy(&s->work->kv, src, d->forks[i], s->err, s->errlen);
+    return rc ? NULL : s->work;
+}
+
 /* The paper's loop: each segment, then its margin (snapshot, extract,
  * restore), then its verdict. */
 static int run_segments_sequential(run_state *s, const char *doc, const wim_segment *segs,
@@ -1210,39 +1276,44 @@ static int run_segments_sequential(run_state *s, const char *doc, const wim_segm
         float lm = 0;
         if (p->pattern == WIM_PATTERN_WIM) {
             wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
+            wim_ctx *mc = margin_context(s, i);
+            if (!mc) {
+                free(seg);
+                return -1;
+            }
             mev.has_kv_crc = p->verify_kv;
             mev.has_scored = p->extractive_margins && !p->injected_margins;
             mev.has_notes_quoted = mev.has_scored && p->quote_notes;
-            if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(s->main);
+            if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(mc);
             t0 = now_ms();
             if (p->injected_margins) {
                 res->margins[i] = strdup(p->injected_margins[i]);
             } else {
-                if (wim_ctx_snapshot(s->main)) rc = -1;
+                if (wim_ctx_snapshot(mc)) rc = -1;
                 char *notes = NULL;
                 if (!rc && p->margins_in_extraction && i > 0 &&
                     (notes = wim_margins_join(res->margins, res->relevant, i, p->dedupe_margins)) &&
                     *notes) {
                     char *framed = malloc(strlen(notes) + 32);
                     if (framed) sprintf(framed, "Notes so far:\n%s", notes);
-                    rc = framed ? feed_text(s, s->main, framed, 0, 0) : -1;
+                    rc = framed ? feed_text(s, mc, framed, 0, 0) : -1;
                     free(framed);
                 }
                 char *prompt = rc ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
-                rc = rc || !prompt || feed_text(s, s->main, prompt, 0, 1);
+                rc = rc || !prompt || feed_text(s, mc, prompt, 0, 1);
                 free(prompt);
                 if (!rc)
                     res->margins[i] = p->extractive_margins
-                                          ? generate_quotes(s, s->main, p->margin_tokens, seg,
+                                          ? generate_quotes(s, mc, p->margin_tokens, seg,
                                                             p->quote_notes ? notes : NULL, &mev)
-                                          : generate(s, s->main, p->margin_tokens, &mev.n_tokens);
+                                          : generate(s, mc, p->margin_tokens, &mev.n_tokens);
                 free(notes);
-                if (wim_ctx_restore(s->main) || !res->margins[i]) rc = -1;
+                if (wim_ctx_restore(mc) || !res->margins[i]) rc = -1;
             }
             mev.ms = now_ms() - t0;
             s->ms_margins += mev.ms;
             mev.text = res->margins[i];
-            if (p->verify_kv) mev.kv_crc_after = wim_ctx_kv_crc(s->main);
+            if (p->verify_kv) mev.kv_crc_after = wim_ctx_kv_crc(mc);
             if (rc || !res->margins[i]) {
                 free(seg);
                 return -1;
@@ -1348,14 +1419,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    const char *slash = strrchr(m->gguf->path, '/');
-    wim_event ev = {.type = WIM_EV_START,
-                    .model = slash ? slash + 1 : m->gguf->path,
-                    .pattern = pattern_names[p->pattern],
-                    .chat = s.chat.name,
-                    .segments = n_segs,
-                    .tokens = doc_tokens};
-    emit(&s, &ev);
+    emit_start(&s, n_segs, doc_tokens);
     if ((p->pattern != WIM_PATTERN_RAG || p->save_kv) && !d && feed_text(&s, s.main, sys, 1, 1))
         goto done;
     if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, doc, seg, n_segs, res))
@@ -1384,9 +1448,10 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     res->tokens_prefilled = s.prefilled;
     res->tokens_decoded = s.decoded;
     res->ms_total = now_ms() - t_start;
-    wim_mem_report a, b;
+    wim_mem_report a, b, w = {0};
     wim_ctx_memory(s.main, &a);
     wim_ctx_memory(s.aux, &b);
+    if (s.work) wim_ctx_memory(s.work, &w);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int kept = 0;
@@ -1397,15 +1462,17 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
                      .segments = res->n_segments,
                      .relevant_count = kept,
                      .ms_total = res->ms_total,
-                     .ms_prefill = s.ms_prefill,
+                     /* the rest: reading the document (and rag's chosen segments) */
+                     .ms_prefill =
+                         res->ms_total - s.ms_margins - s.ms_classify - s.ms_answer - s.ms_save,
                      .ms_margins = s.ms_margins,
                      .ms_classify = s.ms_classify,
                      .ms_answer = s.ms_answer,
                      .ms_save = s.ms_save,
                      .tokens_prefilled = s.prefilled,
                      .tokens_decoded = s.decoded,
-                     .kv_bytes = a.kv_bytes + b.kv_bytes,
-                     .scratch_peak_bytes = a.scratch_peak + b.scratch_peak,
+                     .kv_bytes = a.kv_bytes + b.kv_bytes + w.kv_bytes,
+                     .scratch_peak_bytes = a.scratch_peak + b.scratch_peak + w.scratch_peak,
                      .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
     emit(&s, &dev);
     rc = 0;
@@ -1475,6 +1542,16 @@ int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_
     }
     memcpy(d->text, doc, used);
     d->text[used] = 0;
+    d->streamed = p->stream || p->ctx.kv_pin >= 0;
+    d->n_segs = n_segs; /* marks[0, n_segs - 1) */
+    if (d->streamed && p->pattern == WIM_PATTERN_WIM && n_segs > 1) {
+        if (!(d->marks = calloc((size_t)n_segs - 1, sizeof *d->marks))) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        s.marking = d;
+    }
+    emit_start(&s, n_segs, doc_tokens);
     if (feed_text(&s, s.main, sys, 1, 1) || read_segments(&s, doc, segs, n_segs, &res)) goto done;
     if (res.n_segments < n_segs) {
         snprintf(err, errlen, "interrupted while reading the document");
@@ -1485,8 +1562,6 @@ int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_
     d->ctx = s.main, s.main = NULL;
     d->segs = segs, segs = NULL;
     d->forks = s.forks, s.forks = NULL;
-    d->n_segs = n_segs;
-    d->streamed = p->stream || p->ctx.kv_pin >= 0;
     *out = d, d = NULL;
     rc = 0;
 done:

@@ -222,7 +222,8 @@ typedef struct {
     uint32_t kv_crc_before, kv_crc_after; /* margin: the cache before and after (equal) */
     int interrupted;                      /* answer, done */
     /* done */
-    double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer, ms_save;
+    double ms_total, ms_prefill, ms_margins, ms_classify, ms_answer, ms_save; /* the phases
+                                            add up to ms_total: ms_prefill is the rest */
     long tokens_prefilled, tokens_decoded;
     size_t kv_bytes, scratch_peak_bytes, rss_peak_bytes;
     int relevant_count;
@@ -254,7 +255,8 @@ void wim_result_free(wim_result *r);
  * wim_doc_read segments a document and prefills BOS, the system prompt and
  * every segment into a context of its own (p: segment size, prompts, chat,
  * KV and thread settings; the capacity is planned for p's pattern and lengths,
- * and grows when a later question needs more). Segment events go to cb.
+ * and grows when a later question needs more). A start event (the segment
+ * count and tokens ahead) and segment events go to cb.
  * wim_doc_ask then runs p's pattern for a query without reading the document
  * again, exactly as wim_run would on the same text (wim: margins as branches
  * forked where each segment ends, so not on a document read through a
@@ -271,8 +273,13 @@ int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_even
 int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen);
 int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
                  char *err, size_t errlen);
-int wim_doc_segments(const wim_doc *d); /* -1: a file saved without its segments */
-int wim_doc_tokens(const wim_doc *d);   /* tokens in its cache */
+int wim_doc_segments(const wim_doc *d);        /* -1: a file saved without its segments */
+int wim_doc_tokens(const wim_doc *d);          /* tokens in its cache (BOS and system prompt too) */
+int wim_doc_document_tokens(const wim_doc *d); /* the segments' tokens */
+/* Segment i's text (len bytes, not NUL-terminated), or NULL when out of range. */
+const char *wim_doc_segment(const wim_doc *d, int i, size_t *len);
+/* The memory it holds: KV cells, working buffers, the text and its segment table. */
+size_t wim_doc_bytes(const wim_doc *d);
 void wim_doc_free(wim_doc *d);
 
 /* One event as a single line of JSON (no newline); returns the length, or the

@@ -326,9 +326,12 @@ static void test_quote_notes_never_keeps_a_note(void) {
 }
 
 /* wim_doc: a document read once answers each question as wim_run does on the text, for
- * every pattern (and an answer from the margins alone, which starts a context of its own);
- * asking leaves the document as it was (the first question asked again gives the same
- * bits), and a document saved and loaded back answers the same. */
+ * every pattern (and an answer from the margins alone, which starts a context of its own),
+ * and for the paper's loop too: on a plain cache (each margin on a copy of the cache as it
+ * was after its segment) and through a streaming window (the window kept after each
+ * segment); asking leaves the document as it was (the first question asked again gives the
+ * same bits), and a document saved and loaded back answers the same (a streamed one, which
+ * keeps no windows, refuses the wim pattern). */
 static int same_result(const wim_result *a, const wim_result *b) {
     if (a->n_segments != b->n_segments || strcmp(a->answer, b->answer) ||
         memcmp(a->answer_logits, b->answer_logits, 512 * sizeof(float)))
@@ -348,29 +351,42 @@ static void test_document_read_once_answers_like_wim_run(void) {
                                            "Where is Mary?"};
     char err[256], path[64];
     snprintf(path, sizeof path, "/tmp/wim-doc-%d.kv", (int)getpid());
-    for (int variant = 0; variant < 4; variant++) {
+    char longer[4 * 1024]; /* four times the document: more than the window below */
+    snprintf(longer, sizeof longer, "%s %s %s %s", document, document, document, document);
+    for (int variant = 0; variant < 6; variant++) {
         wim_run_params p = params();
+        if (variant >= 4) { /* the loop: extractive margins that see the notes so far */
+            p.extractive_margins = p.margins_in_extraction = p.quote_notes = 1;
+            p.stream = variant == 5;
+            p.ctx.n_ctx = variant == 5 ? 340 : 0; /* the window: a few segments */
+        }
+        const char *text = p.stream ? longer : document;
         p.pattern = variant == 1   ? WIM_PATTERN_LLM
                     : variant == 2 ? WIM_PATTERN_RAG
                                    : WIM_PATTERN_WIM;
         p.answer_from_margins = variant == 3;
         wim_doc *d = NULL, *loaded = NULL;
-        CHECKF(wim_doc_read(m, document, strlen(document), &p, NULL, NULL, &d, err, sizeof err) ==
-                   0,
-               "%s", err);
-        CHECK(wim_doc_segments(d) >= 3 && wim_doc_tokens(d) > 100);
+        CHECKF(wim_doc_read(m, text, strlen(text), &p, NULL, NULL, &d, err, sizeof err) == 0, "%s",
+               err);
+        CHECK(wim_doc_segments(d) >= 3 && wim_doc_tokens(d) > (p.stream ? 400 : 100));
         CHECKF(wim_doc_save(d, path, err, sizeof err) == 0, "%s", err);
         CHECKF(wim_doc_load(m, path, &p.ctx, &loaded, err, sizeof err) == 0, "%s", err);
         unlink(path);
         int ok = 1;
-        for (int q = 0; q < 4 && ok; q++) {
+        if (p.stream) { /* the file holds the last window only */
+            wim_result r;
+            CHECKF(wim_doc_ask(loaded, queries[0], &p, NULL, NULL, &r, err, sizeof err) == -1 &&
+                       strstr(err, "window after each segment"),
+                   "a streamed document loaded from a file: %s", err);
+        }
+        for (int q = 0; q < (variant >= 4 ? 2 : 4) && ok; q++) { /* the loop: slower */
             const char *query = queries[q % 3];
             wim_result fresh, asked;
-            CHECKF(wim_run(m, document, strlen(document), query, &p, NULL, NULL, &fresh, err,
-                           sizeof err) == 0,
+            CHECKF(wim_run(m, text, strlen(text), query, &p, NULL, NULL, &fresh, err, sizeof err) ==
+                       0,
                    "%s", err);
-            int rc =
-                wim_doc_ask(q == 3 ? loaded : d, query, &p, NULL, NULL, &asked, err, sizeof err);
+            int rc = wim_doc_ask(q == 3 && !p.stream ? loaded : d, query, &p, NULL, NULL, &asked,
+                                 err, sizeof err);
             ok = rc == 0 && same_result(&fresh, &asked);
             wim_result_free(&fresh);
             if (rc == 0) wim_result_free(&asked);
