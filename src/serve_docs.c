@@ -100,17 +100,22 @@ static entry *find(serve_docs *s, const char *id) {
     return NULL;
 }
 
+/* Evicts from the least recently used end until `more` bytes fit; held
+ * documents stay (over budget until they are let go). */
+static void make_room(serve_docs *s, size_t more) {
+    for (entry *v = s->tail, *prev; v && s->bytes + more > s->budget; v = prev) {
+        prev = v->prev;
+        if (!v->holds) retire(s, v);
+    }
+}
+
 int docs_add(serve_docs *s, wim_doc *d, char *id) {
     size_t bytes = wim_doc_bytes(d);
     if (bytes > s->budget) return -1;
     entry *e = calloc(1, sizeof *e);
     if (!e) return -1;
     pthread_mutex_lock(&s->mu);
-    /* evict from the least recently used end; held documents stay (over budget for now) */
-    for (entry *v = s->tail, *prev; v && s->bytes + bytes > s->budget; v = prev) {
-        prev = v->prev;
-        if (!v->holds) retire(s, v);
-    }
+    make_room(s, bytes);
     snprintf(e->id, sizeof e->id, "d%lu", s->next_id++);
     e->doc = d;
     e->bytes = bytes;
@@ -144,6 +149,7 @@ void docs_release(serve_docs *s, const char *id) {
         size_t bytes = wim_doc_bytes(e->doc);
         s->bytes += bytes - e->bytes;
         e->bytes = bytes;
+        make_room(s, 0);
     } else { /* gone while held */
         entry **link = &s->limbo;
         while (*link && strcmp((*link)->id, id))

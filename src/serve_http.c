@@ -169,7 +169,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 /* The stream is over: a client that closed it early stops its run (as Ctrl-C). */
 static void sse_free(void *cls) {
     sse *s = cls;
+    pthread_mutex_lock(&s->j->mu);
     if (!s->j->finished) s->j->interrupt = 1;
+    pthread_mutex_unlock(&s->j->mu);
     job_unref(s->j);
     free(s->chunk);
     free(s);
@@ -182,9 +184,11 @@ static enum MHD_Result submit(server *sv, struct MHD_Connection *c, job *j) {
     if (rc) {
         if (j->doc) docs_release(sv->docs, j->doc_id);
         j->doc = NULL;
+        char id[sizeof j->id];
+        memcpy(id, j->id, sizeof id);
         job_unref(j);
         if (rc == -2)
-            return FAIL(c, 409, "run id '%s' is in use by a queued or running job", j->id);
+            return FAIL(c, 409, "run id '%s' is in use by a queued or running job", id);
         char secs[16];
         snprintf(secs, sizeof secs, "%d", retry);
         return send_error(c, 503, "Retry-After", secs,
