@@ -2,6 +2,7 @@
 #   make            build/wim and build/libwim.a
 #   make test       build and run the whole suite (prints "N passed, N failed, N skipped")
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       each libFuzzer harness of tests/fuzz/ for FUZZ_SECONDS (clang)
 #   make demo       the main job on the bundled default
 #   make bench      benchmarks (bench/)
 #   make bench-vs-llama  wim and llama.cpp side by side on the same GGUF files (bench/vs-llama.sh)
@@ -22,6 +23,15 @@ LDLIBS  += -lopenblas -lz -lm -fopenmp
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+# make fuzz: clang, coverage for libFuzzer everywhere, the harnesses linked with libFuzzer
+ifeq ($(SAN),fuzz)
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+FUZZ_MAIN := -fsanitize=fuzzer
+else
+FUZZ_MAIN := tests/fuzz/replay.c
 endif
 
 # One file per ISA, each compiled with its own flags so one binary runs everywhere.
@@ -47,10 +57,14 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 REPRO_SRC := $(wildcard paper-repro/*.c)
 REPRO_OBJ := $(REPRO_SRC:%.c=$(BUILD)/%.o)
 REPRO_LIB := $(BUILD)/librepro.a -lcjson
+# libFuzzer harnesses (tests/fuzz/): replayed over their corpora by make test, run by make fuzz
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+FUZZ_SECONDS ?= 60
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan demo bench bench-vs-llama bench-wim-overhead bench-serve-load model deps clean format
+.PHONY: all test asan fuzz demo bench bench-vs-llama bench-wim-overhead bench-serve-load model deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
 # test and demo first make sure the Debian packages are there (installing them as root,
@@ -86,13 +100,29 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a $(BUILD)/librepro.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS)
 
+# a harness with replay.c (or libFuzzer's main); the server's parts that do not speak HTTP
+SERVE_CORE := $(BUILD)/src/serve_request.o $(BUILD)/src/serve_jobs.o $(BUILD)/src/serve_docs.o
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(SERVE_CORE) \
+                       $(BUILD)/libwim.a $(BUILD)/librepro.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ $< $(FUZZ_MAIN) $(SERVE_CORE) $(REPRO_LIB) \
+	    $(BUILD)/libwim.a $(LDLIBS) -lpthread
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libwim.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libwim.a $(LDLIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory $(BUILD)/wim $(TEST_BIN)
+	@$(MAKE) --no-print-directory $(BUILD)/wim $(TEST_BIN) $(FUZZ_BIN)
 	@WIM_SHARED=$(SHARED) WIM_TEST_QUICK=$(WIM_TEST_QUICK) bash tests/run.sh $(BUILD)
+
+# Each harness for FUZZ_SECONDS (default 60) from its committed corpus, under clang's ASan +
+# UBSan; new inputs go to build-fuzz/corpus/, findings to build-fuzz/crashes/ (copy one into
+# tests/fuzz/crashes/NAME/ once fixed, and make test replays it from then on).
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPT=-O1 \
+	    $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/tests/fuzz/%)
+	@WIM_SHARED=$(SHARED) bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 # WIM_TEST_QUICK trims the longest loops (same code paths) so the sanitizer run stays short.
 asan:
@@ -125,6 +155,6 @@ format:
 	clang-format -i src/*.c src/*.h simd/*.c simd/*.h tests/*.c tests/*.h paper-repro/*.c paper-repro/*.h
 
 clean:
-	rm -rf build build-asan build-neon
+	rm -rf build build-asan build-neon build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(REPRO_OBJ:.o=.d)

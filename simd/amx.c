@@ -51,6 +51,8 @@ typedef struct {
  * a compiler barrier between packing and the tile loads. */
 #ifdef WIM_AMX_EMULATE
 #define LOAD_TILE_CONFIG(cfg) _tile_loadconfig(cfg)
+#elif defined(__clang__) /* no %X operand modifier (make fuzz builds with clang) */
+#define LOAD_TILE_CONFIG(cfg) __asm__ volatile("ldtilecfg\t%0" ::"m"(*(cfg)))
 #else
 #define LOAD_TILE_CONFIG(cfg) __asm__ volatile("ldtilecfg\t%X0" ::"m"(*(cfg)))
 #endif

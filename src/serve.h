@@ -12,6 +12,7 @@
 #ifndef WIM_SERVE_H
 #define WIM_SERVE_H
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stddef.h>
 
@@ -99,6 +100,26 @@ void queue_next_id(serve_queue *q, char *id, size_t cap);
 /* Waits until j is finished. */
 void job_wait(job *j);
 const char *serve_model_name(const wim_model *m);
+
+/* ---- requests (serve_request.c): JSON bodies taken apart, or one line why not ---- */
+/* The body as a JSON object: valid UTF-8, well-formed JSON, an object. */
+cJSON *request_json(const char *body, size_t len, char *err, size_t errlen);
+typedef struct {
+    const char *text; /* points into the JSON */
+    int stream;
+} document_request;
+int request_document(const cJSON *o, document_request *r, char *err, size_t errlen);
+typedef struct {
+    const char *document, *text, *question, *run_id; /* into the JSON; one of document, text */
+    int stream;
+    wim_run_params p; /* base with the request's options on top */
+} wim_request;
+int request_wim(const cJSON *o, const wim_run_params *base, wim_request *r, char *err,
+                size_t errlen);
+/* A chat completion into j: the transcript tokenized in the model's chat format (base->chat,
+ * or the family its template names), the completion's length, sampling, stop strings. */
+int request_chat(const cJSON *o, const wim_model *m, const wim_run_params *base, job *j, char *err,
+                 size_t errlen);
 
 /* ---- HTTP (serve_http.c) ---- */
 /* Serves until SIGINT or SIGTERM; returns the exit status (errors on stderr). */

@@ -25,12 +25,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "chat.h"
-#include "gguf.h"
 #include "model.h"
 #include "serve.h"
-#include "tokenizer.h"
-#include "unicode.h"
 
 typedef struct {
     const wim_model *m;
@@ -187,8 +183,7 @@ static enum MHD_Result submit(server *sv, struct MHD_Connection *c, job *j) {
         char id[sizeof j->id];
         memcpy(id, j->id, sizeof id);
         job_unref(j);
-        if (rc == -2)
-            return FAIL(c, 409, "run id '%s' is in use by a queued or running job", id);
+        if (rc == -2) return FAIL(c, 409, "run id '%s' is in use by a queued or running job", id);
         char secs[16];
         snprintf(secs, sizeof secs, "%d", retry);
         return send_error(c, 503, "Retry-After", secs,
@@ -220,128 +215,6 @@ static enum MHD_Result submit(server *sv, struct MHD_Connection *c, job *j) {
     return ok;
 }
 
-/* ---- request fields ---- */
-
-/* Checks that every field of o is one of the names (NULL-terminated). */
-static const char *unknown_field(const cJSON *o, const char *const *names) {
-    for (const cJSON *f = o->child; f; f = f->next) {
-        int known = 0;
-        for (int i = 0; names[i] && !known; i++)
-            known = !strcmp(f->string, names[i]);
-        if (!known) return f->string;
-    }
-    return NULL;
-}
-
-static int get_int(const cJSON *o, const char *name, long lo, long hi, int *dst, char *err,
-                   size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi)
-        return snprintf(err, errlen, "'%s' must be an integer in [%ld, %ld]", name, lo, hi), -1;
-    *dst = (int)v->valuedouble;
-    return 0;
-}
-
-static int get_float(const cJSON *o, const char *name, double lo, double hi, float *dst, char *err,
-                     size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
-        return snprintf(err, errlen, "'%s' must be a number in [%g, %g]", name, lo, hi), -1;
-    *dst = (float)v->valuedouble;
-    return 0;
-}
-
-static int get_bool(const cJSON *o, const char *name, int *dst, char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsBool(v)) return snprintf(err, errlen, "'%s' must be true or false", name), -1;
-    *dst = cJSON_IsTrue(v);
-    return 0;
-}
-
-static int get_enum(const cJSON *o, const char *name, const char *const *names, int n, int *dst,
-                    char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v || cJSON_IsNull(v)) return 0;
-    for (int i = 0; cJSON_IsString(v) && i < n; i++)
-        if (!strcmp(v->valuestring, names[i])) return *dst = i, 0;
-    int at = snprintf(err, errlen, "'%s' must be one of:", name);
-    for (int i = 0; i < n && at > 0 && (size_t)at < errlen; i++)
-        at += snprintf(err + at, errlen - (size_t)at, " %s", names[i]);
-    return -1;
-}
-
-/* A string field (NULL when absent); -1 when present and not a string. */
-static int get_string(const cJSON *o, const char *name, const char **dst, char *err,
-                      size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    *dst = NULL;
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsString(v)) return snprintf(err, errlen, "'%s' must be a string", name), -1;
-    *dst = v->valuestring;
-    return 0;
-}
-
-/* The per-question pipeline options on top of the server's. */
-static int run_options(const cJSON *o, wim_run_params *p, char *err, size_t errlen) {
-    static const char *const patterns[] = {"wim", "llm", "rag"};
-    static const char *const classifiers[] = {"generate", "logit"};
-    static const char *const retrievers[] = {"classifier", "bm25"};
-    int e, seed = -1;
-    int rc = get_int(o, "margin_tokens", 1, 1 << 16, &p->margin_tokens, err, errlen) ||
-             get_int(o, "answer_tokens", 1, 1 << 16, &p->answer_tokens, err, errlen) ||
-             get_int(o, "classify_tokens", 1, 1 << 16, &p->classify_tokens, err, errlen) ||
-             get_int(o, "top_k", 1, 1 << 20, &p->top_k, err, errlen) ||
-             get_int(o, "max_segments", 1, 1 << 24, &p->max_segments, err, errlen) ||
-             get_int(o, "seed", 0, 0x7fffffffL, &seed, err, errlen) ||
-             get_float(o, "temp", 0, 100, &p->temp, err, errlen) ||
-             get_float(o, "top_p", 0, 1, &p->top_p, err, errlen) ||
-             get_bool(o, "lenient_classifier", &p->lenient_classifier, err, errlen);
-    if (rc) return -1;
-    if (seed >= 0) p->seed = (uint64_t)seed;
-    e = p->pattern;
-    if (get_enum(o, "pattern", patterns, 3, &e, err, errlen)) return -1;
-    p->pattern = e;
-    e = p->classify;
-    if (get_enum(o, "classify", classifiers, 2, &e, err, errlen)) return -1;
-    p->classify = e;
-    e = p->retriever;
-    if (get_enum(o, "retriever", retrievers, 2, &e, err, errlen)) return -1;
-    p->retriever = e;
-    if (p->answer_from_margins && p->pattern != WIM_PATTERN_WIM) p->answer_from_margins = 0;
-    return 0;
-}
-
-/* The body as a JSON object, or an error answered. */
-static cJSON *parse_body(struct MHD_Connection *c, const request *rq, enum MHD_Result *ok) {
-    for (size_t i = 0; i < rq->len;) {
-        uint32_t cp;
-        int n = wim_utf8_next((const unsigned char *)rq->body + i, rq->len - i, &cp);
-        if (n <= 0) {
-            *ok = FAIL(c, 400, "the request body is not valid UTF-8 (byte %zu)", i);
-            return NULL;
-        }
-        i += (size_t)n;
-    }
-    const char *end = NULL;
-    cJSON *o = rq->len ? cJSON_ParseWithLengthOpts(rq->body, rq->len, &end, 0) : NULL;
-    if (!o) {
-        *ok = rq->len
-                  ? FAIL(c, 400, "malformed JSON at byte %ld", end ? (long)(end - rq->body) : 0L)
-                  : FAIL(c, 400, "the request needs a JSON body");
-        return NULL;
-    }
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        *ok = FAIL(c, 400, "the request body must be a JSON object");
-        return NULL;
-    }
-    return o;
-}
-
 /* ---- routes ---- */
 
 static enum MHD_Result health(server *sv, struct MHD_Connection *c) {
@@ -370,25 +243,18 @@ static enum MHD_Result models(server *sv, struct MHD_Connection *c) {
     return send_json(c, 200, o);
 }
 
-static enum MHD_Result post_document(server *sv, struct MHD_Connection *c, cJSON *o) {
-    static const char *const fields[] = {"text", "stream", NULL};
-    char err[256];
-    const char *text, *bad = unknown_field(o, fields);
-    int stream = 0;
-    if (bad) return FAIL(c, 400, "unknown field '%s' (known: text, stream)", bad);
-    if (get_string(o, "text", &text, err, sizeof err) ||
-        get_bool(o, "stream", &stream, err, sizeof err))
-        return FAIL(c, 400, "%s", err);
-    if (!text) return FAIL(c, 400, "'text' is required: the document");
-    char id[16];
+static enum MHD_Result post_document(server *sv, struct MHD_Connection *c, const cJSON *o) {
+    char err[256], id[16];
+    document_request r;
+    if (request_document(o, &r, err, sizeof err)) return FAIL(c, 400, "%s", err);
     queue_next_id(sv->q, id, sizeof id);
     job *j = job_new(JOB_READ, id);
-    if (!j || !(j->text = strdup(text))) {
+    if (!j || !(j->text = strdup(r.text))) {
         job_unref(j);
         return FAIL(c, 500, "out of memory");
     }
-    j->text_len = strlen(text);
-    j->stream = stream;
+    j->text_len = strlen(r.text);
+    j->stream = r.stream;
     j->p = sv->o->run;
     return submit(sv, c, j);
 }
@@ -427,68 +293,28 @@ static enum MHD_Result delete_document(server *sv, struct MHD_Connection *c, con
     return send_json(c, 200, o);
 }
 
-static int valid_run_id(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return 0;
-    for (; *s; s++)
-        if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
-              *s == '-' || *s == '_'))
-            return 0;
-    return 1;
-}
-
-static enum MHD_Result post_wim(server *sv, struct MHD_Connection *c, cJSON *o) {
-    static const char *const fields[] = {"document",
-                                         "text",
-                                         "question",
-                                         "stream",
-                                         "run_id",
-                                         "pattern",
-                                         "margin_tokens",
-                                         "answer_tokens",
-                                         "classify_tokens",
-                                         "top_k",
-                                         "max_segments",
-                                         "temp",
-                                         "top_p",
-                                         "seed",
-                                         "classify",
-                                         "retriever",
-                                         "lenient_classifier",
-                                         NULL};
+static enum MHD_Result post_wim(server *sv, struct MHD_Connection *c, const cJSON *o) {
     char err[256], id[72];
-    const char *doc_id, *text, *question, *run_id, *bad = unknown_field(o, fields);
-    int stream = 0;
-    wim_run_params p = sv->o->run;
-    if (bad) return FAIL(c, 400, "unknown field '%s' (see the README: wim serve)", bad);
-    if (get_string(o, "document", &doc_id, err, sizeof err) ||
-        get_string(o, "text", &text, err, sizeof err) ||
-        get_string(o, "question", &question, err, sizeof err) ||
-        get_string(o, "run_id", &run_id, err, sizeof err) ||
-        get_bool(o, "stream", &stream, err, sizeof err) || run_options(o, &p, err, sizeof err))
-        return FAIL(c, 400, "%s", err);
-    if (!question) return FAIL(c, 400, "'question' is required");
-    if (!doc_id == !text) return FAIL(c, 400, "give either 'document' (an id) or 'text'");
-    if (run_id && !valid_run_id(run_id))
-        return FAIL(c, 400, "'run_id' must be 1 to 64 letters, digits, '-' or '_'");
-    if (run_id)
-        snprintf(id, sizeof id, "%s", run_id);
+    wim_request r;
+    if (request_wim(o, &sv->o->run, &r, err, sizeof err)) return FAIL(c, 400, "%s", err);
+    if (r.run_id)
+        snprintf(id, sizeof id, "%s", r.run_id);
     else
         queue_next_id(sv->q, id, sizeof id);
     job *j = job_new(JOB_WIM, id);
-    if (!j || !(j->question = strdup(question)) || (text && !(j->text = strdup(text)))) {
+    if (!j || !(j->question = strdup(r.question)) || (r.text && !(j->text = strdup(r.text)))) {
         job_unref(j);
         return FAIL(c, 500, "out of memory");
     }
-    j->text_len = text ? strlen(text) : 0;
-    j->stream = stream;
-    j->p = p;
-    if (doc_id) { /* held from now on: the store does not evict it while the job waits */
-        snprintf(j->doc_id, sizeof j->doc_id, "%s", doc_id);
-        if (strlen(doc_id) >= sizeof j->doc_id || !(j->doc = docs_hold(sv->docs, doc_id))) {
+    j->text_len = r.text ? strlen(r.text) : 0;
+    j->stream = r.stream;
+    j->p = r.p;
+    if (r.document) { /* held from now on: the store does not evict it while the job waits */
+        snprintf(j->doc_id, sizeof j->doc_id, "%s", r.document);
+        if (strlen(r.document) >= sizeof j->doc_id || !(j->doc = docs_hold(sv->docs, r.document))) {
             job_unref(j);
             return FAIL(c, 404, "no document '%s' (unknown, deleted, or evicted from the cache)",
-                        doc_id);
+                        r.document);
         }
     }
     return submit(sv, c, j);
@@ -502,153 +328,16 @@ static enum MHD_Result stop_run(server *sv, struct MHD_Connection *c, const char
     return send_json(c, 200, o);
 }
 
-/* Appends the tokens of text (special: chat headers may hold control tokens;
- * message contents never do). */
-static int append_tokens(const wim_model *m, int32_t **ids, int *n, const char *text, int special,
-                         char *err, size_t errlen) {
-    int32_t *more;
-    int k = wim_tokenize_alloc(m->tok, text, strlen(text), 0, special, &more, err, errlen);
-    if (k < 0) return -1;
-    int32_t *all = realloc(*ids, ((size_t)*n + (size_t)k + 1) * sizeof *all);
-    if (!all) return free(more), snprintf(err, errlen, "out of memory"), -1;
-    memcpy(all + *n, more, (size_t)k * sizeof *all);
-    free(more);
-    *ids = all;
-    *n += k;
-    return 0;
-}
-
-/* A message's content: a string, or the OpenAI API's array of text parts. */
-static char *message_text(const cJSON *content) {
-    if (cJSON_IsString(content)) return strdup(content->valuestring);
-    if (!cJSON_IsArray(content)) return NULL;
-    size_t len = 0;
-    char *out = calloc(1, 1);
-    for (const cJSON *part = content->child; out && part; part = part->next) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(t)) {
-            free(out);
-            return NULL;
-        }
-        char *grown = realloc(out, len + strlen(t->valuestring) + 1);
-        if (!grown) return free(out), NULL;
-        out = grown;
-        strcpy(out + len, t->valuestring);
-        len += strlen(t->valuestring);
-    }
-    return out;
-}
-
-/* The conversation in the model's chat format: system messages open the next
- * user turn; the reply is generated after the last user message. */
-static int chat_prompt(server *sv, const cJSON *msgs, job *j, char *err, size_t errlen) {
-    const wim_model *m = sv->m;
-    wim_chat chat;
-    char *tmpl = NULL;
-    int rc = sv->o->run.chat ? wim_chat_by_name(sv->o->run.chat, &chat, err, errlen)
-                             : (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl),
-                                wim_chat_detect(tmpl, &chat, err, errlen));
-    free(tmpl);
-    if (rc) return -1;
-    if (!cJSON_IsArray(msgs) || !cJSON_GetArraySize(msgs))
-        return snprintf(err, errlen, "'messages' must be a non-empty array"), -1;
-    int bos = wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0, last_user = 0;
-    j->n_prompt = 0;
-    if (!(j->prompt = malloc(sizeof *j->prompt))) return snprintf(err, errlen, "out of memory"), -1;
-    if (bos) j->prompt[j->n_prompt++] = wim_tokenizer_bos(m->tok);
-    char *system = NULL;
-    rc = 0;
-    for (const cJSON *msg = msgs->child; !rc && msg; msg = msg->next) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
-        char *text = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"));
-        const char *r = cJSON_IsString(role) ? role->valuestring : "";
-        if (!text) {
-            rc = snprintf(err, errlen, "each message needs a 'role' and a text 'content'");
-        } else if (!strcmp(r, "system") || !strcmp(r, "developer")) {
-            size_t had = system ? strlen(system) : 0;
-            char *s = realloc(system, had + strlen(text) + 3);
-            if (!s)
-                rc = snprintf(err, errlen, "out of memory");
-            else
-                sprintf(s + had, "%s%s", had ? "\n\n" : "", text), system = s;
-        } else if (!strcmp(r, "user")) {
-            rc = append_tokens(m, &j->prompt, &j->n_prompt, chat.user_header, 1, err, errlen);
-            if (!rc && system) {
-                rc = append_tokens(m, &j->prompt, &j->n_prompt, system, 0, err, errlen) ||
-                     append_tokens(m, &j->prompt, &j->n_prompt, "\n\n", 0, err, errlen);
-                free(system);
-                system = NULL;
-            }
-            rc = rc || append_tokens(m, &j->prompt, &j->n_prompt, text, 0, err, errlen) ||
-                 append_tokens(m, &j->prompt, &j->n_prompt, chat.generation_header, 1, err, errlen);
-            last_user = 1;
-        } else if (!strcmp(r, "assistant")) {
-            rc = append_tokens(m, &j->prompt, &j->n_prompt, text, 0, err, errlen) ||
-                 append_tokens(m, &j->prompt, &j->n_prompt, chat.end_of_turn, 1, err, errlen);
-            last_user = 0;
-        } else {
-            rc = snprintf(err, errlen, "unknown role '%s' (system, user, assistant)", r);
-        }
-        free(text);
-    }
-    free(system);
-    if (!rc && !last_user) rc = snprintf(err, errlen, "the last message must be the user's");
-    return rc ? -1 : 0;
-}
-
-static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, cJSON *o) {
-    char err[512], id[24];
-    const int n_ctx = sv->m->cfg.n_ctx_train;
-    int stream = 0, max_tokens = -1, n = 1, seed = -1;
+static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, const cJSON *o) {
+    char err[512], id[24], chat_id[80];
     queue_next_id(sv->q, id, sizeof id);
-    char chat_id[80];
     snprintf(chat_id, sizeof chat_id, "chatcmpl-%s", id);
     job *j = job_new(JOB_CHAT, chat_id);
     if (!j) return FAIL(c, 500, "out of memory");
-    j->p = sv->o->run;
-    float temp = j->p.temp, top_p = j->p.top_p;
-    int rc = get_bool(o, "stream", &stream, err, sizeof err) ||
-             get_int(o, "max_tokens", 1, n_ctx, &max_tokens, err, sizeof err) ||
-             get_int(o, "max_completion_tokens", 1, n_ctx, &max_tokens, err, sizeof err) ||
-             get_int(o, "n", 1, 1, &n, err, sizeof err) ||
-             get_int(o, "seed", 0, 0x7fffffffL, &seed, err, sizeof err) ||
-             get_float(o, "temperature", 0, 2, &temp, err, sizeof err) ||
-             get_float(o, "top_p", 0, 1, &top_p, err, sizeof err) ||
-             chat_prompt(sv, cJSON_GetObjectItemCaseSensitive(o, "messages"), j, err, sizeof err);
-    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
-    if (!rc && stop && !cJSON_IsNull(stop)) {
-        int k = cJSON_IsString(stop) ? 1 : cJSON_IsArray(stop) ? cJSON_GetArraySize(stop) : -1;
-        j->stop = k > 0 ? calloc((size_t)k, sizeof *j->stop) : NULL;
-        rc = k < 0 || k > 4 || (k > 0 && !j->stop);
-        for (int i = 0; !rc && i < k; i++) {
-            const cJSON *s = cJSON_IsString(stop) ? stop : cJSON_GetArrayItem(stop, i);
-            rc = !cJSON_IsString(s) || !*s->valuestring ||
-                 !(j->stop[j->n_stop++] = strdup(s->valuestring));
-        }
-        if (rc) snprintf(err, sizeof err, "'stop' must be a string or up to 4 non-empty strings");
-    }
-    if (rc) {
+    if (request_chat(o, sv->m, &sv->o->run, j, err, sizeof err)) {
         job_unref(j);
         return FAIL(c, 400, "%s", err);
     }
-    if (j->n_prompt >= n_ctx) {
-        job_unref(j);
-        return FAIL(c, 400, "the messages take %d tokens; the model's context holds %d",
-                    j->n_prompt, n_ctx);
-    }
-    int room = n_ctx - j->n_prompt;
-    if (max_tokens > room) {
-        job_unref(j);
-        return FAIL(c, 400,
-                    "max_tokens %d does not fit: the messages take %d of the %d tokens "
-                    "of context",
-                    max_tokens, j->n_prompt, n_ctx);
-    }
-    j->max_tokens = max_tokens > 0 ? max_tokens : room < 512 ? room : 512;
-    j->stream = stream;
-    j->p.temp = temp, j->p.top_p = top_p;
-    if (seed >= 0) j->p.seed = (uint64_t)seed;
     return submit(sv, c, j);
 }
 
@@ -730,9 +419,10 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     if (!type || strncasecmp(type, "application/json", 16))
         return FAIL(c, 415, "send the body as Content-Type: application/json");
-    enum MHD_Result ok = MHD_NO;
-    cJSON *o = parse_body(c, rq, &ok);
-    if (!o) return ok;
+    char err[256];
+    cJSON *o = request_json(rq->body, rq->len, err, sizeof err);
+    if (!o) return FAIL(c, 400, "%s", err);
+    enum MHD_Result ok;
     if (!strcmp(url, "/v1/documents"))
         ok = post_document(sv, c, o);
     else if (!strcmp(url, "/v1/wim"))

@@ -477,8 +477,15 @@ int queue_push(serve_queue *q, job *j, int *retry_after) {
         pthread_mutex_unlock(&q->mu);
         return -2;
     }
-    /* the running job does not count: --queue 0 runs one request at a time, nothing waits */
-    if ((q->waiting >= q->o->queue && (q->running || q->waiting)) || q->quit) {
+    /* the running job does not count: --queue 0 runs one request at a time, nothing waits
+     * (and a job that has answered is done, though the worker is still tidying up) */
+    int busy = 0;
+    if (q->running) {
+        pthread_mutex_lock(&q->running->mu);
+        busy = !q->running->finished;
+        pthread_mutex_unlock(&q->running->mu);
+    }
+    if ((q->waiting >= q->o->queue && (busy || q->waiting)) || q->quit) {
         double s = q->avg_ms * (q->waiting + 1) / 1e3;
         *retry_after = s < 1 ? 1 : s > 3600 ? 3600 : (int)(s + 0.999);
         pthread_mutex_unlock(&q->mu);

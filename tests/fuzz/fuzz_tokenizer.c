@@ -1,0 +1,75 @@
+/*
+ * fuzz_tokenizer.c — every tokenizer family on arbitrary bytes: encoding never
+ * fails on text (invalid UTF-8 included), is deterministic, and decodes back to
+ * the text when the text is valid UTF-8 (SPM: after BOS, as the engine does).
+ * The first byte picks the vocabulary and whether control tokens are parsed.
+ */
+#include "fuzz.h"
+#include "gguf.h"
+#include "tokenizer.h"
+#include "unicode.h"
+
+static const char *const names[] = {
+    "llama-spm", "phi-3",     "gpt-2",  "starcoder", "deepseek-llm", "deepseek-coder",
+    "qwen2",     "llama-bpe", "falcon", "mpt",       "refact"};
+#define N_VOCABS (sizeof names / sizeof *names)
+static wim_tokenizer *toks[N_VOCABS];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    for (size_t i = 0; i < N_VOCABS; i++) {
+        char path[512], err[256];
+        snprintf(path, sizeof path, "%s/vocab/ggml-vocab-%s.gguf", fuzz_shared(), names[i]);
+        gguf_file *f;
+        if (gguf_open(path, &f, err, sizeof err)) continue;
+        if (wim_tokenizer_load(f, &toks[i], err, sizeof err)) toks[i] = NULL;
+        gguf_close(f);
+    }
+    return 0;
+}
+
+static int valid_utf8(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int k = wim_utf8_next(s + i, n - i, &cp);
+        if (k <= 0 || cp == 0x2581) return 0; /* SPM reads U+2581 as a space by design */
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1 || size > 4096) return 0;
+    const wim_tokenizer *t = toks[data[0] % N_VOCABS];
+    if (!t) return 0;
+    const int special = (data[0] / N_VOCABS) & 1;
+    const char *text = (const char *)data + 1;
+    const size_t len = size - 1;
+    const int bos = wim_tokenizer_kind(t) == WIM_TOK_SPM;
+    char err[256];
+    int32_t *a, *b;
+    int na = wim_tokenize_alloc(t, text, len, bos, special, &a, err, sizeof err);
+    FUZZ_ASSERT(na >= 0, "encoding failed: %s", err);
+    int nb = wim_tokenize_alloc(t, text, len, bos, special, &b, err, sizeof err);
+    FUZZ_ASSERT(na == nb && !memcmp(a, b, (size_t)na * sizeof *a), "encoding not deterministic");
+    free(b);
+    for (int i = 0; i < na; i++)
+        FUZZ_ASSERT(a[i] >= 0 && a[i] < wim_tokenizer_n_vocab(t), "id %d out of range", a[i]);
+    if (!special && valid_utf8((const uint8_t *)text, len)) {
+        size_t cap = 4 * len + 64, n = 0;
+        char *back = malloc(cap);
+        wim_detok d;
+        wim_detok_init(&d, t, -1, 0);
+        for (int i = 0; i < na; i++) {
+            char piece[256];
+            int k = wim_detok_push(&d, a[i], piece, sizeof piece);
+            FUZZ_ASSERT(n + (size_t)k < cap, "decoded text too long");
+            memcpy(back + n, piece, (size_t)k), n += (size_t)k;
+        }
+        n += (size_t)wim_detok_flush(&d, back + n, (int)(cap - n));
+        FUZZ_ASSERT(n == len && !memcmp(back, text, len), "'%.*s' came back as '%.*s'", (int)len,
+                    text, (int)n, back);
+        free(back);
+    }
+    free(a);
+    return 0;
+}
