@@ -35,10 +35,14 @@ int cli_error(const char *fmt, ...) {
     return 2;
 }
 
-int cli_check_output(const char *opt, const char *path) {
+int cli_check_output(const char *opt, const char *path, int whole) {
     struct stat st;
     if (!stat(path, &st) && S_ISDIR(st.st_mode))
         return cli_error("%s %s: is a folder; give a file name", opt, path);
+    if (whole && !stat(path, &st) && !S_ISREG(st.st_mode))
+        return cli_error("%s %s: not a regular file (the file is written anew and renamed into "
+                         "place)",
+                         opt, path);
     const char *slash = strrchr(path, '/');
     char dir[4096];
     if (!slash)
@@ -198,7 +202,7 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
         if (r < 0) return cli_error("%s: option %s needs a value", argv[0], argv[i]);
 #undef VAL
     }
-    return o->save_kv ? cli_check_output("--save-kv", o->save_kv) : 0;
+    return o->save_kv ? cli_check_output("--save-kv", o->save_kv, 1) : 0;
 }
 
 static int wants_help(int argc, char **argv, const char *usage) {
@@ -571,7 +575,33 @@ static int finish(int rc) {
     return rc;
 }
 
-int main(int argc, char **argv) {
+/* `--name=value` as two arguments, the way every parser here reads options. Only an
+ * argument shaped like an option is split (a value that happens to look like one comes out
+ * as an extra argument, which the parser then refuses: never silently). The names are
+ * copies, listed in names[0, *n_names) for the caller to free. NULL: no memory. */
+static char **split_assignments(int *argc, char **argv, char **names, int *n_names) {
+    char **out = calloc(2 * (size_t)*argc + 1, sizeof *out);
+    int n = 0;
+    *n_names = 0;
+    for (int i = 0; out && i < *argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '=');
+        int option = i > 0 && !strncmp(a, "--", 2) && eq && eq > a + 2;
+        for (const char *c = a + 2; option && c < eq; c++)
+            option = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-';
+        if (!option) {
+            out[n++] = argv[i];
+        } else if ((names[(*n_names)++] = out[n++] = strndup(a, (size_t)(eq - a)))) {
+            out[n++] = (char *)eq + 1;
+        } else {
+            free(out);
+            out = NULL;
+        }
+    }
+    *argc = n;
+    return out;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         (!strcmp(argv[1], "help") && argc == 2)) {
         usage(argc < 2 ? stderr : stdout);
@@ -589,4 +619,16 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(name, commands[i].name)) return finish(commands[i].fn(argc - 1, argv + 1));
     return cli_error("unknown command '%s' (see wim --help)", name);
+}
+
+int main(int argc, char **argv) {
+    int n = argc, n_names;
+    char **names = calloc((size_t)argc + 1, sizeof *names);
+    char **args = names ? split_assignments(&n, argv, names, &n_names) : NULL;
+    int rc = args ? dispatch(n, args) : cli_error("out of memory");
+    for (int i = 0; args && i < n_names; i++)
+        free(names[i]);
+    free(names);
+    free(args);
+    return rc;
 }

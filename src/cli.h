@@ -21,16 +21,19 @@ int cli_float(const char *opt, const char *val, double lo, double hi, double *ou
 /* Reads a whole file (NUL-terminated); NULL with an error printed on failure. */
 char *cli_read_file(const char *path, size_t *len);
 /* Checks before any work that a file can be written at path (its folder exists
- * and is writable, and path is not a folder); 0, or 2 after one error line
- * naming the option. */
-int cli_check_output(const char *opt, const char *path);
+ * and is writable, and path is not a folder; whole: a file written anew and
+ * renamed into place (outfile.h), so path must not be a device or a FIFO);
+ * 0, or 2 after one error line naming the option. */
+int cli_check_output(const char *opt, const char *path, int whole);
 
 /* The pipeline options of `wim run` (shared by `wim serve`): argv[*i] is one of
  * them (its value, if any, consumed: *i advanced) -> 1; not one -> 0; a bad
  * value -> -1 after an error line. */
 int cli_run_option(int argc, char **argv, int *i, wim_run_params *p);
-/* The checks between pipeline options; 0, or 2 after an error line. */
-int cli_run_check(const char *cmd, const wim_run_params *p);
+/* The checks between pipeline options; 0, or 2 after an error line. one_pattern: every
+ * question runs p's pattern (wim run), so options of other patterns are refused rather
+ * than ignored (wim serve's requests choose their pattern). */
+int cli_run_check(const char *cmd, const wim_run_params *p, int one_pattern);
 
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

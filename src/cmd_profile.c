@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "outfile.h"
 #include "profile.h"
 #include "wim.h"
 
@@ -73,10 +74,10 @@ static int write_svg(const char *path, const wim_profile_row *rows, int n_rows, 
     const double pw = W - left - right, ph = H - top - bottom;
 #define PX(L) (left + (log2(L) - lx0) / (lx1 - lx0) * pw)
 #define PY(b) (top + ph - (log10(b) - ly0) / (ly1 - ly0) * ph)
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return cli_error("%s: cannot write", path);
+    char err[512];
+    wim_outfile o;
+    if (outfile_open(&o, path, err, sizeof err)) return cli_error("%s", err);
+    FILE *f = o.f;
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
             "font-family=\"sans-serif\" font-size=\"13\">\n",
@@ -166,10 +167,7 @@ static int write_svg(const char *path, const wim_profile_row *rows, int n_rows, 
     fprintf(f, "</svg>\n");
 #undef PX
 #undef PY
-    if (fclose(f) || rename(tmp, path)) {
-        remove(tmp);
-        return cli_error("%s: cannot write", path);
-    }
+    if (outfile_commit(&o, err, sizeof err)) return cli_error("%s", err);
     return 0;
 }
 

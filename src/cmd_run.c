@@ -15,12 +15,14 @@
 #include "cli.h"
 #include "wim.h"
 
-/* The one piece of global state in the CLI: a signal handler can only talk to
- * the pipeline through a flag. 1 after the first Ctrl-C. */
-static volatile sig_atomic_t interrupt_flag;
+/* The global state of the CLI: a signal handler can only talk to the pipeline
+ * through a flag. interrupt_flag: 1 after the first Ctrl-C; bar_on_screen: the
+ * progress bar's line is open on the terminal. */
+static volatile sig_atomic_t interrupt_flag, bar_on_screen;
 
 static void on_sigint(int sig) {
-    if (interrupt_flag) { /* second Ctrl-C: abort now */
+    if (interrupt_flag) { /* second Ctrl-C: abort now, the shell's prompt on a line of its own */
+        if (bar_on_screen && write(STDERR_FILENO, "\n", 1)) bar_on_screen = 0;
         signal(sig, SIG_DFL);
         raise(sig);
         return;
@@ -55,6 +57,7 @@ static void draw_bar(run_view *v) {
             v->segments, tps, (int)eta / 60, (int)eta % 60, v->kept,
             interrupt_flag ? "  (stopping: Ctrl-C again to abort)" : "");
     fflush(stderr);
+    bar_on_screen = 1;
 }
 
 static void on_event(const wim_event *ev, void *user) {
@@ -63,6 +66,10 @@ static void on_event(const wim_event *ev, void *user) {
         !(v->events = fopen(v->events_path, "w")))
         v->events_errno = errno ? errno : EIO;
     if (v->events) {
+        if (v->events == stdout && v->bar && bar_on_screen) { /* not glued to the bar */
+            fprintf(stderr, "\r\033[K");
+            bar_on_screen = 0;
+        }
         size_t n = wim_event_json(ev, v->line, v->line_cap);
         if (n >= v->line_cap) {
             char *bigger = realloc(v->line, n + 1);
@@ -109,11 +116,11 @@ static void on_event(const wim_event *ev, void *user) {
         break;
     }
     if (v->bar && ev->type != WIM_EV_DONE) draw_bar(v);
-    if (v->bar && ev->type == WIM_EV_ANSWER) fprintf(stderr, "\n");
+    if (v->bar && ev->type == WIM_EV_ANSWER) fprintf(stderr, "\n"), bar_on_screen = 0;
 }
 
 static const char *const usage =
-    "usage: wim run -m MODEL (-d DOC | --doc FILE) -q QUERY [options]\n"
+    "usage: wim run -m MODEL -d FILE -q QUERY [options]   (-d -: the document from stdin)\n"
     "  Runs Writing in the Margins (or a baseline) over a document and answers the query.\n"
     "  The answer goes to stdout; --events writes JSON Lines (schema in the README).\n"
     "  --pattern wim|llm|rag     the pipeline (default wim) or a baseline\n"
@@ -253,7 +260,30 @@ int cli_run_option(int argc, char **argv, int *i, wim_run_params *p) {
     return 1;
 }
 
-int cli_run_check(const char *cmd, const wim_run_params *p) {
+/* One line on stderr for options the pattern never reads: the same command line may be run
+ * with each --pattern to compare them, so this is a note and not an error. */
+static void note_unused(const char *cmd, const char *options, const char *pattern) {
+    fprintf(stderr, "wim: note: %s: %s not used by %s (ignored)\n", cmd, options, pattern);
+}
+
+int cli_run_check(const char *cmd, const wim_run_params *p, int one_pattern) {
+    const wim_run_params d = wim_run_default_params();
+    const int wim = p->pattern == WIM_PATTERN_WIM, rag = p->pattern == WIM_PATTERN_RAG;
+    const int bm25 = rag && p->retriever == WIM_RETRIEVER_BM25;
+    const char *name = wim ? "the wim pattern" : rag ? "the rag pattern" : "the llm pattern";
+    if (one_pattern && !wim &&
+        (p->extractive_margins || p->margins_in_extraction || p->dedupe_margins ||
+         p->sequential_margins || p->verify_kv || p->margin_tokens != d.margin_tokens))
+        note_unused(cmd, "margin options (--margin-tokens, --extractive-margins, ...) are", name);
+    if (one_pattern && !rag && p->retriever != d.retriever)
+        note_unused(cmd, "--retriever is", name);
+    if (one_pattern && !bm25 && p->top_k != d.top_k)
+        note_unused(cmd, "--top-k is", rag ? "the classifier (only --retriever bm25)" : name);
+    if (one_pattern && (p->pattern == WIM_PATTERN_LLM || bm25) &&
+        (p->classify != d.classify || p->classify_tokens != d.classify_tokens ||
+         p->lenient_classifier))
+        note_unused(cmd, "classifier options (--classify, --classify-tokens, ...) are",
+                    bm25 ? "BM25 retrieval" : name);
     if (p->quote_min_prob > 0 && !p->extractive_margins)
         return cli_error("%s: --quote-min-prob applies to --extractive-margins only", cmd);
     if (p->quote_notes && !(p->extractive_margins && p->margins_in_extraction))
@@ -301,9 +331,9 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
     if (!*query) return cli_error("run: no query given: pass -q QUERY");
     if (*doc && p->load_kv)
         return cli_error("run: -d and --load-kv both give the document: pass one of them");
-    if (p->save_kv && cli_check_output("--save-kv", p->save_kv)) return 2;
-    if (*events && strcmp(*events, "-") && cli_check_output("--events", *events)) return 2;
-    return cli_run_check("run", p);
+    if (p->save_kv && cli_check_output("--save-kv", p->save_kv, 1)) return 2;
+    if (*events && strcmp(*events, "-") && cli_check_output("--events", *events, 0)) return 2;
+    return cli_run_check("run", p, 1);
 }
 
 static char *read_doc(const char *path, size_t *len) {
@@ -345,6 +375,11 @@ int cmd_run(int argc, char **argv) {
         free(doc);
         return cli_error("%s", err);
     }
+    if (p.ctx.n_ctx > wim_model_n_ctx(m))
+        fprintf(stderr,
+                "wim: note: --kv-capacity %d is past the %d tokens the model was trained on: "
+                "positions beyond are extrapolated\n",
+                p.ctx.n_ctx, wim_model_n_ctx(m));
     if (events && strcmp(events, "-")) v.events_path = events;
     if (events && !strcmp(events, "-")) v.events = stdout;
     v.bar = isatty(STDERR_FILENO);
@@ -355,10 +390,11 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGINT, &sa, &old);
     p.interrupt = (const volatile int *)&interrupt_flag;
     if (wim_run(m, doc, doc_len, query, &p, on_event, &v, &res, err, sizeof err)) {
-        if (v.bar) fprintf(stderr, "\n");
+        if (v.bar && bar_on_screen) fprintf(stderr, "\n");
         rc = cli_error("%s", err);
-    } else if (v.events != stdout) { /* the answer alone on its line, without the space
-                                        a tokenizer writes before a first word */
+        if (interrupt_flag) rc = 130; /* stopped by Ctrl-C, as a shell reports it */
+    } else if (v.events != stdout) {  /* the answer alone on its line, without the space
+                                         a tokenizer writes before a first word */
         const char *a = res.answer;
         size_t n = strlen(a);
         while (n && isspace((unsigned char)a[n - 1]))
@@ -373,6 +409,10 @@ int cmd_run(int argc, char **argv) {
                 "wim: interrupted: the answer comes from the first %d segments and the "
                 "margins written by then\n",
                 res.n_segments);
+    if (!rc && res.save_error) { /* the answer is out; the file is not */
+        fprintf(stderr, "wim: --save-kv: %s\n", res.save_error);
+        rc = 1;
+    }
     if (v.events_errno && !rc)
         rc = cli_error("%s: cannot write events: %s", events, strerror(v.events_errno));
     if (v.events && v.events != stdout && (ferror(v.events) | fclose(v.events)) && !rc)

@@ -82,7 +82,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!model) return cli_error("serve: no model given: pass -m MODEL.gguf");
     if (o.api_key && !*o.api_key) return cli_error("serve: --api-key is empty");
-    if (cli_run_check("serve", &o.run)) return 2;
+    if (cli_run_check("serve", &o.run, 0)) return 2;
     char err[512];
     wim_model *m;
     if (wim_model_load(model, &m, err, sizeof err)) return cli_error("%s", err);

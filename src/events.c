@@ -132,6 +132,10 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
              ev->tokens_decoded);
         putf(&b, ",\"memory\":{\"kv_bytes\":%zu,\"scratch_peak_bytes\":%zu,\"rss_peak_bytes\":%zu}",
              ev->kv_bytes, ev->scratch_peak_bytes, ev->rss_peak_bytes);
+        if (ev->save_error) {
+            key(&b, "save_error");
+            put_str(&b, ev->save_error);
+        }
         break;
     }
     put(&b, "}", 1);

@@ -7,6 +7,7 @@
  * gguf_open returns 0 the rest of the engine may trust the index (see gguf.h).
  */
 #include "gguf.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -876,38 +877,22 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
         return -1;
     }
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
+    wim_outfile o;
+    if (outfile_open(&o, path, err, errlen)) {
         free(h.p);
-        snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd >= 0) fchmod(fd, 0644); /* mkstemp's 0600 is wrong for a model file */
-    FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int ok = fp != NULL && fwrite(h.p, 1, h.len, fp) == h.len;
+    int ok = fwrite(h.p, 1, h.len, o.f) == h.len;
     for (size_t i = 0; ok && i < w->n_t; i++) {
         uint64_t pad = align_up(w->t[i].nbytes, GGUF_DEFAULT_ALIGNMENT) - w->t[i].nbytes;
-        ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, fp) == w->t[i].nbytes &&
-             fwrite(zeros, 1, pad, fp) == pad;
+        ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, o.f) == w->t[i].nbytes &&
+             fwrite(zeros, 1, pad, o.f) == pad;
     }
-    int saved = errno;
-    if (fp) {
-        ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-        if (fclose(fp)) ok = 0;
-    } else if (fd >= 0)
-        close(fd);
-    if (ok && rename(tmp, path) == 0) {
-        free(tmp);
-        free(h.p);
-        return 0;
-    }
-    if (!saved) saved = errno;
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(saved ? saved : EIO));
-    if (fd >= 0) unlink(tmp);
-    free(tmp);
     free(h.p);
-    return -1;
+    if (!ok) {
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
+        outfile_abort(&o);
+        return -1;
+    }
+    return outfile_commit(&o, err, errlen);
 }

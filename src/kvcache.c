@@ -12,6 +12,7 @@
  * cells), which depends only on next_pos.
  */
 #include "kvcache.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -439,33 +440,19 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
         snprintf(err, errlen, "%s: compression failed", path);
         return -1;
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
+    wim_outfile o;
+    if (outfile_open(&o, path, err, errlen)) {
         free(zip);
-        snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd >= 0) fchmod(fd, 0644);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(zip, 1, zip_n, f) == zip_n &&
-             fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int saved = errno;
-    if (f && fclose(f))
-        ok = 0;
-    else if (!f && fd >= 0)
-        close(fd);
+    int ok = fwrite(&h, sizeof h, 1, o.f) == 1 && fwrite(zip, 1, zip_n, o.f) == zip_n;
     free(zip);
-    if (ok && rename(tmp, path) == 0) {
-        free(tmp);
-        return 0;
+    if (!ok) {
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
+        outfile_abort(&o);
+        return -1;
     }
-    if (fd >= 0) unlink(tmp);
-    free(tmp);
-    snprintf(err, errlen, "%s: cannot write: %s", path, strerror(saved ? saved : errno));
-    return -1;
+    return outfile_commit(&o, err, errlen);
 }
 
 static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_t errlen) {

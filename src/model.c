@@ -382,6 +382,10 @@ int wim_model_n_vocab(const wim_model *m) {
     return m->cfg.n_vocab;
 }
 
+int wim_model_n_ctx(const wim_model *m) {
+    return m->cfg.n_ctx_train;
+}
+
 void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     FILE *fp = file;
     const wim_config *c = &m->cfg;

@@ -56,6 +56,7 @@ typedef struct {
     wim_doc *marking; /* wim_doc_read through a window: keep the window after each segment */
     int reading;      /* wim_doc_read: prefill every segment, whatever the pattern */
     int batched;      /* margins as branches (see wim_run_params.sequential_margins) */
+    char *save_error; /* --save-kv failed: why (the run goes on to its answer) */
     char *err;
     size_t errlen;
 } run_state;
@@ -76,6 +77,7 @@ static void run_state_free(run_state *s) {
     wim_ctx_free(s->main);
     wim_ctx_free(s->aux);
     wim_ctx_free(s->work);
+    free(s->save_error);
 }
 
 static double now_ms(void) {
@@ -107,6 +109,7 @@ void wim_result_free(wim_result *r) {
     free(r->relevant);
     free(r->answer);
     free(r->answer_logits);
+    free(r->save_error);
     memset(r, 0, sizeof *r);
 }
 
@@ -1053,12 +1056,18 @@ int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
     return save_cells(d->ctx, path, d->text, d->segs, d->forks, d->n_segs, err, errlen);
 }
 
-/* --save-kv after reading: the main context's cells (the document) and its segments. */
-static int save_document(run_state *s, const char *doc, const wim_segment *segs, int n) {
+/* --save-kv after reading: the main context's cells (the document) and its segments. A
+ * file that cannot be written does not cost the answer: the reason is kept for the result
+ * (nothing is left under the file's name). Fails only when out of memory for that. */
+static int save_document(run_state *s, const wim_ctx *c, const char *doc, const wim_segment *segs,
+                         const int *forks, int n) {
     const double t0 = now_ms();
-    int rc = save_cells(s->main, s->p->save_kv, doc, segs, s->forks, n, s->err, s->errlen);
+    char why[512];
+    int rc = save_cells(c, s->p->save_kv, doc, segs, forks, n, why, sizeof why);
     s->ms_save += now_ms() - t0;
-    return rc;
+    if (rc && !(s->save_error = strdup(why)))
+        return snprintf(s->err, s->errlen, "out of memory"), -1;
+    return 0;
 }
 
 int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp, wim_doc **out,
@@ -1142,9 +1151,7 @@ static int adopt_document(run_state *s, wim_doc *d) {
     if (p->pattern == WIM_PATTERN_WIM && !s->batched &&
         wim_ctx_new(s->m, &d->ctx->p, &s->work, s->err, s->errlen))
         return -1;
-    const double t0 = now_ms();
-    if (p->save_kv && wim_doc_save(d, p->save_kv, s->err, s->errlen)) return -1;
-    s->ms_save += now_ms() - t0;
+    if (p->save_kv && save_document(s, d->ctx, d->text, d->segs, d->forks, d->n_segs)) return -1;
     if (wim_ctx_snapshot(d->ctx)) return snprintf(s->err, s->errlen, "out of memory"), -1;
     s->main = d->ctx;
     s->doc = d;
@@ -1425,7 +1432,12 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, doc, seg, n_segs, res))
         goto done;
     res->interrupted = interrupted(&s);
-    if (p->save_kv && !d && !res->interrupted && save_document(&s, doc, seg, res->n_segments))
+    if (res->interrupted && res->n_segments == 0 && n_segs > 0) {
+        snprintf(err, errlen, "interrupted before any segment was read: no answer");
+        goto done;
+    }
+    if (p->save_kv && !d && !res->interrupted &&
+        save_document(&s, s.main, doc, seg, s.forks, res->n_segments))
         goto done;
     if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, seg, res->n_segments, sys, res))
         goto done;
@@ -1469,12 +1481,14 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
                      .ms_classify = s.ms_classify,
                      .ms_answer = s.ms_answer,
                      .ms_save = s.ms_save,
+                     .save_error = s.save_error,
                      .tokens_prefilled = s.prefilled,
                      .tokens_decoded = s.decoded,
                      .kv_bytes = a.kv_bytes + b.kv_bytes + w.kv_bytes,
                      .scratch_peak_bytes = a.scratch_peak + b.scratch_peak + w.scratch_peak,
                      .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
     emit(&s, &dev);
+    res->save_error = s.save_error, s.save_error = NULL;
     rc = 0;
 done:
     if (rc) wim_result_free(res);

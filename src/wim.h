@@ -63,6 +63,8 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
              size_t errlen);
 
 int wim_model_n_vocab(const wim_model *m);
+/* The context length the model was trained for (its positions beyond are extrapolated). */
+int wim_model_n_ctx(const wim_model *m);
 
 /* A 1-D or 2-D tensor by name: its row length and row count (0, or -1 when no
  * such tensor), and one row decoded to floats whatever its type (out: n_in). */
@@ -227,6 +229,7 @@ typedef struct {
     long tokens_prefilled, tokens_decoded;
     size_t kv_bytes, scratch_peak_bytes, rss_peak_bytes;
     int relevant_count;
+    const char *save_error; /* done: --save-kv could not write its file, and why (or NULL) */
 } wim_event;
 
 typedef void (*wim_event_fn)(const wim_event *ev, void *user);
@@ -240,6 +243,7 @@ typedef struct {
     float *answer_logits; /* the logits that chose the first answer token (n_vocab) */
     long tokens_prefilled, tokens_decoded;
     double ms_total;
+    char *save_error; /* save_kv could not be written: why (the answer still came); or NULL */
 } wim_result;
 
 /* Runs one pattern over a document and a query, reporting progress through cb
