@@ -96,6 +96,10 @@ $(BUILD)/src/serve_page.o: src/serve_page.html
 $(BUILD)/wim: $(CLI_OBJ) $(BUILD)/libwim.a $(BUILD)/librepro.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS) -lmicrohttpd -lpthread
 
+# test_faults: the engine's allocations and writes go through the test's failing wrappers
+$(BUILD)/tests/test_faults: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+                                       -Wl,--wrap=aligned_alloc,--wrap=fwrite
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libwim.a $(BUILD)/librepro.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(REPRO_LIB) $(BUILD)/libwim.a $(LDLIBS)

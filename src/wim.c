@@ -1491,6 +1491,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     res->save_error = s.save_error, s.save_error = NULL;
     rc = 0;
 done:
+    if (rc && !*err) snprintf(err, errlen, "out of memory"); /* the one failure without a word */
     if (rc) wim_result_free(res);
     free(sys);
     free(final);

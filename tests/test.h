@@ -57,7 +57,9 @@ static inline void t_run(const char *name, void (*fn)(void)) {
     t_state = 0;
     t_msg[0] = 0;
     fn();
-    if (t_state == 0)
+    if (t_state == 0 && t_msg[0])
+        printf("PASS %s (%s)\n", name, t_msg);
+    else if (t_state == 0)
         printf("PASS %s\n", name);
     else if (t_state == 1) {
         printf("FAIL %s: %s\n", name, t_msg);
@@ -68,6 +70,9 @@ static inline void t_run(const char *name, void (*fn)(void)) {
 }
 
 #define RUN(fn) t_run(#fn, fn)
+
+/* What a passing test measured, printed beside its PASS. */
+#define t_note(...) (t_state == 0 ? (void)snprintf(t_msg, sizeof t_msg, __VA_ARGS__) : (void)0)
 
 /* Where the read-only fixtures live: $WIM_SHARED, else ../shared. */
 static inline const char *t_shared(void) {
