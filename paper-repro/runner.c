@@ -69,8 +69,33 @@ static char *result_key(const char *example_id, const char *pattern) {
     return sbuf_take(&b);
 }
 
-/* Reads the finished keys and cuts a torn last line off the file. */
-static int load_done(const char *path, key_set *done, char *err, size_t errlen) {
+/* The first setting in which a result line differs from this run (the thread count aside:
+ * results do not depend on it), as "NAME: THERE there, HERE here"; 0 when none differs. */
+static int settings_differ(const cJSON *line, const cJSON *want, const char *fingerprint, char *why,
+                           size_t cap) {
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(line, "model_fingerprint");
+    if (!cJSON_IsString(fp) || strcmp(fp->valuestring, fingerprint))
+        return snprintf(why, cap, "another model (fingerprint %s there, %s here)",
+                        cJSON_IsString(fp) ? fp->valuestring : "none", fingerprint),
+               1;
+    const cJSON *have = cJSON_GetObjectItemCaseSensitive(line, "settings");
+    for (const cJSON *w = want->child; w; w = w->next) {
+        if (!strcmp(w->string, "threads")) continue;
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
+        if (h && cJSON_Compare(h, w, 1)) continue;
+        char *a = h ? cJSON_PrintUnformatted(h) : NULL, *b = cJSON_PrintUnformatted(w);
+        snprintf(why, cap, "%s: %s there, %s here", w->string, a ? a : "absent", b ? b : "?");
+        free(a);
+        free(b);
+        return 1;
+    }
+    return 0;
+}
+
+/* Reads the finished keys and cuts a torn last line off the file. A file whose results were
+ * made with other settings or another model is refused: resuming would mix them. */
+static int load_done(const char *path, const cJSON *settings, const char *fingerprint,
+                     key_set *done, char *err, size_t errlen) {
     size_t len;
     if (access(path, F_OK) != 0) return 0;
     char *text = repro_read_file(path, &len, err, errlen);
@@ -91,6 +116,16 @@ static int load_done(const char *path, key_set *done, char *err, size_t errlen) 
         cJSON *j = cJSON_Parse(line);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "example_id");
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
+        char why[256];
+        if (j && settings_differ(j, settings, fingerprint, why, sizeof why)) {
+            repro_errf(err, errlen,
+                       "%s holds results made with other settings (%s): resuming would mix "
+                       "them; use another --out, or delete the file to start over",
+                       path, why);
+            cJSON_Delete(j);
+            free(text);
+            return -1;
+        }
         if (cJSON_IsString(id) && cJSON_IsString(pat)) {
             char *k = result_key(id->valuestring, pat->valuestring);
             rc = !k || key_add(done, k) ? -1 : 0;
@@ -271,17 +306,21 @@ int repro_run(const wim_model *m, const repro_run_params *p, char *err, size_t e
         repro_errf(err, errlen, "shard %d/%d: need 0 <= i < n", p->shard, p->n_shards);
         return -1;
     }
-    if (mkdir(p->out_dir, 0755) != 0 && errno != EEXIST) {
-        repro_errf(err, errlen, "%s: cannot create: %s", p->out_dir, strerror(errno));
-        return -1;
-    }
     repro_dataset ds = {0};
     key_set done = {0};
     char *path = repro_results_path(p);
     FILE *out = NULL;
     int rc = -1;
-    if (!path || load_examples(m, p, &ds, err, errlen) || load_done(path, &done, err, errlen))
+    cJSON *settings = settings_json(p);
+    char fingerprint[32];
+    snprintf(fingerprint, sizeof fingerprint, "%016llx", (unsigned long long)m->fingerprint);
+    /* the data first: a bad --data leaves no empty --out behind */
+    if (!path || !settings || load_examples(m, p, &ds, err, errlen)) goto end;
+    if (mkdir(p->out_dir, 0755) != 0 && errno != EEXIST) {
+        repro_errf(err, errlen, "%s: cannot create: %s", p->out_dir, strerror(errno));
         goto end;
+    }
+    if (load_done(path, settings, fingerprint, &done, err, errlen)) goto end;
     if (!(out = fopen(path, "a"))) {
         repro_errf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         goto end;
@@ -318,6 +357,7 @@ end:
         rc = -1;
     }
     free(path);
+    cJSON_Delete(settings);
     key_free(&done);
     repro_dataset_free(&ds);
     return rc;

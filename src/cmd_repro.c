@@ -26,9 +26,12 @@ static const char *const usage =
     "  --table merges result files from any number of shards and machines (order does not\n"
     "  matter) into rows = models, columns = task x length x pattern + the reasoning\n"
     "  average (CWE excluded); Markdown, or CSV with --csv.\n"
-    "  Pipeline options: --segment-tokens --margin-tokens --classify-tokens --answer-tokens\n"
-    "  --classify generate|logit --lenient-classifier --retriever classifier|bm25 --top-k\n"
-    "  --temp --top-p --chat --stream --kv-capacity --kv-pin --chunk -t\n";
+    "  Pipeline options: every option of wim run (wim run --help) that shapes a run, with\n"
+    "  its checks: --segment-tokens --margin-tokens --classify-tokens --answer-tokens\n"
+    "  --classify --lenient-classifier --retriever --top-k --temp --top-p --seed --chat\n"
+    "  --prompts --stream --kv-capacity --kv-pin --kv-type --chunk -t/--threads, and the\n"
+    "  margin options (--extractive-margins ...). Resuming into a file made with other\n"
+    "  settings or another model is refused (the thread count may differ).\n";
 
 static int parse_length(const char *s, int *out) {
     char *end;
@@ -92,24 +95,21 @@ int cmd_repro(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long n;
-        double x;
+        int r = cli_run_option(argc, argv, &i, &p.run); /* the options of wim run, as there */
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(a, "-v")) {
             p.verbose = 1;
-            continue;
-        }
-        if (!strcmp(a, "--stream")) {
-            p.run.stream = 1;
-            continue;
-        }
-        if (!strcmp(a, "--lenient-classifier")) {
-            p.run.lenient_classifier = 1;
             continue;
         }
         if (i + 1 >= argc) return cli_error("repro: unknown option or missing value: '%s'", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--task")) {
             int t = repro_task_from_name(v);
-            if (t < 0) return cli_error("repro: unknown task '%s'", v);
+            if (t < 0)
+                return cli_error("repro: --task: unknown value '%s' (one of: hotpotqa, squad, "
+                                 "multihop-rag, cwe, babilong)",
+                                 v);
             p.task = (repro_task)t;
         } else if (!strcmp(a, "--length")) {
             if (parse_length(v, &p.length))
@@ -130,50 +130,17 @@ int cmd_repro(int argc, char **argv) {
             judge = v;
         else if (!strcmp(a, "--words"))
             words = v;
-        else if (!strcmp(a, "--prompts"))
-            p.run.prompts_dir = v;
-        else if (!strcmp(a, "--chat"))
-            p.run.chat = v;
         else if (!strcmp(a, "--preset")) {
             if (strcmp(v, "paper")) return cli_error("repro: the only preset is 'paper'");
             preset = 1;
-        } else if (!strcmp(a, "--classify")) {
-            if (strcmp(v, "generate") && strcmp(v, "logit"))
-                return cli_error("repro: --classify is generate or logit");
-            p.run.classify = strcmp(v, "logit") ? WIM_CLASSIFY_GENERATE : WIM_CLASSIFY_LOGIT;
-        } else if (!strcmp(a, "--retriever")) {
-            if (strcmp(v, "classifier") && strcmp(v, "bm25"))
-                return cli_error("repro: --retriever is classifier or bm25");
-            p.run.retriever = strcmp(v, "bm25") ? WIM_RETRIEVER_CLASSIFIER : WIM_RETRIEVER_BM25;
-        } else if (!strcmp(a, "--temp") || !strcmp(a, "--top-p")) {
-            if (cli_float(a, v, 0, 100, &x)) return 2;
-            if (a[2] == 't' && a[3] == 'e')
-                p.run.temp = (float)x;
-            else
-                p.run.top_p = (float)x;
-        } else {
-            int *dst = !strcmp(a, "--n")                 ? &p.n
-                       : !strcmp(a, "--segment-tokens")  ? &p.run.segment_tokens
-                       : !strcmp(a, "--margin-tokens")   ? &p.run.margin_tokens
-                       : !strcmp(a, "--classify-tokens") ? &p.run.classify_tokens
-                       : !strcmp(a, "--answer-tokens")   ? &p.run.answer_tokens
-                       : !strcmp(a, "--top-k")           ? &p.run.top_k
-                       : !strcmp(a, "--kv-capacity")     ? &p.run.ctx.n_ctx
-                       : !strcmp(a, "--kv-pin")          ? &p.run.ctx.kv_pin
-                       : !strcmp(a, "--chunk")           ? &p.run.ctx.chunk
-                       : !strcmp(a, "-t")                ? &p.run.ctx.n_threads
-                                                         : NULL;
-            if (!strcmp(a, "--seed")) {
-                if (cli_int(a, v, 0, 0x7fffffffL, &n)) return 2;
-                p.seed = (uint64_t)n;
-                p.run.seed = (uint64_t)n;
-                continue;
-            }
-            if (!dst) return cli_error("repro: unknown option '%s' (see wim repro --help)", a);
+        } else if (!strcmp(a, "--n")) {
             if (cli_int(a, v, 0, 1 << 24, &n)) return 2;
-            *dst = (int)n;
-        }
+            p.n = (int)n;
+        } else
+            return cli_error("repro: unknown option '%s' (see wim repro --help)", a);
     }
+    p.seed = p.run.seed; /* --seed: the documents' distractors and the sampling alike */
+    if (cli_run_check("repro", &p.run, 0)) return 2;
     if (preset) { /* the reference implementation's published run settings */
         p.preset = "paper";
         p.run.segment_tokens = 4096;

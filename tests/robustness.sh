@@ -122,3 +122,35 @@ EOF
 else
     echo "SKIP events_on_a_terminal_not_glued_to_the_bar: script(1) not installed (util-linux)"
 fi
+
+# wim repro, followed as a researcher would.
+S=${WIM_SHARED:-../shared}
+if [ -f "$S/models/stories260K.gguf" ] && [ -d "$S/data/hotpotqa" ]; then
+    R=("$W" repro --task hotpotqa --length 1500 -m "$S/models/stories260K.gguf" --patterns llm
+        --data "$S/data/hotpotqa/hotpot_dev_distractor_sample.jsonl" --n 1 --answer-tokens 2
+        --segment-tokens 200)
+    t=repro_bad_data_leaves_no_out
+    "${R[@]:0:9}" --data "$T/none.json" --out "$T/rout" >/dev/null 2>"$T/e"
+    rc=$?
+    [ $rc -ne 0 ] && [ ! -e "$T/rout" ] && one_line "$T/e" && pass $t || fail $t "rc=$rc $(ls "$T") $(cat "$T/e")"
+    t=repro_resume_with_other_settings_refused
+    "${R[@]}" --out "$T/rs" >/dev/null 2>&1
+    before=$(cat "$T"/rs/*.jsonl | md5sum)
+    "${R[@]}" --out "$T/rs" --temp 0.5 >/dev/null 2>"$T/e"
+    rc=$?
+    "${R[@]}" --out "$T/rs" -t 1 >/dev/null 2>"$T/e2" # the thread count may differ
+    rc2=$?
+    [ $rc -ne 0 ] && grep -q "other settings (temp: 0 there, 0.5 here)" "$T/e" && one_line "$T/e" &&
+        [ $rc2 -eq 0 ] && [ "$(cat "$T"/rs/*.jsonl | md5sum)" = "$before" ] &&
+        pass $t || fail $t "rc=$rc rc2=$rc2 $(cat "$T/e" "$T/e2")"
+    t=repro_options_as_wim_run
+    bad=
+    for o in "--answer-tokens 0" "--top-p 5" "--pattern nope"; do
+        "${R[@]}" --out "$T/ro" $o >/dev/null 2>"$T/e" && bad="$bad accepted '$o';"
+    done
+    "${R[@]}" --out "$T/ro" --threads 1 --kv-type f32 >/dev/null 2>"$T/e" ||
+        bad="$bad refused --threads/--kv-type: $(cat "$T/e");"
+    [ -z "$bad" ] && pass $t || fail $t "$bad"
+else
+    echo "SKIP repro_bad_data_leaves_no_out: needs stories260K and hotpotqa under $S"
+fi
