@@ -3,7 +3,6 @@
  * query, as a thin client of wim_run(): JSON Lines events, a progress bar on
  * a terminal, and Ctrl-C that still answers from the margins so far.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -395,12 +394,8 @@ int cmd_run(int argc, char **argv) {
         if (interrupt_flag) rc = 130; /* stopped by Ctrl-C, as a shell reports it */
     } else if (v.events != stdout) {  /* the answer alone on its line, without the space
                                          a tokenizer writes before a first word */
-        const char *a = res.answer;
-        size_t n = strlen(a);
-        while (n && isspace((unsigned char)a[n - 1]))
-            n--;
-        while (n && isspace((unsigned char)*a))
-            a++, n--;
+        size_t n;
+        const char *a = wim_answer_text(res.answer, &n);
         printf("%.*s\n", (int)n, a);
     }
     sigaction(SIGINT, &old, NULL);

@@ -11,7 +11,6 @@
  * queue's and each HTTP thread's).
  */
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,12 +217,8 @@ static void run_wim(serve_queue *q, job *j) {
         j->doc = NULL;
     }
     if (rc) return job_fail(j, 400, err);
-    const char *a = res.answer;
-    size_t n = strlen(a);
-    while (n && isspace((unsigned char)a[n - 1]))
-        n--;
-    while (n && isspace((unsigned char)*a))
-        a++, n--;
+    size_t n;
+    const char *a = wim_answer_text(res.answer, &n);
     cJSON *o = cJSON_CreateObject(), *ms = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "id", j->id);
     char *answer = strndup(a, n);

@@ -15,6 +15,7 @@
  * prompt; every step reports through the event callback and nothing here
  * prints; an interrupt stops after the current step and still answers.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,16 @@ void wim_result_free(wim_result *r) {
     free(r->answer_logits);
     free(r->save_error);
     memset(r, 0, sizeof *r);
+}
+
+const char *wim_answer_text(const char *answer, size_t *len) {
+    size_t n = strlen(answer);
+    while (n && isspace((unsigned char)answer[n - 1]))
+        n--;
+    while (n && isspace((unsigned char)*answer))
+        answer++, n--;
+    *len = n;
+    return answer;
 }
 
 static void emit(run_state *s, wim_event *ev) {

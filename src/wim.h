@@ -254,6 +254,9 @@ int wim_run(const wim_model *m, const char *doc, size_t doc_len, const char *que
             const wim_run_params *p, wim_event_fn cb, void *user, wim_result *res, char *err,
             size_t errlen);
 void wim_result_free(wim_result *r);
+/* An answer as a reader wants it, without the white space around it (a tokenizer writes
+ * a space before a first word): where it starts, and its length in *len. */
+const char *wim_answer_text(const char *answer, size_t *len);
 
 /* ---- a document read once, asked many questions ----
  * wim_doc_read segments a document and prefills BOS, the system prompt and
