@@ -80,6 +80,11 @@ int cli_float(const char *opt, const char *val, double lo, double hi, double *ou
 }
 
 char *cli_read_file(const char *path, size_t *len) {
+    struct stat st;
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+        cli_error("%s: is a folder; give a file", path);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         cli_error("%s: cannot open: %s", path, strerror(errno));
@@ -100,11 +105,11 @@ char *cli_read_file(const char *path, size_t *len) {
         buf = nb;
         cap *= 2;
     }
-    int bad = ferror(f);
+    int bad = ferror(f) ? errno : 0;
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        cli_error("%s: cannot read%s", path, buf ? "" : " (out of memory)");
+        cli_error("%s: cannot read: %s", path, buf ? strerror(bad ? bad : EIO) : "out of memory");
         return NULL;
     }
     buf[n] = 0;

@@ -25,6 +25,12 @@ a=$($W run --model="$M" --doc="$DOC" --query="$Q" "${FLAGS[@]}" 2>"$T/e")
 b=$($W run --model="$M" --doc="$DOC" --query="$Q" --kv-capacity=512 "${FLAGS[@]:2}" 2>>"$T/e")
 [ "$a" = "$EXPECTED" ] && [ "$b" = "$EXPECTED" ] && pass $t || fail $t "'$a' '$b' $(head -c 200 "$T/e")"
 
+t=document_is_a_folder
+$W run -m "$M" -d "$T" -q "$Q" >/dev/null 2>"$T/e.d"
+rc=$?
+[ $rc -eq 2 ] && one_line "$T/e.d" && grep -q "is a folder; give a file" "$T/e.d" && pass $t ||
+    fail $t "rc=$rc $(cat "$T/e.d")"
+
 t=save_kv_device_refused_at_start
 $W run -m "$M" -d "$DOC" -q "$Q" "${FLAGS[@]}" --save-kv /dev/null >"$T/o" 2>"$T/e"
 rc=$?
