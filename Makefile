@@ -8,6 +8,7 @@
 #   make bench-vs-llama  wim and llama.cpp side by side on the same GGUF files (bench/vs-llama.sh)
 #   make bench-wim-overhead  WiM's cost over the llm baseline, per phase (bench/wim-overhead.sh)
 #   make bench-serve-load  wim serve under 20 concurrent clients (bench/serve-load.sh)
+#   make bench-loaded  idle and with other processes busy (bench/loaded.sh)
 #   make model      retrain the bundled model data/wim-tiny/ (PyTorch: minutes on a GPU, 7–11 h on a CPU core; not in test or CI)
 #   make deps       install the Debian packages the build needs (apt-get)
 
@@ -64,7 +65,7 @@ FUZZ_SECONDS ?= 60
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan fuzz demo bench bench-vs-llama bench-wim-overhead bench-serve-load model deps clean format
+.PHONY: all test asan fuzz demo bench bench-vs-llama bench-wim-overhead bench-serve-load bench-loaded model deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
 # test and demo first make sure the Debian packages are there (installing them as root,
@@ -143,6 +144,10 @@ bench: $(BUILD)/wim $(BENCH_BIN)
 # wim beside llama.cpp (built once into build/peers) on the same files and threads
 bench-vs-llama: $(BUILD)/wim
 	@BUILD=$(BUILD) bash bench/vs-llama.sh
+
+# idle and with other processes busy: the thread count and OpenMP's wait policy
+bench-loaded: $(BUILD)/wim
+	@BUILD=$(BUILD) bash bench/loaded.sh
 
 # wim serve: 20 clients x 5 questions on documents read once (throughput, latency, RSS)
 bench-serve-load: $(BUILD)/wim

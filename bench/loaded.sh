@@ -3,9 +3,11 @@
 #
 # The demo (the bundled model over data/demo/, many small forward passes) and the prefill
 # and decode rates of the bench model (bench/models/qwen2.5-0.5b-shape-q8_0.gguf, made by
-# make bench), each on an idle machine and with one busy loop per core but one, under
-# OpenMP's wait policies: wim's default, OMP_WAIT_POLICY=active (threads spin at every
-# barrier) and -t 1. Medians of REPS (3) runs. Bounded: the busy loops die with the script.
+# make bench), each on an idle machine and with one busy loop per core but one: with wim's
+# default thread count (every core less those other processes keep busy when a context is
+# made), with every core forced, and with every core and OpenMP's passive wait policy
+# (threads sleep at barriers instead of spinning). Medians of REPS (3) runs. Bounded: the
+# busy loops die with the script.
 set -u
 cd "$(dirname "$0")/.."
 W=${BUILD:-build}/wim
@@ -29,7 +31,7 @@ rates() { # env...: "pp tg" tok/s of the bench model
     env "$@" "$W" bench -m "$B" -p 512 -n 32 -r 1 --json $threads 2>/dev/null |
         /usr/bin/python3 -c 'import json,sys
 r = {x["test"]: x["tok_s"] for x in map(json.loads, sys.stdin) if "test" in x}
-print(f"{r.get(\"pp512\", 0):.1f} {r.get(\"tg32\", 0):.1f}")'
+print("%.1f %.1f" % (r.get("pp512", 0), r.get("tg32", 0)))'
 }
 row() { # label, env...
     local label=$1 d p t
@@ -54,8 +56,8 @@ for state in idle loaded; do
         sleep 0.5
     fi
     threads=
-    row "wim's default" WIM_BENCH=1
-    row "OMP_WAIT_POLICY=active" OMP_WAIT_POLICY=active
-    threads="-t 1"
-    row "default, -t 1" WIM_BENCH=1
+    row "wim's default threads" WIM_BENCH=1
+    threads="-t $cores"
+    row "-t $cores (every core)" WIM_BENCH=1
+    row "-t $cores, OMP_WAIT_POLICY=passive" OMP_WAIT_POLICY=passive
 done

@@ -13,6 +13,7 @@
  *    chunks, so scratch never grows with the context.
  */
 #include <cblas.h>
+#include <dirent.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -122,6 +123,44 @@ static void rope_frequencies(const wim_model *m, int n_ctx, double *inv_freq, fl
         *mscale = (float)(cf->rope_attn_factor * (1 + 0.1 * log(cf->rope_scale)));
 }
 
+/* Threads of this process that are runnable now (OpenMP's workers spin for a while after
+ * a parallel region: they are not another process's load). */
+static int own_running_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[64], line[256];
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        const char *close = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        n += close && close[1] == ' ' && close[2] == 'R';
+        fclose(f);
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* The threads to use when none are asked for: every core, less those other processes keep
+ * busy right now (the kernel's count of runnable tasks, this process's aside). OpenMP
+ * threads spin at barriers, so one that shares a core with a busy process stalls all the
+ * others: on 2 cores with one busy, 2 threads made the demo 2.4x slower than 1
+ * (bench/loaded.sh). A count far above the cores comes from a larger host than ours (a
+ * container sees the host's): it is not ours to judge, and every core is used. */
+static int default_threads(void) {
+    const int cores = omp_get_num_procs();
+    FILE *f = fopen("/proc/loadavg", "r");
+    int running = 0, tasks = 0;
+    if (f) {
+        if (fscanf(f, "%*f %*f %*f %d/%d", &running, &tasks) != 2) running = 0;
+        fclose(f);
+    }
+    int mine = own_running_threads(), others = running - (mine > 0 ? mine : 1);
+    if (others < 0 || others >= 4 * cores) others = 0;
+    return cores - others >= 1 ? cores - others : 1;
+}
+
 int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out, char *err,
                 size_t errlen) {
     *out = NULL;
@@ -133,7 +172,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     const wim_config *cf = &m->cfg;
     c->m = m;
     c->p = params ? *params : wim_ctx_default_params();
-    if (c->p.n_threads <= 0) c->p.n_threads = omp_get_num_procs();
+    if (c->p.n_threads <= 0) c->p.n_threads = default_threads();
     if (c->p.chunk <= 0) c->p.chunk = 512;
     if (c->p.n_ctx <= 0) c->p.n_ctx = cf->n_ctx_train;
     int streaming = c->p.kv_pin >= 0;
@@ -458,11 +497,18 @@ static int check_tokens(const wim_ctx *c, const int32_t *tokens, int n, char *er
     return 0;
 }
 
-/* The next-token logits of `rows` final hidden states h (after output_norm). */
-static void output_logits(wim_ctx *c, const float *h, int rows, float *logits) {
+/* The next-token logits of `rows` final hidden states h (after output_norm); -1 with one
+ * line when one of them is not finite (an output matrix that overflows fp32). */
+static int output_logits(wim_ctx *c, const float *h, int rows, float *logits, char *err,
+                         size_t errlen) {
     const int V = c->m->cfg.n_vocab;
     matmul(c, &c->m->output, h, rows, logits, V);
     softcap(logits, (size_t)rows * V, c->m->cfg.final_softcap);
+    if (!non_finite(logits, (size_t)rows * V)) return 0;
+    snprintf(err, errlen,
+             "the output layer produced a non-finite logit (NaN or infinity): the "
+             "weights overflow fp32 or are corrupt");
+    return -1;
 }
 
 int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
@@ -489,10 +535,11 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
         int rc = forward_chunk(c, tokens + s, M, 0);
         if (rc) return forward_error(rc, pos0, M, err, errlen);
         if (!logits) continue;
-        if (all_logits)
-            output_logits(c, c->xb, M, logits + (size_t)s * V);
-        else if (s + M == n)
-            output_logits(c, c->xb + (size_t)(M - 1) * d, 1, logits);
+        if (all_logits && output_logits(c, c->xb, M, logits + (size_t)s * V, err, errlen))
+            return -1;
+        if (!all_logits && s + M == n &&
+            output_logits(c, c->xb + (size_t)(M - 1) * d, 1, logits, err, errlen))
+            return -1;
     }
     return 0;
 }
@@ -539,7 +586,7 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
                 rows++;
             }
         if (!rows) continue;
-        output_logits(c, c->xb, rows, logits);
+        if (output_logits(c, c->xb, rows, logits, err, errlen)) return -1;
         logits += (size_t)rows * V;
     }
     return 0;

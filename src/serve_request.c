@@ -22,6 +22,17 @@
 #include "tokenizer.h"
 #include "unicode.h"
 
+/* A name from a request as it may be quoted in an error line: at most 40 bytes, control
+ * characters shown as '?' (the message stays one line whatever the client sent). */
+static const char *quoted(const char *name, char *buf, size_t cap) {
+    size_t n = 0;
+    for (; name[n] && n + 4 < cap && n < 40; n++)
+        buf[n] = (unsigned char)name[n] < 0x20 || name[n] == 0x7f ? '?' : name[n];
+    if (name[n]) buf[n++] = '.', buf[n++] = '.', buf[n++] = '.';
+    buf[n] = 0;
+    return buf;
+}
+
 /* Checks that every field of o is one of the names (NULL-terminated). */
 static const char *unknown_field(const cJSON *o, const char *const *names) {
     for (const cJSON *f = o->child; f; f = f->next) {
@@ -144,7 +155,11 @@ int request_document(const cJSON *o, document_request *r, char *err, size_t errl
     static const char *const fields[] = {"text", "stream", NULL};
     const char *bad = unknown_field(o, fields);
     memset(r, 0, sizeof *r);
-    if (bad) return snprintf(err, errlen, "unknown field '%s' (known: text, stream)", bad), -1;
+    char q[48];
+    if (bad)
+        return snprintf(err, errlen, "unknown field '%s' (known: text, stream)",
+                        quoted(bad, q, sizeof q)),
+               -1;
     if (get_string(o, "text", &r->text, err, errlen) ||
         get_bool(o, "stream", &r->stream, err, errlen))
         return -1;
@@ -183,10 +198,13 @@ int request_wim(const cJSON *o, const wim_run_params *base, wim_request *r, char
                                          "lenient_classifier",
                                          NULL};
     const char *bad = unknown_field(o, fields);
+    char q[48];
     memset(r, 0, sizeof *r);
     r->p = *base;
     if (bad)
-        return snprintf(err, errlen, "unknown field '%s' (see the README: wim serve)", bad), -1;
+        return snprintf(err, errlen, "unknown field '%s' (see the README: wim serve)",
+                        quoted(bad, q, sizeof q)),
+               -1;
     if (get_string(o, "document", &r->document, err, errlen) ||
         get_string(o, "text", &r->text, err, errlen) ||
         get_string(o, "question", &r->question, err, errlen) ||
@@ -287,7 +305,9 @@ static int chat_prompt(const wim_model *m, const char *family, const cJSON *msgs
                  append_tokens(m, &j->prompt, &j->n_prompt, chat.end_of_turn, 1, err, errlen);
             last_user = 0;
         } else {
-            rc = snprintf(err, errlen, "unknown role '%s' (system, user, assistant)", r);
+            char q[48];
+            rc = snprintf(err, errlen, "unknown role '%s' (system, user, assistant)",
+                          quoted(r, q, sizeof q));
         }
         free(text);
     }

@@ -1222,10 +1222,11 @@ static void bpe_pair(const wim_tokenizer *t, scratch *s, int32_t l, int32_t r) {
     if (p) heap_push(s, (bigram){(double)p->rank, l, r, a->n, b->n});
 }
 
-/* An invalid byte that the vocabulary has no byte-level symbol for (0xFF in
- * most vocabularies) would be dropped; it is encoded as U+FFFD instead, which
- * every byte-level vocabulary has. Returns the word to encode (w itself when
- * nothing changes) and its length in *m. */
+/* A byte that the vocabulary has no byte-level symbol for (an invalid byte such
+ * as 0xFF in most vocabularies; a control character some vocabularies lack,
+ * such as U+0016 in Falcon's) would be dropped without a trace; its character
+ * is encoded as U+FFFD instead, which byte-level vocabularies have. Returns the
+ * word to encode (w itself when nothing changes) and its length in *m. */
 static const unsigned char *patch_unknown_bytes(const wim_tokenizer *t, scratch *s,
                                                 const unsigned char *w, size_t *m) {
     size_t i, n = *m;
@@ -1235,8 +1236,10 @@ static const unsigned char *patch_unknown_bytes(const wim_tokenizer *t, scratch 
     size_t k = 0;
     for (i = 0; i < n;) {
         uint32_t cp;
-        int bad, len = wim_utf8_decode(w + i, n - i, &cp, &bad);
-        if (bad && t->byte_sym[w[i]] < 0)
+        int bad, len = wim_utf8_decode(w + i, n - i, &cp, &bad), spelled = 1;
+        for (int j = 0; j < len; j++)
+            spelled &= t->byte_sym[w[i + (size_t)j]] >= 0;
+        if (!spelled)
             memcpy(s->word + k, "\xef\xbf\xbd", 3), k += 3;
         else
             memcpy(s->word + k, w + i, (size_t)len), k += (size_t)len;

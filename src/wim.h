@@ -28,7 +28,7 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors);
 enum wim_kv_type { WIM_KV_F16 = 0, WIM_KV_F32 = 1 };
 
 typedef struct {
-    int n_threads; /* 0: all cores */
+    int n_threads; /* 0: every core less those other processes keep busy at creation */
     int n_ctx;     /* KV capacity in tokens; 0: the model's context length */
     int chunk;     /* tokens per forward pass during prefill (default 512) */
     enum wim_kv_type kv_type;

@@ -100,6 +100,25 @@ t=kv_capacity_past_training_noted
 $W run -m "$M" -d "$DOC" -q "$Q" --pattern llm --kv-capacity 8192 --answer-tokens 1 >/dev/null 2>"$T/e"
 grep -q "past the 512 tokens the model was trained on" "$T/e" && pass $t || fail $t "$(cat "$T/e")"
 
+# With no -t, a context takes every core less those other processes keep busy: with a busy
+# loop on one of them, one fewer thread (OpenMP's spinning threads would otherwise wait on
+# the one that shares its core; bench/loaded.sh measures it).
+t=threads_leave_a_busy_core
+cores=$(nproc)
+if [ "$cores" -ge 2 ]; then
+    timeout 60 sh -c 'while :; do :; done' &
+    spin=$!
+    sleep 0.3
+    $W generate -m "$M" -p "a" -n 1 >/dev/null 2>"$T/e"
+    kill $spin
+    wait $spin 2>/dev/null
+    got=$(grep -o '[0-9]* threads' "$T/e" | cut -d' ' -f1)
+    [ -n "$got" ] && [ "$got" -lt "$cores" ] && pass "$t ($got of $cores with one busy)" ||
+        fail $t "$got threads of $cores: $(cat "$T/e")"
+else
+    echo "SKIP $t: one core"
+fi
+
 # On a terminal (a pty from script(1)): events on stdout start their own lines, never after
 # the bar; a second Ctrl-C ends the bar's line before the process dies.
 if command -v script >/dev/null; then

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 status=0
 printf '%-20s %12s %10s %8s %s\n' target executions exec/s corpus findings
 for bin in "$B"/tests/fuzz/fuzz_*; do
+    case $bin in *.d) continue ;; esac
     name=$(basename "$bin")
     work=$B/corpus/$name found=$B/crashes/$name
     mkdir -p "$work" "$found"
