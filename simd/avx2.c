@@ -27,6 +27,7 @@
  *    runs that same sequence, so an output does not depend on M, N or its tile.
  *  - quantize_q8_0 and axpy are bit-exact with scalar.c (no FMA in axpy).
  */
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -924,7 +925,7 @@ static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
         h = _mm_max_ss(h, _mm_movehdup_ps(h));
         const float amax = _mm_cvtss_f32(h);
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = d >= FLT_MIN ? 1.0f / d : 0.0f; /* as scalar.c */
         y->d = wim_fp32_to_fp16(d);
         _mm256_storeu_si256((__m256i *)y->qs, round32(v, _mm256_set1_ps(id)));
     }
@@ -942,7 +943,7 @@ static void quantize_q8_K(const float *x, block_q8_K *y, int n) {
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         h = _mm_max_ss(h, _mm_movehdup_ps(h));
         const float d = _mm_cvtss_f32(h) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = d >= FLT_MIN ? 1.0f / d : 0.0f; /* as scalar.c */
         y->d = d;
         const __m256 vid = _mm256_set1_ps(id);
         for (int c = 0; c < QK8_K; c += 32) {

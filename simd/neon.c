@@ -22,6 +22,7 @@
 #ifndef NEON_BODY
 
 #include <arm_neon.h>
+#include <float.h>
 #include <math.h>
 
 #include "attn_tile.h"
@@ -215,7 +216,7 @@ static void SFX(quantize_q8_0)(const float *x, block_q8_0 *y, int n) {
         }
         const float amax = vmaxvq_f32(mx);
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = d >= FLT_MIN ? 1.0f / d : 0.0f; /* as scalar.c */
         y->d = wim_fp32_to_fp16(d);
         int16x8_t h[4];
 #pragma GCC unroll 16
@@ -378,7 +379,7 @@ static void SFX(quantize_q8_K)(const float *x, block_q8_K *y, int n) {
         for (int i = 0; i < QK8_K; i += 4)
             mx = vmaxq_f32(mx, vabsq_f32(vld1q_f32(x + i)));
         const float d = vmaxvq_f32(mx) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = d >= FLT_MIN ? 1.0f / d : 0.0f; /* as scalar.c */
         y->d = d;
         for (int i = 0; i < QK8_K; i += 4) {
             int32_t q[4];

@@ -5,7 +5,7 @@
  * Owns: wim_kernels_scalar.
  *
  * Invariants (the semantics every SIMD twin reproduces):
- *  - quantize_q8_0: per 32-block, amax = max|x|, d = amax / 127, id = d ? 1/d : 0,
+ *  - quantize_q8_0: per 32-block, amax = max|x|, d = amax / 127, id = d >= FLT_MIN ? 1/d : 0,
  *    q = roundf(x * id) (ties away from zero), d stored as fp16 (round to nearest
  *    even). Bit-exact in every ISA.
  *  - gemm_q8_0: per output and per block b in increasing order
@@ -26,6 +26,7 @@
  *    Mul and add are separate statements on purpose: the build uses -std=c11,
  *    where GCC does not contract them into an FMA.
  */
+#include <float.h>
 #include <math.h>
 
 #include "attn_tile.h"
@@ -41,7 +42,7 @@ static float quantize_block(const float *x, int8_t *q, int n) {
         if (a > amax) amax = a;
     }
     float d = amax / 127.0f;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    float id = d >= FLT_MIN ? 1.0f / d : 0.0f; /* a subnormal d: 1/d would overflow */
     for (int i = 0; i < n; i++) {
         float v = roundf(x[i] * id);
         q[i] = v == v ? (int8_t)v : 0; /* NaN (a non-finite activation): forward.c reports it */

@@ -27,14 +27,14 @@ typedef struct {
  * pinned cells, then two logical runs each split at most once where the
  * physical ring wraps). */
 static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *runs) {
-    const int pin = kv->pin, w = kv->capacity - pin, ring = kv->cells - pin;
+    const int pin = kv->pin, w = kv_window(kv), ring = kv->cells - pin;
     int nr = 0, e = t1 < pin ? t1 : pin;
     if (e > p + 1) e = p + 1;
     if (t0 < e) runs[nr++] = (cell_run){t0, e - t0}; /* pinned: slot == position */
     const int lo = t0 > pin ? t0 : pin;
     if (lo >= t1 || p < pin) return nr;
     /* the window: positions a..p, the oldest in logical slot va, then on cyclically */
-    const int a = p - w + 1 > pin ? p - w + 1 : pin, len = p - a + 1;
+    const int a = kv_window_start(kv, p), len = p - a + 1;
     const int va = kv_logical_slot(kv, a);
     const int cut = va > lo && va < t1 ? va : t1;
     const int bounds[3] = {lo, cut, t1};
@@ -44,7 +44,7 @@ static int visible_runs(const wim_kvcache *kv, int t0, int t1, int p, cell_run *
         const int o0 = (s - va + w) % w; /* offsets from a grow along the run */
         const int cnt = (o0 + n < len ? o0 + n : len) - o0;
         if (cnt <= 0) continue;
-        const int s0 = pin + (a + o0 - pin) % ring,
+        const int s0 = kv_slot_of(kv, a + o0),
                   first = cnt < pin + ring - s0 ? cnt : pin + ring - s0;
         runs[nr++] = (cell_run){s0, first};
         if (cnt > first) runs[nr++] = (cell_run){pin, cnt - first};

@@ -8,6 +8,8 @@
  * bad input and 1 for runtime failures.
  */
 #include "cli.h"
+#include "forward.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -115,12 +117,6 @@ char *cli_read_file(const char *path, size_t *len) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* ---- options shared by the model subcommands ---- */
@@ -238,7 +234,8 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
     p.kv_pin = (int)o->kv_pin;
     if (o->load_kv) {
         int streaming, cached;
-        if (kv_file_geometry(o->load_kv, &p.n_ctx, &p.kv_pin, &streaming, &cached, err, sizeof err))
+        if (ctx_file_geometry(m, o->load_kv, &p.n_ctx, &p.kv_pin, &streaming, &cached, err,
+                              sizeof err))
             return cli_error("%s", err);
         if (!streaming) { /* a plain cache: room for its cells and this run, nothing more */
             p.kv_pin = -1;
@@ -375,7 +372,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     char err[512];
-    double t0 = now_ms();
+    double t0 = wim_now_ms();
     if (wim_eval(c, toks, np, logits, 0, err, sizeof err)) {
         rc = cli_error("%s", err);
         goto done;
@@ -384,7 +381,7 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_error("%s", err);
         goto done;
     }
-    double t1 = now_ms();
+    double t1 = wim_now_ms();
     wim_detok d;
     wim_detok_init(&d, m->tok, toks[np - 1], 0);
     char out[256];
@@ -407,7 +404,7 @@ int cmd_generate(int argc, char **argv) {
     int nb = wim_detok_flush(&d, out, sizeof out);
     fwrite(out, 1, (size_t)nb, stdout);
     fflush(stdout);
-    double t2 = now_ms();
+    double t2 = wim_now_ms();
     fprintf(stderr,
             "\nprompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms "
             "(%.1f tok/s); kernels %s, %d threads\n",

@@ -623,6 +623,21 @@ int ctx_load_with(wim_ctx *c, const char *path, void **extra, size_t *extra_len,
     return kv_load(&c->kv, c->m->fingerprint, path, extra, extra_len, err, errlen);
 }
 
+int ctx_file_geometry(const wim_model *m, const char *path, int *capacity, int *pin, int *streaming,
+                      int *cached, char *err, size_t errlen) {
+    if (kv_file_geometry(path, capacity, pin, streaming, cached, err, errlen)) return -1;
+    /* a window loads only as large as it was saved, so its size is reserved before the
+     * checksum can be verified: one past both the model's context and the tokens it holds
+     * is a damaged file, not a plan */
+    if (*streaming && *capacity > m->cfg.n_ctx_train && *capacity - *cached > 65536)
+        return snprintf(err, errlen,
+                        "%s: a streaming window of %d cells for %d tokens, past the model's "
+                        "context of %d: not reserved (a damaged file?)",
+                        path, *capacity, *cached, m->cfg.n_ctx_train),
+               -1;
+    return 0;
+}
+
 int wim_kv_file_geometry(const char *path, int *capacity, int *pin, char *err, size_t errlen) {
     int streaming;
     if (kv_file_geometry(path, capacity, pin, &streaming, NULL, err, errlen)) return -1;

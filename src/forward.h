@@ -48,5 +48,9 @@ int ctx_save_with(const wim_ctx *c, const char *path, const void *extra, size_t 
                   char *err, size_t errlen);
 int ctx_load_with(wim_ctx *c, const char *path, void **extra, size_t *extra_len, char *err,
                   size_t errlen);
+/* kv_file_geometry, refusing a streaming window too large to be believed for model m
+ * (the capacity it asks for would be reserved before the file's checksum is verified). */
+int ctx_file_geometry(const wim_model *m, const char *path, int *capacity, int *pin, int *streaming,
+                      int *cached, char *err, size_t errlen);
 
 #endif

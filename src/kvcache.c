@@ -32,7 +32,7 @@ int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity
         max_claim = capacity;
     }
     if (capacity < 1 || pin < 0 || (streaming && pin >= capacity) || max_claim < 1 ||
-        (streaming && max_claim - 1 > 0x3fffffff - capacity)) {
+        (streaming && max_claim - 1 > KV_MAX_POS - capacity)) {
         snprintf(err, errlen, "invalid KV geometry: capacity %d, pinned %d, chunk %d", capacity,
                  pin, max_claim);
         return -1;
@@ -82,7 +82,7 @@ void kv_free(wim_kvcache *kv) {
 }
 
 int kv_room(const wim_kvcache *kv) {
-    return kv->streaming ? 0x3fffffff - kv->next_pos : kv->capacity - kv->n;
+    return kv->streaming ? KV_MAX_POS - kv->next_pos : kv->capacity - kv->n;
 }
 
 /* Copies one cell's K and V (all layers) to or from a packed buffer. */
@@ -246,7 +246,7 @@ int kv_branches_open(wim_kvcache *kv, int n, const int *forks, const int *cells,
         }
         total += cells[b];
     }
-    if (n < 1 || total > 0x3fffffff - (long)kv->cells) {
+    if (n < 1 || total > KV_MAX_POS - (long)kv->cells) {
         snprintf(err, errlen, "invalid branches: %d of %ld cells", n, total);
         return -1;
     }
@@ -328,7 +328,7 @@ static int logical_head(const wim_kvcache *kv, int next_pos) {
 /* The position in logical slot v (< logical_n) once next_pos tokens are in. */
 static int logical_pos(const wim_kvcache *kv, int v, int next_pos) {
     if (v < kv->pin || next_pos <= kv->capacity) return v;
-    const int w = kv->capacity - kv->pin, a = next_pos - w; /* the oldest such position */
+    const int w = kv_window(kv), a = kv_window_start(kv, next_pos - 1); /* the oldest one */
     const int va = kv_logical_slot(kv, a);
     return a + (v - va + w) % w;
 }
@@ -546,7 +546,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
         goto done;
     }
     /* the cells must be the logical layout of next_pos tokens */
-    int layout_ok = h.next_pos <= 0x3fffffff && (kv->streaming || h.next_pos == h.n) &&
+    int layout_ok = h.next_pos <= KV_MAX_POS && (kv->streaming || h.next_pos == h.n) &&
                     h.n == logical_n(kv, h.next_pos) && h.head == logical_head(kv, h.next_pos);
     for (int v = 0; layout_ok && v < h.n; v++) {
         int32_t q;
@@ -586,8 +586,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
                 memset((uint8_t *)kv_v(kv, l, s), 0, row);
             }
     kv->n = used;
-    kv->head = h.next_pos <= kv->cells ? kv->pin
-                                       : kv->pin + (h.next_pos - kv->pin) % (kv->cells - kv->pin);
+    kv->head = h.next_pos <= kv->cells ? kv->pin : kv_slot_of(kv, h.next_pos);
     kv->next_pos = h.next_pos;
     if (extra && h.extra_bytes) {
         if (!(*extra = malloc(h.extra_bytes))) { /* the cache is loaded: report, keep it */

@@ -59,6 +59,10 @@
 #include "mem.h"
 #include "wim.h"
 
+/* The largest absolute position a cache holds (positions and cell counts stay well inside
+ * an int32, whatever is added to them). */
+#define KV_MAX_POS 0x3fffffff
+
 typedef struct {
     int head, n, next_pos;
     size_t journal_len;
@@ -135,19 +139,28 @@ static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
 static inline int32_t kv_pos_at(const wim_kvcache *kv, int slot) {
     return slot >= kv->cells ? kv->bpos[slot - kv->cells] : kv->pos[slot];
 }
+/* W: how many of the latest positions a query sees besides the pinned ones. */
+static inline int kv_window(const wim_kvcache *kv) {
+    return kv->capacity - kv->pin;
+}
+/* The oldest unpinned position a query at qpos sees (its window's start). */
+static inline int kv_window_start(const wim_kvcache *kv, int qpos) {
+    const int a = qpos - kv_window(kv) + 1;
+    return a > kv->pin ? a : kv->pin;
+}
 /* The physical slot that holds position pos (which must still be held). */
 static inline int kv_slot_of(const wim_kvcache *kv, int pos) {
     return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % (kv->cells - kv->pin);
 }
 /* The slot position pos has in the logical layout (a ring of exactly C cells). */
 static inline int kv_logical_slot(const wim_kvcache *kv, int pos) {
-    return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % (kv->capacity - kv->pin);
+    return pos < kv->pin ? pos : kv->pin + (pos - kv->pin) % kv_window(kv);
 }
 /* Whether a query at position qpos sees the key in physical slot `slot`: a
  * pinned cell at or before qpos, or a key at a position in (qpos - W, qpos]. */
 static inline int kv_visible(const wim_kvcache *kv, int slot, int qpos) {
     const int32_t p = kv->pos[slot];
-    return p >= 0 && p <= qpos && (slot < kv->pin || p > qpos - (kv->capacity - kv->pin));
+    return p >= 0 && p <= qpos && (slot < kv->pin || p >= kv_window_start(kv, qpos));
 }
 void kv_clear(wim_kvcache *kv);
 /* Copies the cells of positions [0, upto) of a cache that never streamed into

@@ -2,6 +2,7 @@
  * profile.c — one (L, K, mode) memory/time measurement in a child process.
  */
 #include "profile.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,12 +12,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Runs in the child: the measurement itself. */
 static void measure(const wim_model *m, wim_profile_row *row, int n_threads) {
@@ -36,9 +31,9 @@ static void measure(const wim_model *m, wim_profile_row *row, int n_threads) {
     }
     for (int i = 0; i < row->L; i++) /* any fixed token stream will do: cost is content-blind */
         t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(n_vocab - 1));
-    double t0 = now_ms();
+    double t0 = wim_now_ms();
     if (wim_eval(c, t, row->L, NULL, 0, row->err, sizeof row->err) == 0) {
-        row->ms = now_ms() - t0;
+        row->ms = wim_now_ms() - t0;
         wim_mem_report r;
         wim_ctx_memory(c, &r);
         row->scratch_peak_bytes = r.scratch_peak;

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "model.h"
 #include "serve.h"
 
@@ -43,12 +44,6 @@ typedef struct {
     int too_large;
     double t0;
 } request;
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 /* ---- responses ---- */
 
@@ -440,7 +435,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     request *rq = *state;
     if (!rq) { /* the headers: a body announced too large is refused before it is read */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
-        rq->t0 = now_ms();
+        rq->t0 = wim_now_ms();
         *state = rq;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > sv->o->max_body) {
@@ -483,7 +478,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state,
     if (!sv->o->quiet) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
-        fprintf(stderr, "wim: serve: %u %.0f ms%s\n", ci ? ci->http_status : 0, now_ms() - rq->t0,
+        fprintf(stderr, "wim: serve: %u %.0f ms%s\n", ci ? ci->http_status : 0,
+                wim_now_ms() - rq->t0,
                 why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     }
     free(rq->body);

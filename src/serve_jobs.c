@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "model.h"
 #include "serve.h"
 #include "tokenizer.h"
@@ -36,12 +37,6 @@ struct serve_queue {
 const char *serve_model_name(const wim_model *m) {
     const char *slash = strrchr(m->gguf->path, '/');
     return slash ? slash + 1 : m->gguf->path;
-}
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
 job *job_new(job_kind kind, const char *run_id) {
@@ -159,7 +154,7 @@ static void run_read(serve_queue *q, job *j) {
                  n, q->o->max_doc_tokens);
         return job_fail(j, 413, err);
     }
-    const double t0 = now_ms();
+    const double t0 = wim_now_ms();
     wim_doc *d;
     if (wim_doc_read(q->m, j->text, j->text_len, &j->p, on_event, j, &d, err, sizeof err))
         return job_fail(j, 400, err);
@@ -179,7 +174,7 @@ static void run_read(serve_queue *q, job *j) {
     cJSON_AddNumberToObject(o, "cache_tokens", wim_doc_tokens(d));
     cJSON_AddNumberToObject(o, "segments", wim_doc_segments(d));
     cJSON_AddNumberToObject(o, "bytes", (double)bytes);
-    cJSON_AddNumberToObject(o, "ms", now_ms() - t0);
+    cJSON_AddNumberToObject(o, "ms", wim_now_ms() - t0);
     if (j->stream) {
         cJSON *ev = cJSON_Duplicate(o, 1);
         cJSON_AddStringToObject(ev, "event", "document");
@@ -398,14 +393,14 @@ static void *worker(void *arg) {
         q->waiting--;
         q->running = j;
         pthread_mutex_unlock(&q->mu);
-        const double t0 = now_ms();
+        const double t0 = wim_now_ms();
         if (j->kind == JOB_READ)
             run_read(q, j);
         else if (j->kind == JOB_WIM)
             run_wim(q, j);
         else
             run_chat(q, j);
-        const double ms = now_ms() - t0;
+        const double ms = wim_now_ms() - t0;
         if (!q->o->quiet)
             fprintf(stderr, "wim: serve: %s %s %d in %.0f ms%s\n", j->id, kind_names[j->kind],
                     j->status, ms, j->interrupt ? " (stopped early)" : "");

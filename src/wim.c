@@ -26,6 +26,7 @@
 #include "bm25.h"
 #include "chat.h"
 #include "classify.h"
+#include "clock.h"
 #include "forward.h"
 #include "margins.h"
 #include "model.h"
@@ -79,12 +80,6 @@ static void run_state_free(run_state *s) {
     wim_ctx_free(s->aux);
     wim_ctx_free(s->work);
     free(s->save_error);
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 wim_run_params wim_run_default_params(void) {
@@ -508,7 +503,7 @@ static int parse_verdict(const run_state *s, const char *raw) {
  * Fills *relevant, *raw (malloc'd, "" in logit mode) and *logit_margin. */
 static int classify(run_state *s, const char *text, int *relevant, char **raw,
                     float *logit_margin) {
-    double t0 = now_ms();
+    double t0 = wim_now_ms();
     wim_ctx_reset(s->aux);
     char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
     if (!prompt) return -1;
@@ -524,7 +519,7 @@ static int classify(run_state *s, const char *text, int *relevant, char **raw,
         if (!*raw) return -1;
         *relevant = parse_verdict(s, *raw);
     }
-    s->ms_classify += now_ms() - t0;
+    s->ms_classify += wim_now_ms() - t0;
     return *raw ? 0 : -1;
 }
 
@@ -572,7 +567,7 @@ static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const
     for (int j = 0; j < n; j++)
         cells[j] = jobs[j].n_prompt + jobs[j].max;
     if (ctx_branches_open(c, n, forks, cells, s->err, s->errlen)) goto out;
-    const double t0 = now_ms();
+    const double t0 = wim_now_ms();
     for (int step = 1; !(stoppable && interrupted(s)); step++) {
         int m = 0, w = 0;
         for (int j = 0; j < n && m < chunk; j++) /* decoding: one token each */
@@ -613,7 +608,7 @@ static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const
                     b->next = next, b->has_next = 1;
             }
             if (!finished) continue;
-            b->done = 1, b->step = step, b->ms = now_ms() - t0;
+            b->done = 1, b->step = step, b->ms = wim_now_ms() - t0;
             if (done && done(s, b, owner[r], arg)) goto out;
         }
     }
@@ -689,7 +684,7 @@ static int margins_as_branches(run_state *s, const int *forks, int n, wim_result
     branch_job *jobs = n_prompt >= 0 ? calloc((size_t)group, sizeof *jobs) : NULL;
     int rc = n_prompt < 0 || !jobs ? -1 : 0;
     if (n_prompt >= 0 && !jobs) snprintf(s->err, s->errlen, "out of memory");
-    const double t0 = now_ms();
+    const double t0 = wim_now_ms();
     for (int g0 = 0; !rc && g0 < n && !interrupted(s); g0 += group) {
         const int m = n - g0 < group ? n - g0 : group;
         margin_sink k = {res, g0, p->verify_kv ? wim_ctx_kv_crc(s->main) : 0};
@@ -702,7 +697,7 @@ static int margins_as_branches(run_state *s, const int *forks, int n, wim_result
         if (!rc && p->verify_kv && wim_ctx_kv_crc(s->main) != k.crc)
             rc = -1, snprintf(s->err, s->errlen, "the document's KV cells changed under margins");
     }
-    s->ms_margins += now_ms() - t0;
+    s->ms_margins += wim_now_ms() - t0;
     free(jobs);
     free(prompt);
     return rc;
@@ -755,7 +750,7 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
     if (!rc && (!jobs || !forks || (logit && !logits)))
         rc = -1, snprintf(s->err, s->errlen, "out of memory");
     verdict_sink k = {index, res->relevant, raw, lm};
-    const double t0 = now_ms();
+    const double t0 = wim_now_ms();
     /* not stopped by an interrupt: the answer is to come from the margins written so far */
     for (int g0 = 0; !rc && g0 < todo; g0 += group) {
         const int m = todo - g0 < group ? todo - g0 : group;
@@ -778,7 +773,7 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
         for (int j = 0; j < m; j++)
             free(prompts[j]);
     }
-    s->ms_classify += now_ms() - t0;
+    s->ms_classify += wim_now_ms() - t0;
     for (int i = 0; !rc && i < n; i++) {
         if (!raw[i]) continue; /* its margin was interrupted */
         wim_event ev = {.type = WIM_EV_VERDICT,
@@ -1072,10 +1067,10 @@ int wim_doc_save(const wim_doc *d, const char *path, char *err, size_t errlen) {
  * (nothing is left under the file's name). Fails only when out of memory for that. */
 static int save_document(run_state *s, const wim_ctx *c, const char *doc, const wim_segment *segs,
                          const int *forks, int n) {
-    const double t0 = now_ms();
+    const double t0 = wim_now_ms();
     char why[512];
     int rc = save_cells(c, s->p->save_kv, doc, segs, forks, n, why, sizeof why);
-    s->ms_save += now_ms() - t0;
+    s->ms_save += wim_now_ms() - t0;
     if (rc && !(s->save_error = strdup(why)))
         return snprintf(s->err, s->errlen, "out of memory"), -1;
     return 0;
@@ -1090,7 +1085,7 @@ int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp,
     wim_doc *d = calloc(1, sizeof *d);
     *out = NULL;
     if (!d) return snprintf(err, errlen, "out of memory"), -1;
-    if (kv_file_geometry(path, &capacity, &pin, &streaming, &cached, err, errlen)) goto fail;
+    if (ctx_file_geometry(m, path, &capacity, &pin, &streaming, &cached, err, errlen)) goto fail;
     /* a plain cache loads into any capacity that holds its cells, and asking makes it larger
      * when a question needs it: a capacity far past the cells is not reserved up front */
     c.n_ctx = streaming || capacity - cached <= 65536 ? capacity : cached + 65536;
@@ -1187,7 +1182,7 @@ static int empty_main(run_state *s) {
 static int read_segment(run_state *s, const char *seg, const wim_segment *segs, int i,
                         wim_result *res) {
     const wim_run_params *p = s->p;
-    double t0 = now_ms();
+    double t0 = wim_now_ms();
     if (!s->doc && (p->pattern != WIM_PATTERN_RAG || p->save_kv || s->reading) &&
         feed_text(s, s->main, seg, 0, 0))
         return -1;
@@ -1196,7 +1191,7 @@ static int read_segment(run_state *s, const char *seg, const wim_segment *segs, 
                     .index = i,
                     .n_tokens = segs[i].n_tokens,
                     .prefilled = s->prefilled,
-                    .ms = now_ms() - t0};
+                    .ms = wim_now_ms() - t0};
     emit(s, &ev);
     res->n_segments = i + 1;
     return 0;
@@ -1303,7 +1298,7 @@ static int run_segments_sequential(run_state *s, const char *doc, const wim_segm
             mev.has_scored = p->extractive_margins && !p->injected_margins;
             mev.has_notes_quoted = mev.has_scored && p->quote_notes;
             if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(mc);
-            t0 = now_ms();
+            t0 = wim_now_ms();
             if (p->injected_margins) {
                 res->margins[i] = strdup(p->injected_margins[i]);
             } else {
@@ -1328,7 +1323,7 @@ static int run_segments_sequential(run_state *s, const char *doc, const wim_segm
                 free(notes);
                 if (wim_ctx_restore(mc) || !res->margins[i]) rc = -1;
             }
-            mev.ms = now_ms() - t0;
+            mev.ms = wim_now_ms() - t0;
             s->ms_margins += mev.ms;
             mev.text = res->margins[i];
             if (p->verify_kv) mev.kv_crc_after = wim_ctx_kv_crc(mc);
@@ -1409,7 +1404,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     wim_segment *segs = NULL;
     int n_segs = 0, doc_tokens = 0, rc = -1;
     char *sys = NULL, *final = NULL, *margins = NULL;
-    double t_start = now_ms();
+    double t_start = wim_now_ms();
     s.batched = !p->sequential_margins && !p->stream && p->ctx.kv_pin < 0 &&
                 !p->margins_in_extraction && !p->extractive_margins;
     *err = 0;
@@ -1456,7 +1451,7 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
                                                                res->n_segments, p->dedupe_margins)
                                             : strdup("");
     if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
-    double t0 = now_ms();
+    double t0 = wim_now_ms();
     if (p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins) {
         /* only the system prompt stays: the notes are the evidence */
         if (empty_main(&s) || feed_text(&s, s.main, sys, 1, 1)) goto done;
@@ -1465,12 +1460,12 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     if (!(res->answer_logits = malloc((size_t)m->cfg.n_vocab * sizeof(float)))) goto done;
     memcpy(res->answer_logits, s.logits, (size_t)m->cfg.n_vocab * sizeof(float));
     if (!(res->answer = generate(&s, s.main, p->answer_tokens, NULL))) goto done;
-    s.ms_answer = now_ms() - t0;
+    s.ms_answer = wim_now_ms() - t0;
     wim_event aev = {.type = WIM_EV_ANSWER, .text = res->answer, .interrupted = res->interrupted};
     emit(&s, &aev);
     res->tokens_prefilled = s.prefilled;
     res->tokens_decoded = s.decoded;
-    res->ms_total = now_ms() - t_start;
+    res->ms_total = wim_now_ms() - t_start;
     wim_mem_report a, b, w = {0};
     wim_ctx_memory(s.main, &a);
     wim_ctx_memory(s.aux, &b);

@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int fd = fuzz_file(file, n, path);
     if (fd >= 0) {
         wim_ctx_params cp = wim_ctx_default_params();
-        cp.n_threads = 1;
+        cp.n_threads = 1, cp.chunk = 8; /* small scratch: loading is what is tested */
         wim_doc *d;
         if (wim_doc_load(model, path, &cp, &d, err, sizeof err) == 0) {
             FUZZ_ASSERT(wim_doc_tokens(d) >= 0, "negative token count");
