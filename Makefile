@@ -3,6 +3,7 @@
 #   make test       build and run the whole suite (prints "N passed, N failed, N skipped")
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       each libFuzzer harness of tests/fuzz/ for FUZZ_SECONDS (clang)
+#   make tour       every command of the guided tour (docs/TOUR.md)
 #   make demo       the main job on the bundled default
 #   make bench      benchmarks (bench/)
 #   make bench-vs-llama  wim and llama.cpp side by side on the same GGUF files (bench/vs-llama.sh)
@@ -65,7 +66,7 @@ FUZZ_SECONDS ?= 60
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan fuzz demo bench bench-vs-llama bench-wim-overhead bench-serve-load bench-loaded model deps clean format
+.PHONY: all test asan fuzz tour demo bench bench-vs-llama bench-wim-overhead bench-serve-load bench-loaded model deps clean format
 all: $(BUILD)/wim $(BUILD)/libwim.a
 
 # test and demo first make sure the Debian packages are there (installing them as root,
@@ -121,13 +122,18 @@ test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/wim $(TEST_BIN) $(FUZZ_BIN)
 	@WIM_SHARED=$(SHARED) WIM_TEST_QUICK=$(WIM_TEST_QUICK) bash tests/run.sh $(BUILD)
 
-# Each harness for FUZZ_SECONDS (default 60) from its committed corpus, under clang's ASan +
+# Each harness for FUZZ_SECONDS (default 60; FUZZ_RUNS=N stops at N executions) from its
+# committed corpus, under clang's ASan +
 # UBSan; new inputs go to build-fuzz/corpus/, findings to build-fuzz/crashes/ (copy one into
 # tests/fuzz/crashes/NAME/ once fixed, and make test replays it from then on).
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPT=-O1 \
 	    $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/tests/fuzz/%)
-	@WIM_SHARED=$(SHARED) bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	@WIM_SHARED=$(SHARED) FUZZ_RUNS=$(FUZZ_RUNS) bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# every command of docs/TOUR.md, on the bundled model and stories260K (also part of make test)
+tour: $(BUILD)/wim
+	@WIM_SHARED=$(SHARED) WIM_BIN=$(abspath $(BUILD))/wim bash tests/tour.sh
 
 # WIM_TEST_QUICK trims the longest loops (same code paths) so the sanitizer run stays short.
 asan:
