@@ -1,6 +1,6 @@
 /*
- * cli.c — the `wim` command: dispatch to subcommands, their shared helpers,
- * and the model-facing subcommands info, generate and logits.
+ * cli.c — the `wim` command: dispatch to subcommands and the helpers they
+ * share (errors, option values, files, the options of the model subcommands).
  *
  * Output contract: results on stdout (formats documented in --help and the
  * README, relied on by tests and scripts), timings and progress on stderr,
@@ -8,8 +8,8 @@
  * bad input and 1 for runtime failures.
  */
 #include "cli.h"
-#include "forward.h"
 #include "clock.h"
+#include "forward.h"
 
 #include <errno.h>
 #include <math.h>
@@ -121,13 +121,6 @@ char *cli_read_file(const char *path, size_t *len) {
 
 /* ---- options shared by the model subcommands ---- */
 
-typedef struct {
-    const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv, *dump;
-    long n, seed, chunk, threads, top, kv_capacity, kv_pin;
-    double temp, top_p;
-    int ignore_eos, tensors, cpu, kv_f32;
-} opts;
-
 /* Matches argv[*i] against name; on a match stores the following value. */
 static int opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
     if (strcmp(argv[*i], name)) return 0;
@@ -136,21 +129,8 @@ static int opt_val(int argc, char **argv, int *i, const char *name, const char *
     return 1;
 }
 
-enum {
-    O_MODEL = 1,
-    O_PROMPT = 2,
-    O_N = 4,
-    O_SAMPLING = 8,
-    O_CHUNK = 16,
-    O_THREADS = 32,
-    O_TOKENS = 64,
-    O_TOP = 128,
-    O_INFO = 256,
-    O_KVFILE = 512
-};
-
 /* Parses the options a subcommand accepts (mask); returns 0, or 2 after an error. */
-static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
+int cli_parse_opts(int argc, char **argv, unsigned mask, cli_opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0; /* set by VAL; other options take no value */
@@ -206,7 +186,7 @@ static int parse_opts(int argc, char **argv, unsigned mask, opts *o) {
     return o->save_kv ? cli_check_output("--save-kv", o->save_kv, 1) : 0;
 }
 
-static int wants_help(int argc, char **argv, const char *usage) {
+int cli_wants_help(int argc, char **argv, const char *usage) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(usage, stdout);
@@ -215,7 +195,7 @@ static int wants_help(int argc, char **argv, const char *usage) {
     return 0;
 }
 
-static int load_model(const char *path, wim_model **m) {
+int cli_load_model(const char *path, wim_model **m) {
     char err[512];
     if (!path) return cli_error("no model given: pass -m MODEL.gguf");
     if (wim_model_load(path, m, err, sizeof err)) return cli_error("%s", err);
@@ -225,7 +205,7 @@ static int load_model(const char *path, wim_model **m) {
 /* Creates the context: KV capacity from --kv-capacity, else what `needed`
  * tokens take (at most the model's context); --kv-pin streams past it;
  * --load-kv takes the saved cache's geometry and contents. */
-static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
+int cli_new_ctx(const wim_model *m, const cli_opts *o, int needed, wim_ctx **c) {
     char err[512];
     wim_ctx_params p = wim_ctx_default_params();
     p.n_threads = (int)o->threads;
@@ -261,281 +241,12 @@ static int new_ctx(const wim_model *m, const opts *o, int needed, wim_ctx **c) {
 }
 
 /* Tokenizes the prompt (with the model's BOS rule); returns the count or -1. */
-static int prompt_tokens(const wim_model *m, const char *text, size_t len, int bos, int32_t **out) {
+int cli_prompt_tokens(const wim_model *m, const char *text, size_t len, int bos, int32_t **out) {
     char err[256];
     int add_bos = bos && wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0;
     int need = wim_tokenize_alloc(m->tok, text, len, add_bos, 0, out, err, sizeof err);
     if (need < 0) return cli_error("%s", err), -1;
     return need;
-}
-
-static const char *const info_usage =
-    "usage: wim info [-m MODEL] [--cpu] [--no-tensors] [--dump TENSOR [-n ROWS]]\n"
-    "  Prints the model's architecture, hyper-parameters, tensor types and counts,\n"
-    "  tensor table and memory estimate; --cpu prints the detected CPU features and\n"
-    "  the kernel set chosen. --dump prints the first ROWS rows (default 4) of a weight\n"
-    "  tensor as the engine decodes them (any type), one row a line.\n";
-
-/* Prints rows of a tensor as decoded floats (what a teacher or a quantizer test
- * wants to see of a weight type). */
-static int dump_tensor(const wim_model *m, const char *name, long rows) {
-    int n_in = 0, n_rows = 0;
-    if (wim_model_tensor_shape(m, name, &n_in, &n_rows))
-        return cli_error("info: no matrix or vector tensor named '%s'", name);
-    float *row = malloc((size_t)n_in * sizeof *row);
-    if (!row) return cli_error("info: out of memory");
-    for (int r = 0; r < n_rows && r < rows; r++) {
-        wim_model_tensor_row(m, name, r, row);
-        for (int i = 0; i < n_in; i++)
-            printf(i ? " %.9g" : "%.9g", row[i]);
-        printf("\n");
-    }
-    free(row);
-    return 0;
-}
-
-int cmd_info(int argc, char **argv) {
-    if (wants_help(argc, argv, info_usage)) return 0;
-    opts o = {.tensors = 1, .n = 4};
-    int rc = parse_opts(argc, argv, O_MODEL | O_INFO | O_N, &o);
-    if (rc) return rc;
-    if (o.cpu) {
-        char buf[512];
-        wim_cpu_describe(buf, sizeof buf);
-        printf("cpu            %s\nkernels        %s\n", buf, wim_kernels_get()->isa);
-        if (!o.model) return 0;
-    }
-    wim_model *m;
-    if ((rc = load_model(o.model, &m))) return rc;
-    if (o.dump) {
-        rc = dump_tensor(m, o.dump, o.n);
-        wim_model_free(m);
-        return rc;
-    }
-    wim_model_describe(m, stdout, o.tensors);
-    wim_model_free(m);
-    return 0;
-}
-
-static const char *const generate_usage =
-    "usage: wim generate -m MODEL [-p TEXT | -f FILE] [-n N] [--temp T] [--top-p P]\n"
-    "                    [--seed S] [--chunk K] [-t THREADS] [--ignore-eos] [--kv-type f16|f32]\n"
-    "                    [--kv-capacity C] [--kv-pin P] [--save-kv FILE] [--load-kv FILE]\n"
-    "  Prints only the generated text on stdout; timings go to stderr.\n"
-    "  The prompt gets the model's BOS token; an empty prompt is just BOS.\n"
-    "  -n N          tokens to generate (default 128); stops early at end-of-generation\n"
-    "                tokens unless --ignore-eos\n"
-    "  --temp T      0 = greedy (default 0); --top-p P nucleus (default 1); --seed S\n"
-    "  --chunk K     prompt tokens per forward pass (default 512)\n"
-    "  --kv-capacity C  KV cache cells (default: prompt + N, at most the model's context)\n"
-    "  --kv-pin P    stream past the capacity as a sliding window keeping the first P cells:\n"
-    "                each token sees them and the last C - P tokens (C + chunk - 1 cells are\n"
-    "                allocated so that this holds within a prefill chunk too)\n"
-    "  --kv-type T   KV cache precision: f16 (default) or f32\n"
-    "  --save-kv F   save the KV cache after the prompt; --load-kv F starts from a saved one\n"
-    "                (the prompt then continues it)\n"
-    "  -t THREADS    threads (default: all cores)\n";
-
-int cmd_generate(int argc, char **argv) {
-    if (wants_help(argc, argv, generate_usage)) return 0;
-    opts o = {.n = 128, .top_p = 1.0, .kv_pin = -1};
-    int rc = parse_opts(argc, argv,
-                        O_MODEL | O_PROMPT | O_N | O_SAMPLING | O_CHUNK | O_THREADS | O_KVFILE, &o);
-    if (rc) return rc;
-    if (o.prompt && o.prompt_file) return cli_error("generate: give -p or -f, not both");
-    char *file_text = NULL;
-    size_t plen = o.prompt ? strlen(o.prompt) : 0;
-    if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &plen))) return 2;
-    const char *text = file_text ? file_text : o.prompt ? o.prompt : "";
-    wim_model *m = NULL;
-    wim_ctx *c = NULL;
-    wim_sampler *s = NULL;
-    int32_t *toks = NULL;
-    float *logits = NULL;
-    if ((rc = load_model(o.model, &m))) goto done;
-    /* a loaded cache already holds the BOS and the text before this prompt */
-    int np = prompt_tokens(m, text, plen, !o.load_kv, &toks);
-    if (np < 0) {
-        rc = 2;
-        goto done;
-    }
-    if (np == 0) {
-        rc = cli_error(o.load_kv ? "generate: --load-kv needs a prompt to continue the cache with"
-                                 : "generate: the prompt is empty and this model has no BOS token");
-        goto done;
-    }
-    if ((rc = new_ctx(m, &o, np + (int)o.n, &c))) goto done;
-    s = wim_sampler_new((float)o.temp, (float)o.top_p, (uint64_t)o.seed, m->cfg.n_vocab);
-    logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
-    if (!s || !logits) {
-        rc = cli_error("out of memory");
-        goto done;
-    }
-    char err[512];
-    double t0 = wim_now_ms();
-    if (wim_eval(c, toks, np, logits, 0, err, sizeof err)) {
-        rc = cli_error("%s", err);
-        goto done;
-    }
-    if (o.save_kv && wim_ctx_save(c, o.save_kv, err, sizeof err)) {
-        rc = cli_error("%s", err);
-        goto done;
-    }
-    double t1 = wim_now_ms();
-    wim_detok d;
-    wim_detok_init(&d, m->tok, toks[np - 1], 0);
-    char out[256];
-    int ngen = 0;
-    for (; ngen < o.n; ngen++) {
-        int32_t next = wim_sample(s, logits);
-        if (!o.ignore_eos && wim_tokenizer_is_eog(m->tok, next)) break;
-        int nb = wim_detok_push(&d, next, out, sizeof out);
-        fwrite(out, 1, (size_t)nb, stdout);
-        fflush(stdout);
-        if (ngen + 1 == o.n) {
-            ngen++;
-            break;
-        }
-        if (wim_eval(c, &next, 1, logits, 0, err, sizeof err)) {
-            rc = cli_error("%s", err);
-            goto done;
-        }
-    }
-    int nb = wim_detok_flush(&d, out, sizeof out);
-    fwrite(out, 1, (size_t)nb, stdout);
-    fflush(stdout);
-    double t2 = wim_now_ms();
-    fprintf(stderr,
-            "\nprompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms "
-            "(%.1f tok/s); kernels %s, %d threads\n",
-            np, t1 - t0, np * 1e3 / (t1 - t0 + 1e-9), ngen, t2 - t1, ngen * 1e3 / (t2 - t1 + 1e-9),
-            wim_kernels_get()->isa, wim_ctx_threads(c));
-    rc = 0;
-done:
-    free(logits);
-    free(toks);
-    free(file_text);
-    wim_sampler_free(s);
-    wim_ctx_free(c);
-    wim_model_free(m);
-    return rc;
-}
-
-static const char *const logits_usage =
-    "usage: wim logits -m MODEL (--tokens \"1,2,3\" | -p TEXT | -f FILE) [--top K] [--chunk K]\n"
-    "                  [--kv-type f16|f32] [--kv-capacity C] [--kv-pin P] [--save-kv F]\n"
-    "                  [--load-kv F] [-t N]\n"
-    "  JSON Lines on stdout: {\"tokens\":[...],\"n_vocab\":N}, then for every position\n"
-    "  {\"pos\":i,\"top\":[[id,logit],...]} with the K largest logits (default 5), largest\n"
-    "  first (ties: lower id first). -p TEXT gets the model's BOS token.\n"
-    "  --save-kv F saves the KV cache afterwards; --load-kv F starts from a saved cache\n"
-    "  (positions then continue from it). KV options as for wim generate.\n";
-
-/* Parses "1,2,3" into ids; returns the count, or -1 after an error line. */
-static int parse_token_list(const char *s, int32_t **out) {
-    int n = 1;
-    for (const char *p = s; *p; p++)
-        n += *p == ',';
-    *out = malloc((size_t)n * sizeof **out);
-    if (!*out) return cli_error("out of memory"), -1;
-    const char *p = s;
-    for (int i = 0; i < n; i++) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            cli_error("--tokens expects comma-separated token ids, got '%s'", s);
-            return -1;
-        }
-        (*out)[i] = (int32_t)v;
-        p = end + (*end == ',');
-    }
-    return n;
-}
-
-int cmd_logits(int argc, char **argv) {
-    if (wants_help(argc, argv, logits_usage)) return 0;
-    opts o = {.top = 5, .kv_pin = -1};
-    int rc = parse_opts(argc, argv,
-                        O_MODEL | O_PROMPT | O_TOKENS | O_TOP | O_CHUNK | O_THREADS | O_KVFILE, &o);
-    if (rc) return rc;
-    if (!!o.tokens + !!o.prompt + !!o.prompt_file != 1)
-        return cli_error("logits: give exactly one of --tokens, -p or -f");
-    wim_model *m = NULL;
-    wim_ctx *c = NULL;
-    int32_t *toks = NULL;
-    float *logits = NULL;
-    char *file_text = NULL;
-    int n;
-    if ((rc = load_model(o.model, &m))) goto done;
-    if (o.tokens)
-        n = parse_token_list(o.tokens, &toks);
-    else {
-        size_t len = o.prompt ? strlen(o.prompt) : 0;
-        if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &len))) {
-            rc = 2;
-            goto done;
-        }
-        n = prompt_tokens(m, file_text ? file_text : o.prompt, len, !o.load_kv, &toks);
-    }
-    if (n <= 0) {
-        rc = n < 0 ? 2 : cli_error("logits: no tokens to evaluate");
-        goto done;
-    }
-    const int V = m->cfg.n_vocab;
-    for (int i = 0; i < n; i++)
-        if (toks[i] >= V) {
-            rc = cli_error("token id %d is outside the vocabulary (0..%d)", toks[i], V - 1);
-            goto done;
-        }
-    if ((rc = new_ctx(m, &o, n, &c))) goto done;
-    if (!(logits = malloc((size_t)n * V * sizeof *logits))) {
-        rc = cli_error("out of memory for %d x %d logits", n, V);
-        goto done;
-    }
-    char err[512];
-    int pos0 = wim_ctx_pos(c);
-    if (wim_eval(c, toks, n, logits, 1, err, sizeof err) ||
-        (o.save_kv && wim_ctx_save(c, o.save_kv, err, sizeof err))) {
-        rc = cli_error("%s", err);
-        goto done;
-    }
-    printf("{\"tokens\":[");
-    for (int i = 0; i < n; i++)
-        printf("%s%d", i ? "," : "", toks[i]);
-    printf("],\"n_vocab\":%d}\n", V);
-    int k = o.top < V ? (int)o.top : V;
-    int *best = malloc((size_t)k * sizeof *best);
-    if (!best) {
-        rc = cli_error("out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        const float *l = logits + (size_t)i * V;
-        int nb = 0; /* insertion into a sorted top-k list */
-        for (int id = 0; id < V; id++) {
-            if (nb == k && !(l[id] > l[best[k - 1]])) continue;
-            int j = nb < k ? nb++ : k - 1;
-            while (j > 0 && l[id] > l[best[j - 1]]) {
-                best[j] = best[j - 1];
-                j--;
-            }
-            best[j] = id;
-        }
-        printf("{\"pos\":%d,\"top\":[", pos0 + i);
-        for (int j = 0; j < nb; j++)
-            printf("%s[%d,%.9g]", j ? "," : "", best[j], l[best[j]]);
-        printf("]}\n");
-    }
-    free(best);
-    rc = 0;
-done:
-    free(file_text);
-    free(logits);
-    free(toks);
-    wim_ctx_free(c);
-    wim_model_free(m);
-    return rc;
 }
 
 /* ---- dispatch ---- */

@@ -35,6 +35,39 @@ int cli_run_option(int argc, char **argv, int *i, wim_run_params *p);
  * than ignored (wim serve's requests choose their pattern). */
 int cli_run_check(const char *cmd, const wim_run_params *p, int one_pattern);
 
+/* ---- the options of the model subcommands (info, generate, logits) ---- */
+typedef struct {
+    const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv, *dump;
+    long n, seed, chunk, threads, top, kv_capacity, kv_pin;
+    double temp, top_p;
+    int ignore_eos, tensors, cpu, kv_f32;
+} cli_opts;
+
+enum {
+    O_MODEL = 1,
+    O_PROMPT = 2,
+    O_N = 4,
+    O_SAMPLING = 8,
+    O_CHUNK = 16,
+    O_THREADS = 32,
+    O_TOKENS = 64,
+    O_TOP = 128,
+    O_INFO = 256,
+    O_KVFILE = 512
+};
+
+/* Parses the options a subcommand accepts (mask of O_*); 0, or 2 after an error. */
+int cli_parse_opts(int argc, char **argv, unsigned mask, cli_opts *o);
+/* Prints usage and returns 1 when -h or --help is among the arguments. */
+int cli_wants_help(int argc, char **argv, const char *usage);
+int cli_load_model(const char *path, wim_model **m);
+/* The context: KV capacity from --kv-capacity, else what `needed` tokens take (at most
+ * the model's context); --kv-pin streams past it; --load-kv takes the saved cache's
+ * geometry and contents. 0, or 2 after an error line. */
+int cli_new_ctx(const wim_model *m, const cli_opts *o, int needed, wim_ctx **c);
+/* Tokenizes a prompt with the model's BOS rule; the count, or -1 after an error line. */
+int cli_prompt_tokens(const wim_model *m, const char *text, size_t len, int bos, int32_t **out);
+
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
