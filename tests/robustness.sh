@@ -79,7 +79,7 @@ done
 [ -z "$bad" ] && pass "$t (8 kills over ${dur} ms runs)" || fail $t "$bad"
 
 t=ctrl_c_before_reading_is_an_error
-for _ in $(seq 40); do cat "$DOC"; done >"$T/big.txt"
+for _ in $(seq 200); do cat "$DOC"; done >"$T/big.txt" # ~4 MB: seconds to tokenize
 $W run -m "$M" -d "$T/big.txt" -q "$Q" "${FLAGS[@]}" >"$T/o" 2>"$T/e" &
 pid=$!
 sleep 0.2
