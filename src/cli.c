@@ -175,6 +175,8 @@ int cli_parse_opts(int argc, char **argv, unsigned mask, cli_opts *o) {
             o->cpu = 1;
         else if ((mask & O_INFO) && !strcmp(argv[i], "--no-tensors"))
             o->tensors = 0;
+        else if ((mask & O_INFO) && !strcmp(argv[i], "--meta"))
+            o->meta = 1;
         else if (VAL(O_INFO, "--dump"))
             o->dump = v;
         else

@@ -40,7 +40,7 @@ typedef struct {
     const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv, *dump;
     long n, seed, chunk, threads, top, kv_capacity, kv_pin;
     double temp, top_p;
-    int ignore_eos, tensors, cpu, kv_f32;
+    int ignore_eos, tensors, cpu, kv_f32, meta;
 } cli_opts;
 
 enum {

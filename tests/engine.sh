@@ -369,3 +369,26 @@ if [ -f "$GPT2" ] && have_numpy; then
             pass $t || fail $t "exit $rc: $(head -c 300 "$T/e.txt")"
     done
 else skip damaged_models "needs $GPT2 and python3-numpy"; fi
+
+# 9. wim info --meta shows the file as it is: every key, and each tensor's type, shape and
+# byte offset, which an independent reader of the header (reference_forward.gguf_layout) finds
+# at the same places.
+t=info_meta_matches_the_header
+M9=$HERE/../data/wim-tiny/wim-tiny.gguf
+if $W info -m "$M9" --meta >"$T/meta.txt" 2>"$T/e.txt"; then
+    (cd "$HERE" && $PY - "$M9" "$T/meta.txt") >"$T/chk.txt" 2>&1 <<'PYEOF'
+import sys
+from reference_forward import gguf_layout
+buf = open(sys.argv[1], "rb").read()
+meta, _, infos, data = gguf_layout(buf)
+lines = open(sys.argv[2]).read().splitlines()
+keys = [l.split()[0] for l in lines[2:2 + len(meta)]]
+assert keys == list(meta), f"keys differ: {keys[:3]} vs {list(meta)[:3]}"
+rows = {l.split()[0]: l.split() for l in lines[2 + len(meta) + 2:]}
+for name, ne, typ, off in infos:
+    r = rows[name]
+    assert int(r[-2]) == data + off, f"{name}: offset {r[-2]} vs {data + off}"
+print(f"{len(meta)} keys, {len(infos)} tensor offsets")
+PYEOF
+    [ $? -eq 0 ] && pass "$t ($(cat "$T/chk.txt"))" || fail $t "$(tail -2 "$T/chk.txt")"
+else fail $t "$(cat "$T/e.txt")"; fi
