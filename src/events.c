@@ -96,6 +96,9 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
     case WIM_EV_SEGMENT:
         putf(&b, ",\"index\":%d,\"tokens\":%d,\"prefilled\":%ld,\"ms\":%.1f", ev->index,
              ev->n_tokens, ev->prefilled, ev->ms);
+        putf(&b, ",\"offset\":%zu,\"bytes\":%zu", ev->offset, ev->bytes);
+        key(&b, "first");
+        put_str(&b, ev->first ? ev->first : "");
         break;
     case WIM_EV_MARGIN:
         putf(&b, ",\"index\":%d", ev->index);

@@ -1179,6 +1179,30 @@ static int empty_main(run_state *s) {
 
 /* Reads segment i into the main context (unless it came from a saved cache, or
  * rag has no use for it there), records where it ends and reports it. */
+/* The start of a segment as a reader recognises it: white space runs as one space, at most
+ * WIM_FIRST_WORDS bytes, cut at a word (or a character) boundary. Returns out. */
+static const char *first_words(const char *seg, char *out) {
+    size_t n = 0, word_end = 0;
+    const char *p = seg;
+    for (; *p && n < WIM_FIRST_WORDS; p++) {
+        if (!isspace((unsigned char)*p)) {
+            out[n++] = *p;
+        } else if (n && out[n - 1] != ' ') {
+            word_end = n;
+            out[n++] = ' ';
+        }
+    }
+    if (*p) { /* cut short: at the last word boundary, else at a character boundary */
+        if (word_end) n = word_end;
+        while (n && ((unsigned char)out[n] & 0xC0) == 0x80)
+            n--;
+    }
+    while (n && out[n - 1] == ' ')
+        n--;
+    out[n] = 0;
+    return out;
+}
+
 static int read_segment(run_state *s, const char *seg, const wim_segment *segs, int i,
                         wim_result *res) {
     const wim_run_params *p = s->p;
@@ -1187,10 +1211,14 @@ static int read_segment(run_state *s, const char *seg, const wim_segment *segs, 
         feed_text(s, s->main, seg, 0, 0))
         return -1;
     if (!s->doc) s->forks[i] = wim_ctx_pos(s->main);
+    char first[WIM_FIRST_WORDS + 1];
     wim_event ev = {.type = WIM_EV_SEGMENT,
                     .index = i,
                     .n_tokens = segs[i].n_tokens,
                     .prefilled = s->prefilled,
+                    .offset = segs[i].start,
+                    .bytes = segs[i].len,
+                    .first = first_words(seg, first),
                     .ms = wim_now_ms() - t0};
     emit(s, &ev);
     res->n_segments = i + 1;

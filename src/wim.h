@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define WIM_VERSION "0.1.0"
+#define WIM_FIRST_WORDS 48 /* bytes of a segment's start in its event */
 
 typedef struct wim_model wim_model;
 typedef struct wim_ctx wim_ctx;
@@ -205,6 +206,8 @@ typedef struct {
     int index;                          /* segment / margin / verdict */
     int n_tokens;                       /* segment: its tokens; margin: tokens generated */
     long prefilled;       /* segment: tokens prefilled so far (all prompts included) */
+    size_t offset, bytes; /* segment: its byte range in the document */
+    const char *first;    /* segment: its first words (at most WIM_FIRST_WORDS bytes) */
     double ms;            /* segment: prefill time; margin: generation time */
     const char *text;     /* margin text (as generated), answer text */
     int blank;            /* verdict, extractive margins: the margin quoted nothing (not kept,

@@ -12,7 +12,8 @@ import sys
 
 FIELDS = {
     "start": {"model": str, "pattern": str, "chat": str, "segments": int, "tokens": int},
-    "segment": {"index": int, "tokens": int, "prefilled": int, "ms": (int, float)},
+    "segment": {"index": int, "tokens": int, "prefilled": int, "ms": (int, float), "offset": int,
+                "bytes": int, "first": str},
     "margin": {"index": int, "text": str, "tokens": int, "ms": (int, float)},
     "verdict": {"index": int, "relevant": bool, "raw": str},
     "answer": {"text": str, "interrupted": bool},
@@ -39,6 +40,12 @@ def check(path, pattern, interrupted=False):
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "start" and kinds[-2:] == ["answer", "done"], kinds
     n = ev[0]["segments"]
+    segs = sorted((e for e in ev if e["event"] == "segment"), key=lambda e: e["index"])
+    at = 0
+    for e in segs:  # byte ranges that tile the document, in order
+        assert e["offset"] == at and e["bytes"] > 0, f"segment {e['index']}: offset {e['offset']}"
+        assert len(e["first"].encode()) <= 48 and "\n" not in e["first"], e["first"]
+        at += e["bytes"]
     body = kinds[1:-2]
     per = {"wim": ["segment", "margin", "verdict"], "llm": ["segment"],
            "rag": ["segment", "verdict"], "rag-bm25": ["segment"]}[pattern]
