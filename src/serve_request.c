@@ -11,6 +11,7 @@
  * ignored for chat completions (OpenAI clients send many).
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,9 @@ static int get_int(const cJSON *o, const char *name, long lo, long hi, int *dst,
                    size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi)
+    /* the range first: converting a double past long's range would be undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != floor(v->valuedouble))
         return snprintf(err, errlen, "'%s' must be an integer in [%ld, %ld]", name, lo, hi), -1;
     *dst = (int)v->valuedouble;
     return 0;
