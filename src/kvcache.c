@@ -474,6 +474,21 @@ static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_
         snprintf(err, errlen, "%s: corrupt KV cache header", path);
         return -1;
     }
+    /* the sizes must agree before any of them is believed: a plain cache holds every token,
+     * a window the last C; the cells' bytes follow from the geometry; the compressed payload
+     * is the rest of the file, and deflate cannot shrink data more than about 1032 times */
+    const int held =
+        h->streaming ? (h->next_pos < h->capacity ? h->next_pos : h->capacity) : h->next_pos;
+    const uint64_t cell =
+        8 + 2 * (uint64_t)h->n_layer * (uint64_t)h->kv_dim * (h->type == WIM_KV_F32 ? 4 : 2);
+    struct stat st;
+    if (h->n != held || h->n_layer < 1 || h->n_layer > 4096 || h->kv_dim < 1 ||
+        h->kv_dim > (1 << 20) || h->raw_bytes != (uint64_t)h->n * cell + h->extra_bytes ||
+        fstat(fileno(f), &st) || (uint64_t)st.st_size != sizeof *h + h->zip_bytes ||
+        h->raw_bytes > h->zip_bytes * 1032 + 1024) {
+        snprintf(err, errlen, "%s: truncated or corrupt KV cache file", path);
+        return -1;
+    }
     return 0;
 }
 
