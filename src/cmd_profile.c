@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "outfile.h"
@@ -220,6 +221,10 @@ int cmd_profile(int argc, char **argv) {
     if (!json)
         printf("%8s %6s %-13s %14s %12s %12s %10s\n", "L", "K", "attention", "scratch peak",
                "KV cache", "peak RSS", "time");
+    /* one thread count for every row: the scratch a row reports depends on it, and the
+     * engine's default follows the machine's load, which would differ from row to row */
+    if (threads <= 0)
+        threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     for (int a = 0; a < nL; a++)
         for (int b = 0; b < nK; b++)
             for (int md = 0; md < n_modes; md++) {
