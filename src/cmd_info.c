@@ -73,8 +73,7 @@ static void put_number(enum gguf_vtype t, const uint8_t *b) {
         int64_t i64;
         double f64;
     } v;
-    static const int size[GGUF_VT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    memcpy(&v, b, (size_t)size[t]);
+    memcpy(&v, b, gguf_vtype_size(t));
     switch (t) {
     case GGUF_VT_UINT8:
         printf("%u", v.u8);
@@ -118,7 +117,6 @@ static void put_value(const gguf_value *v) {
         put_text(v->v.str.ptr, v->v.str.len, 60);
         break;
     case GGUF_VT_ARRAY: {
-        static const int size[GGUF_VT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
         const enum gguf_vtype et = v->v.arr.type;
         printf("[%s x %llu]", gguf_vtype_name(et), (unsigned long long)v->v.arr.n);
         for (uint64_t i = 0; i < v->v.arr.n && i < 4; i++) {
@@ -126,7 +124,7 @@ static void put_value(const gguf_value *v) {
             if (v->v.arr.values)
                 put_value(&v->v.arr.values[i]);
             else
-                put_number(et, v->v.arr.data + i * (uint64_t)size[et]);
+                put_number(et, v->v.arr.data + i * gguf_vtype_size(et));
         }
         if (v->v.arr.n > 4) fputs(", ...", stdout);
         break;

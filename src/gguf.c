@@ -81,6 +81,10 @@ static const size_t vtype_size[GGUF_VT_COUNT] = {
     [GGUF_VT_FLOAT64] = 8,
 };
 
+size_t gguf_vtype_size(enum gguf_vtype t) {
+    return (unsigned)t < GGUF_VT_COUNT ? vtype_size[t] : 0;
+}
+
 const char *gguf_vtype_name(enum gguf_vtype t) {
     static const char *names[GGUF_VT_COUNT] = {"u8",  "i8",  "u16",  "i16",    "u32",
                                                "i32", "f32", "bool", "string", "array",

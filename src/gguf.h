@@ -135,6 +135,8 @@ uint64_t gguf_ttype_block(enum gguf_ttype t);       /* elements per block */
 uint64_t gguf_ttype_block_bytes(enum gguf_ttype t); /* bytes per block */
 uint64_t gguf_row_bytes(enum gguf_ttype t, uint64_t ne0);
 const char *gguf_vtype_name(enum gguf_vtype t);
+/* Bytes of one element of a numeric type (0 for strings and arrays). */
+size_t gguf_vtype_size(enum gguf_vtype t);
 
 /* FNV-1a 64 hash of the metadata and the tensor table (names, types, dims),
  * used to tie saved state (KV cache files, results) to a model. */
