@@ -202,6 +202,8 @@ static enum MHD_Result submit(server *sv, struct MHD_Connection *c, job *j) {
         return MHD_NO;
     }
     s->j = j; /* the stream's reference */
+    /* a first comment sends the headers (and the run id) now, even while the job waits */
+    if ((s->chunk = strdup(": accepted\n\n"))) s->len = strlen(s->chunk);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Wim-Run", j->id);

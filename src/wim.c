@@ -1394,10 +1394,11 @@ static int run_segments_sequential(run_state *s, const char *doc, const wim_segm
 static int rag_context(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
                        const char *sys, wim_result *res) {
     if (s->p->retriever == WIM_RETRIEVER_BM25) {
-        const char **docs = malloc((size_t)n_segs * sizeof *docs);
-        size_t *lens = malloc((size_t)n_segs * sizeof *lens);
-        double *scores = malloc((size_t)n_segs * sizeof *scores);
-        int *top = malloc((size_t)n_segs * sizeof *top);
+        const size_t n = (size_t)n_segs + 1; /* none scored yet is not out of memory */
+        const char **docs = malloc(n * sizeof *docs);
+        size_t *lens = malloc(n * sizeof *lens);
+        double *scores = malloc(n * sizeof *scores);
+        int *top = malloc(n * sizeof *top);
         int rc = !docs || !lens || !scores || !top;
         for (int i = 0; !rc && i < n_segs; i++)
             docs[i] = doc + segs[i].start, lens[i] = segs[i].len;
@@ -1466,7 +1467,8 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, doc, seg, n_segs, res))
         goto done;
     res->interrupted = interrupted(&s);
-    if (res->interrupted && res->n_segments == 0 && n_segs > 0) {
+    /* a document read before is there to answer from even without a margin; a text is not */
+    if (res->interrupted && res->n_segments == 0 && n_segs > 0 && !d) {
         snprintf(err, errlen, "interrupted before any segment was read: no answer");
         goto done;
     }

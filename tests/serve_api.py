@@ -4,8 +4,8 @@
 Starts servers (--port 0) and checks the HTTP API of the README: health, the page, documents
 (read once, listed, deleted, evicted by the LRU budget), questions streamed and not (the
 stream's events are exactly `wim run --events`' for the same text; a question on a document
-read before answers as `wim run` does without reading it again), stopping a run (by id, and by
-closing its stream), chat completions (stream and not agree; max_tokens and stop strings cut
+read before answers as `wim run` does without reading it again), stopping a run (by id, by
+closing its stream, and while it waits in the queue), chat completions (stream and not agree; max_tokens and stop strings cut
 where they should), and each refusal (400, 401, 403, 404, 405, 409, 413, 415, 503). Prints one
 PASS/FAIL line per check.
 """
@@ -24,6 +24,7 @@ FLAGS = open(os.path.join(ROOT, "data/wim-tiny/wim-run.flags")).read().split()
 DOC = open(os.path.join(ROOT, "data/demo/document.txt")).read()
 QUERY = open(os.path.join(ROOT, "data/demo/query.txt")).read().strip()
 EXPECTED = open(os.path.join(ROOT, "data/demo/expected.txt")).read().strip()
+big_doc = "\n\n".join([DOC] * 6)  # a run long enough to stop or to wait behind
 failures = 0
 
 
@@ -195,12 +196,41 @@ try:
           (stopped, n_seg, ans))
     check("stop_unknown_run_404", s.request("POST", "/v1/runs/stop-me/stop", {})[0] == 404)
 
+    # stopped while it waits behind another run: a document read before answers from itself,
+    # no margin written; a text not read yet has nothing to answer from
+    waited = {}
+
+    def wait_behind(e, r, c):
+        if waited:
+            return True
+        for run_id, body in (("wait-doc", {"document": d1}), ("wait-text", {"text": DOC})):
+            t = threading.Thread(target=lambda k=run_id, b=body: waited.__setitem__(k, s.stream(
+                "/v1/wim", {**b, "question": QUERY, "stream": True, "run_id": k})[1]))
+            t.start()
+            for _ in range(200):  # stopped once queued (a stop of an unknown run is 404)
+                if s.request("POST", f"/v1/runs/{run_id}/stop", {})[0] == 200:
+                    break
+                time.sleep(0.01)
+            waited[run_id + "-thread"] = t
+        return False  # closing the holding stream stops it
+
+    s.stream("/v1/wim", {"text": big_doc, "question": QUERY, "stream": True},
+             on_event=wait_behind)
+    for k in ("wait-doc", "wait-text"):
+        waited[k + "-thread"].join(120)
+    wd, wt = waited.get("wait-doc") or [], waited.get("wait-text") or []
+    check("stop_while_waiting_answers_from_the_document",
+          [e["event"] for e in wd] == ["start", "answer", "done"] and wd[1]["interrupted"] and
+          wd[1]["text"].strip() and wd[2]["segments"] == 0, wd)
+    check("stop_while_waiting_on_a_text_says_so",
+          [e["event"] for e in wt] == ["start", "error"] and "before any segment" in wt[1]["message"],
+          wt)
+
     # closing the stream stops the run: the server says so once the run ends
     def close_at_first_segment(e, r, c):
         return e.get("event") != "segment"
 
-    big = "\n\n".join([DOC] * 6)
-    s.stream("/v1/wim", {"text": big, "question": QUERY, "stream": True, "run_id": "left"},
+    s.stream("/v1/wim", {"text": big_doc, "question": QUERY, "stream": True, "run_id": "left"},
              on_event=close_at_first_segment)
     for _ in range(200):
         if re.search(r"left wim \d+ in \d+ ms", s.log_text()):
