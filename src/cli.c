@@ -69,6 +69,37 @@ int cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
     return 0;
 }
 
+int cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max) {
+    int n = 0;
+    for (const char *p = val;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[32];
+        long v;
+        if (n == max) return cli_error("%s takes at most %d values, got '%s'", opt, max, val), -1;
+        if (len >= sizeof item)
+            return cli_error("%s expects integers in %ld..%ld, got '%s'", opt, lo, hi, val), -1;
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (cli_int(opt, item, lo, hi, &v)) return -1;
+        out[n++] = (int)v;
+        if (!end) return n;
+        p = end;
+    }
+}
+
+int cli_measure_option(const char *cmd, int argc, char **argv, int *i, cli_measure_opts *o,
+                       const char **val) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--json")) return o->json = 1, 1;
+    if (*i + 1 >= argc) return cli_error("%s: unknown option or missing value: '%s'", cmd, a), -1;
+    *val = argv[++*i];
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) return o->model = *val, 1;
+    if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+        return cli_int("-t", *val, 1, 1024, &o->threads) ? -1 : 1;
+    return 0;
+}
+
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
     char *end;
     errno = 0;

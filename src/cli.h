@@ -18,6 +18,9 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer/float option value; on failure prints an error and returns -1. */
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
+/* A comma-separated list of at most max integers in lo..hi into out; how many, or -1 after
+ * an error line. */
+int cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max);
 /* Reads a whole file (NUL-terminated); NULL with an error printed on failure. */
 char *cli_read_file(const char *path, size_t *len);
 /* Checks before any work that a file can be written at path (its folder exists
@@ -34,6 +37,19 @@ int cli_run_option(int argc, char **argv, int *i, wim_run_params *p);
  * question runs p's pattern (wim run), so options of other patterns are refused rather
  * than ignored (wim serve's requests choose their pattern). */
 int cli_run_check(const char *cmd, const wim_run_params *p, int one_pattern);
+
+/* ---- the options the measuring subcommands share (bench, profile) ---- */
+typedef struct {
+    const char *model;
+    long threads; /* 0: the engine's default */
+    int json;
+} cli_measure_opts;
+
+/* argv[*i] is -m/--model, -t/--threads or --json (a value consumed: *i advanced) -> 1; another
+ * option with its value in *val (*i advanced) -> 0; a missing value -> -1 after an error line
+ * naming cmd. -h/--help is the caller's (cli_wants_help). */
+int cli_measure_option(const char *cmd, int argc, char **argv, int *i, cli_measure_opts *o,
+                       const char **val);
 
 /* ---- the options of the model subcommands (info, generate, logits) ---- */
 typedef struct {

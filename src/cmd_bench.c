@@ -8,17 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "simd.h"
 #include "wim.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -49,13 +43,13 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
         t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(V - 1));
     for (int r = 0; r < reps; r++) {
         wim_ctx_reset(c);
-        double t0 = now_s();
+        double t0 = wim_now_ms();
         if (prompt) {
             if (wim_eval(c, t, prompt, logits, 0, err, sizeof err)) goto fail;
         } else
             for (int i = 0; i < gen; i++) /* logits are part of the cost of a decode step */
                 if (wim_eval(c, &t[i], 1, logits, 0, err, sizeof err)) goto fail;
-        rates[r] = n / (now_s() - t0);
+        rates[r] = n / ((wim_now_ms() - t0) / 1e3);
     }
     qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
     double med = rates[reps / 2];
@@ -72,43 +66,33 @@ fail:
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *plist = "512";
-    long gen = 128, reps = 3, threads = 0, chunk = 512;
-    int json = 0;
+    if (cli_wants_help(argc, argv, usage)) return 0;
+    cli_measure_opts mo = {0};
+    long gen = 128, reps = 3, chunk = 512;
+    int plist[16] = {512}, n_plist = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(usage, stdout), 0;
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return cli_error("bench: unknown option or missing value: '%s'", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            model = v;
-        else if (!strcmp(a, "-p"))
-            plist = v;
-        else if (!strcmp(a, "-n")) {
+        const char *a = argv[i], *v;
+        int known = cli_measure_option("bench", argc, argv, &i, &mo, &v);
+        if (known) {
+            if (known < 0) return 2;
+        } else if (!strcmp(a, "-p")) {
+            if ((n_plist = cli_int_list(a, v, 0, 1 << 20, plist, 16)) < 0) return 2;
+        } else if (!strcmp(a, "-n")) {
             if (cli_int(a, v, 0, 1 << 20, &gen)) return 2;
         } else if (!strcmp(a, "-r")) {
             if (cli_int(a, v, 1, 1000, &reps)) return 2;
         } else if (!strcmp(a, "--chunk")) {
             if (cli_int(a, v, 1, 1 << 16, &chunk)) return 2;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (cli_int(a, v, 1, 1024, &threads)) return 2;
         } else
             return cli_error("bench: unknown option '%s' (see wim bench --help)", a);
     }
+    const char *model = mo.model;
+    const long threads = mo.threads;
+    const int json = mo.json;
     if (!model) return cli_error("bench: no model given: pass -m MODEL.gguf");
-    int prompts[16], np = 0;
-    for (const char *p = plist; *p && np < 16;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > (1 << 20) || (*end && *end != ','))
-            return cli_error("bench: -p expects comma-separated token counts, got '%s'", plist);
-        if (v > 0) prompts[np++] = (int)v;
-        p = end + (*end == ',');
-    }
+    int prompts[16], np = 0; /* -p 0: decode only */
+    for (int i = 0; i < n_plist; i++)
+        if (plist[i] > 0) prompts[np++] = plist[i];
     char err[512];
     wim_model *m;
     if (wim_model_load(model, &m, err, sizeof err)) return cli_error("%s", err);

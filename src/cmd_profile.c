@@ -26,27 +26,6 @@ static const char *const usage =
     "  softmax: scratch independent of L) and with the materialised K x L score matrix.\n"
     "  Rows with K > L are skipped. --json prints one object per row; --svg writes a plot.\n";
 
-static int parse_list(const char *opt, const char *s, int *out) {
-    int n = 0;
-    char *copy = strdup(s), *save = NULL;
-    if (!copy) return cli_error("out of memory"), -1;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long v;
-        if (n == MAX_VALUES) {
-            free(copy);
-            return cli_error("%s takes at most %d values", opt, MAX_VALUES), -1;
-        }
-        if (cli_int(opt, tok, 1, 1 << 22, &v)) {
-            free(copy);
-            return -1;
-        }
-        out[n++] = (int)v;
-    }
-    free(copy);
-    if (!n) return cli_error("%s needs at least one value", opt), -1;
-    return n;
-}
-
 static double mib(size_t b) {
     return b / 1048576.0;
 }
@@ -173,34 +152,30 @@ static int write_svg(const char *path, const wim_profile_row *rows, int n_rows, 
 }
 
 int cmd_profile(int argc, char **argv) {
-    const char *model = NULL, *svg = NULL, *mode = "both";
+    if (cli_wants_help(argc, argv, usage)) return 0;
+    cli_measure_opts mo = {0};
+    const char *svg = NULL, *mode = "both";
     int Ls[MAX_VALUES] = {1024, 4096, 16384}, Ks[MAX_VALUES] = {128, 512, 4096};
-    int nL = 3, nK = 3, json = 0;
-    long threads = 0;
+    int nL = 3, nK = 3;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(usage, stdout), 0;
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return cli_error("profile: unknown option or missing value: '%s'", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            model = v;
-        else if (!strcmp(a, "--svg"))
+        const char *a = argv[i], *v;
+        int known = cli_measure_option("profile", argc, argv, &i, &mo, &v);
+        if (known) {
+            if (known < 0) return 2;
+        } else if (!strcmp(a, "--svg"))
             svg = v;
         else if (!strcmp(a, "--mode"))
             mode = v;
         else if (!strcmp(a, "-L")) {
-            if ((nL = parse_list("-L", v, Ls)) < 0) return 2;
+            if ((nL = cli_int_list(a, v, 1, 1 << 22, Ls, MAX_VALUES)) < 0) return 2;
         } else if (!strcmp(a, "-K")) {
-            if ((nK = parse_list("-K", v, Ks)) < 0) return 2;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (cli_int("-t", v, 1, 1024, &threads)) return 2;
+            if ((nK = cli_int_list(a, v, 1, 1 << 22, Ks, MAX_VALUES)) < 0) return 2;
         } else
             return cli_error("profile: unknown option '%s' (see wim profile --help)", a);
     }
+    const char *model = mo.model;
+    long threads = mo.threads;
+    const int json = mo.json;
     if (!model) return cli_error("profile: no model given: pass -m MODEL.gguf");
     int modes[2], n_modes = 0;
     if (!strcmp(mode, "both") || !strcmp(mode, "tiled")) modes[n_modes++] = 0;
