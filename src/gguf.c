@@ -7,6 +7,7 @@
  * gguf_open returns 0 the rest of the engine may trust the index (see gguf.h).
  */
 #include "gguf.h"
+#include "error.h"
 #include "outfile.h"
 
 #include <errno.h>
@@ -447,8 +448,7 @@ int gguf_open_buffer(const void *buf, size_t size, const char *name, gguf_file *
     gguf_file *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(name ? name : "(buffer)"))) {
         free(f);
-        snprintf(err, errlen, "%s: out of memory", name ? name : "(buffer)");
-        return -1;
+        return wim_errorf(err, errlen, "%s: out of memory", name ? name : "(buffer)");
     }
     f->base = buf;
     f->size = size;
@@ -466,25 +466,23 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t errlen) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
+        return wim_errorf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
+        wim_errorf(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     if (st.st_size == 0) {
-        snprintf(err, errlen, "%s: file is empty", path);
+        wim_errorf(err, errlen, "%s: file is empty", path);
         close(fd);
         return -1;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
-        return -1;
+        return wim_errorf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
     }
     if (gguf_open_buffer(map, (size_t)st.st_size, path, out, err, errlen)) {
         munmap(map, (size_t)st.st_size);
@@ -850,8 +848,7 @@ static uint64_t align_up(uint64_t x, uint64_t a) {
 
 int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen) {
     if (w->oom) {
-        snprintf(err, errlen, "%s: out of memory while building the file", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: out of memory while building the file", path);
     }
     wbuf h = {0};
     wb_put(&h, "GGUF", 4);
@@ -877,8 +874,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
     wb_put(&h, zeros, align_up(h.len, GGUF_DEFAULT_ALIGNMENT) - h.len);
     if (h.oom) {
         free(h.p);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: out of memory", path);
     }
 
     wim_outfile o;
@@ -894,7 +890,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
     }
     free(h.p);
     if (!ok) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
+        wim_errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
         outfile_abort(&o);
         return -1;
     }

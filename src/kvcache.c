@@ -12,6 +12,7 @@
  * cells), which depends only on next_pos.
  */
 #include "kvcache.h"
+#include "error.h"
 #include "outfile.h"
 
 #include <errno.h>
@@ -33,9 +34,8 @@ int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity
     }
     if (capacity < 1 || pin < 0 || (streaming && pin >= capacity) || max_claim < 1 ||
         (streaming && max_claim - 1 > KV_MAX_POS - capacity)) {
-        snprintf(err, errlen, "invalid KV geometry: capacity %d, pinned %d, chunk %d", capacity,
-                 pin, max_claim);
-        return -1;
+        return wim_errorf(err, errlen, "invalid KV geometry: capacity %d, pinned %d, chunk %d",
+                          capacity, pin, max_claim);
     }
     kv->mem = mem;
     kv->n_layer = n_layer;
@@ -56,9 +56,8 @@ int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity
     kv->tok = wim_mem_alloc(mem, WIM_MEM_KV, (size_t)cells * sizeof *kv->tok);
     if (!kv->k || !kv->v || !kv->pos || !kv->tok) {
         kv_free(kv);
-        snprintf(err, errlen, "cannot allocate a KV cache of %d cells (%.1f MiB)", cells,
-                 2.0 * bytes / 1048576.0);
-        return -1;
+        return wim_errorf(err, errlen, "cannot allocate a KV cache of %d cells (%.1f MiB)", cells,
+                          2.0 * bytes / 1048576.0);
     }
     return 0;
 }
@@ -174,9 +173,8 @@ int kv_copy(wim_kvcache *dst, const wim_kvcache *src, int upto, char *err, size_
     if (src->streaming || dst->streaming || upto < 0 || upto > src->next_pos ||
         upto > dst->capacity || src->n_layer != dst->n_layer || src->kv_dim != dst->kv_dim ||
         src->type != dst->type) {
-        snprintf(err, errlen, "cannot copy %d cells of a KV cache into one of %d", upto,
-                 dst->capacity);
-        return -1;
+        return wim_errorf(err, errlen, "cannot copy %d cells of a KV cache into one of %d", upto,
+                          dst->capacity);
     }
     kv_clear(dst);
     const size_t bytes = (size_t)upto * src->kv_dim * src->elem; /* slots [0, upto) of a layer */
@@ -195,8 +193,7 @@ int kv_clone(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen)
     if (src->streaming != dst->streaming || src->cells != dst->cells || src->pin != dst->pin ||
         src->capacity != dst->capacity || src->n_layer != dst->n_layer ||
         src->kv_dim != dst->kv_dim || src->type != dst->type) {
-        snprintf(err, errlen, "cannot clone a KV cache into one of another geometry");
-        return -1;
+        return wim_errorf(err, errlen, "cannot clone a KV cache into one of another geometry");
     }
     kv_clear(dst);
     const size_t bytes = (size_t)src->n_layer * src->cells * src->kv_dim * src->elem;
@@ -234,21 +231,18 @@ int kv_branches_open(wim_kvcache *kv, int n, const int *forks, const int *cells,
                      size_t errlen) {
     kv_branches_close(kv);
     if (kv->streaming) { /* a window overwrites the cells an older fork sees */
-        snprintf(err, errlen, "branches need a KV cache that holds the whole document");
-        return -1;
+        return wim_errorf(err, errlen, "branches need a KV cache that holds the whole document");
     }
     long total = 0;
     for (int b = 0; b < n; b++) {
         if (forks[b] < 0 || forks[b] > kv->next_pos || cells[b] < 1) {
-            snprintf(err, errlen, "branch %d: fork %d outside the %d cached tokens", b, forks[b],
-                     kv->next_pos);
-            return -1;
+            return wim_errorf(err, errlen, "branch %d: fork %d outside the %d cached tokens", b,
+                              forks[b], kv->next_pos);
         }
         total += cells[b];
     }
     if (n < 1 || total > KV_MAX_POS - (long)kv->cells) {
-        snprintf(err, errlen, "invalid branches: %d of %ld cells", n, total);
-        return -1;
+        return wim_errorf(err, errlen, "invalid branches: %d of %ld cells", n, total);
     }
     const int bc = (int)total;
     kv->branches = malloc((size_t)n * sizeof *kv->branches);
@@ -259,9 +253,8 @@ int kv_branches_open(wim_kvcache *kv, int n, const int *forks, const int *cells,
     kv->branch_cells = bc;
     if (!kv->branches || !kv->bk || !kv->bv || !kv->bpos || !kv->btok) {
         kv_branches_close(kv);
-        snprintf(err, errlen, "cannot allocate %d branch cells (%.1f MiB)", bc,
-                 2.0 * branch_bytes(kv, bc) / 1048576.0);
-        return -1;
+        return wim_errorf(err, errlen, "cannot allocate %d branch cells (%.1f MiB)", bc,
+                          2.0 * branch_bytes(kv, bc) / 1048576.0);
     }
     for (int b = 0, first = 0; b < n; first += cells[b++])
         kv->branches[b] = (kv_branch){forks[b], first, 0, cells[b]};
@@ -383,12 +376,12 @@ static size_t payload_bytes(const wim_kvcache *kv, int n) {
 int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const void *extra,
             size_t extra_len, char *err, size_t errlen) {
     if (kv->n_marks) {
-        snprintf(err, errlen, "%s: cannot save the KV cache while a snapshot is open", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: cannot save the KV cache while a snapshot is open",
+                          path);
     }
     if (extra_len > 0x7fffffff) {
-        snprintf(err, errlen, "%s: %zu bytes of segments are too many to save", path, extra_len);
-        return -1;
+        return wim_errorf(err, errlen, "%s: %zu bytes of segments are too many to save", path,
+                          extra_len);
     }
     const int n = logical_n(kv, kv->next_pos);
     size_t raw_n = payload_bytes(kv, n) + extra_len, row = (size_t)kv->kv_dim * kv->elem;
@@ -398,8 +391,7 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
     if (!raw || !zip) {
         free(raw);
         free(zip);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: out of memory", path);
     }
     uint8_t *p = raw;
     for (int v = 0; v < n; v++) { /* logical layout */
@@ -437,8 +429,7 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
     free(raw);
     if (zrc != Z_OK) {
         free(zip);
-        snprintf(err, errlen, "%s: compression failed", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: compression failed", path);
     }
     wim_outfile o;
     if (outfile_open(&o, path, err, errlen)) {
@@ -448,7 +439,7 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
     int ok = fwrite(&h, sizeof h, 1, o.f) == 1 && fwrite(zip, 1, zip_n, o.f) == zip_n;
     free(zip);
     if (!ok) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
+        wim_errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
         outfile_abort(&o);
         return -1;
     }
@@ -457,22 +448,19 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
 
 static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_t errlen) {
     if (fread(h, sizeof *h, 1, f) != 1 || memcmp(h->magic, KV_MAGIC, 8)) {
-        snprintf(err, errlen, "%s: not a wim KV cache file", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: not a wim KV cache file", path);
     }
     if (h->version < 1 || h->version > KV_VERSION) {
-        snprintf(err, errlen, "%s: KV cache file version %u is not supported (1 to %d are)", path,
-                 h->version, KV_VERSION);
-        return -1;
+        return wim_errorf(err, errlen,
+                          "%s: KV cache file version %u is not supported (1 to %d are)", path,
+                          h->version, KV_VERSION);
     }
     if (h->version == 1 && h->extra_bytes) {
-        snprintf(err, errlen, "%s: corrupt KV cache header", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: corrupt KV cache header", path);
     }
     if (h->capacity < 1 || h->n < 0 || h->n > h->capacity || h->pin < 0 || h->pin > h->capacity ||
         h->head < h->pin || h->head > h->capacity || h->next_pos < h->n || h->type > WIM_KV_F32) {
-        snprintf(err, errlen, "%s: corrupt KV cache header", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: corrupt KV cache header", path);
     }
     /* the sizes must agree before any of them is believed: a plain cache holds every token,
      * a window the last C; the cells' bytes follow from the geometry; the compressed payload
@@ -486,8 +474,7 @@ static int read_header(FILE *f, const char *path, kv_header *h, char *err, size_
         h->kv_dim > (1 << 20) || h->raw_bytes != (uint64_t)h->n * cell + h->extra_bytes ||
         fstat(fileno(f), &st) || (uint64_t)st.st_size != sizeof *h + h->zip_bytes ||
         h->raw_bytes > h->zip_bytes * 1032 + 1024) {
-        snprintf(err, errlen, "%s: truncated or corrupt KV cache file", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: truncated or corrupt KV cache file", path);
     }
     return 0;
 }
@@ -496,8 +483,7 @@ int kv_file_geometry(const char *path, int *capacity, int *pin, int *streaming, 
                      char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
+        return wim_errorf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     }
     kv_header h;
     int rc = read_header(f, path, &h, err, errlen);
@@ -515,49 +501,48 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
     if (extra) *extra = NULL, *extra_len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
+        return wim_errorf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     }
     kv_header h;
     uint8_t *zip = NULL, *raw = NULL;
     int rc = -1;
     if (read_header(f, path, &h, err, errlen)) goto done;
     if (h.fingerprint != fingerprint) {
-        snprintf(err, errlen,
-                 "%s: saved from a different model (fingerprint %016llx, this "
-                 "model %016llx)",
-                 path, (unsigned long long)h.fingerprint, (unsigned long long)fingerprint);
+        wim_errorf(err, errlen,
+                   "%s: saved from a different model (fingerprint %016llx, this "
+                   "model %016llx)",
+                   path, (unsigned long long)h.fingerprint, (unsigned long long)fingerprint);
         goto done;
     }
     /* a window must be the same window; a plain cache may load into a larger one */
     int fits = kv->streaming ? h.capacity == kv->capacity : h.n <= kv->capacity;
     if (h.n_layer != kv->n_layer || h.kv_dim != kv->kv_dim || !fits || h.pin != kv->pin ||
         h.streaming != kv->streaming || h.type != (uint32_t)kv->type) {
-        snprintf(err, errlen,
-                 "%s: saved with KV capacity %d, pin %d, %s; this context has "
-                 "capacity %d, pin %d, %s",
-                 path, h.capacity, h.pin, h.type == WIM_KV_F32 ? "f32" : "f16", kv->capacity,
-                 kv->pin, kv->type == WIM_KV_F32 ? "f32" : "f16");
+        wim_errorf(err, errlen,
+                   "%s: saved with KV capacity %d, pin %d, %s; this context has "
+                   "capacity %d, pin %d, %s",
+                   path, h.capacity, h.pin, h.type == WIM_KV_F32 ? "f32" : "f16", kv->capacity,
+                   kv->pin, kv->type == WIM_KV_F32 ? "f32" : "f16");
         goto done;
     }
     const size_t cells_n = payload_bytes(kv, h.n), expect = cells_n + h.extra_bytes;
     struct stat st;
     if (h.raw_bytes != expect || fstat(fileno(f), &st) ||
         (uint64_t)st.st_size != sizeof h + h.zip_bytes) {
-        snprintf(err, errlen, "%s: truncated or corrupt KV cache file", path);
+        wim_errorf(err, errlen, "%s: truncated or corrupt KV cache file", path);
         goto done;
     }
     zip = malloc(h.zip_bytes ? h.zip_bytes : 1);
     raw = malloc(expect ? expect : 1);
     if (!zip || !raw) {
-        snprintf(err, errlen, "%s: out of memory", path);
+        wim_errorf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     uLongf raw_n = (uLongf)expect;
     if (fread(zip, 1, h.zip_bytes, f) != h.zip_bytes ||
         uncompress(raw, &raw_n, zip, (uLong)h.zip_bytes) != Z_OK || raw_n != expect ||
         file_crc(&h, raw, expect) != h.crc) {
-        snprintf(err, errlen, "%s: corrupt KV cache file (checksum mismatch)", path);
+        wim_errorf(err, errlen, "%s: corrupt KV cache file (checksum mismatch)", path);
         goto done;
     }
     /* the cells must be the logical layout of next_pos tokens */
@@ -569,7 +554,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
         layout_ok = q == logical_pos(kv, v, h.next_pos);
     }
     if (!layout_ok) {
-        snprintf(err, errlen, "%s: corrupt KV cache file (cell layout)", path);
+        wim_errorf(err, errlen, "%s: corrupt KV cache file (cell layout)", path);
         goto done;
     }
     /* everything checked: now replace the cache contents, each cell in the
@@ -605,7 +590,7 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
     kv->next_pos = h.next_pos;
     if (extra && h.extra_bytes) {
         if (!(*extra = malloc(h.extra_bytes))) { /* the cache is loaded: report, keep it */
-            snprintf(err, errlen, "%s: out of memory", path);
+            wim_errorf(err, errlen, "%s: out of memory", path);
             goto done;
         }
         memcpy(*extra, raw + cells_n, h.extra_bytes);

@@ -7,6 +7,7 @@
  * biases, rope factors) are converted to F32 once.
  */
 #include "model.h"
+#include "error.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -305,8 +306,7 @@ int wim_model_load(const char *path, wim_model **out, char *err, size_t errlen) 
     *out = NULL;
     wim_model *m = calloc(1, sizeof *m);
     if (!m) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
+        return wim_errorf(err, errlen, "%s: out of memory", path);
     }
     if (gguf_open(path, &m->gguf, err, errlen)) {
         free(m);

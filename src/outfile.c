@@ -2,6 +2,7 @@
  * outfile.c — files that appear whole or not at all (see outfile.h).
  */
 #include "outfile.h"
+#include "error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,22 +25,21 @@ int outfile_open(wim_outfile *o, const char *path, char *err, size_t errlen) {
     o->path = path;
     struct stat st;
     if (!stat(path, &st) && !S_ISREG(st.st_mode))
-        return snprintf(err, errlen,
-                        "%s: not a regular file (the file is written anew and "
-                        "renamed into place)",
-                        path),
-               -1;
+        return wim_errorf(err, errlen,
+                          "%s: not a regular file (the file is written anew and "
+                          "renamed into place)",
+                          path);
     char dir[4096];
     folder_of(path, dir, sizeof dir);
     int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
     if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-        return snprintf(err, errlen, "%s: cannot write in %s: %s", path, dir, strerror(errno)), -1;
+        return wim_errorf(err, errlen, "%s: cannot write in %s: %s", path, dir, strerror(errno));
     if (fd < 0) { /* no O_TMPFILE here: a named temporary beside the target */
         size_t n = strlen(path) + 16;
-        if (!(o->tmp = malloc(n))) return snprintf(err, errlen, "%s: out of memory", path), -1;
+        if (!(o->tmp = malloc(n))) return wim_errorf(err, errlen, "%s: out of memory", path);
         snprintf(o->tmp, n, "%s.tmp.XXXXXX", path);
         if ((fd = mkstemp(o->tmp)) < 0) {
-            snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+            wim_errorf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
             free(o->tmp);
             o->tmp = NULL;
             return -1;
@@ -47,7 +47,7 @@ int outfile_open(wim_outfile *o, const char *path, char *err, size_t errlen) {
         fchmod(fd, 0644); /* mkstemp's 0600 is wrong for a model or a cache to share */
     }
     if (!(o->f = fdopen(fd, "wb"))) {
-        snprintf(err, errlen, "%s: out of memory", path);
+        wim_errorf(err, errlen, "%s: out of memory", path);
         close(fd);
         outfile_abort(o);
         return -1;
@@ -108,7 +108,7 @@ int outfile_commit(wim_outfile *o, char *err, size_t errlen) {
         memset(o, 0, sizeof *o);
         return 0;
     }
-    snprintf(err, errlen, "%s: cannot write: %s", o->path, strerror(saved ? saved : EIO));
+    wim_errorf(err, errlen, "%s: cannot write: %s", o->path, strerror(saved ? saved : EIO));
     outfile_abort(o);
     return -1;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "chat.h"
+#include "error.h"
 #include "gguf.h"
 #include "model.h"
 #include "serve.h"
@@ -52,7 +53,7 @@ static int get_int(const cJSON *o, const char *name, long lo, long hi, int *dst,
     /* the range first: converting a double past long's range would be undefined */
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
         v->valuedouble != floor(v->valuedouble))
-        return snprintf(err, errlen, "'%s' must be an integer in [%ld, %ld]", name, lo, hi), -1;
+        return wim_errorf(err, errlen, "'%s' must be an integer in [%ld, %ld]", name, lo, hi);
     *dst = (int)v->valuedouble;
     return 0;
 }
@@ -62,7 +63,7 @@ static int get_float(const cJSON *o, const char *name, double lo, double hi, flo
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
-        return snprintf(err, errlen, "'%s' must be a number in [%g, %g]", name, lo, hi), -1;
+        return wim_errorf(err, errlen, "'%s' must be a number in [%g, %g]", name, lo, hi);
     *dst = (float)v->valuedouble;
     return 0;
 }
@@ -70,7 +71,7 @@ static int get_float(const cJSON *o, const char *name, double lo, double hi, flo
 static int get_bool(const cJSON *o, const char *name, int *dst, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsBool(v)) return snprintf(err, errlen, "'%s' must be true or false", name), -1;
+    if (!cJSON_IsBool(v)) return wim_errorf(err, errlen, "'%s' must be true or false", name);
     *dst = cJSON_IsTrue(v);
     return 0;
 }
@@ -93,7 +94,7 @@ static int get_string(const cJSON *o, const char *name, const char **dst, char *
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     *dst = NULL;
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsString(v)) return snprintf(err, errlen, "'%s' must be a string", name), -1;
+    if (!cJSON_IsString(v)) return wim_errorf(err, errlen, "'%s' must be a string", name);
     *dst = v->valuestring;
     return 0;
 }
@@ -133,21 +134,22 @@ cJSON *request_json(const char *body, size_t len, char *err, size_t errlen) {
         uint32_t cp;
         int n = wim_utf8_next((const unsigned char *)body + i, len - i, &cp);
         if (n <= 0)
-            return snprintf(err, errlen, "the request body is not valid UTF-8 (byte %zu)", i), NULL;
+            return wim_errorf(err, errlen, "the request body is not valid UTF-8 (byte %zu)", i),
+                   NULL;
         i += (size_t)n;
     }
     const char *end = NULL;
     cJSON *o = len ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
     if (!o) {
         if (len)
-            snprintf(err, errlen, "malformed JSON at byte %ld", end ? (long)(end - body) : 0L);
+            wim_errorf(err, errlen, "malformed JSON at byte %ld", end ? (long)(end - body) : 0L);
         else
-            snprintf(err, errlen, "the request needs a JSON body");
+            wim_errorf(err, errlen, "the request needs a JSON body");
         return NULL;
     }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        snprintf(err, errlen, "the request body must be a JSON object");
+        wim_errorf(err, errlen, "the request body must be a JSON object");
         return NULL;
     }
     return o;
@@ -159,13 +161,12 @@ int request_document(const cJSON *o, document_request *r, char *err, size_t errl
     memset(r, 0, sizeof *r);
     char q[48];
     if (bad)
-        return snprintf(err, errlen, "unknown field '%s' (known: text, stream)",
-                        quoted(bad, q, sizeof q)),
-               -1;
+        return wim_errorf(err, errlen, "unknown field '%s' (known: text, stream)",
+                          quoted(bad, q, sizeof q));
     if (get_string(o, "text", &r->text, err, errlen) ||
         get_bool(o, "stream", &r->stream, err, errlen))
         return -1;
-    if (!r->text) return snprintf(err, errlen, "'text' is required: the document"), -1;
+    if (!r->text) return wim_errorf(err, errlen, "'text' is required: the document");
     return 0;
 }
 
@@ -204,20 +205,19 @@ int request_wim(const cJSON *o, const wim_run_params *base, wim_request *r, char
     memset(r, 0, sizeof *r);
     r->p = *base;
     if (bad)
-        return snprintf(err, errlen, "unknown field '%s' (see the README: wim serve)",
-                        quoted(bad, q, sizeof q)),
-               -1;
+        return wim_errorf(err, errlen, "unknown field '%s' (see the README: wim serve)",
+                          quoted(bad, q, sizeof q));
     if (get_string(o, "document", &r->document, err, errlen) ||
         get_string(o, "text", &r->text, err, errlen) ||
         get_string(o, "question", &r->question, err, errlen) ||
         get_string(o, "run_id", &r->run_id, err, errlen) ||
         get_bool(o, "stream", &r->stream, err, errlen) || run_options(o, &r->p, err, errlen))
         return -1;
-    if (!r->question) return snprintf(err, errlen, "'question' is required"), -1;
+    if (!r->question) return wim_errorf(err, errlen, "'question' is required");
     if (!r->document == !r->text)
-        return snprintf(err, errlen, "give either 'document' (an id) or 'text'"), -1;
+        return wim_errorf(err, errlen, "give either 'document' (an id) or 'text'");
     if (r->run_id && !valid_run_id(r->run_id))
-        return snprintf(err, errlen, "'run_id' must be 1 to 64 letters, digits, '-' or '_'"), -1;
+        return wim_errorf(err, errlen, "'run_id' must be 1 to 64 letters, digits, '-' or '_'");
     return 0;
 }
 
@@ -229,7 +229,7 @@ static int append_tokens(const wim_model *m, int32_t **ids, int *n, const char *
     int k = wim_tokenize_alloc(m->tok, text, strlen(text), 0, special, &more, err, errlen);
     if (k < 0) return -1;
     int32_t *all = realloc(*ids, ((size_t)*n + (size_t)k + 1) * sizeof *all);
-    if (!all) return free(more), snprintf(err, errlen, "out of memory"), -1;
+    if (!all) return free(more), wim_errorf(err, errlen, "out of memory");
     memcpy(all + *n, more, (size_t)k * sizeof *all);
     free(more);
     *ids = all;
@@ -271,10 +271,10 @@ static int chat_prompt(const wim_model *m, const char *family, const cJSON *msgs
     free(tmpl);
     if (rc) return -1;
     if (!cJSON_IsArray(msgs) || !cJSON_GetArraySize(msgs))
-        return snprintf(err, errlen, "'messages' must be a non-empty array"), -1;
+        return wim_errorf(err, errlen, "'messages' must be a non-empty array");
     int bos = wim_tokenizer_add_bos(m->tok) && wim_tokenizer_bos(m->tok) >= 0, last_user = 0;
     j->n_prompt = 0;
-    if (!(j->prompt = malloc(sizeof *j->prompt))) return snprintf(err, errlen, "out of memory"), -1;
+    if (!(j->prompt = malloc(sizeof *j->prompt))) return wim_errorf(err, errlen, "out of memory");
     if (bos) j->prompt[j->n_prompt++] = wim_tokenizer_bos(m->tok);
     char *system = NULL;
     rc = 0;
@@ -283,12 +283,12 @@ static int chat_prompt(const wim_model *m, const char *family, const cJSON *msgs
         char *text = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"));
         const char *r = cJSON_IsString(role) ? role->valuestring : "";
         if (!text) {
-            rc = snprintf(err, errlen, "each message needs a 'role' and a text 'content'");
+            rc = wim_errorf(err, errlen, "each message needs a 'role' and a text 'content'");
         } else if (!strcmp(r, "system") || !strcmp(r, "developer")) {
             size_t had = system ? strlen(system) : 0;
             char *s = realloc(system, had + strlen(text) + 3);
             if (!s)
-                rc = snprintf(err, errlen, "out of memory");
+                rc = wim_errorf(err, errlen, "out of memory");
             else
                 sprintf(s + had, "%s%s", had ? "\n\n" : "", text), system = s;
         } else if (!strcmp(r, "user")) {
@@ -308,13 +308,13 @@ static int chat_prompt(const wim_model *m, const char *family, const cJSON *msgs
             last_user = 0;
         } else {
             char q[48];
-            rc = snprintf(err, errlen, "unknown role '%s' (system, user, assistant)",
-                          quoted(r, q, sizeof q));
+            rc = wim_errorf(err, errlen, "unknown role '%s' (system, user, assistant)",
+                            quoted(r, q, sizeof q));
         }
         free(text);
     }
     free(system);
-    if (!rc && !last_user) rc = snprintf(err, errlen, "the last message must be the user's");
+    if (!rc && !last_user) rc = wim_errorf(err, errlen, "the last message must be the user's");
     return rc ? -1 : 0;
 }
 
@@ -345,20 +345,17 @@ int request_chat(const cJSON *o, const wim_model *m, const wim_run_params *base,
                  !(j->stop[j->n_stop++] = strdup(s->valuestring));
         }
         if (rc)
-            return snprintf(err, errlen, "'stop' must be a string or up to 4 non-empty strings"),
-                   -1;
+            return wim_errorf(err, errlen, "'stop' must be a string or up to 4 non-empty strings");
     }
     if (j->n_prompt >= n_ctx)
-        return snprintf(err, errlen, "the messages take %d tokens; the model's context holds %d",
-                        j->n_prompt, n_ctx),
-               -1;
+        return wim_errorf(err, errlen, "the messages take %d tokens; the model's context holds %d",
+                          j->n_prompt, n_ctx);
     const int room = n_ctx - j->n_prompt;
     if (max_tokens > room)
-        return snprintf(err, errlen,
-                        "max_tokens %d does not fit: the messages take %d of the %d tokens of "
-                        "context",
-                        max_tokens, j->n_prompt, n_ctx),
-               -1;
+        return wim_errorf(err, errlen,
+                          "max_tokens %d does not fit: the messages take %d of the %d tokens of "
+                          "context",
+                          max_tokens, j->n_prompt, n_ctx);
     j->max_tokens = max_tokens > 0 ? max_tokens : room < 512 ? room : 512;
     return 0;
 }
