@@ -1006,6 +1006,7 @@ static int segments_unpack(wim_doc *d, const uint8_t *b, size_t len, int cached,
     for (int32_t i = 0, prev = 0; ok && i < n; prev = d->forks[i++]) {
         uint32_t tl;
         wim_segment *g = &d->segs[i];
+        if (!(ok = len - at >= 12)) break; /* the texts before took the room the count promised */
         memcpy(&d->forks[i], b + at, 4), memcpy(&g->n_tokens, b + at + 4, 4);
         memcpy(&tl, b + at + 8, 4);
         ok = d->forks[i] > prev && d->forks[i] <= cached && g->n_tokens > 0 && tl <= len - at - 12;
