@@ -234,7 +234,7 @@ static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
     return gen_take(&g);
 }
 
-/* ---- prompts: rendered from the templates and fed ---- */
+/* ---- prompts: rendered from the templates, fed, and shown when asked ---- */
 
 static char *render(run_state *s, enum wim_prompt_kind kind, const char *answer,
                     const char *margins) {
@@ -252,15 +252,51 @@ static int prompt_tokens(run_state *s, enum wim_prompt_kind kind, const char *an
     return n;
 }
 
+/* prompt_events (wim run --show-prompts): a prompt event, just before the prompt is fed. */
+static void show_prompt(run_state *s, const wim_event *ev) {
+    if (s->p->prompt_events) emit(s, ev);
+}
+
 /* Appends a rendered prompt (chat headers parsed as special tokens; bos: it opens its
- * context) to c. */
-static int feed_prompt(run_state *s, wim_ctx *c, const char *text, int bos) {
+ * context) to c, shown first when asked: kind and index (a segment, or -1) name it. */
+static int feed_prompt(run_state *s, wim_ctx *c, const char *kind, int index, const char *text,
+                       int bos) {
     int32_t *ids;
     int n = tokenize(s, text, strlen(text), bos, 1, &ids);
     if (n < 0) return -1;
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = kind,
+                    .index = index,
+                    .position = wim_ctx_pos(c),
+                    .bos = adds_bos(s, bos),
+                    .n_tokens = n,
+                    .text = text};
+    show_prompt(s, &ev);
     int rc = feed(s, c, ids, n);
     free(ids);
     return rc;
+}
+
+/* Margin i's prompt as the model reads it, when asked: its segment (in the cache already,
+ * from where it starts), then notes (NULL: none) and the extraction prompt, which take
+ * n_after tokens. */
+static int show_margin_prompt(run_state *s, int i, const char *notes, const char *prompt,
+                              int n_after) {
+    if (!s->p->prompt_events) return 0;
+    const wim_segment *g = &s->segs[i];
+    char *text = malloc(g->len + (notes ? strlen(notes) : 0) + strlen(prompt) + 1);
+    if (!text) return out_of_memory(s);
+    sprintf(text, "%.*s%s%s", (int)g->len, s->text + g->start, notes ? notes : "", prompt);
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = "margin",
+                    .index = i,
+                    .position = s->forks[i] - g->n_tokens,
+                    .n_tokens = g->n_tokens + n_after,
+                    .lead_tokens = g->n_tokens,
+                    .text = text};
+    emit(s, &ev);
+    free(text);
+    return 0;
 }
 
 /* ---- the classifier ---- */
@@ -270,15 +306,15 @@ static int parse_verdict(const run_state *s, const char *raw) {
     return s->p->lenient_classifier ? wim_classify_parse_lenient(raw) : wim_classify_parse(raw);
 }
 
-/* Judges text (a margin, or a segment for rag) in the separate context.
+/* Judges text (margin i, or for rag segment i) in the separate context.
  * Fills *relevant, *raw (malloc'd, "" in logit mode) and *logit_margin. */
-static int classify(run_state *s, const char *text, int *relevant, char **raw,
+static int classify(run_state *s, int i, const char *text, int *relevant, char **raw,
                     float *logit_margin) {
     double t0 = wim_now_ms();
     wim_ctx_reset(s->aux);
     char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
     if (!prompt) return -1;
-    int rc = feed_prompt(s, s->aux, prompt, 1);
+    int rc = feed_prompt(s, s->aux, "classify", i, prompt, 1);
     free(prompt);
     if (rc) return -1;
     if (s->p->classify == WIM_CLASSIFY_LOGIT) {
@@ -460,7 +496,9 @@ static int margins_as_branches(run_state *s, int n, wim_result *res) {
         margin_sink k = {res, g0, p->verify_kv ? wim_ctx_kv_crc(s->main) : 0};
         for (int j = 0; !rc && j < m; j++) {
             jobs[j] = (branch_job){.prompt = prompt, .n_prompt = n_prompt, .max = p->margin_tokens};
-            rc = gen_init(s, &jobs[j].out) || job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1);
+            rc = gen_init(s, &jobs[j].out) ||
+                 job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1) ||
+                 show_margin_prompt(s, g0 + j, NULL, text, n_prompt);
         }
         rc = rc || run_branches(s, s->main, jobs, m, s->forks + g0, 1, on_margin, &k);
         jobs_free(jobs, m);
@@ -496,12 +534,19 @@ static int on_verdict(run_state *s, branch_job *b, int j, void *arg) {
 }
 
 /* The classification of text (margin i, or rag's segment i) as a branch job: its prompt
- * from BOS (ids: its tokens, malloc'd), then its verdict decoded (logits:
+ * from BOS (ids: its tokens, malloc'd), shown when asked, then its verdict decoded (logits:
  * where --classify logit keeps the logits after the prompt instead). */
 static int verdict_job(run_state *s, const char *text, int i, branch_job *job, int32_t **ids,
                        float *logits) {
     char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
     int n = prompt ? tokenize(s, prompt, strlen(prompt), 1, 1, ids) : -1;
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = "classify",
+                    .index = i,
+                    .bos = adds_bos(s, 1),
+                    .n_tokens = n,
+                    .text = prompt};
+    if (n >= 0) show_prompt(s, &ev);
     free(prompt);
     *job = (branch_job){
         .prompt = *ids, .n_prompt = n, .max = logits ? 0 : s->p->classify_tokens, .logits = logits};
@@ -1025,7 +1070,7 @@ static int empty_main(run_state *s) {
 
 /* BOS and the system prompt, at the start of the main context. */
 static int read_system_prompt(run_state *s) {
-    return feed_prompt(s, s->main, s->sys, 1);
+    return feed_prompt(s, s->main, "system", -1, s->sys, 1);
 }
 
 /* ---- reading: each segment into the main context ---- */
@@ -1130,9 +1175,9 @@ static int notes_so_far(run_state *s, int i, wim_result *res, char **notes) {
     return *notes ? 0 : out_of_memory(s);
 }
 
-/* What a margin reads after its segment: the notes (framed as document text; NULL or
+/* What margin i reads after its segment: the notes (framed as document text; NULL or
  * empty: none), then the extraction prompt. */
-static int feed_extraction(run_state *s, wim_ctx *mc, const char *notes) {
+static int feed_extraction(run_state *s, wim_ctx *mc, int i, const char *notes) {
     const int framing = notes && *notes;
     char *framed = framing ? malloc(strlen(notes) + 32) : NULL;
     char *prompt = framing && !framed ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
@@ -1145,7 +1190,10 @@ static int feed_extraction(run_state *s, wim_ctx *mc, const char *notes) {
     }
     if (prompt && n_notes >= 0) n_prompt = tokenize(s, prompt, strlen(prompt), 0, 1, &prompt_ids);
     if (n_prompt >= 0)
-        rc = feed(s, mc, note_ids, n_notes) || feed(s, mc, prompt_ids, n_prompt) ? -1 : 0;
+        rc = show_margin_prompt(s, i, framed, prompt, n_notes + n_prompt) ||
+                     feed(s, mc, note_ids, n_notes) || feed(s, mc, prompt_ids, n_prompt)
+                 ? -1
+                 : 0;
     free(framed), free(prompt), free(note_ids), free(prompt_ids);
     return rc;
 }
@@ -1175,7 +1223,7 @@ static char *decode_margin(run_state *s, wim_ctx *mc, const char *seg, int i, wi
                            wim_event *ev) {
     char *notes = NULL, *margin = NULL;
     if (wim_ctx_snapshot(mc)) return out_of_memory(s), NULL;
-    if (!notes_so_far(s, i, res, &notes) && !feed_extraction(s, mc, notes))
+    if (!notes_so_far(s, i, res, &notes) && !feed_extraction(s, mc, i, notes))
         margin = s->p->extractive_margins ? quote_margin(s, mc, seg, notes, ev)
                                           : generate(s, mc, s->p->margin_tokens, &ev->n_tokens);
     free(notes);
@@ -1227,7 +1275,7 @@ static int judge(run_state *s, const char *seg, int i, wim_result *res) {
         res->relevant[i] = 0;
     else if (p->injected_relevant)
         res->relevant[i] = p->injected_relevant[i];
-    else if (classify(s, text, &res->relevant[i], &raw, &ev.logit_margin)) {
+    else if (classify(s, i, text, &res->relevant[i], &raw, &ev.logit_margin)) {
         free(raw);
         return -1;
     }
@@ -1366,7 +1414,7 @@ static int answer(run_state *s, wim_result *res) {
     int rc = final ? 0 : -1;
     if (!rc && p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins)
         rc = empty_main(s) || read_system_prompt(s);
-    rc = rc || feed_prompt(s, s->main, final, 0) || keep_answer_logits(s, res) ||
+    rc = rc || feed_prompt(s, s->main, "answer", -1, final, 0) || keep_answer_logits(s, res) ||
          !(res->answer = generate(s, s->main, p->answer_tokens, NULL));
     s->ms_answer = wim_now_ms() - t0;
     free(margins);
