@@ -36,6 +36,11 @@ typedef struct {
     int events_errno;        /* why it could not be opened */
     int bar;                 /* draw a progress bar on stderr */
     int show_margins;        /* print margins to stderr as they come, with their verdicts */
+    int show_prompts;        /* print prompts to stderr: 1 the first of each kind in full,
+                                the others as their header line; 2 every one in full */
+    unsigned prompts_shown;  /* the kinds printed in full so far (a bit each) */
+    int margin_prompt_tail;  /* the tokens after the segment in the last margin prompt printed
+                                in full (they change when the notes shown do) */
     char *margin;            /* the latest margin, printed once its verdict arrives */
     int chat_given;          /* --chat was passed: no note about the raw family */
     int segments, done, kept;
@@ -57,6 +62,34 @@ static void draw_bar(run_view *v) {
             interrupt_flag ? "  (stopping: Ctrl-C again to abort)" : "");
     fflush(stderr);
     bar_on_screen = 1;
+}
+
+/* --show-prompts: a header line (the prompt, its segment, its tokens, where it starts in its
+ * context), then the text exactly as the model reads it; a margin's prompt starts with its
+ * segment. After the first of each kind, the header alone unless every one was asked for
+ * (the same template per segment is noise), but a margin prompt whose notes changed in full
+ * again. */
+static void print_prompt(run_view *v, const wim_event *ev) {
+    static const char *const kinds[] = {"system", "margin", "classify", "answer"};
+    unsigned kind = 0;
+    for (unsigned k = 0; k < sizeof kinds / sizeof *kinds; k++)
+        if (!strcmp(ev->kind, kinds[k])) kind = 1u << k;
+    const int tail = ev->n_tokens - ev->lead_tokens;
+    const int full = v->show_prompts == 2 || !(v->prompts_shown & kind) ||
+                     (ev->lead_tokens && tail != v->margin_prompt_tail);
+    v->prompts_shown |= kind;
+    if (full && ev->lead_tokens) v->margin_prompt_tail = tail;
+    if (v->bar) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "--- prompt: %s", ev->kind);
+    if (ev->index >= 0) fprintf(stderr, " (segment %d)", ev->index + 1);
+    fprintf(stderr, " \u00b7 %d tokens", ev->n_tokens);
+    if (ev->position) fprintf(stderr, " at position %d", ev->position);
+    if (ev->bos) fprintf(stderr, " (BOS first)");
+    if (ev->lead_tokens) fprintf(stderr, " (segment %d + prompt %d)", ev->lead_tokens, tail);
+    fprintf(stderr, "%s ---\n", full ? "" : " \u00b7 text not shown (--show-prompts=all)");
+    if (!full) return;
+    size_t n = strlen(ev->text);
+    fprintf(stderr, "%s%s", ev->text, n && ev->text[n - 1] == '\n' ? "" : "\n");
 }
 
 static void on_event(const wim_event *ev, void *user) {
@@ -97,6 +130,9 @@ static void on_event(const wim_event *ev, void *user) {
         v->ms += ev->ms;
         free(v->margin);
         v->margin = v->show_margins && ev->text ? strdup(ev->text) : NULL;
+        break;
+    case WIM_EV_PROMPT:
+        print_prompt(v, ev);
         break;
     case WIM_EV_VERDICT:
         v->kept += ev->relevant;
@@ -159,6 +195,12 @@ static const char *const usage =
     "                            (wim: not a cache that streamed)\n"
     "  --events FILE|-           JSON Lines events ('-' = stdout)\n"
     "  --show-margins            print each margin on stderr as it is written\n"
+    "  --show-prompts[=all]      print each prompt on stderr as the model reads it (chat\n"
+    "                            headers included) under a line with its tokens and position;\n"
+    "                            a margin's starts with its segment. Margin and classify\n"
+    "                            prompts after the first: the line alone (a margin's in full\n"
+    "                            again when the notes it shows change), unless =all.\n"
+    "                            --events then has them too (\"prompt\" events)\n"
     "  --verify-kv               CRC the KV cache around every margin (events prove no trace)\n"
     "  --chunk K, -t THREADS     prefill chunk (512) and threads\n"
     "  Ctrl-C once: stop after the current step and answer from the margins so far.\n";
@@ -304,6 +346,14 @@ static int parse(int argc, char **argv, wim_run_params *p, const char **model, c
         if (r) continue;
         if (!strcmp(a, "--show-margins")) {
             v->show_margins = 1;
+            continue;
+        }
+        if (!strcmp(a, "--show-prompts")) { /* its value is optional: --show-prompts=all */
+            const char *how = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : NULL;
+            if (how && strcmp(how, "all"))
+                return cli_error("--show-prompts: unknown value '%s' (one of: all)", how);
+            v->show_prompts = how ? 2 : 1;
+            p->prompt_events = 1;
             continue;
         }
         if (i + 1 >= argc) return cli_error("run: unknown option or missing value: '%s'", a);

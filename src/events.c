@@ -80,7 +80,8 @@ static void key(sbuf *b, const char *k) {
 }
 
 size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
-    static const char *const names[] = {"start", "segment", "margin", "verdict", "answer", "done"};
+    static const char *const names[] = {"start",  "segment", "margin", "verdict",
+                                        "answer", "done",    "prompt"};
     sbuf b = {buf, cap, 0};
     putf(&b, "{\"event\":\"%s\"", names[ev->type]);
     switch (ev->type) {
@@ -123,6 +124,16 @@ size_t wim_event_json(const wim_event *ev, char *buf, size_t cap) {
         key(&b, "text");
         put_str(&b, ev->text);
         putf(&b, ",\"interrupted\":%s", ev->interrupted ? "true" : "false");
+        break;
+    case WIM_EV_PROMPT:
+        key(&b, "kind");
+        put_str(&b, ev->kind);
+        if (ev->index >= 0) putf(&b, ",\"index\":%d", ev->index);
+        putf(&b, ",\"position\":%d,\"tokens\":%d,\"bos\":%s", ev->position, ev->n_tokens,
+             ev->bos ? "true" : "false");
+        if (ev->lead_tokens) putf(&b, ",\"segment_tokens\":%d", ev->lead_tokens);
+        key(&b, "text");
+        put_str(&b, ev->text);
         break;
     case WIM_EV_DONE:
         putf(&b, ",\"interrupted\":%s,\"segments\":%d,\"relevant\":%d",

@@ -2,21 +2,21 @@
  * wim.c — the Writing-in-the-Margins pipeline and its two baselines.
  *
  *   wim: BOS + system prompt, then for each segment: prefill it; snapshot the
- *        KV cache; prefill the extraction prompt and decode a margin (extractive
- *        margins: choose the segment's sentences one by one, each scored under a
- *        nested snapshot); restore (the cache is bit-identical again); classify
- *        the margin in a separate context. Finally the answer prompt with the
- *        relevant margins.
+ *        KV cache; prefill the extraction prompt and decode a margin (or quote
+ *        the segment's sentences: quotes.c); restore (the cache is
+ *        bit-identical again); classify the margin in a separate context.
+ *        Finally the answer prompt with the relevant margins.
  *   llm: the whole document, then the question (the long-context baseline).
  *   rag: the classifier (or BM25) chooses segments; the chosen segments and
  *        the question go to a fresh context.
  *
- * Invariants: margins never enter the main context except through the final
- * prompt; every step reports through the event callback and nothing here
- * prints; an interrupt stops after the current step and still answers.
+ * run() is the algorithm, one step per call; the steps follow it in this file's
+ * second half. Invariants: margins never enter the main context except through
+ * the final prompt; every step reports through the event callback and nothing
+ * here prints; a failure is one line in err (error.h); an interrupt stops after
+ * the current step and still answers.
  */
 #include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +27,15 @@
 #include "chat.h"
 #include "classify.h"
 #include "clock.h"
+#include "error.h"
 #include "forward.h"
 #include "margins.h"
 #include "model.h"
 #include "prompts.h"
+#include "quotes.h"
 #include "segment.h"
 #include "tokenizer.h"
 #include "wim.h"
-
-#define WIM_SCORE_CHUNK 16 /* tokens of a quoted sentence scored per forward pass */
 
 typedef struct {
     const wim_model *m;
@@ -47,6 +47,12 @@ typedef struct {
     wim_prompts prompts;
     wim_chat chat;
     const char *query;
+    char *sys;               /* the system prompt, rendered */
+    int sys_tokens;          /* its tokens, BOS not counted */
+    const char *text;        /* the document: the segments are byte ranges of it */
+    const wim_segment *segs; /* (borrowed) */
+    int n_segs;              /* the segments to process */
+    int doc_tokens;          /* the whole document's tokens */
     float *logits;
     int yes_id, no_id;
     long prefilled, decoded;
@@ -74,6 +80,7 @@ static int blank(const char *text, size_t len) {
 static void run_state_free(run_state *s) {
     free(s->forks);
     free(s->logits);
+    free(s->sys);
     wim_sampler_free(s->sampler);
     wim_prompts_free(&s->prompts);
     wim_ctx_free(s->main);
@@ -119,7 +126,7 @@ const char *wim_answer_text(const char *answer, size_t *len) {
     return answer;
 }
 
-static void emit(run_state *s, wim_event *ev) {
+static void emit(run_state *s, const wim_event *ev) {
     if (s->cb) s->cb(ev, s->user);
 }
 
@@ -127,14 +134,22 @@ static int interrupted(const run_state *s) {
     return s->p->interrupt && *s->p->interrupt;
 }
 
+static int out_of_memory(run_state *s) {
+    return wim_errorf(s->err, s->errlen, "out of memory");
+}
+
+/* Whether a text tokenized with BOS asked for starts with it (the model's rule). */
+static int adds_bos(const run_state *s, int bos) {
+    const wim_tokenizer *t = s->m->tok;
+    return bos && wim_tokenizer_add_bos(t) && wim_tokenizer_bos(t) >= 0;
+}
+
 /* Tokenizes text; prompts (templates with chat headers) parse special tokens,
  * document text never does. Returns the count (ids malloc'd) or -1. */
 static int tokenize(run_state *s, const char *text, size_t len, int bos, int special,
                     int32_t **ids) {
-    const wim_tokenizer *t = s->m->tok;
-    bos = bos && wim_tokenizer_add_bos(t) && wim_tokenizer_bos(t) >= 0;
-    int n = wim_tokenize_alloc(t, text, len, bos, special, ids, s->err, s->errlen);
-    return n;
+    return wim_tokenize_alloc(s->m->tok, text, len, adds_bos(s, bos), special, ids, s->err,
+                              s->errlen);
 }
 
 /* Appends tokens to a context; the last token's logits land in s->logits. */
@@ -145,13 +160,21 @@ static int feed(run_state *s, wim_ctx *c, const int32_t *ids, int n) {
     return rc;
 }
 
-static int feed_text(run_state *s, wim_ctx *c, const char *text, int bos, int special) {
+/* Appends document text (no BOS, no special tokens) to a context. */
+static int feed_text(run_state *s, wim_ctx *c, const char *text) {
     int32_t *ids;
-    int n = tokenize(s, text, strlen(text), bos, special, &ids);
+    int n = tokenize(s, text, strlen(text), 0, 0, &ids);
     if (n < 0) return -1;
     int rc = feed(s, c, ids, n);
     free(ids);
     return rc;
+}
+
+/* A copy of segment i's text. */
+static char *segment_text(run_state *s, int i) {
+    char *seg = strndup(s->text + s->segs[i].start, s->segs[i].len);
+    if (!seg) out_of_memory(s);
+    return seg;
 }
 
 /* Generated text: the detokenizer's state and the bytes so far. */
@@ -165,9 +188,7 @@ typedef struct {
 static int gen_init(run_state *s, gen_text *g) {
     memset(g, 0, sizeof *g);
     wim_detok_init(&g->d, s->m->tok, -1, 0);
-    if ((g->text = malloc(g->cap = 256))) return 0;
-    snprintf(s->err, s->errlen, "out of memory");
-    return -1;
+    return (g->text = malloc(g->cap = 256)) ? 0 : out_of_memory(s);
 }
 
 /* Appends a generated token (counted in s->decoded). */
@@ -176,7 +197,7 @@ static int gen_push(run_state *s, gen_text *g, int32_t tok) {
     int nb = wim_detok_push(&g->d, tok, piece, sizeof piece);
     if (g->len + (size_t)nb + 8 > g->cap) {
         char *t = realloc(g->text, g->cap = 2 * g->cap + (size_t)nb);
-        if (!t) return snprintf(s->err, s->errlen, "out of memory"), -1;
+        if (!t) return out_of_memory(s);
         g->text = t;
     }
     memcpy(g->text + g->len, piece, (size_t)nb);
@@ -213,270 +234,7 @@ static char *generate(run_state *s, wim_ctx *c, int max, int *n_out) {
     return gen_take(&g);
 }
 
-/* log of the sum of exp(logits): the normaliser of the model's distribution. */
-static float log_norm(const float *logits, int n) {
-    float max = logits[0], sum = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > max) max = logits[i];
-    for (int i = 0; i < n; i++)
-        sum += expf(logits[i] - max);
-    return max + logf(sum);
-}
-
-/* log P(the reply ends here): every end-of-generation token together. */
-static float log_p_end(const wim_tokenizer *t, const float *logits, int n, float norm) {
-    float sum = 0;
-    for (int i = 0; i < n; i++)
-        if (wim_tokenizer_is_eog(t, i)) sum += expf(logits[i] - norm);
-    return sum > 0 ? logf(sum) : -INFINITY;
-}
-
-/* The sentences of src as tokens: the lines an extractive margin may write. Returns the
- * count (ids[j], n_ids[j] and *spans malloc'd), or -1 with nothing allocated. */
-static int quote_candidates(run_state *s, const char *src, wim_span **spans, int32_t ***ids,
-                            int **n_ids) {
-    int n = wim_sentences(src, strlen(src), spans), ok = n >= 0;
-    *ids = ok ? calloc((size_t)n + 1, sizeof **ids) : NULL;
-    *n_ids = ok ? calloc((size_t)n + 1, sizeof **n_ids) : NULL;
-    if (!*ids || !*n_ids) ok = 0, snprintf(s->err, s->errlen, "out of memory");
-    for (int j = 0; ok && j < n; j++)
-        ok = ((*n_ids)[j] =
-                  tokenize(s, src + (*spans)[j].start, (*spans)[j].len, 0, 0, &(*ids)[j])) >= 0;
-    if (ok) return n;
-    for (int j = 0; *ids && j < n; j++)
-        free((*ids)[j]);
-    free(*ids), free(*n_ids), free(*spans);
-    *ids = NULL, *n_ids = NULL, *spans = NULL;
-    return -1;
-}
-
-/* Scores tokens after the context: the sum of their log-probabilities (the first from
- * s->logits), and in *least the smallest from index from on. Evaluates them in chunks of
- * WIM_SCORE_CHUNK (rows holds one chunk's logits) and leaves the context as it was.
- * Returns 0 or -1. */
-static int score_tokens(run_state *s, wim_ctx *c, const int32_t *ids, int n, int from, float norm,
-                        float *rows, float *score, float *least) {
-    int vocab = s->m->cfg.n_vocab, rc = 0;
-    *score = s->logits[ids[0]] - norm;
-    *least = from == 0 ? *score : 0;
-    if (n == 1) return 0;
-    if (wim_ctx_snapshot(c)) return -1;
-    for (int k0 = 0; !rc && k0 < n - 1; k0 += WIM_SCORE_CHUNK) { /* rows k0.. predict k0+1.. */
-        int m = n - 1 - k0 < WIM_SCORE_CHUNK ? n - 1 - k0 : WIM_SCORE_CHUNK;
-        rc = wim_eval(c, ids + k0, m, rows, 1, s->err, s->errlen);
-        s->prefilled += m;
-        for (int i = 0; !rc && i < m; i++) {
-            const float *row = rows + (size_t)i * vocab;
-            int k = k0 + i + 1;
-            float lp = row[ids[k]] - log_norm(row, vocab);
-            *score += lp;
-            if (k >= from && lp < *least) *least = lp;
-        }
-    }
-    if (wim_ctx_restore(c)) rc = -1; /* always: the snapshot must not stay open */
-    return rc;
-}
-
-/* The next line of an extractive margin: among the offered candidates, the one whose
- * tokens (the line break gap, then the sentence) have the highest sum of log-probabilities,
- * the earlier on a tie, if that beats best (on entry: log P(the reply ends)). */
-typedef struct {
-    const int32_t *const *ids; /* candidate j: the sentence's tokens, n_ids[j] of them */
-    const int *n_ids;
-    const char *offered; /* offered[j]: j may be written now */
-    int n;
-    const int32_t *gap; /* the line break written before the sentence (n_gap tokens) */
-    int n_gap;
-    float best, least; /* the best score so far; the smallest log-probability of its
-                          sentence's tokens (quote_min_prob decides on it) */
-    int pick;          /* the candidate, -1: the end of the reply */
-} quote_choice;
-
-/* A candidate with this score (or, for a bound, a subtree whose smallest candidate is j)
- * beats the best so far: exactly the exhaustive scan's `score > best` in candidate order. */
-static int beats(const quote_choice *q, float score, int j) {
-    return score > q->best || (score == q->best && q->pick >= 0 && j < q->pick);
-}
-
-/* The reference: every offered candidate scored in full, in order. */
-static int choose_exhaustive(run_state *s, wim_ctx *c, quote_choice *q, float norm, float *rows,
-                             int32_t *seq) {
-    memcpy(seq, q->gap, (size_t)q->n_gap * sizeof *seq);
-    for (int j = 0; j < q->n; j++) {
-        float score, least;
-        if (!q->offered[j] || s->logits[q->n_gap ? q->gap[0] : q->ids[j][0]] - norm <= q->best)
-            continue; /* every further token only lowers the score */
-        memcpy(seq + q->n_gap, q->ids[j], (size_t)q->n_ids[j] * sizeof *seq);
-        if (score_tokens(s, c, seq, q->n_gap + q->n_ids[j], q->n_gap, norm, rows, &score, &least))
-            return -1;
-        if (score > q->best) q->best = score, q->least = least, q->pick = j;
-    }
-    return 0;
-}
-
-/* The pruned search: the candidates' token sequences as a trie, expanded likeliest child
- * first. Every log-probability is <= 0, so a prefix's score bounds every line below it,
- * and a subtree that cannot beat the best line so far is never evaluated. It picks what
- * choose_exhaustive picks, bit for bit, where the forward pass does not depend on how
- * tokens are chunked (quantized and f16 weights; f32 uses OpenBLAS for 4 rows or more):
- * each token's log-probability comes from the same pass and is summed in the same order. */
-typedef struct {
-    int32_t tok;
-    int child, sibling; /* node indices, -1: none */
-    int jmin;           /* the smallest candidate at or below this node (unused at the root) */
-    int ends;           /* the smallest candidate whose sequence ends here, -1: none */
-    float lp;           /* log P(tok | the path to it), set when its parent is expanded */
-    char seen;
-} quote_node;
-
-static void trie_add(quote_node *t, int *n_nodes, const quote_choice *q, int j) {
-    int at = 0, len = q->n_gap + q->n_ids[j];
-    for (int k = 0; k < len; k++) {
-        int32_t tok = k < q->n_gap ? q->gap[k] : q->ids[j][k - q->n_gap];
-        int ch = t[at].child;
-        while (ch >= 0 && t[ch].tok != tok)
-            ch = t[ch].sibling;
-        if (ch < 0) {
-            ch = (*n_nodes)++;
-            t[ch] = (quote_node){tok, -1, t[at].child, j, -1, 0, 0};
-            t[at].child = ch;
-        }
-        if (j < t[ch].jmin) t[ch].jmin = j;
-        at = ch;
-    }
-    if (t[at].ends < 0 || j < t[at].ends) t[at].ends = j;
-}
-
-/* Expands node at (depth tokens below the root, scoring score with smallest sentence
- * log-probability least), whose next-token logits are row with normaliser norm; the
- * context holds its path. next_row is scratch for the children's logits. */
-static int trie_expand(run_state *s, wim_ctx *c, quote_choice *q, quote_node *t, int at, int depth,
-                       float score, float least, const float *row, float norm, float *next_row) {
-    for (int ch = t[at].child; ch >= 0; ch = t[ch].sibling)
-        t[ch].lp = row[t[ch].tok] - norm, t[ch].seen = 0;
-    for (;;) {
-        int ch = -1;
-        for (int x = t[at].child; x >= 0; x = t[x].sibling)
-            if (!t[x].seen &&
-                (ch < 0 || t[x].lp > t[ch].lp || (t[x].lp == t[ch].lp && t[x].jmin < t[ch].jmin)))
-                ch = x;
-        if (ch < 0) return 0;
-        t[ch].seen = 1;
-        float sc = score + t[ch].lp;
-        float le = depth >= q->n_gap && t[ch].lp < least ? t[ch].lp : least;
-        if (sc < q->best) return 0; /* nor can its less likely siblings */
-        if (!beats(q, sc, t[ch].jmin)) continue;
-        if (t[ch].ends >= 0 && beats(q, sc, t[ch].ends))
-            q->best = sc, q->least = le, q->pick = t[ch].ends;
-        if (t[ch].child < 0) continue;
-        if (wim_ctx_snapshot(c)) return -1;
-        int rc = wim_eval(c, &t[ch].tok, 1, next_row, 0, s->err, s->errlen);
-        s->prefilled++;
-        if (!rc)
-            rc = trie_expand(s, c, q, t, ch, depth + 1, sc, le, next_row,
-                             log_norm(next_row, s->m->cfg.n_vocab), next_row);
-        if (wim_ctx_restore(c)) rc = -1; /* always: the snapshot must not stay open */
-        if (rc) return -1;
-    }
-}
-
-/* An extractive margin, a line at a time: each line is the sentence of src (the segment)
- * the model finds likeliest next (after a line break, from the second line on), by the
- * sum of its tokens' log-probabilities, unless ending the reply is likelier; a sentence is
- * offered once. A line in which the model gave one of the sentence's tokens less than
- * quote_min_prob is written (what follows sees it) but not kept: the model meant another
- * sentence, one the segment lacks. The sentences of notes (NULL: none), the notes the
- * prompt shows, are offered too, written but never kept: they are kept already. At most
- * max tokens, counted in ev->n_tokens (the note lines in ev->notes_quoted, the tokens
- * evaluated to choose the lines in ev->scored). Returns the text (malloc'd) or NULL. */
-static char *generate_quotes(run_state *s, wim_ctx *c, int max, const char *src, const char *notes,
-                             wim_event *ev) {
-    const int exhaustive = s->p->quote_exhaustive, vocab = s->m->cfg.n_vocab;
-    int spent = 0, longest = 1, n_nodes = 1, ok;
-    wim_span *spans = NULL;
-    int32_t **ids = NULL, *nl = NULL;
-    int *n_ids = NULL, n_nl = tokenize(s, "\n", 1, 0, 0, &nl);
-    if (n_nl == 0) snprintf(s->err, s->errlen, "the vocabulary cannot write a line break");
-    size_t n_src = strlen(src); /* the candidates: sentences of src, then of the notes */
-    char *pool = malloc(n_src + (notes ? strlen(notes) : 0) + 2);
-    if (pool) sprintf(pool, "%s\n%s", src, notes ? notes : "");
-    if (n_nl > 0 && !pool) snprintf(s->err, s->errlen, "out of memory");
-    int n = n_nl > 0 && pool ? quote_candidates(s, pool, &spans, &ids, &n_ids) : -1;
-    for (int j = 0; j < n; j++) { /* a sentence longer than the margin is never offered */
-        longest = n_ids[j] > longest && n_ids[j] <= max ? n_ids[j] : longest;
-        n_nodes += n_nl + n_ids[j];
-    }
-    longest += n_nl;
-    size_t n_rows = exhaustive ? WIM_SCORE_CHUNK : 1;
-    float *rows = n >= 0 ? malloc(n_rows * vocab * sizeof *rows) : NULL;
-    quote_node *trie = n >= 0 && !exhaustive ? malloc((size_t)n_nodes * sizeof *trie) : NULL;
-    int32_t *seq = n >= 0 ? malloc((size_t)longest * sizeof *seq) : NULL;
-    char *used = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
-    char *offered = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
-    char *text = n >= 0 ? malloc(n_src + (size_t)n + 1) : NULL;
-    size_t len = 0;
-    long prefilled0 = s->prefilled;
-    ev->notes_quoted = 0;
-    ok = rows && (trie || exhaustive) && seq && used && offered && text;
-    if (n >= 0 && !ok) snprintf(s->err, s->errlen, "out of memory");
-    float floor = s->p->quote_min_prob > 0 ? logf(s->p->quote_min_prob) : -INFINITY;
-    while (ok) {
-        int gap = spent > 0 ? n_nl : 0; /* a line break before every line but the first */
-        float norm = log_norm(s->logits, vocab);
-        quote_choice q = {.ids = (const int32_t *const *)ids,
-                          .n_ids = n_ids,
-                          .offered = offered,
-                          .n = n,
-                          .gap = nl,
-                          .n_gap = gap,
-                          .best = log_p_end(s->m->tok, s->logits, vocab, norm),
-                          .pick = -1};
-        for (int j = 0; j < n; j++)
-            offered[j] = !used[j] && spent + gap + n_ids[j] <= max;
-        if (exhaustive) {
-            ok = !choose_exhaustive(s, c, &q, norm, rows, seq);
-        } else {
-            int n_trie = 1;
-            trie[0] = (quote_node){-1, -1, -1, n, -1, 0, 0};
-            for (int j = 0; j < n; j++)
-                if (offered[j]) trie_add(trie, &n_trie, &q, j);
-            ok = !trie_expand(s, c, &q, trie, 0, 0, 0.0f, 0.0f, s->logits, norm, rows);
-        }
-        if (!ok || q.pick < 0) break;
-        int pick = q.pick;
-        used[pick] = 1;
-        memcpy(seq, nl, (size_t)gap * sizeof *seq);
-        memcpy(seq + gap, ids[pick], (size_t)n_ids[pick] * sizeof *seq);
-        ok = !wim_eval(c, seq, gap + n_ids[pick], s->logits, 0, s->err, s->errlen);
-        spent += gap + n_ids[pick];
-        s->decoded += gap + n_ids[pick];
-        ev->notes_quoted += spans[pick].start >= n_src;
-        if (q.least >= floor && spans[pick].start < n_src) {
-            if (len) text[len++] = '\n';
-            memcpy(text + len, src + spans[pick].start, spans[pick].len);
-            len += spans[pick].len;
-        }
-    }
-    if (ok) {
-        text[len] = 0;
-        ev->n_tokens = spent;
-        ev->scored = s->prefilled - prefilled0;
-    }
-    for (int j = 0; j < n; j++)
-        free(ids[j]);
-    free(ids);
-    free(n_ids);
-    free(nl);
-    free(spans);
-    free(rows);
-    free(trie);
-    free(seq);
-    free(used);
-    free(offered);
-    free(pool);
-    if (!ok) free(text);
-    return ok ? text : NULL;
-}
+/* ---- prompts: rendered from the templates, fed, and shown when asked ---- */
 
 static char *render(run_state *s, enum wim_prompt_kind kind, const char *answer,
                     const char *margins) {
@@ -494,33 +252,82 @@ static int prompt_tokens(run_state *s, enum wim_prompt_kind kind, const char *an
     return n;
 }
 
+/* prompt_events (wim run --show-prompts): a prompt event, just before the prompt is fed. */
+static void show_prompt(run_state *s, const wim_event *ev) {
+    if (s->p->prompt_events) emit(s, ev);
+}
+
+/* Appends a rendered prompt (chat headers parsed as special tokens; bos: it opens its
+ * context) to c, shown first when asked: kind and index (a segment, or -1) name it. */
+static int feed_prompt(run_state *s, wim_ctx *c, const char *kind, int index, const char *text,
+                       int bos) {
+    int32_t *ids;
+    int n = tokenize(s, text, strlen(text), bos, 1, &ids);
+    if (n < 0) return -1;
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = kind,
+                    .index = index,
+                    .position = wim_ctx_pos(c),
+                    .bos = adds_bos(s, bos),
+                    .n_tokens = n,
+                    .text = text};
+    show_prompt(s, &ev);
+    int rc = feed(s, c, ids, n);
+    free(ids);
+    return rc;
+}
+
+/* Margin i's prompt as the model reads it, when asked: its segment (in the cache already,
+ * from where it starts), then notes (NULL: none) and the extraction prompt, which take
+ * n_after tokens. */
+static int show_margin_prompt(run_state *s, int i, const char *notes, const char *prompt,
+                              int n_after) {
+    if (!s->p->prompt_events) return 0;
+    const wim_segment *g = &s->segs[i];
+    char *text = malloc(g->len + (notes ? strlen(notes) : 0) + strlen(prompt) + 1);
+    if (!text) return out_of_memory(s);
+    sprintf(text, "%.*s%s%s", (int)g->len, s->text + g->start, notes ? notes : "", prompt);
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = "margin",
+                    .index = i,
+                    .position = s->forks[i] - g->n_tokens,
+                    .n_tokens = g->n_tokens + n_after,
+                    .lead_tokens = g->n_tokens,
+                    .text = text};
+    emit(s, &ev);
+    free(text);
+    return 0;
+}
+
+/* ---- the classifier ---- */
+
 /* The classifier's reply read by the rule the run asked for. */
 static int parse_verdict(const run_state *s, const char *raw) {
     return s->p->lenient_classifier ? wim_classify_parse_lenient(raw) : wim_classify_parse(raw);
 }
 
-/* Judges text (a margin, or a segment for rag) in the separate context.
+/* Judges text (margin i, or for rag segment i) in the separate context.
  * Fills *relevant, *raw (malloc'd, "" in logit mode) and *logit_margin. */
-static int classify(run_state *s, const char *text, int *relevant, char **raw,
+static int classify(run_state *s, int i, const char *text, int *relevant, char **raw,
                     float *logit_margin) {
     double t0 = wim_now_ms();
     wim_ctx_reset(s->aux);
     char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
     if (!prompt) return -1;
-    int rc = feed_text(s, s->aux, prompt, 1, 1);
+    int rc = feed_prompt(s, s->aux, "classify", i, prompt, 1);
     free(prompt);
     if (rc) return -1;
     if (s->p->classify == WIM_CLASSIFY_LOGIT) {
         *logit_margin = s->logits[s->yes_id] - s->logits[s->no_id];
         *relevant = *logit_margin > 0;
-        *raw = strdup("");
+        if (!(*raw = strdup(""))) return out_of_memory(s);
     } else {
         *raw = generate(s, s->aux, s->p->classify_tokens, NULL);
         if (!*raw) return -1;
         *relevant = parse_verdict(s, *raw);
     }
     s->ms_classify += wim_now_ms() - t0;
-    return *raw ? 0 : -1;
+    return 0;
 }
 
 /* ---- margins and verdicts as branches: one pass per step serves them all ---- */
@@ -561,7 +368,7 @@ static int run_branches(run_state *s, wim_ctx *c, branch_job *jobs, int n, const
     char *want = malloc((size_t)chunk);
     float *rows = malloc((size_t)n * V * sizeof *rows);
     if (!cells || !br || !owner || !tok || !want || !rows) {
-        snprintf(s->err, s->errlen, "out of memory for %d branches", n);
+        wim_errorf(s->err, s->errlen, "out of memory for %d branches", n);
         goto out;
     }
     for (int j = 0; j < n; j++)
@@ -624,7 +431,7 @@ static int job_sampler(run_state *s, branch_job *b, uint64_t salt) {
     if (s->p->temp <= 0) return 0;
     b->sampler = wim_sampler_new(s->p->temp, s->p->top_p, s->p->seed + 0x9E3779B97F4A7C15ull * salt,
                                  s->m->cfg.n_vocab);
-    return b->sampler ? 0 : (snprintf(s->err, s->errlen, "out of memory"), -1);
+    return b->sampler ? 0 : out_of_memory(s);
 }
 
 static void jobs_free(branch_job *jobs, int n) {
@@ -672,34 +479,36 @@ static int on_margin(run_state *s, branch_job *b, int j, void *arg) {
 }
 
 /* The margin of every segment i < n, each a branch of the main context forked at
- * forks[i] (where segment i ends), all decoded together. A margin an interrupt cut
+ * s->forks[i] (where segment i ends), all decoded together. A margin an interrupt cut
  * short stays NULL. */
-static int margins_as_branches(run_state *s, const int *forks, int n, wim_result *res) {
+static int margins_as_branches(run_state *s, int n, wim_result *res) {
     const wim_run_params *p = s->p;
     int32_t *prompt = NULL;
     char *text = render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
     const int n_prompt = text ? tokenize(s, text, strlen(text), 0, 1, &prompt) : -1;
-    free(text);
     const int group = batch_size(s->main, n, (long)n_prompt + p->margin_tokens);
     branch_job *jobs = n_prompt >= 0 ? calloc((size_t)group, sizeof *jobs) : NULL;
     int rc = n_prompt < 0 || !jobs ? -1 : 0;
-    if (n_prompt >= 0 && !jobs) snprintf(s->err, s->errlen, "out of memory");
+    if (n_prompt >= 0 && !jobs) out_of_memory(s);
     const double t0 = wim_now_ms();
     for (int g0 = 0; !rc && g0 < n && !interrupted(s); g0 += group) {
         const int m = n - g0 < group ? n - g0 : group;
         margin_sink k = {res, g0, p->verify_kv ? wim_ctx_kv_crc(s->main) : 0};
         for (int j = 0; !rc && j < m; j++) {
             jobs[j] = (branch_job){.prompt = prompt, .n_prompt = n_prompt, .max = p->margin_tokens};
-            rc = gen_init(s, &jobs[j].out) || job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1);
+            rc = gen_init(s, &jobs[j].out) ||
+                 job_sampler(s, &jobs[j], 2 * (uint64_t)(g0 + j) + 1) ||
+                 show_margin_prompt(s, g0 + j, NULL, text, n_prompt);
         }
-        rc = rc || run_branches(s, s->main, jobs, m, forks + g0, 1, on_margin, &k);
+        rc = rc || run_branches(s, s->main, jobs, m, s->forks + g0, 1, on_margin, &k);
         jobs_free(jobs, m);
         if (!rc && p->verify_kv && wim_ctx_kv_crc(s->main) != k.crc)
-            rc = -1, snprintf(s->err, s->errlen, "the document's KV cells changed under margins");
+            rc = wim_errorf(s->err, s->errlen, "the document's KV cells changed under margins");
     }
     s->ms_margins += wim_now_ms() - t0;
     free(jobs);
     free(prompt);
+    free(text);
     return rc;
 }
 
@@ -721,7 +530,44 @@ static int on_verdict(run_state *s, branch_job *b, int j, void *arg) {
         k->raw[i] = gen_take(&b->out);
         k->relevant[i] = parse_verdict(s, k->raw[i]);
     }
-    return k->raw[i] ? 0 : (snprintf(s->err, s->errlen, "out of memory"), -1);
+    return k->raw[i] ? 0 : out_of_memory(s);
+}
+
+/* The classification of text (margin i, or rag's segment i) as a branch job: its prompt
+ * from BOS (ids: its tokens, malloc'd), shown when asked, then its verdict decoded (logits:
+ * where --classify logit keeps the logits after the prompt instead). */
+static int verdict_job(run_state *s, const char *text, int i, branch_job *job, int32_t **ids,
+                       float *logits) {
+    char *prompt = render(s, WIM_PROMPT_CLASSIFY, text, "");
+    int n = prompt ? tokenize(s, prompt, strlen(prompt), 1, 1, ids) : -1;
+    wim_event ev = {.type = WIM_EV_PROMPT,
+                    .kind = "classify",
+                    .index = i,
+                    .bos = adds_bos(s, 1),
+                    .n_tokens = n,
+                    .text = prompt};
+    if (n >= 0) show_prompt(s, &ev);
+    free(prompt);
+    *job = (branch_job){
+        .prompt = *ids, .n_prompt = n, .max = logits ? 0 : s->p->classify_tokens, .logits = logits};
+    return n < 0 || gen_init(s, &job->out) || job_sampler(s, job, 2 * (uint64_t)i + 2) ? -1 : 0;
+}
+
+/* The verdict events, in index order (raw[i] NULL: margin i was interrupted, none). */
+static void emit_verdicts(run_state *s, char *const *raw, const float *lm, int n,
+                          const wim_result *res) {
+    const wim_run_params *p = s->p;
+    for (int i = 0; i < n; i++) {
+        if (!raw[i]) continue;
+        wim_event ev = {.type = WIM_EV_VERDICT,
+                        .index = i,
+                        .relevant = res->relevant[i],
+                        .raw = raw[i],
+                        .logit_margin = lm[i],
+                        .has_logit_margin =
+                            p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant};
+        emit(s, &ev);
+    }
 }
 
 /* Verdicts on texts[i] (margins, or rag's segments; NULL: none to judge), each
@@ -734,12 +580,13 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
     char **raw = calloc((size_t)n + 1, sizeof *raw);
     float *lm = calloc((size_t)n + 1, sizeof *lm);
     int *index = malloc(((size_t)n + 1) * sizeof *index), todo = 0, rc = 0;
-    if (!raw || !lm || !index) rc = -1, snprintf(s->err, s->errlen, "out of memory");
+    if (!raw || !lm || !index) rc = out_of_memory(s);
     for (int i = 0; !rc && i < n; i++) {
         if (!texts[i]) continue;
-        if (p->injected_relevant)
-            res->relevant[i] = p->injected_relevant[i], raw[i] = strdup("(injected)");
-        else
+        if (p->injected_relevant) {
+            res->relevant[i] = p->injected_relevant[i];
+            if (!(raw[i] = strdup("(injected)"))) rc = out_of_memory(s);
+        } else
             index[todo++] = i;
     }
     const int group = batch_size(s->aux, todo > 0 ? todo : 1,
@@ -747,25 +594,16 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
     branch_job *jobs = rc ? NULL : calloc((size_t)group, sizeof *jobs);
     int *forks = rc ? NULL : calloc((size_t)group, sizeof *forks);
     float *logits = logit && !rc ? malloc((size_t)group * V * sizeof *logits) : NULL;
-    if (!rc && (!jobs || !forks || (logit && !logits)))
-        rc = -1, snprintf(s->err, s->errlen, "out of memory");
+    if (!rc && (!jobs || !forks || (logit && !logits))) rc = out_of_memory(s);
     verdict_sink k = {index, res->relevant, raw, lm};
     const double t0 = wim_now_ms();
     /* not stopped by an interrupt: the answer is to come from the margins written so far */
     for (int g0 = 0; !rc && g0 < todo; g0 += group) {
         const int m = todo - g0 < group ? todo - g0 : group;
         int32_t *prompts[WIM_MAX_BRANCHES] = {0};
-        for (int j = 0; !rc && j < m; j++) {
-            char *prompt = render(s, WIM_PROMPT_CLASSIFY, texts[index[g0 + j]], "");
-            int np = prompt ? tokenize(s, prompt, strlen(prompt), 1, 1, &prompts[j]) : -1;
-            free(prompt);
-            jobs[j] = (branch_job){.prompt = prompts[j],
-                                   .n_prompt = np,
-                                   .max = logit ? 0 : p->classify_tokens,
-                                   .logits = logits ? logits + (size_t)j * V : NULL};
-            rc = np < 0 || gen_init(s, &jobs[j].out) ||
-                 job_sampler(s, &jobs[j], 2 * (uint64_t)index[g0 + j] + 2);
-        }
+        for (int j = 0; !rc && j < m; j++)
+            rc = verdict_job(s, texts[index[g0 + j]], index[g0 + j], &jobs[j], &prompts[j],
+                             logits ? logits + (size_t)j * V : NULL);
         wim_ctx_reset(s->aux);
         k.index = index + g0;
         rc = rc || run_branches(s, s->aux, jobs, m, forks, 0, on_verdict, &k);
@@ -774,21 +612,14 @@ static int verdicts_as_branches(run_state *s, char *const *texts, int n, wim_res
             free(prompts[j]);
     }
     s->ms_classify += wim_now_ms() - t0;
-    for (int i = 0; !rc && i < n; i++) {
-        if (!raw[i]) continue; /* its margin was interrupted */
-        wim_event ev = {.type = WIM_EV_VERDICT,
-                        .index = i,
-                        .relevant = res->relevant[i],
-                        .raw = raw[i],
-                        .logit_margin = lm[i],
-                        .has_logit_margin = logit && !p->injected_relevant};
-        emit(s, &ev);
-    }
+    if (!rc) emit_verdicts(s, raw, lm, n, res);
     for (int i = 0; raw && i < n; i++)
         free(raw[i]);
     free(raw), free(lm), free(index), free(jobs), free(forks), free(logits);
     return rc;
 }
+
+/* ---- before the first forward pass: the work ahead, and contexts sized for it ---- */
 
 /* The id a word starts with when the model writes it first in a reply. */
 static int word_token(run_state *s, const char *word) {
@@ -805,58 +636,99 @@ static int word_token(run_state *s, const char *word) {
 static const char *const pattern_names[] = {"wim", "llm", "rag"};
 
 /* The start event: the model's file name, the pattern and chat family, the work ahead. */
-static void emit_start(run_state *s, int n_segs, int doc_tokens) {
+static void emit_start(run_state *s) {
     const char *path = s->m->gguf->path, *slash = strrchr(path, '/');
     wim_event ev = {.type = WIM_EV_START,
                     .model = slash ? slash + 1 : path,
                     .pattern = pattern_names[s->p->pattern],
                     .chat = s->chat.name,
-                    .segments = n_segs,
-                    .tokens = doc_tokens};
+                    .segments = s->n_segs,
+                    .tokens = s->doc_tokens};
     emit(s, &ev);
 }
 
-/* Everything the pipeline needs before the first forward pass. */
-static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **segs, int *n_segs,
-                   int *doc_tokens) {
-    const wim_run_params *p = s->p;
-    const wim_model *m = s->m;
-    if (doc && blank(doc, doc_len))
-        return snprintf(s->err, s->errlen, "the document is empty%s",
-                        doc_len ? " (only white space)" : ""),
-               -1;
-    char *tmpl = NULL;
-    int rc = p->chat ? wim_chat_by_name(p->chat, &s->chat, s->err, s->errlen)
-                     : (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl),
-                        wim_chat_detect(tmpl, &s->chat, s->err, s->errlen));
-    free(tmpl);
-    if (rc) return -1;
-    if (wim_prompts_load(p->prompts_dir, &s->prompts, s->err, s->errlen)) return -1;
-    int K = p->segment_tokens;
-    if (K <= 0) K = m->cfg.n_ctx_train / 4 < 4096 ? m->cfg.n_ctx_train / 4 : 4096;
-    *n_segs = !doc ? 0 : wim_segment_text(m->tok, doc, doc_len, K, segs, s->err, s->errlen);
-    if (*n_segs < 0) return -1;
-    *doc_tokens = 0;
-    for (int i = 0; i < *n_segs; i++)
-        *doc_tokens += (*segs)[i].n_tokens;
-    if (p->max_segments > 0 && *n_segs > p->max_segments) *n_segs = p->max_segments;
-    if ((p->injected_margins || p->injected_relevant) && p->n_injected < *n_segs)
-        return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
-                        p->n_injected, *n_segs),
-               -1;
-    if (p->classify == WIM_CLASSIFY_LOGIT) {
-        s->yes_id = word_token(s, "YES");
-        s->no_id = word_token(s, "NO");
-        if (s->yes_id < 0 || s->no_id < 0 || s->yes_id == s->no_id)
-            return snprintf(s->err, s->errlen,
-                            "--classify logit: this vocabulary has no "
-                            "distinct YES and NO tokens"),
-                   -1;
-    }
-    if (!(s->logits = malloc((size_t)m->cfg.n_vocab * sizeof *s->logits)) ||
-        !(s->sampler = wim_sampler_new(p->temp, p->top_p, p->seed, m->cfg.n_vocab)))
-        return snprintf(s->err, s->errlen, "out of memory"), -1;
+static int check_query(run_state *s) {
+    const char *q = s->query;
+    if (!q || blank(q, strlen(q)))
+        return wim_errorf(s->err, s->errlen, "the query is empty%s",
+                          q && *q ? " (only white space)" : "");
     return 0;
+}
+
+static int check_document(run_state *s, const char *doc, size_t doc_len) {
+    if (doc && blank(doc, doc_len))
+        return wim_errorf(s->err, s->errlen, "the document is empty%s",
+                          doc_len ? " (only white space)" : "");
+    return 0;
+}
+
+/* The chat family's headers and the four templates. */
+static int load_templates(run_state *s) {
+    char *tmpl = NULL;
+    int rc = s->p->chat ? wim_chat_by_name(s->p->chat, &s->chat, s->err, s->errlen)
+                        : (gguf_get_str(s->m->gguf, "tokenizer.chat_template", &tmpl),
+                           wim_chat_detect(tmpl, &s->chat, s->err, s->errlen));
+    free(tmpl);
+    return rc || wim_prompts_load(s->p->prompts_dir, &s->prompts, s->err, s->errlen) ? -1 : 0;
+}
+
+/* Cuts doc (NULL: none) into segments of at most K tokens; the first max_segments are
+ * processed, the whole document's tokens are reported. */
+static int segment_document(run_state *s, const char *doc, size_t doc_len, wim_segment **segs) {
+    const wim_run_params *p = s->p;
+    int K = p->segment_tokens;
+    if (K <= 0) K = s->m->cfg.n_ctx_train / 4 < 4096 ? s->m->cfg.n_ctx_train / 4 : 4096;
+    s->n_segs = !doc ? 0 : wim_segment_text(s->m->tok, doc, doc_len, K, segs, s->err, s->errlen);
+    if (s->n_segs < 0) return -1;
+    s->text = doc;
+    s->segs = *segs;
+    s->doc_tokens = 0;
+    for (int i = 0; i < s->n_segs; i++)
+        s->doc_tokens += (*segs)[i].n_tokens;
+    if (p->max_segments > 0 && s->n_segs > p->max_segments) s->n_segs = p->max_segments;
+    return 0;
+}
+
+/* Replayed margins or verdicts must cover every segment processed. */
+static int check_injected(run_state *s, int n) {
+    const wim_run_params *p = s->p;
+    if ((p->injected_margins || p->injected_relevant) && p->n_injected < n)
+        return wim_errorf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
+                          p->n_injected, n);
+    return 0;
+}
+
+/* --classify logit: the tokens whose logits decide. */
+static int find_verdict_tokens(run_state *s) {
+    if (s->p->classify != WIM_CLASSIFY_LOGIT) return 0;
+    s->yes_id = word_token(s, "YES");
+    s->no_id = word_token(s, "NO");
+    if (s->yes_id < 0 || s->no_id < 0 || s->yes_id == s->no_id)
+        return wim_errorf(s->err, s->errlen,
+                          "--classify logit: this vocabulary has no distinct YES and NO tokens");
+    return 0;
+}
+
+/* Everything the pipeline needs before the first forward pass (doc NULL: a document read
+ * before, adopted later). */
+static int prepare(run_state *s, const char *doc, size_t doc_len, wim_segment **segs) {
+    const wim_run_params *p = s->p;
+    if (check_document(s, doc, doc_len) || load_templates(s) ||
+        segment_document(s, doc, doc_len, segs) || check_injected(s, s->n_segs) ||
+        find_verdict_tokens(s))
+        return -1;
+    if (!(s->logits = malloc((size_t)s->m->cfg.n_vocab * sizeof *s->logits)) ||
+        !(s->sampler = wim_sampler_new(p->temp, p->top_p, p->seed, s->m->cfg.n_vocab)))
+        return out_of_memory(s);
+    return 0;
+}
+
+/* The system prompt, rendered once: every context the pattern answers in opens with it. */
+static int render_system(run_state *s) {
+    if (!(s->sys = render(s, WIM_PROMPT_SYSTEM, NULL, NULL))) return -1;
+    s->sys_tokens =
+        wim_tokenize(s->m->tok, s->sys, strlen(s->sys), 0, 1, NULL, 0, s->err, s->errlen);
+    return s->sys_tokens < 0 ? -1 : 0;
 }
 
 /* The classifier's own small context: its prompt around one margin (or, for
@@ -902,36 +774,44 @@ static int longest_segment(const wim_segment *segs, int n_segs) {
 }
 
 /* Creates the main and classifier contexts with capacities planned from the
- * work ahead, or fails up front when the document cannot fit. */
-static int make_contexts(run_state *s, const wim_segment *segs, int n_segs, int sys_tokens) {
+ * work ahead, or fails up front when the document cannot fit; and the table of
+ * where each segment will end. */
+static int make_contexts(run_state *s) {
     const wim_run_params *p = s->p;
     long doc = 0, tail, step;
     int classify;
-    for (int i = 0; i < n_segs; i++)
-        doc += segs[i].n_tokens;
-    if (plan_tail(s, n_segs, &tail, &step, &classify)) return -1;
-    const int max_seg = longest_segment(segs, n_segs);
-    long need = 1 + sys_tokens + doc + tail;
+    for (int i = 0; i < s->n_segs; i++)
+        doc += s->segs[i].n_tokens;
+    if (plan_tail(s, s->n_segs, &tail, &step, &classify)) return -1;
+    const int max_seg = longest_segment(s->segs, s->n_segs);
+    long need = 1 + s->sys_tokens + doc + tail;
     wim_ctx_params cp = p->ctx;
     int streaming = p->stream || cp.kv_pin >= 0;
     int limit = cp.n_ctx > 0 ? cp.n_ctx : s->m->cfg.n_ctx_train;
     if (!streaming && need > limit)
-        return snprintf(s->err, s->errlen,
-                        "the document needs about %ld tokens of KV cache but the capacity is %d: "
-                        "raise --kv-capacity, use fewer segments, or stream with --stream",
-                        need, limit),
-               -1;
+        return wim_errorf(s->err, s->errlen,
+                          "the document needs about %ld tokens of KV cache but the capacity is "
+                          "%d: raise --kv-capacity, use fewer segments, or stream with --stream",
+                          need, limit);
     cp.n_ctx = need < limit ? (int)need : limit;
-    if (streaming && cp.kv_pin < 0) cp.kv_pin = 1 + sys_tokens; /* pin BOS + system prompt */
+    if (streaming && cp.kv_pin < 0) cp.kv_pin = 1 + s->sys_tokens; /* pin BOS + system prompt */
     if (streaming && cp.kv_pin + step + max_seg > cp.n_ctx)
-        return snprintf(s->err, s->errlen,
-                        "a KV window of %d cells is too small for %d pinned tokens, a segment "
-                        "of %d and the %ld tokens of one prompt and its generation",
-                        cp.n_ctx, cp.kv_pin, max_seg, step),
-               -1;
+        return wim_errorf(s->err, s->errlen,
+                          "a KV window of %d cells is too small for %d pinned tokens, a segment "
+                          "of %d and the %ld tokens of one prompt and its generation",
+                          cp.n_ctx, cp.kv_pin, max_seg, step);
     if (!streaming) cp.kv_pin = -1;
-    if (wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen)) return -1;
-    return make_classifier_context(s, classify, max_seg);
+    if (wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen) ||
+        make_classifier_context(s, classify, max_seg))
+        return -1;
+    return (s->forks = malloc(((size_t)s->n_segs + 1) * sizeof *s->forks)) ? 0 : out_of_memory(s);
+}
+
+/* The result's tables: a margin and a verdict per segment. */
+static int start_result(run_state *s, wim_result *res) {
+    res->margins = calloc((size_t)s->n_segs + 1, sizeof *res->margins);
+    res->relevant = calloc((size_t)s->n_segs + 1, sizeof *res->relevant);
+    return res->margins && res->relevant ? 0 : out_of_memory(s);
 }
 
 /* ---- a document read once: its cells and segments saved together ---- */
@@ -1000,8 +880,7 @@ static int segments_unpack(wim_doc *d, const uint8_t *b, size_t len, int cached,
     d->text = ok ? malloc(len) : NULL; /* the texts take less than the table */
     d->segs = ok ? malloc(((size_t)n + 1) * sizeof *d->segs) : NULL;
     d->forks = ok ? malloc(((size_t)n + 1) * sizeof *d->forks) : NULL;
-    if (ok && (!d->text || !d->segs || !d->forks))
-        return snprintf(err, errlen, "out of memory"), -1;
+    if (ok && (!d->text || !d->segs || !d->forks)) return wim_errorf(err, errlen, "out of memory");
     size_t at = 12, text = 0;
     for (int32_t i = 0, prev = 0; ok && i < n; prev = d->forks[i++]) {
         uint32_t tl;
@@ -1016,7 +895,7 @@ static int segments_unpack(wim_doc *d, const uint8_t *b, size_t len, int cached,
         d->doc_tokens += g->n_tokens;
         at += 12 + tl, text += tl;
     }
-    if (!ok || at != len) return snprintf(err, errlen, "%s: corrupt segment table", path), -1;
+    if (!ok || at != len) return wim_errorf(err, errlen, "%s: corrupt segment table", path);
     d->text[text] = 0; /* text < len: every segment takes 12 bytes of the table besides */
     d->n_segs = n;
     return 0;
@@ -1053,7 +932,7 @@ static int save_cells(const wim_ctx *c, const char *path, const char *text, cons
                       const int *forks, int n, char *err, size_t errlen) {
     size_t len;
     uint8_t *b = segments_pack(text, segs, forks, n, &len);
-    if (!b) return snprintf(err, errlen, "out of memory"), -1;
+    if (!b) return wim_errorf(err, errlen, "out of memory");
     int rc = ctx_save_with(c, path, b, len, err, errlen);
     free(b);
     return rc;
@@ -1072,8 +951,7 @@ static int save_document(run_state *s, const wim_ctx *c, const char *doc, const 
     char why[512];
     int rc = save_cells(c, s->p->save_kv, doc, segs, forks, n, why, sizeof why);
     s->ms_save += wim_now_ms() - t0;
-    if (rc && !(s->save_error = strdup(why)))
-        return snprintf(s->err, s->errlen, "out of memory"), -1;
+    if (rc && !(s->save_error = strdup(why))) return out_of_memory(s);
     return 0;
 }
 
@@ -1085,7 +963,7 @@ int wim_doc_load(const wim_model *m, const char *path, const wim_ctx_params *cp,
     wim_ctx_params c = cp ? *cp : wim_ctx_default_params();
     wim_doc *d = calloc(1, sizeof *d);
     *out = NULL;
-    if (!d) return snprintf(err, errlen, "out of memory"), -1;
+    if (!d) return wim_errorf(err, errlen, "out of memory");
     if (ctx_file_geometry(m, path, &capacity, &pin, &streaming, &cached, err, errlen)) goto fail;
     /* a plain cache loads into any capacity that holds its cells, and asking makes it larger
      * when a question needs it: a capacity far past the cells is not reserved up front */
@@ -1106,64 +984,77 @@ fail:
     return -1;
 }
 
+/* How many of a document read before's segments this run processes: refused when the
+ * pattern needs what the document does not keep. Returns the count, or -1. */
+static int document_segments(run_state *s, const wim_doc *d, const char *what) {
+    const wim_run_params *p = s->p;
+    int n = d->n_segs;
+    if (n < 0 && p->pattern != WIM_PATTERN_LLM)
+        return wim_errorf(s->err, s->errlen,
+                          "%s: saved without its segments (an older wim): the %s pattern needs "
+                          "them; save the document again",
+                          what, p->pattern == WIM_PATTERN_WIM ? "wim" : "rag");
+    if (n < 0) n = 0;
+    if (p->pattern == WIM_PATTERN_WIM && d->streamed && n > 1 && !d->marks)
+        return wim_errorf(s->err, s->errlen,
+                          "%s: the cache streamed and holds only the document's last window, not "
+                          "the window after each segment that the wim pattern needs (a document "
+                          "read by wim_doc_read keeps them, a saved one does not; llm and rag "
+                          "work)",
+                          what);
+    if (p->max_segments > 0 && n > p->max_segments) n = p->max_segments;
+    return check_injected(s, n) ? -1 : n;
+}
+
+/* A document read before gets the room this question needs after it: its cells move into
+ * a larger cache when the one it has is too small (a cache that streamed has its window). */
+static int fit_question(run_state *s, wim_doc *d, long tail, const char *what) {
+    const wim_run_params *p = s->p;
+    const long need = wim_ctx_pos(d->ctx) + tail;
+    const int limit = p->ctx.n_ctx > 0 ? p->ctx.n_ctx : s->m->cfg.n_ctx_train;
+    if (d->streamed || need <= wim_ctx_capacity(d->ctx)) return 0;
+    if (need > limit)
+        return wim_errorf(s->err, s->errlen,
+                          "%s: the document and this question need about %ld tokens of KV "
+                          "cache but the capacity is %d: raise --kv-capacity",
+                          what, need, limit);
+    wim_ctx_params cp = d->ctx->p;
+    wim_ctx *bigger;
+    cp.n_ctx = (int)need;
+    if (wim_ctx_new(s->m, &cp, &bigger, s->err, s->errlen)) return -1;
+    if (kv_copy(&bigger->kv, &d->ctx->kv, wim_ctx_pos(d->ctx), s->err, s->errlen))
+        return wim_ctx_free(bigger), -1;
+    wim_ctx_free(d->ctx);
+    d->ctx = bigger;
+    return 0;
+}
+
 /* A document read before serves this run: its context becomes the main one
  * (made larger first when this question needs more room than it has), rolled
- * back at the end (a snapshot is taken here); the classifier context is made.
- * Returns the segment count, or -1. */
+ * back at the end (a snapshot is taken here); the classifier context is made. */
 static int adopt_document(run_state *s, wim_doc *d) {
     const wim_run_params *p = s->p;
     const char *what = p->load_kv ? p->load_kv : "the document";
     long tail, step;
-    int classify, n = d->n_segs;
-    if (n < 0 && p->pattern != WIM_PATTERN_LLM)
-        return snprintf(s->err, s->errlen,
-                        "%s: saved without its segments (an older wim): the %s pattern needs "
-                        "them; save the document again",
-                        what, p->pattern == WIM_PATTERN_WIM ? "wim" : "rag"),
-               -1;
-    if (n < 0) n = 0;
-    if (p->pattern == WIM_PATTERN_WIM && d->streamed && n > 1 && !d->marks)
-        return snprintf(s->err, s->errlen,
-                        "%s: the cache streamed and holds only the document's last window, not "
-                        "the window after each segment that the wim pattern needs (a document "
-                        "read by wim_doc_read keeps them, a saved one does not; llm and rag work)",
-                        what),
-               -1;
+    int classify, n = document_segments(s, d, what);
+    if (n < 0) return -1;
     if (d->streamed) s->batched = 0; /* margins come from the windows kept */
-    if (p->max_segments > 0 && n > p->max_segments) n = p->max_segments;
-    if ((p->injected_margins || p->injected_relevant) && p->n_injected < n)
-        return snprintf(s->err, s->errlen, "%d injected margins or verdicts for %d segments",
-                        p->n_injected, n),
-               -1;
-    if (plan_tail(s, n, &tail, &step, &classify)) return -1;
-    const long need = wim_ctx_pos(d->ctx) + tail;
-    const int limit = p->ctx.n_ctx > 0 ? p->ctx.n_ctx : s->m->cfg.n_ctx_train;
-    if (!d->streamed && need > wim_ctx_capacity(d->ctx)) { /* move into a larger cache */
-        if (need > limit)
-            return snprintf(s->err, s->errlen,
-                            "%s: the document and this question need about %ld tokens of KV "
-                            "cache but the capacity is %d: raise --kv-capacity",
-                            what, need, limit),
-                   -1;
-        wim_ctx_params cp = d->ctx->p;
-        wim_ctx *bigger;
-        cp.n_ctx = (int)need;
-        if (wim_ctx_new(s->m, &cp, &bigger, s->err, s->errlen)) return -1;
-        if (kv_copy(&bigger->kv, &d->ctx->kv, wim_ctx_pos(d->ctx), s->err, s->errlen))
-            return wim_ctx_free(bigger), -1;
-        wim_ctx_free(d->ctx);
-        d->ctx = bigger;
-    }
-    if (make_classifier_context(s, classify, longest_segment(d->segs, n))) return -1;
+    if (plan_tail(s, n, &tail, &step, &classify) || fit_question(s, d, tail, what) ||
+        make_classifier_context(s, classify, longest_segment(d->segs, n)))
+        return -1;
     if (p->pattern == WIM_PATTERN_WIM && !s->batched &&
         wim_ctx_new(s->m, &d->ctx->p, &s->work, s->err, s->errlen))
         return -1;
     if (p->save_kv && save_document(s, d->ctx, d->text, d->segs, d->forks, d->n_segs)) return -1;
-    if (wim_ctx_snapshot(d->ctx)) return snprintf(s->err, s->errlen, "out of memory"), -1;
+    if (wim_ctx_snapshot(d->ctx)) return out_of_memory(s);
     s->main = d->ctx;
     s->doc = d;
     s->forks = d->forks;
-    return n;
+    s->text = d->text;
+    s->segs = d->segs;
+    s->n_segs = n;
+    s->doc_tokens = d->doc_tokens;
+    return 0;
 }
 
 /* Where rag's chosen segments, or an answer from the margins alone, start over
@@ -1178,8 +1069,13 @@ static int empty_main(run_state *s) {
     return wim_ctx_new(s->m, &cp, &s->main, s->err, s->errlen);
 }
 
-/* Reads segment i into the main context (unless it came from a saved cache, or
- * rag has no use for it there), records where it ends and reports it. */
+/* BOS and the system prompt, at the start of the main context. */
+static int read_system_prompt(run_state *s) {
+    return feed_prompt(s, s->main, "system", -1, s->sys, 1);
+}
+
+/* ---- reading: each segment into the main context ---- */
+
 /* The start of a segment as a reader recognises it: white space runs as one space, at most
  * WIM_FIRST_WORDS bytes, cut at a word (or a character) boundary. Returns out. */
 static const char *first_words(const char *seg, char *out) {
@@ -1204,21 +1100,23 @@ static const char *first_words(const char *seg, char *out) {
     return out;
 }
 
-static int read_segment(run_state *s, const char *seg, const wim_segment *segs, int i,
-                        wim_result *res) {
+/* Reads segment i into the main context (unless it came from a saved cache, or
+ * rag has no use for it there), records where it ends and reports it. */
+static int read_segment(run_state *s, const char *seg, int i, wim_result *res) {
     const wim_run_params *p = s->p;
+    const wim_segment *g = &s->segs[i];
     double t0 = wim_now_ms();
     if (!s->doc && (p->pattern != WIM_PATTERN_RAG || p->save_kv || s->reading) &&
-        feed_text(s, s->main, seg, 0, 0))
+        feed_text(s, s->main, seg))
         return -1;
     if (!s->doc) s->forks[i] = wim_ctx_pos(s->main);
     char first[WIM_FIRST_WORDS + 1];
     wim_event ev = {.type = WIM_EV_SEGMENT,
                     .index = i,
-                    .n_tokens = segs[i].n_tokens,
+                    .n_tokens = g->n_tokens,
                     .prefilled = s->prefilled,
-                    .offset = segs[i].start,
-                    .bytes = segs[i].len,
+                    .offset = g->start,
+                    .bytes = g->len,
                     .first = first_words(seg, first),
                     .ms = wim_now_ms() - t0};
     emit(s, &ev);
@@ -1238,50 +1136,23 @@ static int keep_mark(run_state *s, int i) {
 }
 
 /* Every segment, in order, until an interrupt (res->n_segments says how far). */
-static int read_segments(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
-                         wim_result *res) {
-    for (int i = 0; i < n_segs && !interrupted(s); i++) {
-        char *seg = strndup(doc + segs[i].start, segs[i].len);
-        if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
-        int rc = read_segment(s, seg, segs, i, res);
+static int read_segments(run_state *s, wim_result *res) {
+    for (int i = 0; i < s->n_segs && !interrupted(s); i++) {
+        char *seg = segment_text(s, i);
+        int rc = !seg || read_segment(s, seg, i, res) ||
+                 (s->marking && i + 1 < s->n_segs && keep_mark(s, i));
         free(seg);
-        if (rc || (s->marking && i + 1 < n_segs && keep_mark(s, i))) return -1;
+        if (rc) return -1;
     }
     return 0;
 }
 
-/* Margins as branches: every segment first, then all margins together, then
- * all verdicts together. */
-static int run_segments_batched(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
-                                wim_result *res) {
-    const wim_run_params *p = s->p;
-    if (read_segments(s, doc, segs, n_segs, res)) return -1;
-    const int n = res->n_segments;
-    if (p->pattern == WIM_PATTERN_LLM ||
-        (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25) || n == 0)
-        return 0;
-    if (p->pattern == WIM_PATTERN_RAG) {
-        char **texts = calloc((size_t)n, sizeof *texts);
-        int rc = !texts;
-        for (int i = 0; !rc && i < n; i++)
-            rc = !(texts[i] = strndup(doc + segs[i].start, segs[i].len));
-        if (rc) snprintf(s->err, s->errlen, "out of memory");
-        rc = rc || verdicts_as_branches(s, texts, n, res);
-        for (int i = 0; texts && i < n; i++)
-            free(texts[i]);
-        free(texts);
-        return rc ? -1 : 0;
-    }
-    if (p->injected_margins) {
-        for (int i = 0; i < n; i++) {
-            if (!(res->margins[i] = strdup(p->injected_margins[i])))
-                return snprintf(s->err, s->errlen, "out of memory"), -1;
-            wim_event ev = {.type = WIM_EV_MARGIN, .index = i, .text = res->margins[i]};
-            emit(s, &ev);
-        }
-    } else if (margins_as_branches(s, s->forks, n, res))
-        return -1;
-    return verdicts_as_branches(s, res->margins, n, res);
+/* ---- margins and verdicts, segment by segment: the paper's loop ---- */
+
+/* Whether the pattern judges each segment (wim: its margin; rag: the segment itself). */
+static int judges_segments(const wim_run_params *p) {
+    return p->pattern == WIM_PATTERN_WIM ||
+           (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_CLASSIFIER);
 }
 
 /* Where margin i is written: the main context, or for a document read before,
@@ -1297,103 +1168,192 @@ static wim_ctx *margin_context(run_state *s, int i) {
     return rc ? NULL : s->work;
 }
 
+/* --margins-in-extraction: the margins kept before segment i, joined (NULL: none shown). */
+static int notes_so_far(run_state *s, int i, wim_result *res, char **notes) {
+    *notes = NULL;
+    if (!s->p->margins_in_extraction || i == 0) return 0;
+    *notes = wim_margins_join(res->margins, res->relevant, i, s->p->dedupe_margins);
+    return *notes ? 0 : out_of_memory(s);
+}
+
+/* What margin i reads after its segment: the notes (framed as document text; NULL or
+ * empty: none), then the extraction prompt. */
+static int feed_extraction(run_state *s, wim_ctx *mc, int i, const char *notes) {
+    const int framing = notes && *notes;
+    char *framed = framing ? malloc(strlen(notes) + 32) : NULL;
+    char *prompt = framing && !framed ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
+    int32_t *note_ids = NULL, *prompt_ids = NULL;
+    int n_notes = 0, n_prompt = -1, rc = -1;
+    if (framing && !framed) out_of_memory(s);
+    if (framed) {
+        sprintf(framed, "Notes so far:\n%s", notes);
+        n_notes = tokenize(s, framed, strlen(framed), 0, 0, &note_ids);
+    }
+    if (prompt && n_notes >= 0) n_prompt = tokenize(s, prompt, strlen(prompt), 0, 1, &prompt_ids);
+    if (n_prompt >= 0)
+        rc = show_margin_prompt(s, i, framed, prompt, n_notes + n_prompt) ||
+                     feed(s, mc, note_ids, n_notes) || feed(s, mc, prompt_ids, n_prompt)
+                 ? -1
+                 : 0;
+    free(framed), free(prompt), free(note_ids), free(prompt_ids);
+    return rc;
+}
+
+/* An extractive margin of seg (quotes.c), counted in the run and in its event. */
+static char *quote_margin(run_state *s, wim_ctx *mc, const char *seg, const char *notes,
+                          wim_event *ev) {
+    const wim_run_params *p = s->p;
+    wim_quote_params qp = {.max_tokens = p->margin_tokens,
+                           .min_prob = p->quote_min_prob,
+                           .exhaustive = p->quote_exhaustive,
+                           .notes = p->quote_notes ? notes : NULL};
+    wim_quote_stats st;
+    char *text = wim_quote_margin(s->m, mc, s->logits, seg, &qp, &st, s->err, s->errlen);
+    if (!text) return NULL;
+    s->prefilled += st.scored;
+    s->decoded += st.n_tokens;
+    ev->n_tokens = st.n_tokens;
+    ev->notes_quoted = st.notes_quoted;
+    ev->scored = st.scored;
+    return text;
+}
+
+/* Margin i decoded in mc after its segment, under a snapshot rolled back after: the notes
+ * so far when asked, the extraction prompt, then the margin (quoted, or free text). */
+static char *decode_margin(run_state *s, wim_ctx *mc, const char *seg, int i, wim_result *res,
+                           wim_event *ev) {
+    char *notes = NULL, *margin = NULL;
+    if (wim_ctx_snapshot(mc)) return out_of_memory(s), NULL;
+    if (!notes_so_far(s, i, res, &notes) && !feed_extraction(s, mc, i, notes))
+        margin = s->p->extractive_margins ? quote_margin(s, mc, seg, notes, ev)
+                                          : generate(s, mc, s->p->margin_tokens, &ev->n_tokens);
+    free(notes);
+    if (wim_ctx_restore(mc)) free(margin), margin = NULL; /* always: no trace may stay */
+    return margin;
+}
+
+/* A replayed margin (injected_margins) in place of decoding it. */
+static char *replay_margin(run_state *s, int i) {
+    char *margin = strdup(s->p->injected_margins[i]);
+    if (!margin) out_of_memory(s);
+    return margin;
+}
+
+/* Margin i in the paper's loop, where margin_context says, reported in its event (with
+ * --verify-kv, the cache's CRC before and after: the same). */
+static int write_margin(run_state *s, const char *seg, int i, wim_result *res) {
+    const wim_run_params *p = s->p;
+    wim_event ev = {.type = WIM_EV_MARGIN,
+                    .index = i,
+                    .has_kv_crc = p->verify_kv,
+                    .has_scored = p->extractive_margins && !p->injected_margins};
+    ev.has_notes_quoted = ev.has_scored && p->quote_notes;
+    wim_ctx *mc = margin_context(s, i);
+    if (!mc) return -1;
+    if (p->verify_kv) ev.kv_crc_before = wim_ctx_kv_crc(mc);
+    const double t0 = wim_now_ms();
+    res->margins[i] =
+        p->injected_margins ? replay_margin(s, i) : decode_margin(s, mc, seg, i, res, &ev);
+    ev.ms = wim_now_ms() - t0;
+    s->ms_margins += ev.ms;
+    if (!res->margins[i]) return -1;
+    ev.text = res->margins[i];
+    if (p->verify_kv) ev.kv_crc_after = wim_ctx_kv_crc(mc);
+    emit(s, &ev);
+    return 0;
+}
+
+/* Verdict i in the paper's loop, reported in its event: an extractive margin that quotes
+ * nothing is not judged, a replayed verdict is taken as is, otherwise the classifier reads
+ * the margin (rag: the segment seg). */
+static int judge(run_state *s, const char *seg, int i, wim_result *res) {
+    const wim_run_params *p = s->p;
+    const char *text = p->pattern == WIM_PATTERN_WIM ? res->margins[i] : seg;
+    char *raw = NULL;
+    wim_event ev = {.type = WIM_EV_VERDICT, .index = i};
+    ev.blank = p->pattern == WIM_PATTERN_WIM && p->extractive_margins && !wim_margin_has_word(text);
+    if (ev.blank) /* nothing to judge */
+        res->relevant[i] = 0;
+    else if (p->injected_relevant)
+        res->relevant[i] = p->injected_relevant[i];
+    else if (classify(s, i, text, &res->relevant[i], &raw, &ev.logit_margin)) {
+        free(raw);
+        return -1;
+    }
+    ev.relevant = res->relevant[i];
+    ev.raw = raw ? raw : ev.blank ? "" : "(injected)";
+    ev.has_logit_margin = p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant && !ev.blank;
+    emit(s, &ev);
+    free(raw);
+    return 0;
+}
+
 /* The paper's loop: each segment, then its margin (snapshot, extract,
  * restore), then its verdict. */
-static int run_segments_sequential(run_state *s, const char *doc, const wim_segment *segs,
-                                   int n_segs, wim_result *res) {
-    const wim_run_params *p = s->p;
-    for (int i = 0; i < n_segs && !interrupted(s); i++) {
-        const char *text = doc + segs[i].start;
-        char *seg = strndup(text, segs[i].len);
-        if (!seg) return snprintf(s->err, s->errlen, "out of memory"), -1;
-        double t0;
-        int rc = read_segment(s, seg, segs, i, res);
-        if (rc || p->pattern == WIM_PATTERN_LLM ||
-            (p->pattern == WIM_PATTERN_RAG && p->retriever == WIM_RETRIEVER_BM25)) {
-            free(seg);
-            if (rc) return -1;
-            continue;
-        }
-        char *raw = NULL;
-        float lm = 0;
-        if (p->pattern == WIM_PATTERN_WIM) {
-            wim_event mev = {.type = WIM_EV_MARGIN, .index = i};
-            wim_ctx *mc = margin_context(s, i);
-            if (!mc) {
-                free(seg);
-                return -1;
-            }
-            mev.has_kv_crc = p->verify_kv;
-            mev.has_scored = p->extractive_margins && !p->injected_margins;
-            mev.has_notes_quoted = mev.has_scored && p->quote_notes;
-            if (p->verify_kv) mev.kv_crc_before = wim_ctx_kv_crc(mc);
-            t0 = wim_now_ms();
-            if (p->injected_margins) {
-                res->margins[i] = strdup(p->injected_margins[i]);
-            } else {
-                if (wim_ctx_snapshot(mc)) rc = -1;
-                char *notes = NULL;
-                if (!rc && p->margins_in_extraction && i > 0 &&
-                    (notes = wim_margins_join(res->margins, res->relevant, i, p->dedupe_margins)) &&
-                    *notes) {
-                    char *framed = malloc(strlen(notes) + 32);
-                    if (framed) sprintf(framed, "Notes so far:\n%s", notes);
-                    rc = framed ? feed_text(s, mc, framed, 0, 0) : -1;
-                    free(framed);
-                }
-                char *prompt = rc ? NULL : render(s, WIM_PROMPT_EXTRACT, NULL, NULL);
-                rc = rc || !prompt || feed_text(s, mc, prompt, 0, 1);
-                free(prompt);
-                if (!rc)
-                    res->margins[i] = p->extractive_margins
-                                          ? generate_quotes(s, mc, p->margin_tokens, seg,
-                                                            p->quote_notes ? notes : NULL, &mev)
-                                          : generate(s, mc, p->margin_tokens, &mev.n_tokens);
-                free(notes);
-                if (wim_ctx_restore(mc) || !res->margins[i]) rc = -1;
-            }
-            mev.ms = wim_now_ms() - t0;
-            s->ms_margins += mev.ms;
-            mev.text = res->margins[i];
-            if (p->verify_kv) mev.kv_crc_after = wim_ctx_kv_crc(mc);
-            if (rc || !res->margins[i]) {
-                free(seg);
-                return -1;
-            }
-            emit(s, &mev);
-        }
-        int blank = p->pattern == WIM_PATTERN_WIM && p->extractive_margins &&
-                    !wim_margin_has_word(res->margins[i]);
-        if (blank) { /* an extractive margin that quotes nothing: nothing to judge */
-            res->relevant[i] = 0;
-            raw = strdup("");
-        } else if (p->injected_relevant) {
-            res->relevant[i] = p->injected_relevant[i];
-            raw = strdup("(injected)");
-        } else if (classify(s, p->pattern == WIM_PATTERN_WIM ? res->margins[i] : seg,
-                            &res->relevant[i], &raw, &lm)) {
-            free(seg);
-            free(raw);
-            return -1;
-        }
-        wim_event vev = {.type = WIM_EV_VERDICT,
-                         .index = i,
-                         .relevant = res->relevant[i],
-                         .raw = raw,
-                         .logit_margin = lm,
-                         .blank = blank,
-                         .has_logit_margin =
-                             p->classify == WIM_CLASSIFY_LOGIT && !p->injected_relevant && !blank};
-        emit(s, &vev);
-        free(raw);
+static int run_segments_sequential(run_state *s, wim_result *res) {
+    for (int i = 0; i < s->n_segs && !interrupted(s); i++) {
+        char *seg = segment_text(s, i);
+        int rc = !seg || read_segment(s, seg, i, res) ||
+                 (judges_segments(s->p) &&
+                  ((s->p->pattern == WIM_PATTERN_WIM && write_margin(s, seg, i, res)) ||
+                   judge(s, seg, i, res)));
         free(seg);
+        if (rc) return -1;
     }
     return 0;
 }
 
-/* rag: the chosen segments into the (reset) main context after the system prompt. */
-static int rag_context(run_state *s, const char *doc, const wim_segment *segs, int n_segs,
-                       const char *sys, wim_result *res) {
+/* ---- margins and verdicts after reading: branches ---- */
+
+/* Replayed margins (injected_margins) in place of decoding them, reported as written. */
+static int replay_margins(run_state *s, int n, wim_result *res) {
+    for (int i = 0; i < n; i++) {
+        if (!(res->margins[i] = replay_margin(s, i))) return -1;
+        wim_event ev = {.type = WIM_EV_MARGIN, .index = i, .text = res->margins[i]};
+        emit(s, &ev);
+    }
+    return 0;
+}
+
+/* rag with the classifier: a verdict on each of the n segments read, as branches. */
+static int judge_segments(run_state *s, int n, wim_result *res) {
+    char **texts = calloc((size_t)n, sizeof *texts);
+    int rc = texts ? 0 : out_of_memory(s);
+    for (int i = 0; !rc && i < n; i++)
+        rc = (texts[i] = segment_text(s, i)) ? 0 : -1;
+    rc = rc || verdicts_as_branches(s, texts, n, res);
+    for (int i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    return rc ? -1 : 0;
+}
+
+/* Margins as branches: every segment first, then all margins together, then
+ * all verdicts together. */
+static int run_segments_batched(run_state *s, wim_result *res) {
+    const wim_run_params *p = s->p;
+    if (read_segments(s, res)) return -1;
+    const int n = res->n_segments;
+    if (!judges_segments(p) || n == 0) return 0;
+    if (p->pattern == WIM_PATTERN_RAG) return judge_segments(s, n, res);
+    if (p->injected_margins ? replay_margins(s, n, res) : margins_as_branches(s, n, res)) return -1;
+    return verdicts_as_branches(s, res->margins, n, res);
+}
+
+/* ---- after reading: the answer ---- */
+
+/* An interrupt before the first segment leaves nothing to answer from (a document read
+ * before answers alone). */
+static int check_something_read(run_state *s, const wim_result *res) {
+    if (res->interrupted && res->n_segments == 0 && s->n_segs > 0 && !s->doc)
+        return wim_errorf(s->err, s->errlen, "interrupted before any segment was read: no answer");
+    return 0;
+}
+
+/* rag: the chosen segments (by the classifier's verdicts, or BM25's top k) after the
+ * system prompt in an emptied main context. */
+static int rag_context(run_state *s, wim_result *res) {
+    const int n_segs = res->n_segments;
     if (s->p->retriever == WIM_RETRIEVER_BM25) {
         const size_t n = (size_t)n_segs + 1; /* none scored yet is not out of memory */
         const char **docs = malloc(n * sizeof *docs);
@@ -1402,7 +1362,7 @@ static int rag_context(run_state *s, const char *doc, const wim_segment *segs, i
         int *top = malloc(n * sizeof *top);
         int rc = !docs || !lens || !scores || !top;
         for (int i = 0; !rc && i < n_segs; i++)
-            docs[i] = doc + segs[i].start, lens[i] = segs[i].len;
+            docs[i] = s->text + s->segs[i].start, lens[i] = s->segs[i].len;
         rc = rc || wim_bm25_score(docs, lens, n_segs, s->query, scores);
         int k = rc ? 0 : wim_bm25_top(scores, n_segs, s->p->top_k, top);
         for (int i = 0; i < k; i++)
@@ -1411,18 +1371,98 @@ static int rag_context(run_state *s, const char *doc, const wim_segment *segs, i
         free(lens);
         free(scores);
         free(top);
-        if (rc) return snprintf(s->err, s->errlen, "out of memory"), -1;
+        if (rc) return out_of_memory(s);
     }
-    if (empty_main(s) || feed_text(s, s->main, sys, 1, 1)) return -1;
+    if (empty_main(s) || read_system_prompt(s)) return -1;
     for (int i = 0; i < n_segs; i++) {
         if (!res->relevant[i]) continue;
-        char *seg = strndup(doc + segs[i].start, segs[i].len);
-        int rc = !seg || feed_text(s, s->main, seg, 0, 0);
+        char *seg = segment_text(s, i);
+        int rc = !seg || feed_text(s, s->main, seg);
         free(seg);
         if (rc) return -1;
     }
     return 0;
 }
+
+/* What the answer prompt's {margins} holds: wim's relevant margins; nothing for the
+ * baselines. */
+static char *kept_margins(run_state *s, const wim_result *res) {
+    const wim_run_params *p = s->p;
+    char *margins =
+        p->pattern == WIM_PATTERN_WIM
+            ? wim_margins_join(res->margins, res->relevant, res->n_segments, p->dedupe_margins)
+            : strdup("");
+    if (!margins) out_of_memory(s);
+    return margins;
+}
+
+/* The logits that chose the answer's first token, for the result. */
+static int keep_answer_logits(run_state *s, wim_result *res) {
+    const size_t bytes = (size_t)s->m->cfg.n_vocab * sizeof *s->logits;
+    if (!(res->answer_logits = malloc(bytes))) return out_of_memory(s);
+    memcpy(res->answer_logits, s->logits, bytes);
+    return 0;
+}
+
+/* The final prompt (the relevant margins and the question) after what the main context
+ * holds, and the answer decoded from it. With --answer-from-margins and a margin kept,
+ * only the system prompt stays before it: the notes are the evidence. */
+static int answer(run_state *s, wim_result *res) {
+    const wim_run_params *p = s->p;
+    char *margins = kept_margins(s, res);
+    char *final = margins ? render(s, WIM_PROMPT_ANSWER, NULL, margins) : NULL;
+    const double t0 = wim_now_ms();
+    int rc = final ? 0 : -1;
+    if (!rc && p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins)
+        rc = empty_main(s) || read_system_prompt(s);
+    rc = rc || feed_prompt(s, s->main, "answer", -1, final, 0) || keep_answer_logits(s, res) ||
+         !(res->answer = generate(s, s->main, p->answer_tokens, NULL));
+    s->ms_answer = wim_now_ms() - t0;
+    free(margins);
+    free(final);
+    if (rc) return -1;
+    wim_event ev = {.type = WIM_EV_ANSWER, .text = res->answer, .interrupted = res->interrupted};
+    emit(s, &ev);
+    return 0;
+}
+
+/* The result's totals and the done event: phases, tokens, memory. */
+static void report_done(run_state *s, wim_result *res, double t_start) {
+    res->tokens_prefilled = s->prefilled;
+    res->tokens_decoded = s->decoded;
+    res->ms_total = wim_now_ms() - t_start;
+    wim_mem_report a, b, w = {0};
+    wim_ctx_memory(s->main, &a);
+    wim_ctx_memory(s->aux, &b);
+    if (s->work) wim_ctx_memory(s->work, &w);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    int kept = 0;
+    for (int i = 0; i < res->n_segments; i++)
+        kept += res->relevant[i];
+    wim_event ev = {.type = WIM_EV_DONE,
+                    .interrupted = res->interrupted,
+                    .segments = res->n_segments,
+                    .relevant_count = kept,
+                    .ms_total = res->ms_total,
+                    /* the rest: reading the document (and rag's chosen segments) */
+                    .ms_prefill =
+                        res->ms_total - s->ms_margins - s->ms_classify - s->ms_answer - s->ms_save,
+                    .ms_margins = s->ms_margins,
+                    .ms_classify = s->ms_classify,
+                    .ms_answer = s->ms_answer,
+                    .ms_save = s->ms_save,
+                    .save_error = s->save_error,
+                    .tokens_prefilled = s->prefilled,
+                    .tokens_decoded = s->decoded,
+                    .kv_bytes = a.kv_bytes + b.kv_bytes + w.kv_bytes,
+                    .scratch_peak_bytes = a.scratch_peak + b.scratch_peak + w.scratch_peak,
+                    .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
+    emit(s, &ev);
+    res->save_error = s->save_error, s->save_error = NULL;
+}
+
+/* ---- the algorithm ---- */
 
 /* wim_run and wim_doc_ask: doc_len bytes of doc to read, or the document d read before. */
 static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, const char *query,
@@ -1431,108 +1471,34 @@ static int run(const wim_model *m, const char *doc, size_t doc_len, wim_doc *d, 
     memset(res, 0, sizeof *res);
     run_state s = {
         .m = m, .p = p, .cb = cb, .user = user, .query = query, .err = err, .errlen = errlen};
-    wim_segment *segs = NULL;
-    int n_segs = 0, doc_tokens = 0, rc = -1;
-    char *sys = NULL, *final = NULL, *margins = NULL;
-    double t_start = wim_now_ms();
+    wim_segment *segs = NULL; /* the document's segments, when it is read here */
+    int rc = -1;
+    const double t_start = wim_now_ms();
     s.batched = !p->sequential_margins && !p->stream && p->ctx.kv_pin < 0 &&
                 !p->margins_in_extraction && !p->extractive_margins;
     *err = 0;
-    if (!query || blank(query, strlen(query))) {
-        snprintf(err, errlen, "the query is empty%s", query && *query ? " (only white space)" : "");
+    /* the work ahead: segments, prompts, and contexts sized for them */
+    if (check_query(&s) || prepare(&s, d ? NULL : doc, doc_len, &segs) || render_system(&s) ||
+        (d ? adopt_document(&s, d) : make_contexts(&s)) || start_result(&s, res))
         goto done;
-    }
-    if (prepare(&s, d ? NULL : doc, doc_len, &segs, &n_segs, &doc_tokens)) goto done;
-    if (!(sys = render(&s, WIM_PROMPT_SYSTEM, NULL, NULL))) goto done;
-    int sys_tokens = wim_tokenize(m->tok, sys, strlen(sys), 0, 1, NULL, 0, err, errlen);
-    if (sys_tokens < 0) goto done;
-    if (d) {
-        if ((n_segs = adopt_document(&s, d)) < 0) goto done;
-        doc = d->text;
-        doc_tokens = d->doc_tokens;
-    } else if (make_contexts(&s, segs, n_segs, sys_tokens) ||
-               !(s.forks = malloc(((size_t)n_segs + 1) * sizeof *s.forks))) {
-        if (!*err) snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    const wim_segment *seg = d ? d->segs : segs;
-    res->margins = calloc((size_t)n_segs + 1, sizeof *res->margins);
-    res->relevant = calloc((size_t)n_segs + 1, sizeof *res->relevant);
-    if (!res->margins || !res->relevant) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    emit_start(&s, n_segs, doc_tokens);
-    if ((p->pattern != WIM_PATTERN_RAG || p->save_kv) && !d && feed_text(&s, s.main, sys, 1, 1))
-        goto done;
-    if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, doc, seg, n_segs, res))
-        goto done;
+    emit_start(&s);
+    /* reading: BOS and the system prompt (rag reads them later, where it answers), then
+     * each segment with its margin and verdict */
+    if (!d && (p->pattern != WIM_PATTERN_RAG || p->save_kv) && read_system_prompt(&s)) goto done;
+    if ((s.batched ? run_segments_batched : run_segments_sequential)(&s, res)) goto done;
     res->interrupted = interrupted(&s);
-    /* a document read before is there to answer from even without a margin; a text is not */
-    if (res->interrupted && res->n_segments == 0 && n_segs > 0 && !d) {
-        snprintf(err, errlen, "interrupted before any segment was read: no answer");
-        goto done;
-    }
+    if (check_something_read(&s, res)) goto done;
     if (p->save_kv && !d && !res->interrupted &&
-        save_document(&s, s.main, doc, seg, s.forks, res->n_segments))
+        save_document(&s, s.main, s.text, s.segs, s.forks, res->n_segments))
         goto done;
-    if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, doc, seg, res->n_segments, sys, res))
-        goto done;
-    margins = p->pattern == WIM_PATTERN_WIM ? wim_margins_join(res->margins, res->relevant,
-                                                               res->n_segments, p->dedupe_margins)
-                                            : strdup("");
-    if (!margins || !(final = render(&s, WIM_PROMPT_ANSWER, NULL, margins))) goto done;
-    double t0 = wim_now_ms();
-    if (p->pattern == WIM_PATTERN_WIM && p->answer_from_margins && *margins) {
-        /* only the system prompt stays: the notes are the evidence */
-        if (empty_main(&s) || feed_text(&s, s.main, sys, 1, 1)) goto done;
-    }
-    if (feed_text(&s, s.main, final, 0, 1)) goto done;
-    if (!(res->answer_logits = malloc((size_t)m->cfg.n_vocab * sizeof(float)))) goto done;
-    memcpy(res->answer_logits, s.logits, (size_t)m->cfg.n_vocab * sizeof(float));
-    if (!(res->answer = generate(&s, s.main, p->answer_tokens, NULL))) goto done;
-    s.ms_answer = wim_now_ms() - t0;
-    wim_event aev = {.type = WIM_EV_ANSWER, .text = res->answer, .interrupted = res->interrupted};
-    emit(&s, &aev);
-    res->tokens_prefilled = s.prefilled;
-    res->tokens_decoded = s.decoded;
-    res->ms_total = wim_now_ms() - t_start;
-    wim_mem_report a, b, w = {0};
-    wim_ctx_memory(s.main, &a);
-    wim_ctx_memory(s.aux, &b);
-    if (s.work) wim_ctx_memory(s.work, &w);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    int kept = 0;
-    for (int i = 0; i < res->n_segments; i++)
-        kept += res->relevant[i];
-    wim_event dev = {.type = WIM_EV_DONE,
-                     .interrupted = res->interrupted,
-                     .segments = res->n_segments,
-                     .relevant_count = kept,
-                     .ms_total = res->ms_total,
-                     /* the rest: reading the document (and rag's chosen segments) */
-                     .ms_prefill =
-                         res->ms_total - s.ms_margins - s.ms_classify - s.ms_answer - s.ms_save,
-                     .ms_margins = s.ms_margins,
-                     .ms_classify = s.ms_classify,
-                     .ms_answer = s.ms_answer,
-                     .ms_save = s.ms_save,
-                     .save_error = s.save_error,
-                     .tokens_prefilled = s.prefilled,
-                     .tokens_decoded = s.decoded,
-                     .kv_bytes = a.kv_bytes + b.kv_bytes + w.kv_bytes,
-                     .scratch_peak_bytes = a.scratch_peak + b.scratch_peak + w.scratch_peak,
-                     .rss_peak_bytes = (size_t)ru.ru_maxrss * 1024};
-    emit(&s, &dev);
-    res->save_error = s.save_error, s.save_error = NULL;
+    /* answering: rag from its chosen segments; wim and llm after the document */
+    if (p->pattern == WIM_PATTERN_RAG && rag_context(&s, res)) goto done;
+    if (answer(&s, res)) goto done;
+    report_done(&s, res, t_start);
     rc = 0;
 done:
-    if (rc && !*err) snprintf(err, errlen, "out of memory"); /* the one failure without a word */
+    if (rc && !*err) wim_errorf(err, errlen, "out of memory"); /* a failure without a word */
     if (rc) wim_result_free(res);
-    free(sys);
-    free(final);
-    free(margins);
     free(segs);
     if (s.doc) { /* a document read before: roll its context back, keep it */
         wim_ctx_restore(s.doc->ctx);
@@ -1559,9 +1525,27 @@ int wim_doc_ask(wim_doc *d, const char *query, const wim_run_params *p, wim_even
                 wim_result *res, char *err, size_t errlen) {
     if (p->load_kv) {
         memset(res, 0, sizeof *res);
-        return snprintf(err, errlen, "wim_doc_ask: the document is given; load_kv is not"), -1;
+        return wim_errorf(err, errlen, "wim_doc_ask: the document is given; load_kv is not");
     }
     return run(d->ctx->m, NULL, 0, d, query, p, cb, user, res, err, errlen);
+}
+
+/* wim_doc_read: d takes a copy of the text the segments index, and for the wim pattern
+ * through a window, room for the window after each segment but the last. */
+static int doc_init(run_state *s, wim_doc *d) {
+    const wim_run_params *p = s->p;
+    const int n = s->n_segs;
+    const size_t used = n ? s->segs[n - 1].start + s->segs[n - 1].len : 0;
+    if (!(d->text = malloc(used + 1))) return out_of_memory(s);
+    memcpy(d->text, s->text, used);
+    d->text[used] = 0;
+    d->streamed = p->stream || p->ctx.kv_pin >= 0;
+    d->n_segs = n; /* marks[0, n_segs - 1) */
+    if (d->streamed && p->pattern == WIM_PATTERN_WIM && n > 1) {
+        if (!(d->marks = calloc((size_t)n - 1, sizeof *d->marks))) return out_of_memory(s);
+        s->marking = d;
+    }
+    return 0;
 }
 
 int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_run_params *p,
@@ -1570,46 +1554,27 @@ int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_
     run_state s = {
         .m = m, .p = p, .cb = cb, .user = user, .query = "", .err = err, .errlen = errlen};
     wim_segment *segs = NULL;
-    int n_segs = 0, doc_tokens = 0, rc = -1;
+    int rc = -1;
     wim_result res = {0};
     wim_doc *d = calloc(1, sizeof *d);
-    char *sys = NULL;
     s.reading = 1;
     *out = NULL;
     *err = 0;
     if (!d) {
-        snprintf(err, errlen, "out of memory");
+        out_of_memory(&s);
         goto done;
     }
-    if (prepare(&s, doc, doc_len, &segs, &n_segs, &doc_tokens) ||
-        !(sys = render(&s, WIM_PROMPT_SYSTEM, NULL, NULL)))
+    if (prepare(&s, doc, doc_len, &segs) || render_system(&s) || make_contexts(&s) ||
+        doc_init(&s, d))
         goto done;
-    int sys_tokens = wim_tokenize(m->tok, sys, strlen(sys), 0, 1, NULL, 0, err, errlen);
-    if (sys_tokens < 0 || make_contexts(&s, segs, n_segs, sys_tokens)) goto done;
-    s.forks = malloc(((size_t)n_segs + 1) * sizeof *s.forks);
-    size_t used = n_segs ? segs[n_segs - 1].start + segs[n_segs - 1].len : 0;
-    if (!s.forks || !(d->text = malloc(used + 1))) {
-        snprintf(err, errlen, "out of memory");
+    emit_start(&s);
+    if (read_system_prompt(&s) || read_segments(&s, &res)) goto done;
+    if (res.n_segments < s.n_segs) {
+        wim_errorf(err, errlen, "interrupted while reading the document");
         goto done;
     }
-    memcpy(d->text, doc, used);
-    d->text[used] = 0;
-    d->streamed = p->stream || p->ctx.kv_pin >= 0;
-    d->n_segs = n_segs; /* marks[0, n_segs - 1) */
-    if (d->streamed && p->pattern == WIM_PATTERN_WIM && n_segs > 1) {
-        if (!(d->marks = calloc((size_t)n_segs - 1, sizeof *d->marks))) {
-            snprintf(err, errlen, "out of memory");
-            goto done;
-        }
-        s.marking = d;
-    }
-    emit_start(&s, n_segs, doc_tokens);
-    if (feed_text(&s, s.main, sys, 1, 1) || read_segments(&s, doc, segs, n_segs, &res)) goto done;
-    if (res.n_segments < n_segs) {
-        snprintf(err, errlen, "interrupted while reading the document");
-        goto done;
-    }
-    for (int i = 0; i < n_segs; i++)
+    d->doc_tokens = 0;
+    for (int i = 0; i < s.n_segs; i++)
         d->doc_tokens += segs[i].n_tokens;
     d->ctx = s.main, s.main = NULL;
     d->segs = segs, segs = NULL;
@@ -1619,7 +1584,6 @@ int wim_doc_read(const wim_model *m, const char *doc, size_t doc_len, const wim_
 done:
     wim_doc_free(d);
     free(segs);
-    free(sys);
     run_state_free(&s);
     return rc;
 }

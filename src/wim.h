@@ -132,9 +132,12 @@ typedef struct {
     const char *chat;        /* chat family name, NULL: from the model's template */
     int stream;              /* let the document stream through a KV window (pins the system
                                 prompt unless ctx.kv_pin says otherwise) */
-    int verify_kv; /* CRC the whole KV cache before and after each margin and report both in
-                      the margin event (proof that margins leave no trace; costs a pass over
-                      the cache per margin, so it is off by default) */
+    int verify_kv;     /* CRC the whole KV cache before and after each margin and report both in
+                          the margin event (proof that margins leave no trace; costs a pass over
+                          the cache per margin, so it is off by default) */
+    int prompt_events; /* a prompt event before each prompt is fed: its text as the model
+                          reads it, its tokens and where it starts (wim run --show-prompts);
+                          off, the events are exactly those of a run without it */
     int margins_in_extraction; /* show the margins kept so far to each extraction prompt
                                   (departs from the paper; helps two-hop questions when the
                                   window has forgotten the first hop) */
@@ -196,20 +199,28 @@ typedef enum {
     WIM_EV_MARGIN,
     WIM_EV_VERDICT,
     WIM_EV_ANSWER,
-    WIM_EV_DONE
+    WIM_EV_DONE,
+    WIM_EV_PROMPT /* only with prompt_events */
 } wim_event_type;
 
 typedef struct {
     wim_event_type type;
     const char *model, *pattern, *chat; /* start */
     int segments, tokens;               /* start: segment count, document tokens */
-    int index;                          /* segment / margin / verdict */
-    int n_tokens;                       /* segment: its tokens; margin: tokens generated */
+    int index;    /* segment / margin / verdict; prompt: its segment (margin, classify), or -1 */
+    int n_tokens; /* segment: its tokens; margin: tokens generated; prompt: its tokens as fed
+                     (pieces fed one after another are tokenized apart) */
+    const char *kind;     /* prompt: system, margin, classify or answer */
+    int position;         /* prompt: where its text starts in its context (the tokens before it) */
+    int bos;              /* prompt: BOS opens it (counted in n_tokens, not in text) */
+    int lead_tokens;      /* prompt, margin: its first tokens are the segment's, document text read
+                             before the extraction prompt (text starts with the segment) */
     long prefilled;       /* segment: tokens prefilled so far (all prompts included) */
     size_t offset, bytes; /* segment: its byte range in the document */
     const char *first;    /* segment: its first words (at most WIM_FIRST_WORDS bytes) */
     double ms;            /* segment: prefill time; margin: generation time */
-    const char *text;     /* margin text (as generated), answer text */
+    const char *text;     /* margin text (as generated), answer text; prompt: as the model
+                             reads it, chat headers included */
     int blank;            /* verdict, extractive margins: the margin quoted nothing (not kept,
                              the classifier not asked; raw is "") */
     int relevant;         /* verdict */

@@ -6,6 +6,10 @@
   check_events.py --same-outputs A B           same margins, verdicts and answer by
                                                segment, whatever the order (a batched run
                                                against a --sequential-margins one)
+  check_events.py --prompts FILE DOC           the prompt events (--show-prompts) against
+                                               the others and the document DOC
+  check_events.py --without-prompts A B        A with its prompt events dropped is B
+                                               (ignoring timings)
 """
 import json
 import sys
@@ -19,6 +23,7 @@ FIELDS = {
     "answer": {"text": str, "interrupted": bool},
     "done": {"interrupted": bool, "segments": int, "relevant": int, "ms": dict,
              "tokens_prefilled": int, "tokens_decoded": int, "memory": dict},
+    "prompt": {"kind": str, "position": int, "tokens": int, "bos": bool, "text": str},
 }
 TIMING = {"ms", "memory", "prefilled"}
 
@@ -36,7 +41,7 @@ def load(path):
 
 
 def check(path, pattern, interrupted=False):
-    ev = load(path)
+    ev = [e for e in load(path) if e["event"] != "prompt"]  # checked by --prompts
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "start" and kinds[-2:] == ["answer", "done"], kinds
     n = ev[0]["segments"]
@@ -88,11 +93,51 @@ def outputs(ev):
             "answer": [e["text"] for e in ev if e["event"] == "answer"]}
 
 
+def check_prompts(path, doc_path):
+    """Each prompt is what the model reads: a margin's starts with its segment, and the
+    segments follow the system prompt in the cache one after another (the margins leave no
+    trace); a classify prompt holds the margin it judges, the answer prompt every margin
+    kept; the classifier's prompts open a context of their own."""
+    ev = load(path)
+    doc = open(doc_path, "rb").read()
+    by = lambda kind: [e for e in ev if e["event"] == "prompt" and e["kind"] == kind]
+    segs = {e["index"]: e for e in ev if e["event"] == "segment"}
+    margins = {e["index"]: e["text"] for e in ev if e["event"] == "margin"}
+    verdicts = {e["index"]: e for e in ev if e["event"] == "verdict"}
+    system, answer = by("system"), by("answer")
+    assert system and len(answer) == 1, "no system prompt, or not one answer prompt"
+    assert all(e["position"] == 0 for e in system), system
+    at = system[0]["position"] + system[0]["tokens"]  # the first segment starts here
+    for e in by("margin"):
+        i = e["index"]
+        s = segs[i]
+        seg = doc[s["offset"]:s["offset"] + s["bytes"]].decode()
+        assert e["text"].startswith(seg), f"margin {i}: the prompt does not start with its segment"
+        assert e["segment_tokens"] == s["tokens"] < e["tokens"], f"margin {i}: {e['segment_tokens']}"
+        assert e["position"] == sum(segs[j]["tokens"] for j in range(i)) + at, \
+            f"margin {i}: at {e['position']}"
+        assert not e["bos"]
+    for e in by("classify"):
+        assert e["position"] == 0, e
+        if e["index"] in margins:
+            assert margins[e["index"]] in e["text"], f"classify {e['index']}: not its margin"
+    for i, m in margins.items():
+        if verdicts[i]["relevant"] and m.strip():
+            assert m.strip() in answer[0]["text"], f"margin {i} kept but not in the answer prompt"
+    return len(by("margin")), len(by("classify"))
+
+
 def main():
     if sys.argv[1] == "--same-outputs":
         a, b = (outputs(load(p)) for p in sys.argv[2:4])
         for k in a:
             assert a[k] == b[k], f"{k} differ: {a[k]} against {b[k]}"
+    elif sys.argv[1] == "--prompts":
+        print("margin and classify prompts: %d, %d" % check_prompts(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1] == "--without-prompts":
+        a, b = load(sys.argv[2]), load(sys.argv[3])
+        assert [strip(e) for e in a if e["event"] != "prompt"] == [strip(e) for e in b], \
+            "the events differ once the prompts are dropped"
     elif sys.argv[1] == "--same":
         a, b = load(sys.argv[2]), load(sys.argv[3])
         assert [strip(e) for e in a] == [strip(e) for e in b], "outputs differ"

@@ -210,3 +210,71 @@ echo keep >"$T/kept.jsonl"
 $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --prompts "$T/badprompts" --events "$T/kept.jsonl" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 2 ] && [ "$(cat "$T/kept.jsonl")" = keep ] && echo "PASS $t" || echo "FAIL $t: exit $rc, file: $(head -c 100 "$T/kept.jsonl")"
+
+# --show-prompts: a view of the run, not a change to it. Without it nothing differs; with it
+# every prompt is printed on stderr as its prompt event says, each event is what the model
+# reads (check_events.py --prompts: a margin's prompt starts with its segment, the segments
+# follow the system prompt, the classifier sees the margin, the answer the kept ones), and
+# its token count is what `wim tokenize` counts for the printed text.
+show_prompts() { # name model extra-args...
+    local name=$1 model=$2 r="$T/sp-$1"
+    shift 2
+    $W run -m "$model" -d "$T/doc.txt" -q "$Q" $common "$@" --events "$r-off.jsonl" >"$r-off.txt" 2>"$r-off.err" &&
+        $W run -m "$model" -d "$T/doc.txt" -q "$Q" $common "$@" --show-prompts --events "$r-on.jsonl" \
+            >"$r-on.txt" 2>"$r-on.err" || { echo "FAIL show_prompts_$name: $(tail -1 "$r-off.err" "$r-on.err")"; return; }
+    local why=""
+    cmp -s "$r-off.txt" "$r-on.txt" || why="the answer changed"
+    grep -q -- '--- prompt:' "$r-off.err" && why="prompts printed without the flag"
+    $PY "$HERE/check_events.py" --without-prompts "$r-on.jsonl" "$r-off.jsonl" >"$T/chk" 2>&1 &&
+        $PY "$HERE/check_events.py" --prompts "$r-on.jsonl" "$T/doc.txt" >>"$T/chk" 2>&1 || why=$(tail -1 "$T/chk")
+    # the stderr view against the events; each prompt's text to a file for `wim tokenize`
+    $PY - "$r-on.jsonl" "$r-on.err" "$T/doc.txt" "$r-text" >"$r-counts" 2>"$T/chk" <<'PYEOF' || why="view: $(tail -1 "$T/chk")"
+import json, re, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+doc = open(sys.argv[3], "rb").read()
+segs = {e["index"]: e for e in ev if e["event"] == "segment"}
+prompts = [e for e in ev if e["event"] == "prompt"]
+view = open(sys.argv[2]).read()
+head = re.compile(r"^--- prompt: (\w+)(?: \(segment (\d+)\))? \u00b7 (\d+) tokens.* ---$", re.M)
+heads = list(head.finditer(view))
+assert len(heads) == len(prompts), f"{len(heads)} headers for {len(prompts)} prompt events"
+seen = set()
+for k, (h, e) in enumerate(zip(heads, prompts)):
+    assert (h[1], int(h[2] or 0) - 1, int(h[3])) == (e["kind"], e.get("index", -1), e["tokens"]), h[0]
+    end = heads[k + 1].start() if k + 1 < len(heads) else len(view)
+    body = view[h.end() + 1:end]
+    shown = "text not shown" not in h[0]
+    assert shown or e["kind"] in seen, f"{h[0]}: the first of its kind not shown"
+    if e["kind"] in seen and e["kind"] != "margin":  # margins: again when their notes change
+        assert not shown and body == "", f"{h[0]}: shown again"
+    if shown:
+        text = e["text"] + ("" if e["text"].endswith("\n") else "\n")
+        assert body.startswith(text), f"{h[0]}: the text printed is not the event's"
+    seen.add(e["kind"])
+    # what `wim tokenize --parse-special` must count: a margin's tokens after its segment
+    text, n = e["text"], e["tokens"]
+    if e["kind"] == "margin":
+        s = segs[e["index"]]
+        text, n = text[len(doc[s["offset"]:s["offset"] + s["bytes"]].decode()):], n - e["segment_tokens"]
+    open(f"{sys.argv[4]}-{k}", "w").write(text)
+    print(k, n, "--add-bos" if e["bos"] else "")
+PYEOF
+    while read -r k n bos; do
+        got=$($W tokenize -m "$model" -f "$r-text-$k" --parse-special $bos | wc -w)
+        [ "$got" = "$n" ] || why="prompt $((k + 1)): $n tokens reported, wim tokenize counts $got"
+    done <"$r-counts"
+    [ -z "$why" ] && echo "PASS show_prompts_$name ($(wc -l <"$r-counts") prompts)" || echo "FAIL show_prompts_$name: $why"
+}
+show_prompts wim_branches "$STORIES" --max-segments 4
+show_prompts wim_loop "$STORIES" --max-segments 4 --sequential-margins
+show_prompts rag "$STORIES" --pattern rag --save-kv "$T/sp.kv"
+show_prompts llm "$STORIES" --pattern llm
+if [ -f "$T/chatml.gguf" ]; then
+    show_prompts chatml "$T/chatml.gguf" --max-segments 3 --classify-tokens 4
+else echo "SKIP show_prompts_chatml: $S/vocab/ggml-vocab-qwen2.gguf not found"; fi
+t=show_prompts_all
+$W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" $common --max-segments 4 --show-prompts=all >/dev/null 2>"$T/e"
+n=$(grep -c -- '^--- prompt: margin' "$T/e")
+[ "$n" = 4 ] && ! grep -q 'text not shown' "$T/e" && [ "$(grep -c '^Question:' "$T/e")" -ge 9 ] &&
+    echo "PASS $t" || echo "FAIL $t: $n margin prompts; $(grep -m1 'not shown' "$T/e")"
+check_err run_show_prompts_bad_value $W run -m "$STORIES" -d "$T/doc.txt" -q "$Q" --show-prompts=every
