@@ -12,6 +12,8 @@
  * nothing). A branch query (kvcache.h) walks the same tiles of positions over
  * the trunk's cells below its fork and then its own. A model's sliding window (Mistral v0.1, Phi-3
  * mini 4k) hides a prefix of each run by position, so it keeps all of this.
+ * A query that asks for its weights (a trace, forward.c) gets them recorded
+ * beside the arithmetic, which stays as it is.
  */
 #include "attention.h"
 
@@ -99,6 +101,29 @@ static int same_runs(const cell_run *a, int na, const cell_run *b, int nb) {
     return na == nb && !memcmp(a, b, (size_t)na * sizeof *a);
 }
 
+/* A traced query's weights: every key it may see starts hidden (-1). */
+static void weights_hide_all(float *w, int qpos) {
+    for (int i = 0; i <= qpos; i++)
+        w[i] = -1.0f;
+}
+
+/* Keeps a tile's exponentials (sc, in the order of the runs' cells) at their keys' positions. */
+static void weights_keep(float *w, const wim_kvcache *kv, const cell_run *runs, int nr,
+                         const float *sc) {
+    for (int r = 0, i = 0; r < nr; r++) {
+        const int p0 = kv_pos_at(kv, runs[r].slot); /* positions grow by one along a run */
+        for (int o = 0; o < runs[r].count; o++)
+            w[p0 + o] = sc[i++];
+    }
+}
+
+/* Multiplies the weights kept so far by f (a new running maximum's correction, or the
+ * final 1 / sum), as the accumulator is multiplied. */
+static void weights_scale(float *w, int qpos, float f) {
+    for (int i = 0; i <= qpos; i++)
+        if (w[i] >= 0) w[i] *= f;
+}
+
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                 const attn_query *qs, int nq, attn_shape shape, float *scratch) {
     const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
@@ -114,6 +139,7 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
         run_max[j] = -INFINITY;
         run_sum[j] = 0.0f;
         memset(qs[j].out, 0, (size_t)hd * sizeof(float));
+        if (qs[j].weights) weights_hide_all(qs[j].weights, qs[j].qpos);
     }
     for (int t0 = 0; t0 < nl; t0 += ATTN_TILE) {
         const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
@@ -145,6 +171,7 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
             for (int jj = 0; jj < g; jj++) { /* the online softmax, query by query */
                 float *sc = score + (size_t)jj * ATTN_TILE, *acc = qs[j + jj].out;
                 float tile_max = -INFINITY, *mx = &run_max[j + jj], *sum = &run_sum[j + jj];
+                float *w = qs[j + jj].weights;
                 for (int i = 0; i < cnt; i++) {
                     sc[i] = shaped(sc[i], shape);
                     if (sc[i] > tile_max) tile_max = sc[i];
@@ -154,9 +181,11 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                     *sum *= corr;
                     for (int i = 0; i < hd; i++)
                         acc[i] *= corr;
+                    if (w) weights_scale(w, qs[j + jj].qpos, corr);
                     *mx = tile_max;
                 }
                 k->attn_exp(sc, cnt, *mx, sum);
+                if (w) weights_keep(w, kv, runs, nr, sc);
             }
             k->attn_accum(score, ATTN_TILE, g, vt, cnt, hd, qs[j].out);
         }
@@ -165,19 +194,26 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
         float inv = run_sum[j] > 0 ? 1.0f / run_sum[j] : 0.0f;
         for (int i = 0; i < head_dim; i++)
             qs[j].out[i] *= inv;
+        if (qs[j].weights) weights_scale(qs[j].weights, qs[j].qpos, inv);
     }
+}
+
+/* Whether the reference sees cell s from a query at qpos (its window included). */
+static int cell_seen(const wim_kvcache *kv, int s, int qpos, int window) {
+    return kv_visible(kv, s, qpos) && !(window > 0 && kv->pos[s] <= qpos - window);
 }
 
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                             int head_dim, const float *q, int qpos, attn_shape shape, float *out,
-                            float *row) {
+                            float *row, float *weights) {
     const int window = shape.window;
     const size_t off = (size_t)kvh * head_dim;
     const int f16 = kv->type == WIM_KV_F16;
     float mx = -INFINITY, sum = 0.0f;
+    if (weights) weights_hide_all(weights, qpos);
     for (int s = 0; s < kv->n; s++) {
         const void *kr = kv_k(kv, layer, s);
-        row[s] = !kv_visible(kv, s, qpos) || (window > 0 && kv->pos[s] <= qpos - window)
+        row[s] = !cell_seen(kv, s, qpos, window)
                      ? -INFINITY
                      : shaped(f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
                                   : k->dot_f32((const float *)kr + off, q, head_dim),
@@ -186,6 +222,9 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
     }
     for (int s = 0; s < kv->n; s++)
         sum += row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
+    for (int s = 0; weights && s < kv->n; s++)
+        if (cell_seen(kv, s, qpos, window))
+            weights[kv->pos[s]] = row[s] / sum; /* the factor its value is weighted with */
     memset(out, 0, (size_t)head_dim * sizeof(float));
     for (int s = 0; s < kv->n; s++) {
         if (row[s] == 0.0f) continue;

@@ -30,6 +30,10 @@ typedef struct {
     float *out;
     int qpos;
     int branch; /* -1: the trunk; else the KV branch the query belongs to (kvcache.h) */
+    /* NULL, or qpos + 1 floats indexed by key position that receive the weights the
+     * softmax gave each key, as the values were weighted with (the same exponentials,
+     * the same rescalings, the same final division); -1 where the key was not visible */
+    float *weights;
 } attn_query;
 
 static inline size_t attn_block_scratch_floats(int head_dim, int max_queries) {
@@ -51,9 +55,10 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                 const attn_query *qs, int nq, attn_shape shape, float *scratch);
 
 /* The same result computed the textbook way: all n scores of the query are
- * written to row[kv->n], then softmax, then the weighted sum of values. */
+ * written to row[kv->n], then softmax, then the weighted sum of values.
+ * weights: NULL, or as attn_query's. */
 void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                             int head_dim, const float *q, int qpos, attn_shape shape, float *out,
-                            float *row);
+                            float *row, float *weights);
 
 #endif

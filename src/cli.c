@@ -210,7 +210,13 @@ int cli_parse_opts(int argc, char **argv, unsigned mask, cli_opts *o) {
             o->meta = 1;
         else if (VAL(O_INFO, "--dump"))
             o->dump = v;
-        else
+        else if (VAL(O_TRACE, "--trace"))
+            o->trace = v;
+        else if (VAL(O_TRACE, "--head"))
+            o->trace_head = v;
+        else if (VAL(O_TRACE, "--trace-last")) {
+            if (r > 0 && cli_int("--trace-last", v, 1, 4096, &o->trace_last)) return 2;
+        } else
             return cli_error("%s: unknown option '%s' (see wim %s --help)", argv[0], argv[i],
                              argv[0]);
         if (r < 0) return cli_error("%s: option %s needs a value", argv[0], argv[i]);

@@ -54,7 +54,8 @@ int cli_measure_option(const char *cmd, int argc, char **argv, int *i, cli_measu
 /* ---- the options of the model subcommands (info, generate, logits) ---- */
 typedef struct {
     const char *model, *prompt, *prompt_file, *tokens, *save_kv, *load_kv, *dump;
-    long n, seed, chunk, threads, top, kv_capacity, kv_pin;
+    const char *trace, *trace_head; /* checked against the model once it is loaded */
+    long n, seed, chunk, threads, top, kv_capacity, kv_pin, trace_last;
     double temp, top_p;
     int ignore_eos, tensors, cpu, kv_f32, meta;
 } cli_opts;
@@ -69,7 +70,8 @@ enum {
     O_TOKENS = 64,
     O_TOP = 128,
     O_INFO = 256,
-    O_KVFILE = 512
+    O_KVFILE = 512,
+    O_TRACE = 1024
 };
 
 /* Parses the options a subcommand accepts (mask of O_*); 0, or 2 after an error. */

@@ -3,7 +3,8 @@
  *
  * Owns: wim_ctx (KV cache + scratch sized for one chunk), the matrix-product
  * dispatch by weight type, RoPE, RMSNorm, SwiGLU and the layer loop. Read
- * forward_chunk() top to bottom to follow one pass through the model.
+ * forward_chunk() top to bottom to follow one pass through the model. An
+ * optional trace (wim_trace) only reads what the pass computes.
  *
  * Invariants:
  *  - Output rows of every matrix product are split into fixed tiles of
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "error.h"
 #include "forward.h"
 #include "model.h"
 #include "quants.h"
@@ -165,10 +167,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
                 size_t errlen) {
     *out = NULL;
     wim_ctx *c = calloc(1, sizeof *c);
-    if (!c) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!c) return wim_errorf(err, errlen, "out of memory");
     const wim_config *cf = &m->cfg;
     c->m = m;
     c->p = params ? *params : wim_ctx_default_params();
@@ -177,8 +176,8 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     if (c->p.n_ctx <= 0) c->p.n_ctx = cf->n_ctx_train;
     int streaming = c->p.kv_pin >= 0;
     if (streaming && c->p.kv_pin >= c->p.n_ctx) {
-        snprintf(err, errlen, "--kv-pin %d leaves no room in a KV cache of %d tokens", c->p.kv_pin,
-                 c->p.n_ctx);
+        wim_errorf(err, errlen, "--kv-pin %d leaves no room in a KV cache of %d tokens",
+                   c->p.kv_pin, c->p.n_ctx);
         free(c);
         return -1;
     }
@@ -188,7 +187,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     c->scratch_size = layout_scratch(c, NULL);
     c->scratch = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, c->scratch_size);
     if (!c->scratch) {
-        snprintf(err, errlen, "out of memory for scratch buffers (chunk %d)", c->p.chunk);
+        wim_errorf(err, errlen, "out of memory for scratch buffers (chunk %d)", c->p.chunk);
         free(c);
         return -1;
     }
@@ -217,6 +216,28 @@ int wim_ctx_threads(const wim_ctx *c) {
 
 void wim_ctx_reset(wim_ctx *c) {
     kv_clear(&c->kv);
+}
+
+int wim_ctx_set_trace(wim_ctx *c, wim_trace *t, char *err, size_t errlen) {
+    const wim_config *cf = &c->m->cfg;
+    c->trace = NULL;
+    if (!t) return 0;
+    if (t->layer < 0 || t->layer >= cf->n_layer)
+        return wim_errorf(err, errlen, "trace: layer %d is outside 0..%d (the model has %d)",
+                          t->layer, cf->n_layer - 1, cf->n_layer);
+    if (t->head < 0 || t->head >= cf->n_head)
+        return wim_errorf(err, errlen, "trace: head %d is outside 0..%d (the model has %d)",
+                          t->head, cf->n_head - 1, cf->n_head);
+    if (t->pos0 < 0 || t->n_pos < 1)
+        return wim_errorf(err, errlen, "trace: no positions to record (%d from %d)", t->n_pos,
+                          t->pos0);
+    const size_t stages = 1 + 2 * (size_t)cf->n_layer, keys = (size_t)t->pos0 + t->n_pos;
+    for (size_t i = 0; i < (size_t)t->n_pos * stages * 3; i++)
+        t->resid[i] = -1.0f;
+    for (size_t i = 0; i < (size_t)t->n_pos * keys; i++)
+        t->attn[i] = -1.0f;
+    c->trace = t;
+    return 0;
 }
 
 /* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
@@ -330,6 +351,40 @@ static void softcap(float *v, size_t n, float cap) {
         v[i] = cap * tanhf(v[i] / cap);
 }
 
+/* The trace's row of token i of the pass (i.e. its position's), or -1 when not recorded. */
+static int trace_row(const wim_ctx *c, int i) {
+    const wim_trace *t = c->trace;
+    if (!t || c->tok_branch[i] >= 0) return -1; /* branches are not traced */
+    const int r = c->tok_pos[i] - t->pos0;
+    return r >= 0 && r < t->n_pos ? r : -1;
+}
+
+/* Where token i's weights for query head h of `layer` go, or NULL when not traced. */
+static float *trace_weights(const wim_ctx *c, int layer, int h, int i) {
+    const wim_trace *t = c->trace;
+    const int r = trace_row(c, i);
+    if (r < 0 || layer != t->layer || h != t->head) return NULL;
+    return t->attn + (size_t)r * ((size_t)t->pos0 + t->n_pos);
+}
+
+/* Records the size of the residual stream x (M tokens of d floats) at trace stage `stage`. */
+static void trace_residual(const wim_ctx *c, const float *x, int M, int stage) {
+    if (!c->trace) return;
+    const int d = c->m->cfg.n_embd, stages = 1 + 2 * c->m->cfg.n_layer;
+    for (int i = 0; i < M; i++) {
+        const int r = trace_row(c, i);
+        if (r < 0) continue;
+        const float *xi = x + (size_t)i * d;
+        double ss = 0, mx = 0;
+        for (int j = 0; j < d; j++) {
+            ss += (double)xi[j] * xi[j];
+            mx = fmax(mx, fabs(xi[j]));
+        }
+        float *out = c->trace->resid + ((size_t)r * stages + stage) * 3;
+        out[0] = (float)sqrt(ss), out[1] = (float)sqrt(ss / d), out[2] = (float)mx;
+    }
+}
+
 /* Causal attention of the chunk's M queries over the whole cache, one
  * (token, head) pair per task, each with its own online-softmax tile. */
 static void attention_tiled(wim_ctx *c, int layer, int M) {
@@ -352,7 +407,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
                                         c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
-                                        c->tok_branch[i]};
+                                        c->tok_branch[i], trace_weights(c, layer, h, i)};
         attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, scratch);
     }
 }
@@ -372,7 +427,7 @@ static int attention_materialized(wim_ctx *c, int layer, int M) {
             attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
                                    c->q + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
                                    layer_shape(cf, layer), c->att + (size_t)i * qd + (size_t)h * hd,
-                                   S + ((size_t)h * M + i) * n);
+                                   S + ((size_t)h * M + i) * n, trace_weights(c, layer, h, i));
     wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }
@@ -404,6 +459,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
     if (cf->arch == WIM_ARCH_GEMMA2) /* gemma scales the embedding by sqrt(n_embd) */
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] *= sqrtf((float)d);
+    trace_residual(c, x, M, 0);
 
     for (int l = 0; l < cf->n_layer; l++) {
         const wim_layer *L = &m->layers[l];
@@ -443,6 +499,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         post_norm(xb2, L->post_attn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] += xb2[i];
+        trace_residual(c, x, M, 1 + 2 * l);
 
         /* feed-forward block (SwiGLU) */
         for (int i = 0; i < M; i++)
@@ -466,6 +523,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         post_norm(xb2, L->post_ffn_norm, M, d, cf->norm_eps);
         for (size_t i = 0; i < (size_t)M * d; i++)
             x[i] += xb2[i];
+        trace_residual(c, x, M, 2 + 2 * l);
         if (non_finite(x, (size_t)M * d)) return FORWARD_NON_FINITE - l;
     }
     for (int i = 0; i < M; i++)
@@ -476,24 +534,21 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
 /* forward_chunk's failure as one line; returns -1. */
 static int forward_error(int rc, int pos, int M, char *err, size_t errlen) {
     if (rc <= FORWARD_NON_FINITE)
-        snprintf(err, errlen,
-                 "layer %d produced a non-finite value (NaN or infinity) for the %d tokens from "
-                 "position %d: the weights overflow fp32 or are corrupt",
-                 FORWARD_NON_FINITE - rc, M, pos);
-    else
-        snprintf(err, errlen, "out of memory for the attention score matrix (%d tokens)", M);
-    return -1;
+        return wim_errorf(err, errlen,
+                          "layer %d produced a non-finite value (NaN or infinity) for the %d "
+                          "tokens from position %d: the weights overflow fp32 or are corrupt",
+                          FORWARD_NON_FINITE - rc, M, pos);
+    return wim_errorf(err, errlen, "out of memory for the attention score matrix (%d tokens)", M);
 }
 
 /* Every token id inside the vocabulary; else -1 with one line. */
 static int check_tokens(const wim_ctx *c, const int32_t *tokens, int n, char *err, size_t errlen) {
     const int V = c->m->cfg.n_vocab;
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= V) {
-            snprintf(err, errlen, "token id %d at index %d is outside the vocabulary (0..%d)",
-                     tokens[i], i, V - 1);
-            return -1;
-        }
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return wim_errorf(err, errlen,
+                              "token id %d at index %d is outside the vocabulary (0..%d)",
+                              tokens[i], i, V - 1);
     return 0;
 }
 
@@ -505,31 +560,26 @@ static int output_logits(wim_ctx *c, const float *h, int rows, float *logits, ch
     matmul(c, &c->m->output, h, rows, logits, V);
     softcap(logits, (size_t)rows * V, c->m->cfg.final_softcap);
     if (!non_finite(logits, (size_t)rows * V)) return 0;
-    snprintf(err, errlen,
-             "the output layer produced a non-finite logit (NaN or infinity): the "
-             "weights overflow fp32 or are corrupt");
-    return -1;
+    return wim_errorf(err, errlen,
+                      "the output layer produced a non-finite logit (NaN or infinity): the "
+                      "weights overflow fp32 or are corrupt");
 }
 
 int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits, char *err,
              size_t errlen) {
     const wim_config *cf = &c->m->cfg;
     if (check_tokens(c, tokens, n, err, errlen)) return -1;
-    if (n > kv_room(&c->kv)) {
-        snprintf(err, errlen,
-                 "context too long: %d more tokens do not fit the KV cache (%d of %d used; "
-                 "a larger --kv-capacity or --kv-pin to stream)",
-                 n, c->kv.n, c->kv.capacity);
-        return -1;
-    }
+    if (n > kv_room(&c->kv))
+        return wim_errorf(err, errlen,
+                          "context too long: %d more tokens do not fit the KV cache (%d of %d "
+                          "used; a larger --kv-capacity or --kv-pin to stream)",
+                          n, c->kv.n, c->kv.capacity);
     const int d = cf->n_embd, V = cf->n_vocab;
     for (int s = 0; s < n; s += c->p.chunk) {
         int M = n - s < c->p.chunk ? n - s : c->p.chunk;
         int pos0 = c->kv.next_pos;
-        if (kv_claim(&c->kv, M, tokens + s, c->slots)) {
-            snprintf(err, errlen, "out of memory for the KV snapshot journal");
-            return -1;
-        }
+        if (kv_claim(&c->kv, M, tokens + s, c->slots))
+            return wim_errorf(err, errlen, "out of memory for the KV snapshot journal");
         for (int i = 0; i < M; i++)
             c->tok_pos[i] = pos0 + i, c->tok_branch[i] = -1;
         int rc = forward_chunk(c, tokens + s, M, 0);
@@ -559,21 +609,18 @@ int ctx_eval_branches(wim_ctx *c, const int32_t *tokens, const int *br, int n, c
     const int d = cf->n_embd, V = cf->n_vocab;
     if (check_tokens(c, tokens, n, err, errlen)) return -1;
     for (int i = 0; i < n; i++)
-        if (br[i] < 0 || br[i] >= c->kv.n_branches) {
-            snprintf(err, errlen, "token %d: no branch %d (%d are open)", i, br[i],
-                     c->kv.n_branches);
-            return -1;
-        }
+        if (br[i] < 0 || br[i] >= c->kv.n_branches)
+            return wim_errorf(err, errlen, "token %d: no branch %d (%d are open)", i, br[i],
+                              c->kv.n_branches);
     for (int s = 0; s < n; s += c->p.chunk) {
         const int M = n - s < c->p.chunk ? n - s : c->p.chunk;
         for (int i = 0; i < M; i++) {
             const int b = br[s + i];
             c->tok_pos[i] = kv_branch_next_pos(&c->kv, b);
             c->tok_branch[i] = b;
-            if (kv_branch_claim(&c->kv, b, 1, tokens + s + i, c->slots + i)) {
-                snprintf(err, errlen, "branch %d is full (%d cells)", b, c->kv.branches[b].cap);
-                return -1;
-            }
+            if (kv_branch_claim(&c->kv, b, 1, tokens + s + i, c->slots + i))
+                return wim_errorf(err, errlen, "branch %d is full (%d cells)", b,
+                                  c->kv.branches[b].cap);
         }
         int rc = forward_chunk(c, tokens + s, M, 1); /* branch passes never materialise */
         if (rc) return forward_error(rc, c->tok_pos[0], M, err, errlen);
@@ -630,11 +677,10 @@ int ctx_file_geometry(const wim_model *m, const char *path, int *capacity, int *
      * checksum can be verified: one past both the model's context and the tokens it holds
      * is a damaged file, not a plan */
     if (*streaming && *capacity > m->cfg.n_ctx_train && *capacity - *cached > 65536)
-        return snprintf(err, errlen,
-                        "%s: a streaming window of %d cells for %d tokens, past the model's "
-                        "context of %d: not reserved (a damaged file?)",
-                        path, *capacity, *cached, m->cfg.n_ctx_train),
-               -1;
+        return wim_errorf(err, errlen,
+                          "%s: a streaming window of %d cells for %d tokens, past the model's "
+                          "context of %d: not reserved (a damaged file?)",
+                          path, *capacity, *cached, m->cfg.n_ctx_train);
     return 0;
 }
 

@@ -27,6 +27,7 @@ struct wim_ctx {
     int *tok_pos, *tok_branch; /* their positions, and branches (-1: the trunk) */
     void *scratch;             /* the block all of the above are carved from */
     size_t scratch_size;
+    wim_trace *trace; /* NULL, or what trunk passes record for a student (wim.h) */
 };
 
 /* Branches of the context's cache (kvcache.h: sequences forked from the trunk

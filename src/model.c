@@ -382,6 +382,14 @@ int wim_model_n_vocab(const wim_model *m) {
     return m->cfg.n_vocab;
 }
 
+int wim_model_n_layer(const wim_model *m) {
+    return m->cfg.n_layer;
+}
+
+int wim_model_n_head(const wim_model *m) {
+    return m->cfg.n_head;
+}
+
 int wim_model_n_ctx(const wim_model *m) {
     return m->cfg.n_ctx_train;
 }

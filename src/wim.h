@@ -66,11 +66,37 @@ int wim_eval(wim_ctx *c, const int32_t *tokens, int n, float *logits, int all_lo
 int wim_model_n_vocab(const wim_model *m);
 /* The context length the model was trained for (its positions beyond are extrapolated). */
 int wim_model_n_ctx(const wim_model *m);
+int wim_model_n_layer(const wim_model *m);
+int wim_model_n_head(const wim_model *m); /* query heads */
 
 /* A 1-D or 2-D tensor by name: its row length and row count (0, or -1 when no
  * such tensor), and one row decoded to floats whatever its type (out: n_in). */
 int wim_model_tensor_shape(const wim_model *m, const char *name, int *n_in, int *n_rows);
 void wim_model_tensor_row(const wim_model *m, const char *name, int row, float *out);
+
+/* ---- a view inside the forward pass (wim logits --trace) ----
+ * While a trace is set, every pass over the trunk (wim_eval) records, for the tokens at
+ * positions pos0 .. pos0 + n_pos - 1, the size of the residual stream x after the
+ * embedding and after each block adds its output, and the attention weights one head
+ * gave each key: read from the buffers the pass computes with, never recomputed, so the
+ * results are the same bits traced or not. Branch passes are not recorded. The caller
+ * owns the arrays. */
+typedef struct {
+    int layer, head; /* whose attention weights: 0..n_layer-1, 0..n_head-1 */
+    int pos0, n_pos; /* the query positions recorded */
+    /* resid[(i * (1 + 2 * n_layer) + s) * 3 + {0, 1, 2}]: the L2 norm, the RMS and the
+     * largest |x| of position pos0 + i's residual stream at stage s: 0 the embedding,
+     * 1 + 2l after layer l's attention, 2 + 2l after its feed-forward block */
+    float *resid;
+    /* attn[i * (pos0 + n_pos) + k]: the weight query pos0 + i gave the key at position k,
+     * after the softmax, as the values were weighted; -1 where the query did not see the
+     * key (the causal mask, a sliding window, a streaming window) */
+    float *attn;
+} wim_trace;
+
+/* Sets (t) or clears (NULL) the context's trace; fills t's arrays with -1 (nothing
+ * recorded yet). -1 with one line when t's layer, head or positions are out of range. */
+int wim_ctx_set_trace(wim_ctx *c, wim_trace *t, char *err, size_t errlen);
 
 /* ---- KV snapshots and persistence ----
  * snapshot is O(1) and nests; restore rolls the cache back to the bytes it

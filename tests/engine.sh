@@ -2,7 +2,8 @@
 # engine.sh — end-to-end tests of the engine through the `wim` CLI:
 # the real stories260K model against its known output, chunked-prefill
 # exactness, an independent NumPy reference on random models of every
-# architecture and weight type, malformed files, and thread-count invariance.
+# architecture and weight type, malformed files, thread-count invariance, and
+# `wim logits --trace` (its weights and norms against the same reference).
 # Prints PASS/FAIL/SKIP lines for tests/run.sh.
 set -u
 W=${WIM_BIN:-build/wim}
@@ -392,3 +393,67 @@ print(f"{len(meta)} keys, {len(infos)} tensor offsets")
 PYEOF
     [ $? -eq 0 ] && pass "$t ($(cat "$T/chk.txt"))" || fail $t "$(tail -2 "$T/chk.txt")"
 else fail $t "$(cat "$T/e.txt")"; fi
+
+# 10. wim logits --trace, read as a student would (tests/check_trace.py): a row per stage of
+# the residual stream, every attention row summing to 1 with the causal mask as blanks, and
+# the numbers those of the independent NumPy pass (the real model; a random gemma2, whose
+# sliding window hides keys below the diagonal too). The JSON Lines are the same bytes traced
+# or not, and on Q8_0 weights the whole view is the same at any chunk size (the weights are
+# the attention tiles' own arithmetic).
+trace_check() { # name, model, tokens, layer, head, n_layer, extra options (quoted), check options...
+    local t=$1 m=$2 toks=$3 layer=$4 head=$5 nl=$6 opts=$7
+    shift 7
+    $W logits -m "$m" --tokens "$toks" --kv-type f32 --trace "$layer" --head "$head" $opts \
+        >"$T/tr.txt" 2>"$T/e.txt" &&
+        $PY "$HERE/reference_forward.py" --trace "$m" "$toks" f32 "$layer" "$head" >"$T/tr.ref" &&
+        $PY "$HERE/check_trace.py" "$T/tr.txt" "$nl" --ref "$T/tr.ref" "$@" >"$T/chk.txt" 2>&1 &&
+        pass "$t ($(cat "$T/chk.txt"))" || fail $t "$(cat "$T/e.txt" "$T/chk.txt" | head -c 400)"
+}
+if have_stories && have_numpy; then
+    toks="1,$(echo "$ids" | cut -d, -f1-19)"
+    trace_check trace_stories260K_last_8_of_20 "$STORIES" "$toks" 2 5 5 "--trace-last 8"
+    trace_check trace_stories260K_whole_matrix "$STORIES" "$toks" 4 7 5 "--trace-last 20"
+else skip trace_stories260K "needs $STORIES and python3-numpy"; fi
+if [ -f "$GPT2" ] && have_numpy; then
+    $W mkmodel --vocab-from "$GPT2" -o "$T/g2.gguf" --arch gemma2 --type f32 --dim 64 --heads 4 \
+        --kv-heads 2 --ff 96 --layers 2 --seed 7 --sliding-window 4 --softcap 0.5,10
+    toks="464,5044,1110,257,640,11,612,373,257,1310,2576,13,50256"
+    trace_check trace_gemma2_sliding_window "$T/g2.gguf" "$toks" 0 1 2 "" --window 4
+    trace_check trace_gemma2_full_layer "$T/g2.gguf" "$toks" 1 3 2 ""
+else skip trace_gemma2 "needs $GPT2 and python3-numpy"; fi
+
+t=trace_leaves_logits_unchanged
+ok=1 msg=
+M10=$HERE/../data/wim-tiny/wim-tiny.gguf
+for spec in "$M10|--chunk 1" "$M10|--chunk 512" "$STORIES|--chunk 3 --kv-type f32"; do
+    m=${spec%%|*} opts=${spec#*|}
+    [ -f "$m" ] || continue
+    $W logits -m "$m" -p "Mila Mason works for Crystal Systems, founded in 1859." --top 8 $opts \
+        >"$T/plain.jsonl" &&
+        $W logits -m "$m" -p "Mila Mason works for Crystal Systems, founded in 1859." --top 8 $opts \
+            --trace 1 --head 2 --trace-last 6 >"$T/traced.txt" || { ok=0; msg="wim logits failed"; }
+    grep '^{' "$T/traced.txt" | cmp -s - "$T/plain.jsonl" ||
+        { ok=0; msg="$(basename "$m") $opts: the JSON Lines differ with --trace"; }
+    [ "$(grep -c '^{' "$T/traced.txt")" -lt "$(wc -l <"$T/traced.txt")" ] ||
+        { ok=0; msg="$(basename "$m") $opts: no trace printed"; }
+    [ "$m" = "$M10" ] && cp "$T/traced.txt" "$T/traced${opts#--chunk }.txt"
+done
+cmp -s "$T/traced1.txt" "$T/traced512.txt" || { ok=0; msg=${msg:-"the trace of the Q8_0 model depends on the chunk"}; }
+[ $ok = 1 ] && pass $t || fail $t "$msg"
+
+# A layer or head outside the model: one line naming the valid range, exit 2.
+trace_refused() { # name, range, options...
+    local t=$1 range=$2
+    shift 2
+    $W logits -m "$M10" -p "Mila Mason" "$@" >"$T/o.txt" 2>"$T/e.txt"
+    local rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$T/e.txt")" -eq 1 ] && grep -q "^wim: .*$range" "$T/e.txt" &&
+        [ ! -s "$T/o.txt" ] && pass "$t ($(cat "$T/e.txt"))" ||
+        fail $t "exit $rc: $(head -c 300 "$T/e.txt")"
+}
+nl10=$($W info -m "$M10" --no-tensors | awk '$1 == "layers" {print $2}')
+nh10=$($W info -m "$M10" --no-tensors | awk '$1 == "heads" {print $2}')
+trace_refused trace_layer_past_the_model "0\.\.$((nl10 - 1))" --trace "$nl10"
+trace_refused trace_negative_layer "0\.\.$((nl10 - 1))" --trace -1
+trace_refused trace_head_past_the_model "0\.\.$((nh10 - 1))" --trace 0 --head "$nh10"
+trace_refused trace_head_without_trace "--trace" --head 1

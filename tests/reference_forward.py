@@ -15,6 +15,11 @@ usage: reference_forward.py MODEL.gguf TOKENS(comma-separated) KV_TYPE(f16|f32) 
 (N_CTX: the engine's KV capacity, default the token count) prints one line per position: the logits, space-separated.
        reference_forward.py --dump MODEL.gguf TENSOR ROWS
 prints the first ROWS rows of a tensor as this file decodes them (float32).
+       reference_forward.py --trace MODEL.gguf TOKENS KV_TYPE LAYER HEAD
+prints what `wim logits --trace` shows: "resid S n_0 .. n_last", the L2 norm of the
+residual stream at stage S (0 the embedding, 1 + 2l after layer l's attention, 2 + 2l
+after its FFN) at every position, then "attn Q w_0 .. w_Q", the softmax weights head
+HEAD of layer LAYER gives each key (0 where the mask hides it).
 """
 import os
 import struct
@@ -280,7 +285,9 @@ def rope_frequencies(meta, T, n_rot, theta, n_ctx):
     return inv_freq, mscale
 
 
-def forward(meta, T, tokens, kv_type, n_ctx):
+def forward(meta, T, tokens, kv_type, n_ctx, trace=None):
+    """The logits; trace (a dict with "layer" and "head"), when given, also gets
+    "resid" (the L2 norms of x at every stage) and "attn" (that head's weights)."""
     arch = meta["general.architecture"]
     g = lambda k, d=None: meta.get(f"{arch}.{k}", d)
     d, L, H = g("embedding_length"), g("block_count"), g("attention.head_count")
@@ -299,6 +306,8 @@ def forward(meta, T, tokens, kv_type, n_ctx):
     x = emb[tokens].copy()
     if gemma2:
         x *= np.sqrt(d)
+    stages = trace.setdefault("resid", []) if trace is not None else []
+    stages.append(np.linalg.norm(x, axis=1))
     causal = np.triu(np.full((n, n), -np.inf), 1)
     windowed = causal + np.tril(np.full((n, n), -np.inf), -window) if window else causal
     # a query at i sees positions (i - window, i]; gemma2 on even layers only
@@ -329,11 +338,15 @@ def forward(meta, T, tokens, kv_type, n_ctx):
                 s = attn_cap * np.tanh(s / attn_cap)
             s = s + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
-            out[:, h, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kh, :]
+            weights = s / s.sum(axis=1, keepdims=True)
+            if trace is not None and (layer, h) == (trace["layer"], trace["head"]):
+                trace["attn"] = weights
+            out[:, h, :] = weights @ v[:, kh, :]
         a = matmul(out.reshape(n, H * hd), T[p + "attn_output.weight"])
         if gemma2:
             a = rmsnorm(a, T[p + "post_attention_norm.weight"][0], eps)
         x = x + a
+        stages.append(np.linalg.norm(x, axis=1))
         xb = rmsnorm(x, T[p + "ffn_norm.weight"][0], eps)
         if p + "ffn_gate.weight" in T:
             gate, up = matmul(xb, T[p + "ffn_gate.weight"]), matmul(xb, T[p + "ffn_up.weight"])
@@ -348,6 +361,7 @@ def forward(meta, T, tokens, kv_type, n_ctx):
         if gemma2:
             f = rmsnorm(f, T[p + "post_ffw_norm.weight"][0], eps)
         x = x + f
+        stages.append(np.linalg.norm(x, axis=1))
     x = rmsnorm(x, T["output_norm.weight"][0], eps)
     out_w = T.get("output.weight", T["token_embd.weight"])
     logits = matmul(x, out_w)
@@ -359,6 +373,16 @@ def main():
         _, T = load_gguf(sys.argv[2])
         for row in T[sys.argv[3]][0][:int(sys.argv[4])]:
             print(" ".join(f"{v:.9g}" for v in row.astype(np.float32)))
+        return
+    if sys.argv[1] == "--trace":
+        meta, T = load_gguf(sys.argv[2])
+        tokens = [int(t) for t in sys.argv[3].split(",")]
+        trace = {"layer": int(sys.argv[5]), "head": int(sys.argv[6])}
+        forward(meta, T, tokens, sys.argv[4], len(tokens), trace)
+        for s, norms in enumerate(trace["resid"]):
+            print("resid", s, " ".join(f"{v:.7g}" for v in norms))
+        for q, row in enumerate(trace["attn"]):
+            print("attn", q, " ".join(f"{v:.7g}" for v in row[:q + 1]))
         return
     meta, T = load_gguf(sys.argv[1])
     tokens = [int(t) for t in sys.argv[2].split(",")]

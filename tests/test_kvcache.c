@@ -177,7 +177,7 @@ static int stream_attention(int C, int pin, int chunk, int n, enum wim_kv_type t
             vec_of(p0 + i, 1, v);
             kv_store(&kv, 0, slots[i], k, v);
             vec_of(p0 + i, 2, q + (size_t)i * HD);
-            qs[i] = (attn_query){q + (size_t)i * HD, out + (size_t)(p0 + i) * HD, p0 + i, -1};
+            qs[i] = (attn_query){q + (size_t)i * HD, out + (size_t)(p0 + i) * HD, p0 + i, -1, NULL};
         }
         attn_block(kern, &kv, 0, 0, HD, qs, m, (attn_shape){0.7f, 0.0f, 0}, scratch);
     }
