@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "chat.h"
-#include "classify.h"
+#include "verdict.h"
 #include "model.h"
 #include "repro_internal.h"
 
@@ -180,7 +180,7 @@ static int judge_answer(const wim_model *jm, const char *question, const char *g
             if (wim_eval(c, &t, 1, logits, 0, err, errlen)) break;
         }
         text[len] = 0;
-        verdict = wim_classify_parse_lenient(text);
+        verdict = wim_verdict_parse_lenient(text);
     }
     if (n < 0 || !ids) repro_errf(err, errlen, "judge: cannot tokenize the prompt");
     wim_ctx_free(c);

@@ -9,7 +9,7 @@
  */
 #include "cli.h"
 #include "clock.h"
-#include "forward.h"
+#include "context.h"
 
 #include <errno.h>
 #include <math.h>

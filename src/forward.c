@@ -22,8 +22,8 @@
 #include <string.h>
 
 #include "attention.h"
+#include "context.h"
 #include "error.h"
-#include "forward.h"
 #include "model.h"
 #include "quants.h"
 #include "simd.h"
@@ -511,7 +511,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
             for (size_t i = 0; i < (size_t)M * ff; i++)
                 c->hb[i] = gate_act(cf, c->hb[i]) * c->hb2[i];
         } else { /* fused: each row is gate (first n_ff) then up */
-            matmul(c, &L->w_up, xb, M, c->hb, 2 * ff);
+            matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
             for (int i = 0; i < M; i++) {
                 const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
                 for (int j = 0; j < ff; j++)

@@ -267,8 +267,9 @@ static int bind_layer(loader *l, const wim_config *c, int i, wim_layer *L) {
         bind_mat(l, NAME("attn_output.weight"), qd, d, 0, &L->wo) ||
         bind_mat(l, NAME("ffn_gate.weight"), d, c->n_ff, 1, &L->w_gate))
         return -1;
-    int up_rows = L->w_gate.data ? c->n_ff : 2 * c->n_ff; /* fused gate|up without ffn_gate */
-    if (bind_mat(l, NAME("ffn_up.weight"), d, up_rows, 0, &L->w_up) ||
+    const int fused = !L->w_gate.data; /* no ffn_gate: ffn_up holds gate|up */
+    if (bind_mat(l, NAME("ffn_up.weight"), d, fused ? 2 * c->n_ff : c->n_ff, 0,
+                 fused ? &L->w_gate_up : &L->w_up) ||
         bind_mat(l, NAME("ffn_down.weight"), c->n_ff, d, 0, &L->w_down))
         return -1;
     if (c->arch == WIM_ARCH_GEMMA2 &&

@@ -64,7 +64,8 @@ typedef struct {
     wim_mat wqkv;        /* ... or one fused q|k|v (phi3); .data == NULL when absent */
     float *bq, *bk, *bv; /* optional biases (qwen2) */
     wim_mat wo;
-    wim_mat w_gate, w_up; /* w_gate.data == NULL: w_up is fused gate|up (phi3) */
+    wim_mat w_gate, w_up; /* SwiGLU's two inputs ... */
+    wim_mat w_gate_up; /* ... or both in one (phi3): rows gate then up; .data == NULL when absent */
     wim_mat w_down;
     float *post_attn_norm, *post_ffn_norm; /* gemma2; NULL elsewhere */
 } wim_layer;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "margins.h"
+#include "margin_text.h"
 #include "model.h"
 #include "tokenizer.h"
 

@@ -454,8 +454,18 @@ void queue_free(serve_queue *q) {
     free(q);
 }
 
+/* Whether j has answered (under j->mu; callers may hold q->mu: always q->mu, then j->mu). */
+static int answered(job *j) {
+    pthread_mutex_lock(&j->mu);
+    int done = j->finished;
+    pthread_mutex_unlock(&j->mu);
+    return done;
+}
+
+/* The job by that id still to answer; one that has answered is gone to its client (a stop
+ * finds nothing to stop, and the id is free again), though the worker may still tidy up. */
 static job *active(serve_queue *q, const char *id) {
-    if (q->running && !strcmp(q->running->id, id)) return q->running;
+    if (q->running && !strcmp(q->running->id, id) && !answered(q->running)) return q->running;
     for (job *j = q->head; j; j = j->next)
         if (!strcmp(j->id, id)) return j;
     return NULL;
@@ -469,12 +479,7 @@ int queue_push(serve_queue *q, job *j, int *retry_after) {
     }
     /* the running job does not count: --queue 0 runs one request at a time, nothing waits
      * (and a job that has answered is done, though the worker is still tidying up) */
-    int busy = 0;
-    if (q->running) {
-        pthread_mutex_lock(&q->running->mu);
-        busy = !q->running->finished;
-        pthread_mutex_unlock(&q->running->mu);
-    }
+    const int busy = q->running && !answered(q->running);
     if ((q->waiting >= q->o->queue && (busy || q->waiting)) || q->quit) {
         double s = q->avg_ms * (q->waiting + 1) / 1e3;
         *retry_after = s < 1 ? 1 : s > 3600 ? 3600 : (int)(s + 0.999);

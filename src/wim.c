@@ -25,16 +25,16 @@
 
 #include "bm25.h"
 #include "chat.h"
-#include "classify.h"
 #include "clock.h"
+#include "context.h"
 #include "error.h"
-#include "forward.h"
-#include "margins.h"
+#include "margin_text.h"
 #include "model.h"
 #include "prompts.h"
 #include "quotes.h"
 #include "segment.h"
 #include "tokenizer.h"
+#include "verdict.h"
 #include "wim.h"
 
 typedef struct {
@@ -303,7 +303,7 @@ static int show_margin_prompt(run_state *s, int i, const char *notes, const char
 
 /* The classifier's reply read by the rule the run asked for. */
 static int parse_verdict(const run_state *s, const char *raw) {
-    return s->p->lenient_classifier ? wim_classify_parse_lenient(raw) : wim_classify_parse(raw);
+    return s->p->lenient_classifier ? wim_verdict_parse_lenient(raw) : wim_verdict_parse(raw);
 }
 
 /* Judges text (margin i, or for rag segment i) in the separate context.

@@ -12,7 +12,7 @@
  */
 #include <unistd.h>
 
-#include "forward.h"
+#include "context.h"
 #include "test.h"
 #include "wim.h"
 

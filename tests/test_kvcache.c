@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "attention.h"
-#include "forward.h"
+#include "context.h"
 #include "kvcache.h"
 #include "model.h"
 #include "simd.h"

@@ -10,7 +10,7 @@
  */
 #include "test.h"
 
-#include "classify.h"
+#include "verdict.h"
 #include "prompts.h"
 
 #include <sys/stat.h>
@@ -476,12 +476,12 @@ static const struct {
 static void test_classify_table(void) {
     CHECK(sizeof verdicts / sizeof verdicts[0] >= 20);
     for (size_t i = 0; i < sizeof verdicts / sizeof verdicts[0]; i++) {
-        int p = wim_classify_parse(verdicts[i].text),
-            l = wim_classify_parse_lenient(verdicts[i].text);
+        int p = wim_verdict_parse(verdicts[i].text),
+            l = wim_verdict_parse_lenient(verdicts[i].text);
         CHECKF(p == verdicts[i].paper, "paper rule on \"%s\": %d", verdicts[i].text, p);
         CHECKF(l == verdicts[i].lenient, "lenient rule on \"%s\": %d", verdicts[i].text, l);
     }
-    CHECK(wim_classify_parse(NULL) == 0 && wim_classify_parse_lenient(NULL) == 0);
+    CHECK(wim_verdict_parse(NULL) == 0 && wim_verdict_parse_lenient(NULL) == 0);
 }
 
 /* Long and hostile outputs: no allocation, no overrun, still the right verdict. */
@@ -492,13 +492,13 @@ static void test_classify_long(void) {
     for (size_t i = 0; i < n; i++)
         s[i] = "`ab \xc2"[i % 5];
     memcpy(s + n, " YES", 5);
-    int p = wim_classify_parse(s), l = wim_classify_parse_lenient(s);
+    int p = wim_verdict_parse(s), l = wim_verdict_parse_lenient(s);
     s[n + 1] = '#';
-    int p2 = wim_classify_parse(s);
+    int p2 = wim_verdict_parse(s);
     free(s);
     CHECK(p == 1 && l == 1 && p2 == 0);
-    CHECK(wim_classify_parse("\xe2\x80") == 0 && wim_classify_parse("YES\xe2") == 0);
-    CHECK(wim_classify_parse("YES\xe2\x80") == 0); /* a truncated sequence is not whitespace */
+    CHECK(wim_verdict_parse("\xe2\x80") == 0 && wim_verdict_parse("YES\xe2") == 0);
+    CHECK(wim_verdict_parse("YES\xe2\x80") == 0); /* a truncated sequence is not whitespace */
 }
 
 int main(void) {

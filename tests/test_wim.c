@@ -8,7 +8,7 @@
  */
 #include <unistd.h>
 
-#include "margins.h"
+#include "margin_text.h"
 #include "simd.h"
 #include "test.h"
 #include "wim.h"

@@ -1,8 +1,8 @@
 /*
- * test_margins.c — the sentences an extractive margin may quote (a hand-written table of
+ * test_margin_text.c — the sentences an extractive margin may quote (a hand-written table of
  * texts and their sentences), and joining kept margins with and without dedupe.
  */
-#include "margins.h"
+#include "margin_text.h"
 #include "test.h"
 
 /* The sentences of text joined by '|'. */

@@ -1,5 +1,5 @@
 /*
- * classify.c — the paper's verdict rule and a lenient one (see classify.h).
+ * verdict.c — the paper's verdict rule and a lenient one (see verdict.h).
  *
  * Owns: one scanner over the classifier's text that yields its bytes with every
  * "```" removed and stops at the first '#', and the two rules built on it.
@@ -9,7 +9,7 @@
  * The scanner matches "```" where Python's str.replace would: left to right,
  * non-overlapping, on the original text.
  */
-#include "classify.h"
+#include "verdict.h"
 
 #include <string.h>
 
@@ -64,7 +64,7 @@ static int next_code_point(const char **p, unsigned char b[4]) {
     return n;
 }
 
-int wim_classify_parse(const char *text) {
+int wim_verdict_parse(const char *text) {
     const char *p = text ? text : "";
     /* The last three bytes scanned, and their copy taken at the last non-space code point:
      * that copy is how the text ends once trailing spaces are stripped. Leading spaces cannot
@@ -102,7 +102,7 @@ static int is_ascii_letter(int c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-int wim_classify_parse_lenient(const char *text) {
+int wim_verdict_parse_lenient(const char *text) {
     const char *p = text ? text : "";
     /* Only the first two words and the last one matter; words longer than "answer" can match
      * none of yes / no / answer, so 7 letters are enough to keep. */

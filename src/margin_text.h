@@ -1,5 +1,5 @@
 /*
- * margins.h — a margin's text between the model and the final prompt.
+ * margin_text.h — a margin's text between the model and the final prompt.
  *
  * Owns: the sentences an extractive margin may quote (`--extractive-margins` builds each
  * margin from the sentences of its segment, verbatim), and joining the kept margins into
@@ -9,8 +9,8 @@
  * text, never empty, with a letter or digit, without the blanks (spaces, tabs, carriage
  * returns) around it and never across a line break.
  */
-#ifndef WIM_MARGINS_H
-#define WIM_MARGINS_H
+#ifndef WIM_MARGIN_TEXT_H
+#define WIM_MARGIN_TEXT_H
 
 #include <stddef.h>
 

@@ -1,8 +1,8 @@
 /*
- * forward.h — the inference context behind the opaque wim_ctx.
+ * context.h — the inference context behind the opaque wim_ctx.
  */
-#ifndef WIM_FORWARD_H
-#define WIM_FORWARD_H
+#ifndef WIM_CONTEXT_H
+#define WIM_CONTEXT_H
 
 #include "kvcache.h"
 #include "mem.h"

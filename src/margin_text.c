@@ -1,5 +1,5 @@
 /*
- * margins.c — the sentences an extractive margin may quote, and joining kept margins.
+ * margin_text.c — the sentences an extractive margin may quote, and joining kept margins.
  *
  * Extractive margins exist for models trained to copy sentences (the bundled one, see
  * data/wim-tiny/): left free, such a model invents a plausible line in every segment that
@@ -8,7 +8,7 @@
  * sentences removes both. The paper's margins are free summaries, so the pipeline quotes
  * only when asked.
  */
-#include "margins.h"
+#include "margin_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
