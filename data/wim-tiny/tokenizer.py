@@ -1,7 +1,7 @@
 """tokenizer.py — wim-tiny's vocabulary: a byte-fallback BPE learned over the world's text,
 stored as a SentencePiece-style ("llama") vocabulary so the C loader reads it unchanged.
 
-Owns: training the merges (train), encoding exactly as src/tokenizer.c's SPM path does
+Owns: training the merges (train), encoding exactly as src/tokenizer_spm.c does
 (encode), and the GGUF token arrays (gguf_arrays).
 
 Invariants: a word merges with the space before it, so it is one piece wherever a
