@@ -10,8 +10,8 @@
  */
 #include "test.h"
 
-#include "verdict.h"
 #include "prompts.h"
+#include "verdict.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
