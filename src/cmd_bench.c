@@ -86,23 +86,20 @@ int cmd_bench(int argc, char **argv) {
         } else
             return cli_error("bench: unknown option '%s' (see wim bench --help)", a);
     }
-    const char *model = mo.model;
-    const long threads = mo.threads;
-    const int json = mo.json;
-    if (!model) return cli_error("bench: no model given: pass -m MODEL.gguf");
+    if (!mo.model) return cli_error("bench: no model given: pass -m MODEL.gguf");
     int prompts[16], np = 0; /* -p 0: decode only */
     for (int i = 0; i < n_plist; i++)
         if (plist[i] > 0) prompts[np++] = plist[i];
     char err[512];
     wim_model *m;
-    if (wim_model_load(model, &m, err, sizeof err)) return cli_error("%s", err);
+    if (wim_model_load(mo.model, &m, err, sizeof err)) return cli_error("%s", err);
     int cap = (int)gen;
     for (int i = 0; i < np; i++)
         if (prompts[i] > cap) cap = prompts[i];
     wim_ctx_params p = wim_ctx_default_params();
     p.n_ctx = cap > 0 ? cap : 1;
     p.chunk = (int)chunk;
-    p.n_threads = (int)threads;
+    p.n_threads = (int)mo.threads;
     wim_ctx *c;
     if (wim_ctx_new(m, &p, &c, err, sizeof err)) {
         wim_model_free(m);
@@ -110,7 +107,7 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *isa = wim_kernels_get()->isa;
     int nt = wim_ctx_threads(c), rc = 0;
-    if (!json)
+    if (!mo.json)
         printf("| %-8s | %10s | %-10s | %7s |\n|----------|-----------:|------------|--------:|\n",
                "test", "tok/s", "isa", "threads");
     for (int i = 0; i <= np && !rc; i++) {
@@ -123,7 +120,7 @@ int cmd_bench(int argc, char **argv) {
         }
         char name[32];
         snprintf(name, sizeof name, "%s%d", is_pp ? "pp" : "tg", is_pp ? prompts[i] : (int)gen);
-        if (json)
+        if (mo.json)
             printf("{\"test\":\"%s\",\"tok_s\":%.2f,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
                    isa, nt);
         else

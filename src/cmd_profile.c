@@ -173,10 +173,7 @@ int cmd_profile(int argc, char **argv) {
         } else
             return cli_error("profile: unknown option '%s' (see wim profile --help)", a);
     }
-    const char *model = mo.model;
-    long threads = mo.threads;
-    const int json = mo.json;
-    if (!model) return cli_error("profile: no model given: pass -m MODEL.gguf");
+    if (!mo.model) return cli_error("profile: no model given: pass -m MODEL.gguf");
     int modes[2], n_modes = 0;
     if (!strcmp(mode, "both") || !strcmp(mode, "tiled")) modes[n_modes++] = 0;
     if (!strcmp(mode, "both") || !strcmp(mode, "materialized")) modes[n_modes++] = 1;
@@ -189,29 +186,29 @@ int cmd_profile(int argc, char **argv) {
     char err[512];
     wim_model *m;
     /* no OpenMP region may run in this process before the measurements fork */
-    if (wim_model_load(model, &m, err, sizeof err)) return cli_error("%s", err);
+    if (wim_model_load(mo.model, &m, err, sizeof err)) return cli_error("%s", err);
     wim_profile_row *rows = calloc((size_t)nL * nK * 2, sizeof *rows);
     if (!rows) return cli_error("out of memory");
     int n = 0, failed = 0;
-    if (!json)
+    if (!mo.json)
         printf("%8s %6s %-13s %14s %12s %12s %10s\n", "L", "K", "attention", "scratch peak",
                "KV cache", "peak RSS", "time");
     /* one thread count for every row: the scratch a row reports depends on it, and the
      * engine's default follows the machine's load, which would differ from row to row */
-    if (threads <= 0)
-        threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (mo.threads <= 0)
+        mo.threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     for (int a = 0; a < nL; a++)
         for (int b = 0; b < nK; b++)
             for (int md = 0; md < n_modes; md++) {
                 if (Ks[b] > Ls[a]) continue;
                 wim_profile_row *r = &rows[n++];
-                if (wim_profile_one(m, Ls[a], Ks[b], modes[md], (int)threads, r)) {
+                if (wim_profile_one(m, Ls[a], Ks[b], modes[md], (int)mo.threads, r)) {
                     fprintf(stderr, "wim: profile L=%d K=%d %s: %s\n", Ls[a], Ks[b],
                             modes[md] ? "materialized" : "tiled", r->err);
                     failed = 1;
                     continue;
                 }
-                if (json)
+                if (mo.json)
                     printf("{\"L\":%d,\"K\":%d,\"mode\":\"%s\",\"scratch_peak_bytes\":%zu,"
                            "\"kv_bytes\":%zu,\"rss_peak_bytes\":%zu,\"ms\":%.1f}\n",
                            r->L, r->K, r->materialize ? "materialized" : "tiled",
@@ -222,9 +219,9 @@ int cmd_profile(int argc, char **argv) {
                            mib(r->kv_bytes), mib(r->rss_peak_bytes), r->ms);
                 fflush(stdout);
             }
-    const char *slash = strrchr(model, '/');
+    const char *slash = strrchr(mo.model, '/');
     int rc = failed ? 1 : 0;
-    if (svg && write_svg(svg, rows, n, Ks, nK, slash ? slash + 1 : model)) rc = 2;
+    if (svg && write_svg(svg, rows, n, Ks, nK, slash ? slash + 1 : mo.model)) rc = 2;
     free(rows);
     wim_model_free(m);
     return rc;

@@ -37,9 +37,7 @@ static uint32_t pair_hash(uint64_t key) {
 }
 
 static int pairs_init(wim_tokenizer *t, size_t n) {
-    uint32_t cap = 64;
-    while (cap < n * 2 + 16)
-        cap *= 2;
+    const uint32_t cap = tok_table_slots(n);
     t->pairs = malloc(cap * sizeof *t->pairs);
     if (!t->pairs) return -1;
     for (uint32_t i = 0; i < cap; i++)

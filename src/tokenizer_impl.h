@@ -105,6 +105,14 @@ struct wim_tokenizer {
 /* ------------------------------------------------------------------------ */
 /* the string table (tokenizer_strings.c)                                    */
 
+/* An open-addressing table's slots for n keys: a power of two, at most half full. */
+static inline uint32_t tok_table_slots(size_t n) {
+    uint32_t cap = 64;
+    while (cap < n * 2 + 16)
+        cap *= 2;
+    return cap;
+}
+
 static inline uint64_t tok_mix64(uint64_t h) {
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;

@@ -53,9 +53,7 @@ uint32_t tok_hash_bytes(const char *s, size_t n) {
 /* string map: text -> string id (keys live in the tokenizer's arena)        */
 
 int tok_strmap_init(strmap *m, size_t expected) {
-    uint32_t cap = 64;
-    while (cap < expected * 2 + 16)
-        cap *= 2;
+    const uint32_t cap = tok_table_slots(expected);
     m->slots = malloc(cap * sizeof *m->slots);
     if (!m->slots) return -1;
     for (uint32_t i = 0; i < cap; i++)
