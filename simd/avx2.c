@@ -71,6 +71,14 @@ INLINE __m256i dot_acc_i8(__m256i acc, __m256i aw, __m256i sx) {
 #endif
 }
 
+/* Prefetches the lines of bytes [off, off+n) from p into L1. The address may lie
+ * past the weights (a prefetch never faults); it is formed as an integer because
+ * pointer arithmetic beyond an object is undefined. */
+INLINE void prefetch_lines(const void *p, size_t off, size_t n) {
+    for (size_t o = 0; o < n; o += 64)
+        _mm_prefetch((const char *)((uintptr_t)p + off + o), _MM_HINT_T0);
+}
+
 /* Lane p of the result = sum of the 8 lanes of v[p] (exact int32). */
 INLINE __m256i hsum8_epi32(const __m256i *v) {
     __m256i a = _mm256_hadd_epi32(v[0], v[1]);
@@ -131,6 +139,10 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #pragma GCC unroll 16
         for (int m = 0; m < RM; m++)
             xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
+        /* the tile two tiles on, at the pace this one is read: 8 short rows side by
+         * side are too many streams for the hardware prefetcher (2x at 1 thread) */
+        prefetch_lines(w, ((size_t)2 * RN * nb + (size_t)b * RN) * sizeof(block_q8_0),
+                       RN * sizeof(block_q8_0));
 #pragma GCC unroll 16
         for (int j = 0; j < RN; j++) {
             __m256i wq = _mm256_loadu_si256((const __m256i *)w[(size_t)j * nb + b].qs);

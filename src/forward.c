@@ -257,7 +257,10 @@ static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y
         for (int i = 0; i < M; i++)
             kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
     }
-#pragma omp parallel for schedule(dynamic, 1)                                                      \
+    /* guided: each thread first takes a long run of adjacent tiles, so its weights stream
+     * from memory in one direction (decode 1.3x faster than one tile at a time at 2
+     * threads), and the shrinking runs at the end still even out a slow thread */
+#pragma omp parallel for schedule(guided)                                                          \
     num_threads(nt) if (tiles > 1 && (long)M * N * K >= PARALLEL_MIN_WORK)
     for (int t = 0; t < tiles; t++) {
         int j0 = t * MM_TILE, nn = N - j0 < MM_TILE ? N - j0 : MM_TILE;
