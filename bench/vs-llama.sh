@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/vs-llama.sh [MODEL.gguf ...] — wim beside llama.cpp on the same files,
 # the same machine and the same thread count, in one run; prints one table:
-# test, wim t/s, llama.cpp t/s, ratio, wim's kernels, CPU.
+# test, threads, wim t/s, llama.cpp t/s, ratio, wim's kernels, CPU; then, per
+# decode row, the roofline (weights streamed per second against the memory read
+# rate `wim bench --bandwidth` measures) and, for several THREADS, per-thread scaling.
 #
 # Builds the peer (../shared/peers, llama.cpp c392e50) into build/peers once
 # (about 8 minutes on 2 cores). llama-bench runs with -fa 0 and -fa 1 and the
@@ -10,7 +12,7 @@
 # 896-wide rows fall back to Q5_0, as llama-quantize does), and Llama-3.2-1B in
 # Q4_K_M (all of it Q4_K / Q6_K).
 #
-#   THREADS=2 PROMPTS=512 GEN=64 REPS=3 bash bench/vs-llama.sh
+#   THREADS=2 PROMPTS=512 GEN=64 REPS=3 bash bench/vs-llama.sh   (THREADS=1,2: both)
 #   WIM_ISA=avx2 ...        wim's AVX2 kernels (build the peer with AVX2 only
 #                           to compare like with like: PEER_FLAGS below)
 #   PEER_DIR=build/peers-avx2 PEER_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -63,24 +65,43 @@ fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '# %s, %s threads, wim %s, llama.cpp c392e50 (best of -fa 0/1)\n' "$cpu" "$threads" \
+printf '# %s, threads %s, wim %s, llama.cpp c392e50 (best of -fa 0/1)\n' "$cpu" "$threads" \
     "$("$wim" info --cpu | awk '/^kernels/ {print $2}')"
-printf '%-34s %-8s %10s %10s %7s  %s\n' model test "wim t/s" "llama t/s" ratio types
+printf '%-34s %-8s %3s %10s %10s %7s  %s\n' model test thr "wim t/s" "llama t/s" ratio types
 for m in "${models[@]}"; do
-    "$wim" bench -m "$m" -p "$prompts" -n "$gen" -r "$reps" -t "$threads" --json >"$out/wim.jsonl"
+    : >"$out/wim.jsonl"
+    for t in ${threads//,/ }; do
+        "$wim" bench -m "$m" -p "$prompts" -n "$gen" -r "$reps" -t "$t" --bandwidth --json \
+            >>"$out/wim.jsonl"
+    done
     "$peer/llama-bench" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -fa 0,1 -o json \
         >"$out/llama.json" 2>"$out/llama.err" || { cat "$out/llama.err" >&2; exit 1; }
     types=$("$wim" info -m "$m" --no-tensors | sed -n 's/^tensors *[0-9]* (\(.*\))/\1/p')
     /usr/bin/python3 - "$out/wim.jsonl" "$out/llama.json" "$(basename "$m" .gguf)" "$types" <<'EOF'
 import json, sys
-wim = {r["test"]: r for r in map(json.loads, open(sys.argv[1]))}
+rows = [json.loads(line) for line in open(sys.argv[1])]
+wim = {(r["test"], r["threads"]): r for r in rows if "tok_s" in r}
+read = {r["threads"]: r["gb_s"] for r in rows if r["test"] == "read"}
 best = {}
 for r in json.load(open(sys.argv[2])):
     test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-    best[test] = max(best.get(test, 0), r["avg_ts"])
-for test, r in wim.items():
-    peer = best.get(test)
+    key = (test, r["n_threads"])
+    best[key] = max(best.get(key, 0), r["avg_ts"])
+name, notes = sys.argv[3], []
+for (test, t), r in wim.items():
+    peer = best.get((test, t))
     ratio = f"{r['tok_s'] / peer:6.2f}x" if peer else "     -"
-    print(f"{sys.argv[3]:<34} {test:<8} {r['tok_s']:10.1f} {peer or 0:10.1f} {ratio}  {sys.argv[4]}")
+    print(f"{name:<34} {test:<8} {t:3d} {r['tok_s']:10.1f} {peer or 0:10.1f} {ratio}  {sys.argv[4]}")
+    if "weights_gb_s" in r and t in read:  # the roofline: decode streams every weight per token
+        gb = r["weights_gb_s"] / r["tok_s"]
+        peer_gbs = f", llama.cpp {peer * gb:.1f} GB/s = {peer * gb / read[t]:.0%}" if peer else ""
+        notes.append(f"#   {test} {t} thr: {gb * 1e3:.0f} MB of weights per token; memory reads "
+                     f"{read[t]:.1f} GB/s; wim streams {r['weights_gb_s']:.1f} GB/s = "
+                     f"{r['weights_gb_s'] / read[t]:.0%}{peer_gbs}")
+    one = wim.get((test, 1))
+    if t > 1 and one:  # scaling: tokens/s per thread against one thread
+        notes.append(f"#   {test} per thread at {t} threads: {r['tok_s'] / t / one['tok_s']:.0%} "
+                     f"of 1 thread's rate")
+print("\n".join(notes))
 EOF
 done

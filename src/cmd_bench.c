@@ -4,7 +4,13 @@
  * ppN: N prompt tokens in chunks of --chunk (default 512) into an empty cache;
  * tgN: N single-token decode steps from an empty cache. Each test is repeated
  * and the median reported, since shared machines are noisy.
+ *
+ * Decode streams every weight once per token, so a tgN row also gives the weights'
+ * rate (GB/s); --bandwidth adds a `read` row, the rate at which all the threads read
+ * one large array, which is the roofline that decode is measured against.
  */
+#include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +27,52 @@ static int cmp_double(const void *a, const void *b) {
 
 static const char *const usage =
     "usage: wim bench -m MODEL [-p 512,4096] [-n 128] [-r REPEATS] [--chunk K] [-t THREADS]\n"
-    "                 [--json]\n"
-    "  Prefill (ppN) and decode (tgN) tokens per second, median of REPEATS (default 3).\n"
-    "  WIM_ISA=scalar|avx2|... forces a kernel set. --json prints one object per row:\n"
-    "  {\"test\":\"pp512\",\"tok_s\":...,\"isa\":...,\"threads\":...}\n";
+    "                 [--bandwidth] [--json]\n"
+    "  Prefill (ppN) and decode (tgN) tokens per second, median of REPEATS (default 3);\n"
+    "  a tgN row also gives the rate its weights are read at (GB/s: they are all read once\n"
+    "  per token). --bandwidth adds a `read` row: the memory read rate of all the threads\n"
+    "  over a 512 MiB array, the roofline for decode. WIM_ISA=scalar|avx2|... forces a\n"
+    "  kernel set. --json prints one object per row:\n"
+    "  {\"test\":\"tg128\",\"tok_s\":...,\"weights_gb_s\":...,\"isa\":...,\"threads\":...}\n"
+    "  {\"test\":\"read\",\"gb_s\":...,\"threads\":...}\n";
+
+#define READ_BYTES ((size_t)512 << 20) /* well past any last-level cache */
+
+/* The median rate (GB/s) at which nt threads read READ_BYTES, each a contiguous
+ * share, over `reps` passes; -1 when the memory cannot be had. */
+static double read_bandwidth(int nt, int reps) {
+    const size_t n = READ_BYTES / sizeof(uint64_t);
+    uint64_t *a = malloc(READ_BYTES);
+    double *rates = malloc((size_t)(reps + 1) * sizeof *rates);
+    if (!a || !rates) {
+        free(a);
+        free(rates);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) /* touched once, so no pass pays for page faults */
+        a[i] = i;
+    uint64_t sink = 0;
+    for (int r = 0; r <= reps; r++) { /* pass 0 warms up the threads */
+        double t0 = wim_now_ms();
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : sink)
+        for (int t = 0; t < nt; t++) {
+            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (size_t i = n / nt * t; i + 3 < n / nt * (t + 1); i += 4) {
+                s0 += a[i];
+                s1 += a[i + 1];
+                s2 += a[i + 2];
+                s3 += a[i + 3];
+            }
+            sink += s0 ^ s1 ^ s2 ^ s3;
+        }
+        rates[r] = READ_BYTES / ((wim_now_ms() - t0) / 1e3) / 1e9;
+    }
+    qsort(rates + 1, (size_t)reps, sizeof *rates, cmp_double);
+    double med = sink == 1 ? 0 : rates[1 + reps / 2]; /* (sink keeps the sums alive) */
+    free(a);
+    free(rates);
+    return med;
+}
 
 /* Times one test `reps` times; returns the median tokens/s or -1 on error. */
 static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int reps) {
@@ -69,9 +117,14 @@ int cmd_bench(int argc, char **argv) {
     if (cli_wants_help(argc, argv, usage)) return 0;
     cli_measure_opts mo = {0};
     long gen = 128, reps = 3, chunk = 512;
+    int bandwidth = 0;
     int plist[16] = {512}, n_plist = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        if (!strcmp(a, "--bandwidth")) { /* (the only option without a value) */
+            bandwidth = 1;
+            continue;
+        }
         int known = cli_measure_option("bench", argc, argv, &i, &mo, &v);
         if (known) {
             if (known < 0) return 2;
@@ -107,9 +160,11 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *isa = wim_kernels_get()->isa;
     int nt = wim_ctx_threads(c), rc = 0;
+    const double decode_gb = wim_model_decode_bytes(m) / 1e9;
     if (!mo.json)
-        printf("| %-8s | %10s | %-10s | %7s |\n|----------|-----------:|------------|--------:|\n",
-               "test", "tok/s", "isa", "threads");
+        printf("| %-8s | %10s | %8s | %-10s | %7s |\n"
+               "|----------|-----------:|---------:|------------|--------:|\n",
+               "test", "tok/s", "GB/s", "isa", "threads");
     for (int i = 0; i <= np && !rc; i++) {
         int is_pp = i < np;
         if (!is_pp && gen == 0) break;
@@ -120,12 +175,25 @@ int cmd_bench(int argc, char **argv) {
         }
         char name[32];
         snprintf(name, sizeof name, "%s%d", is_pp ? "pp" : "tg", is_pp ? prompts[i] : (int)gen);
+        char rate[64] = "";
+        if (!is_pp)
+            snprintf(rate, sizeof rate, mo.json ? ",\"weights_gb_s\":%.2f" : "%.1f",
+                     tps * decode_gb);
         if (mo.json)
-            printf("{\"test\":\"%s\",\"tok_s\":%.2f,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
-                   isa, nt);
+            printf("{\"test\":\"%s\",\"tok_s\":%.2f%s,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
+                   rate, isa, nt);
         else
-            printf("| %-8s | %10.2f | %-10s | %7d |\n", name, tps, isa, nt);
+            printf("| %-8s | %10.2f | %8s | %-10s | %7d |\n", name, tps, rate, isa, nt);
         fflush(stdout);
+    }
+    if (bandwidth && !rc) {
+        double gbs = read_bandwidth(nt, (int)reps);
+        if (gbs < 0) {
+            rc = cli_error("bench: no memory for the %zu MiB read test", READ_BYTES >> 20);
+        } else if (mo.json)
+            printf("{\"test\":\"read\",\"gb_s\":%.2f,\"threads\":%d}\n", gbs, nt);
+        else
+            printf("| %-8s | %10s | %8.1f | %-10s | %7d |\n", "read", "", gbs, "", nt);
     }
     wim_ctx_free(c);
     wim_model_free(m);

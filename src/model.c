@@ -387,6 +387,22 @@ int wim_model_n_layer(const wim_model *m) {
     return m->cfg.n_layer;
 }
 
+static size_t mat_bytes(const wim_mat *w) {
+    return w->data ? (size_t)w->n_out * w->row_bytes : 0;
+}
+
+size_t wim_model_decode_bytes(const wim_model *m) {
+    size_t n = mat_bytes(m->cfg.tied_output ? &m->tok_embd : &m->output);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const wim_layer *L = &m->layers[l];
+        const wim_mat *mats[] = {&L->wq,     &L->wk,   &L->wv,        &L->wqkv,  &L->wo,
+                                 &L->w_gate, &L->w_up, &L->w_gate_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            n += mat_bytes(mats[i]);
+    }
+    return n;
+}
+
 int wim_model_n_head(const wim_model *m) {
     return m->cfg.n_head;
 }
@@ -461,6 +477,8 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
             "%.1f MiB at the full context of %d\n",
             bytes / 1048576.0, kv_per_tok * 2 / 1024.0,
             kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
+    fprintf(fp, "decode         reads %.1f MiB of weights per token\n",
+            wim_model_decode_bytes(m) / 1048576.0);
     fprintf(fp, "fingerprint    %016llx\n", (unsigned long long)m->fingerprint);
     if (!with_tensors) return;
     fprintf(fp, "\n%-5s %-32s %-5s %-24s %12s\n", "#", "tensor", "type", "shape", "bytes");

@@ -68,6 +68,9 @@ int wim_model_n_vocab(const wim_model *m);
 int wim_model_n_ctx(const wim_model *m);
 int wim_model_n_layer(const wim_model *m);
 int wim_model_n_head(const wim_model *m); /* query heads */
+/* Bytes of weights one decode step reads: every matrix once (the embedding is one row,
+ * unless it is also the output matrix). Decode is bound by streaming these. */
+size_t wim_model_decode_bytes(const wim_model *m);
 
 /* A 1-D or 2-D tensor by name: its row length and row count (0, or -1 when no
  * such tensor), and one row decoded to floats whatever its type (out: n_in). */
