@@ -240,53 +240,97 @@ int wim_ctx_set_trace(wim_ctx *c, wim_trace *t, char *err, size_t errlen) {
     return 0;
 }
 
-/* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
-static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y, int ldy) {
+/* What a weight type multiplies against: 0 the floats themselves, 1 block_q8_0
+ * activations, 2 block_q8_K (the K-quants). */
+static int activation_form(enum gguf_ttype type) {
+    if (wim_q_is_k(type)) return 2;
+    return type == GGUF_T_Q8_0 || wim_q_known(type) ? 1 : 0;
+}
+
+/* c->xq = x[M][K] quantized as `form` needs. */
+static void quantize_rows(wim_ctx *c, int form, const float *x, int M, int K) {
     const wim_kernels *kern = c->kern;
-    const int K = w->n_in, N = w->n_out, nt = c->p.n_threads;
-    const int tiles = (N + MM_TILE - 1) / MM_TILE;
-    const uint8_t *wd = w->data;
-    if (wim_q_is_k(w->type)) {
+    const int nt = c->p.n_threads;
+    if (form == 2) {
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++)
             kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K),
                                 K);
-    } else if (w->type == GGUF_T_Q8_0 || wim_q_known(w->type)) {
+    } else if (form == 1) {
         const int nb = K / QK8_0;
 #pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
         for (int i = 0; i < M; i++)
             kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
     }
+}
+
+/* Output rows j0 .. j0+nn-1 of y = x · wᵀ: one kernel call (a tile). */
+static void matmul_tile(const wim_ctx *c, const wim_mat *w, const float *x, int M, int j0, int nn,
+                        float *y, int ldy) {
+    const wim_kernels *kern = c->kern;
+    const int K = w->n_in;
+    const void *wt = (const uint8_t *)w->data + (size_t)j0 * w->row_bytes;
+    y += j0;
+    switch (w->type) {
+    case GGUF_T_Q8_0:
+        kern->gemm_q8_0(M, nn, K, c->xq, wt, y, ldy);
+        break;
+    case GGUF_T_F16:
+        kern->gemm_f16(M, nn, K, x, wt, y, ldy);
+        break;
+    case GGUF_T_BF16:
+        kern->gemm_bf16(M, nn, K, x, wt, y, ldy);
+        break;
+    default: /* Q4_0 .. Q6_K */
+        kern->gemm_q(w->type, M, nn, K, c->xq, wt, w->row_bytes, y, ldy);
+        break;
+    case GGUF_T_F32:
+        if (M >= 4) /* OpenBLAS pays off once weights are reused across rows */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, x, K, wt, K, 0.0f,
+                        y, ldy);
+        else
+            kern->gemm_f32(M, nn, K, x, wt, y, ldy);
+        break;
+    }
+}
+
+/* y[i][M][ldy[i]] (columns 0..w[i]->n_out) = x[M][K] · w[i]ᵀ for n <= 3 matrices that
+ * read the same x (q, k, v; gate, up): x is quantized once, and the tiles of all of
+ * them go to the threads in one parallel region. */
+static void matmul_n(wim_ctx *c, int n, const wim_mat *const *w, const float *x, int M,
+                     float *const *y, const int *ldy) {
+    const int K = w[0]->n_in, form = activation_form(w[0]->type);
+    for (int i = 1; i < n; i++)
+        if (activation_form(w[i]->type) != form) { /* mixed types: one at a time */
+            for (int j = 0; j < n; j++)
+                matmul_n(c, 1, &w[j], x, M, &y[j], &ldy[j]);
+            return;
+        }
+    quantize_rows(c, form, x, M, K);
+    int first[4] = {0}; /* matrix i's tiles are first[i] .. first[i+1]-1 */
+    long work = 0;
+    for (int i = 0; i < n; i++) {
+        first[i + 1] = first[i] + (w[i]->n_out + MM_TILE - 1) / MM_TILE;
+        work += (long)M * w[i]->n_out * K;
+    }
+    const int tiles = first[n];
     /* guided: each thread first takes a long run of adjacent tiles, so its weights stream
      * from memory in one direction (decode 1.3x faster than one tile at a time at 2
      * threads), and the shrinking runs at the end still even out a slow thread */
 #pragma omp parallel for schedule(guided)                                                          \
-    num_threads(nt) if (tiles > 1 && (long)M * N * K >= PARALLEL_MIN_WORK)
+    num_threads(c->p.n_threads) if (tiles > 1 && work >= PARALLEL_MIN_WORK)
     for (int t = 0; t < tiles; t++) {
-        int j0 = t * MM_TILE, nn = N - j0 < MM_TILE ? N - j0 : MM_TILE;
-        const void *wt = wd + (size_t)j0 * w->row_bytes;
-        switch (w->type) {
-        case GGUF_T_Q8_0:
-            kern->gemm_q8_0(M, nn, K, c->xq, wt, y + j0, ldy);
-            break;
-        case GGUF_T_F16:
-            kern->gemm_f16(M, nn, K, x, wt, y + j0, ldy);
-            break;
-        case GGUF_T_BF16:
-            kern->gemm_bf16(M, nn, K, x, wt, y + j0, ldy);
-            break;
-        default: /* Q4_0 .. Q6_K */
-            kern->gemm_q(w->type, M, nn, K, c->xq, wt, w->row_bytes, y + j0, ldy);
-            break;
-        case GGUF_T_F32:
-            if (M >= 4) /* OpenBLAS pays off once weights are reused across rows */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, x, K, wt, K,
-                            0.0f, y + j0, ldy);
-            else
-                kern->gemm_f32(M, nn, K, x, wt, y + j0, ldy);
-            break;
-        }
+        int i = 0;
+        while (t >= first[i + 1])
+            i++;
+        const int j0 = (t - first[i]) * MM_TILE, N = w[i]->n_out;
+        matmul_tile(c, w[i], x, M, j0, N - j0 < MM_TILE ? N - j0 : MM_TILE, y[i], ldy[i]);
     }
+}
+
+/* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
+static void matmul(wim_ctx *c, const wim_mat *w, const float *x, int M, float *y, int ldy) {
+    matmul_n(c, 1, &w, x, M, &y, &ldy);
 }
 
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
@@ -480,9 +524,10 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
                 memcpy(c->v + (size_t)i * kvd, r + qd + kvd, (size_t)kvd * sizeof(float));
             }
         } else {
-            matmul(c, &L->wq, xb, M, c->q, qd);
-            matmul(c, &L->wk, xb, M, c->k, kvd);
-            matmul(c, &L->wv, xb, M, c->v, kvd);
+            const wim_mat *w[] = {&L->wq, &L->wk, &L->wv};
+            float *y[] = {c->q, c->k, c->v};
+            const int ldy[] = {qd, kvd, kvd};
+            matmul_n(c, 3, w, xb, M, y, ldy);
         }
         add_bias(c->q, L->bq, M, qd);
         add_bias(c->k, L->bk, M, kvd);
@@ -509,8 +554,10 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
             rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->ffn_norm, d, cf->norm_eps);
         if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
         if (L->w_gate.data) {
-            matmul(c, &L->w_gate, xb, M, c->hb, ff);
-            matmul(c, &L->w_up, xb, M, c->hb2, ff);
+            const wim_mat *w[] = {&L->w_gate, &L->w_up};
+            float *y[] = {c->hb, c->hb2};
+            const int ldy[] = {ff, ff};
+            matmul_n(c, 2, w, xb, M, y, ldy);
             for (size_t i = 0; i < (size_t)M * ff; i++)
                 c->hb[i] = gate_act(cf, c->hb[i]) * c->hb2[i];
         } else { /* fused: each row is gate (first n_ff) then up */
