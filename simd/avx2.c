@@ -222,6 +222,11 @@ static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, f
             r[c] = c < n ? _mm256_loadu_si256((const __m256i *)w[(size_t)c * nb + b].qs)
                          : _mm256_setzero_si256();
         pack8_rows(r, wp + (size_t)b * 8);
+#if WIM_X86_DPBUSD /* w + 128 as u8 (q8p_tile's u8w) */
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            wp[(size_t)b * 8 + g] = _mm256_xor_si256(wp[(size_t)b * 8 + g], _mm256_set1_epi8(-128));
+#endif
         _mm256_storeu_ps(ws + (size_t)b * 8, _mm256_cvtph_ps(load_d8(w, nb, b, n)));
     }
 }
@@ -251,7 +256,10 @@ INLINE __m256i bcast4(const int8_t *p) {
 INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8_0 *x,
                      const __m256i *wp, const float *ws, size_t gs, const float *xs, float *y,
                      int ldy, int n, int first, const int sub, const int hasmin,
-                     const qx_scales *qs, const float *xm, const int kmode) {
+                     const qx_scales *qs, const float *xm, const int kmode, const int32_t *xc) {
+    /* unsigned weights (Q8_0 with VNNI): wp holds w + 128 as u8, dpbusd takes x as it
+     * is, and 128 * (the block's sum of x), xc[b*Q8_RM + m], comes off the exact sum */
+    const int u8w = WIM_X86_DPBUSD && xc != NULL;
     __m256 acc[Q8_RM * 2];
     __m256i S[Q8_RM * 2], MS[Q8_RM * 2]; /* kmode: the super-block's integer sums */
     float tmp[16];
@@ -294,19 +302,29 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
 #pragma GCC unroll 2
             for (int r = 0; r < RC; r++) {
                 wq[r] = _mm256_load_si256(wp + r * gs + (size_t)b * 8 + g);
-                aw[r] = _mm256_abs_epi8(wq[r]);
+                aw[r] = u8w ? wq[r] : _mm256_abs_epi8(wq[r]);
             }
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
                 __m256i xb = bcast4(x[(size_t)m * nb + b].qs + 4 * g);
 #pragma GCC unroll 2
                 for (int r = 0; r < RC; r++)
-                    s[m * RC + r] = dot_acc_i8(s[m * RC + r], aw[r], _mm256_sign_epi8(xb, wq[r]));
+                    s[m * RC + r] =
+                        dot_acc_i8(s[m * RC + r], aw[r], u8w ? xb : _mm256_sign_epi8(xb, wq[r]));
             }
             /* keeps GCC from regrouping the int32 adds into trees, which spills */
 #pragma GCC unroll 8
             for (int p = 0; p < RM * RC; p++)
                 __asm__("" : "+x"(s[p]));
+        }
+        if (u8w) {
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                const __m256i c = _mm256_set1_epi32(xc[b * Q8_RM + m]);
+#pragma GCC unroll 2
+                for (int r = 0; r < RC; r++)
+                    s[m * RC + r] = _mm256_sub_epi32(s[m * RC + r], c);
+            }
         }
         if (sub) {
 #pragma GCC unroll 2
@@ -392,7 +410,8 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
  * q8p_tile; qs's arrays are laid out as ws). */
 INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                      const float *ws, const float *xs, float *y, int ldy, int first, const int sub,
-                     const int hasmin, const qx_scales *qs, const float *xm, const int kmode) {
+                     const int hasmin, const qx_scales *qs, const float *xm, const int kmode,
+                     const int32_t *xc) {
     const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
     qx_scales q = qs ? *qs : (qx_scales){0};
@@ -401,10 +420,10 @@ INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
     for (; Q8_RC == 2 && sub < 2 && !kmode && j + 16 <= np;
          j += 16, q.d += 2 * gs, q.mn += 2 * gs, q.sa += 2 * gs, q.sb += 2 * gs)
         q8p_tile(RM, 2, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy, 16,
-                 first, sub, hasmin, &q, xm, 0);
+                 first, sub, hasmin, &q, xm, 0, xc);
     for (; j < np; j += 8, q.d += gs, q.mn += gs, q.sa += gs, q.sb += gs, q.mi += gs, q.dm += gs)
         q8p_tile(RM, 1, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy,
-                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode);
+                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode, xc);
 }
 
 /* q8p_rows for a row tile of rm (1..4) rows: Q8_0's panels, and the other
@@ -412,19 +431,19 @@ INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
 INLINE void panel_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                        const float *ws, const float *xs, float *y, int ldy, int first,
                        const int sub, const int hasmin, const qx_scales *qs, const float *xm,
-                       const int kmode) {
+                       const int kmode, const int32_t *xc) {
     switch (rm) {
     case 4:
-        q8p_rows(4, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        q8p_rows(4, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
         break;
     case 3:
-        q8p_rows(3, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        q8p_rows(3, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
         break;
     case 2:
-        q8p_rows(2, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        q8p_rows(2, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
         break;
     default:
-        q8p_rows(1, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode);
+        q8p_rows(1, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
         break;
     }
 }
@@ -436,12 +455,15 @@ static void zero_y(int M, int N, float *y, int ldy) {
             y[(size_t)m * ldy + j] = 0.0f;
 }
 
-/* The exact sum of an activation block's 32 values (Q4_1/Q5_1's minimum term). */
+/* The exact sum of an activation block's 32 values: the bytes made unsigned
+ * (x + 128) summed by psadbw, less 32 * 128. */
 INLINE int q8_block_sum(const block_q8_0 *xb) {
-    int t = 0;
-    for (int i = 0; i < QK8_0; i++)
-        t += xb->qs[i];
-    return t;
+    const __m256i u =
+        _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb->qs), _mm256_set1_epi8(-128));
+    const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
 /* M <= 4 (decode): one row tile, so nothing is reused across row tiles; stream
@@ -469,6 +491,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
     _Alignas(32) float ws[Q8_NP * Q8_KCH], xs[Q8_KCH * Q8_RM];
+    int32_t xc[Q8_KCH * Q8_RM];
     for (int jp = 0; jp < N; jp += Q8_NP) {
         const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
         for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
@@ -479,12 +502,18 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
             for (int i0 = 0; i0 < M;) {
                 const int rm = M - i0 < Q8_RM ? M - i0 : Q8_RM;
                 for (int b = 0; b < nbk; b++)
-                    for (int m = 0; m < Q8_RM; m++)
-                        xs[b * Q8_RM + m] =
-                            m < rm ? wim_fp16_to_fp32(x[(size_t)(i0 + m) * nb + b0 + b].d) : 0.0f;
+                    for (int m = 0; m < Q8_RM; m++) {
+                        xs[b * Q8_RM + m] = 0.0f;
+                        xc[b * Q8_RM + m] = 0;
+                        if (m >= rm) continue;
+                        const block_q8_0 *xb = x + (size_t)(i0 + m) * nb + b0 + b;
+                        xs[b * Q8_RM + m] = wim_fp16_to_fp32(xb->d);
+                        if (WIM_X86_DPBUSD) xc[b * Q8_RM + m] = 128 * q8_block_sum(xb);
+                    }
                 const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
                 float *yp = y + (size_t)i0 * ldy + jp;
-                panel_rows(rm, np, nbk, nb, xp, wp, ws, xs, yp, ldy, b0 == 0, 0, 0, NULL, NULL, 0);
+                panel_rows(rm, np, nbk, nb, xp, wp, ws, xs, yp, ldy, b0 == 0, 0, 0, NULL, NULL, 0,
+                           WIM_X86_DPBUSD ? xc : NULL);
                 i0 += rm;
             }
         }
@@ -875,7 +904,7 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
                 float *yp = y + (size_t)i0 * ldy + jp;
                 const int first = b0 == 0;
                 panel_rows(rm, np, nbk, xnb, xp, wp, qs.d, xs, yp, ldy, first, sub, hasmin, &qs, xm,
-                           kq);
+                           kq, NULL);
                 i0 += rm;
             }
         }
