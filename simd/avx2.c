@@ -259,7 +259,7 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
                      const qx_scales *qs, const float *xm, const int kmode, const int32_t *xc) {
     /* unsigned weights (Q8_0 with VNNI): wp holds w + 128 as u8, dpbusd takes x as it
      * is, and 128 * (the block's sum of x), xc[b*Q8_RM + m], comes off the exact sum */
-    const int u8w = WIM_X86_DPBUSD && xc != NULL;
+    const int u8w = xc != NULL;
     __m256 acc[Q8_RM * 2];
     __m256i S[Q8_RM * 2], MS[Q8_RM * 2]; /* kmode: the super-block's integer sums */
     float tmp[16];
