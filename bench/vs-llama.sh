@@ -13,6 +13,8 @@
 # Q4_K_M (all of it Q4_K / Q6_K).
 #
 #   THREADS=2 PROMPTS=512 GEN=64 REPS=3 bash bench/vs-llama.sh   (THREADS=1,2: both)
+#   PROMPTS=4096,16384 GEN=0 REPS=1 FA=1 ...   long prompts: -fa 0 at 16k tokens takes
+#                           many minutes per run and is the slower of the two there
 #   WIM_ISA=avx2 ...        wim's AVX2 kernels (build the peer with AVX2 only
 #                           to compare like with like: PEER_FLAGS below)
 #   PEER_DIR=build/peers-avx2 PEER_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 build=${BUILD:-build}
 wim=$build/wim
 shared=${WIM_SHARED:-../shared}
-threads=${THREADS:-2} prompts=${PROMPTS:-512} gen=${GEN:-64} reps=${REPS:-3}
+threads=${THREADS:-2} prompts=${PROMPTS:-512} gen=${GEN:-64} reps=${REPS:-3} fa=${FA:-0,1}
 peer_dir=${PEER_DIR:-$build/peers}
 [ -x "$wim" ] || make --no-print-directory "$wim" >/dev/null
 
@@ -65,8 +67,8 @@ fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '# %s, threads %s, wim %s, llama.cpp c392e50 (best of -fa 0/1)\n' "$cpu" "$threads" \
-    "$("$wim" info --cpu | awk '/^kernels/ {print $2}')"
+printf '# %s, threads %s, wim %s, llama.cpp c392e50 (best of -fa %s)\n' "$cpu" "$threads" \
+    "$("$wim" info --cpu | awk '/^kernels/ {print $2}')" "$fa"
 printf '%-34s %-8s %3s %10s %10s %7s  %s\n' model test thr "wim t/s" "llama t/s" ratio types
 for m in "${models[@]}"; do
     : >"$out/wim.jsonl"
@@ -74,7 +76,7 @@ for m in "${models[@]}"; do
         "$wim" bench -m "$m" -p "$prompts" -n "$gen" -r "$reps" -t "$t" --bandwidth --json \
             >>"$out/wim.jsonl"
     done
-    "$peer/llama-bench" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -fa 0,1 -o json \
+    "$peer/llama-bench" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -fa "$fa" -o json \
         >"$out/llama.json" 2>"$out/llama.err" || { cat "$out/llama.err" >&2; exit 1; }
     types=$("$wim" info -m "$m" --no-tensors | sed -n 's/^tensors *[0-9]* (\(.*\))/\1/p')
     /usr/bin/python3 - "$out/wim.jsonl" "$out/llama.json" "$(basename "$m" .gguf)" "$types" <<'EOF'

@@ -188,6 +188,9 @@ static void attn_accum(const float *p, int lds, int nq, const float *vt, int nk,
                        float *out) {
     WIM_AMX_FALLBACK.attn_accum(p, lds, nq, vt, nk, n, out);
 }
+static float attn_scale_max(float *s, int n, float scale) {
+    return WIM_AMX_FALLBACK.attn_scale_max(s, n, scale);
+}
 static void attn_exp(float *s, int n, float max, float *sum) {
     WIM_AMX_FALLBACK.attn_exp(s, n, max, sum);
 }
@@ -208,5 +211,6 @@ const wim_kernels WIM_AMX_TABLE = {
     .attn_load = attn_load,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
+    .attn_scale_max = attn_scale_max,
     .attn_exp = attn_exp,
 };

@@ -1,6 +1,6 @@
 /*
  * attn_tile.h — the attention tile kernels in portable C (simd.h: attn_load,
- * attn_scores, attn_accum, attn_exp): scalar.c's reference, and neon.c's.
+ * attn_scores, attn_accum, attn_scale_max, attn_exp): scalar.c's reference, and neon.c's.
  *
  * Every product is one fmaf, chained in the order simd.h fixes, so a vector
  * version that runs the same chain in its FMA lanes gives the same bits; the
@@ -77,11 +77,31 @@ static inline float attn_exp1(float x) {
     return p * scale;
 }
 
+static inline float attn_scale_max_generic(float *s, int n, float scale) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        s[i] *= scale;
+        if (s[i] > max) max = s[i];
+    }
+    return max;
+}
+
+/* The sum of a tile's weights: part[l] = s[l] + s[l + 8] + ... (from 0, in index
+ * order), then ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)), which is how an
+ * 8-lane vector folds its halves and then its pairs. */
+#define ATTN_SUM_LANES 8
+static inline float attn_tile_sum(const float part[ATTN_SUM_LANES]) {
+    return ((part[0] + part[4]) + (part[2] + part[6])) +
+           ((part[1] + part[5]) + (part[3] + part[7]));
+}
+
 static inline void attn_exp_generic(float *s, int n, float max, float *sum) {
-    for (int i = 0; i < n; i++)
+    float part[ATTN_SUM_LANES] = {0};
+    for (int i = 0; i < n; i++) {
         s[i] = attn_exp1(s[i] - max);
-    for (int i = 0; i < n; i++)
-        *sum += s[i];
+        part[i % ATTN_SUM_LANES] += s[i];
+    }
+    *sum += attn_tile_sum(part);
 }
 
 #endif

@@ -1349,33 +1349,72 @@ static void x86_attn_accum(const float *p, int lds, int nq, const float *vt, int
     }
 }
 
-/* attn_tile.h's exp, 8 lanes at a time: the same rounded steps in each lane. */
-static void x86_attn_exp(float *s, int n, float max, float *sum) {
-    const __m256 vmax = _mm256_set1_ps(max), lo = _mm256_set1_ps(-87.0f);
+/* attn_tile.h's scale and maximum, 8 lanes at a time: max_ps(v, m) keeps m when v
+ * is NaN, as the scalar comparison does; a maximum is the same in any order. */
+static float x86_attn_scale_max(float *s, int n, float scale) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + i), vmax);
-        const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(-0.693145752f), x);
-        r = _mm256_fmadd_ps(k, _mm256_set1_ps(-1.42860677e-06f), r);
-        __m256 p = _mm256_set1_ps(1.38888889e-03f);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-03f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-02f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-01f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-        const __m256i e =
-            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-        const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-        /* x >= -87 is false for NaN too, as in the scalar !(x >= -87) */
-        _mm256_storeu_ps(s + i, _mm256_and_ps(y, _mm256_cmp_ps(x, lo, _CMP_GE_OQ)));
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(s + i), vs);
+        _mm256_storeu_ps(s + i, v);
+        vmax = _mm256_max_ps(v, vmax);
     }
-    for (; i < n; i++)
-        s[i] = attn_exp1(s[i] - max);
-    for (i = 0; i < n; i++)
-        *sum += s[i];
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++)
+        if (lanes[l] > max) max = lanes[l];
+    for (; i < n; i++) {
+        s[i] *= scale;
+        if (s[i] > max) max = s[i];
+    }
+    return max;
+}
+
+/* attn_exp1 in 8 lanes: the same rounded steps in each lane. */
+INLINE __m256 exp8(__m256 x) {
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(-0.693145752f), x);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(-1.42860677e-06f), r);
+    __m256 p = _mm256_set1_ps(1.38888889e-03f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-03f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-02f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-01f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    /* x >= -87 is false for NaN and -inf too, as in the scalar !(x >= -87) */
+    return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ));
+}
+
+/* attn_tile.h's exp and sum: lane l of the running sum is part[l]; the tail is
+ * padded with -inf, whose weight 0 leaves a partial sum as it is. */
+static void x86_attn_exp(float *s, int n, float max, float *sum) {
+    const __m256 vmax = _mm256_set1_ps(max);
+    __m256 part = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 y = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
+        _mm256_storeu_ps(s + i, y);
+        part = _mm256_add_ps(part, y);
+    }
+    if (i < n) {
+        float tail[8];
+        for (int l = 0; l < 8; l++)
+            tail[l] = i + l < n ? s[i + l] : -INFINITY;
+        const __m256 y = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail), vmax));
+        _mm256_storeu_ps(tail, y);
+        memcpy(s + i, tail, (size_t)(n - i) * sizeof *tail);
+        part = _mm256_add_ps(part, y);
+    }
+    /* the halves, then the pairs: attn_tile_sum's order */
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(part), _mm256_extractf128_ps(part, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    *sum += _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
 }
 
 const wim_kernels WIM_X86_TABLE = {
@@ -1394,5 +1433,6 @@ const wim_kernels WIM_X86_TABLE = {
     .attn_load = x86_attn_load,
     .attn_scores = x86_attn_scores,
     .attn_accum = x86_attn_accum,
+    .attn_scale_max = x86_attn_scale_max,
     .attn_exp = x86_attn_exp,
 };

@@ -91,6 +91,7 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .attn_load = attn_load_generic,                                                            \
         .attn_scores = attn_scores_generic,                                                        \
         .attn_accum = attn_accum_generic,                                                          \
+        .attn_scale_max = attn_scale_max_generic,                                                  \
         .attn_exp = attn_exp_generic,                                                              \
     };
 TABLE(wim_kernels_neon, "neon", plain)

@@ -180,5 +180,6 @@ const wim_kernels wim_kernels_scalar = {
     .attn_load = attn_load_generic,
     .attn_scores = attn_scores_generic,
     .attn_accum = attn_accum_generic,
+    .attn_scale_max = attn_scale_max_generic,
     .attn_exp = attn_exp_generic,
 };

@@ -154,9 +154,13 @@ typedef struct wim_kernels {
     void (*attn_scores)(const float *q, int nq, const float *kt, int ldk, int nk, int n, float *s,
                         int lds);
     void (*attn_accum)(const float *p, int lds, int nq, const float *vt, int nk, int n, float *out);
+    /* A tile's scores as the softmax takes them: s[i] *= scale; returns the
+     * largest (NaN ignored; -inf when there is none). */
+    float (*attn_scale_max)(float *s, int n, float scale);
     /* The softmax weights of a tile: s[i] = exp(s[i] - max) (0 for -inf and below
-     * -87; attn_tile.h's polynomial, the same bits in every table), then
-     * *sum += s[i] in index order. */
+     * -87; attn_tile.h's polynomial, the same bits in every table), then *sum += the
+     * tile's sum, taken in attn_tile.h's fixed order (8 interleaved partial sums, so
+     * that a vector adds them without a serial chain through every value). */
     void (*attn_exp)(float *s, int n, float max, float *sum);
 } wim_kernels;
 

@@ -172,9 +172,13 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                 float *sc = score + (size_t)jj * ATTN_TILE, *acc = qs[j + jj].out;
                 float tile_max = -INFINITY, *mx = &run_max[j + jj], *sum = &run_sum[j + jj];
                 float *w = qs[j + jj].weights;
-                for (int i = 0; i < cnt; i++) {
-                    sc[i] = shaped(sc[i], shape);
-                    if (sc[i] > tile_max) tile_max = sc[i];
+                if (shape.softcap > 0) {
+                    for (int i = 0; i < cnt; i++) {
+                        sc[i] = shaped(sc[i], shape);
+                        if (sc[i] > tile_max) tile_max = sc[i];
+                    }
+                } else {
+                    tile_max = k->attn_scale_max(sc, cnt, shape.scale);
                 }
                 if (tile_max > *mx) { /* rescale what was accumulated so far */
                     float corr = expf(*mx - tile_max);

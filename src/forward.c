@@ -342,10 +342,32 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         out[i] = x[i] * scale * w[i];
 }
 
+/* Whether M rows of n values each are worth an element-wise parallel region: a
+ * prefill chunk is (left to one thread, its elementwise work held the other waiting
+ * for ~10% of pp4096), a decode step is not (the region would cost more). */
+static int rows_parallel(int M, int n) {
+    return M > 1 && (long)M * n >= PARALLEL_MIN_WORK / 16;
+}
+
+/* out[M][d] = x's rows normalised by w (out may be x). */
+static void norm_rows(const wim_ctx *c, float *out, const float *x, const float *w, int M, int d) {
+    const float eps = c->m->cfg.norm_eps;
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, d))
+    for (int i = 0; i < M; i++)
+        rmsnorm(out + (size_t)i * d, x + (size_t)i * d, w, d, eps);
+}
+
+/* x[M][d] += y[M][d], the residual stream. */
+static void add_rows(const wim_ctx *c, float *x, const float *y, int M, int d) {
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, d))
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < d; j++)
+            x[(size_t)i * d + j] += y[(size_t)i * d + j];
+}
+
 /* gemma2's norms of a block's output before the residual add (w == NULL: none). */
-static void post_norm(float *x, const float *w, int M, int d, float eps) {
-    for (int i = 0; w && i < M; i++)
-        rmsnorm(x + (size_t)i * d, x + (size_t)i * d, w, d, eps);
+static void post_norm(const wim_ctx *c, float *x, const float *w, int M, int d) {
+    if (w) norm_rows(c, x, x, w, M, d);
 }
 
 /* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
@@ -441,11 +463,13 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
     const int blocks = (M + ATTN_QBLOCK - 1) / ATTN_QBLOCK, tasks = blocks * cf->n_head_kv;
     const long work = (long)M * cf->n_head * c->kv.n * hd;
     /* one task: one KV head and up to ATTN_QBLOCK tokens, i.e. every query head of
-     * the GQA group for those tokens, so each K/V tile is widened once for all of them */
+     * the GQA group for those tokens, so each K/V tile is widened once for all of them;
+     * the last tokens see the most keys, so their tasks go out first and the short
+     * ones fill in behind (no thread is left with a long task at the end) */
 #pragma omp parallel for schedule(dynamic, 1)                                                      \
     num_threads(c->p.n_threads) if (tasks > 1 && work >= PARALLEL_MIN_WORK)
     for (int t = 0; t < tasks; t++) {
-        const int kvh = t % cf->n_head_kv, i0 = t / cf->n_head_kv * ATTN_QBLOCK;
+        const int kvh = t % cf->n_head_kv, i0 = (blocks - 1 - t / cf->n_head_kv) * ATTN_QBLOCK;
         const int i1 = i0 + ATTN_QBLOCK < M ? i0 + ATTN_QBLOCK : M;
         float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
         attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
@@ -512,8 +536,7 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         const wim_layer *L = &m->layers[l];
 
         /* attention block */
-        for (int i = 0; i < M; i++)
-            rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->attn_norm, d, cf->norm_eps);
+        norm_rows(c, xb, x, L->attn_norm, M, d);
         if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
         if (L->wqkv.data) {
             matmul(c, &L->wqkv, xb, M, c->qkv, qd + 2 * kvd);
@@ -532,36 +555,40 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
         add_bias(c->q, L->bq, M, qd);
         add_bias(c->k, L->bk, M, kvd);
         add_bias(c->v, L->bv, M, kvd);
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, qd))
         for (int i = 0; i < M; i++) {
             rope(c->q + (size_t)i * qd, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
                  c->rope_mscale, c->tok_pos[i]);
             rope(c->k + (size_t)i * kvd, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
                  c->rope_mscale, c->tok_pos[i]);
-            kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
         }
+        for (int i = 0; i < M; i++) /* cheap; in token order, whatever cells the chunk holds */
+            kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
         if (c->p.attn_materialize && !branched) {
             if (attention_materialized(c, l, M)) return -1;
         } else
             attention_tiled(c, l, M);
         matmul(c, &L->wo, c->att, M, xb2, d);
-        post_norm(xb2, L->post_attn_norm, M, d, cf->norm_eps);
-        for (size_t i = 0; i < (size_t)M * d; i++)
-            x[i] += xb2[i];
+        post_norm(c, xb2, L->post_attn_norm, M, d);
+        add_rows(c, x, xb2, M, d);
         trace_residual(c, x, M, 1 + 2 * l);
 
         /* feed-forward block (SwiGLU) */
-        for (int i = 0; i < M; i++)
-            rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, L->ffn_norm, d, cf->norm_eps);
+        norm_rows(c, xb, x, L->ffn_norm, M, d);
         if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
         if (L->w_gate.data) {
             const wim_mat *w[] = {&L->w_gate, &L->w_up};
             float *y[] = {c->hb, c->hb2};
             const int ldy[] = {ff, ff};
             matmul_n(c, 2, w, xb, M, y, ldy);
-            for (size_t i = 0; i < (size_t)M * ff; i++)
-                c->hb[i] = gate_act(cf, c->hb[i]) * c->hb2[i];
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < ff; j++)
+                    c->hb[(size_t)i * ff + j] =
+                        gate_act(cf, c->hb[(size_t)i * ff + j]) * c->hb2[(size_t)i * ff + j];
         } else { /* fused: each row is gate (first n_ff) then up */
             matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
             for (int i = 0; i < M; i++) {
                 const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
                 for (int j = 0; j < ff; j++)
@@ -570,14 +597,12 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
             memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
         }
         matmul(c, &L->w_down, c->hb, M, xb2, d);
-        post_norm(xb2, L->post_ffn_norm, M, d, cf->norm_eps);
-        for (size_t i = 0; i < (size_t)M * d; i++)
-            x[i] += xb2[i];
+        post_norm(c, xb2, L->post_ffn_norm, M, d);
+        add_rows(c, x, xb2, M, d);
         trace_residual(c, x, M, 2 + 2 * l);
         if (non_finite(x, (size_t)M * d)) return FORWARD_NON_FINITE - l;
     }
-    for (int i = 0; i < M; i++)
-        rmsnorm(xb + (size_t)i * d, x + (size_t)i * d, m->output_norm, d, cf->norm_eps);
+    norm_rows(c, xb, x, m->output_norm, M, d);
     return 0;
 }
 

@@ -805,8 +805,33 @@ static float ulp_of(float f) {
     return nextafterf(fabsf(f), INFINITY) - fabsf(f);
 }
 
+/* attn_scale_max: every table scales to scalar.c's bits and finds the same maximum,
+ * NaN ignored, -inf for none; the maximum is one of the scaled values. */
+static void test_attn_scale_max(void) {
+    enum { N = 67 };
+    float a[N], b[N], x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)((i * 37) % 101) - 50.0f + 0.25f * (float)i;
+    x[5] = NAN;
+    x[40] = -INFINITY;
+    for (int n = 0; n <= N; n++) {
+        memcpy(a, x, sizeof a);
+        memcpy(b, x, sizeof b);
+        float ma = wim_kernels_scalar.attn_scale_max(a, n, 0.125f);
+        float mb = T->attn_scale_max(b, n, 0.125f);
+        CHECKF(!memcmp(a, b, sizeof a) && ma == mb, "attn_scale_max n=%d: %g vs %g", n, ma, mb);
+        float want = -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (x[i] * 0.125f > want) want = x[i] * 0.125f;
+        CHECKF(ma == want, "attn_scale_max n=%d = %g, want %g", n, ma, want);
+    }
+    float nan2[2] = {NAN, NAN};
+    CHECK(T->attn_scale_max(nan2, 2, 1.0f) == -INFINITY);
+}
+
 /* attn_exp: every table gives scalar.c's bits (with -inf, the -87 cut-off, any
- * count), within 2 ulp of expf, and the same sum in index order. */
+ * count), within 2 ulp of expf, and the same sum in attn_tile.h's order, which is
+ * the exact sum to float precision. */
 static void test_attn_exp(void) {
     enum { N = 4099 };
     float *a = xmalloc(N * 4), *b = xmalloc(N * 4), *x = xmalloc(N * 4);
@@ -825,6 +850,10 @@ static void test_attn_exp(void) {
     float sum = 0.0f;
     memcpy(a, x, N * 4);
     wim_kernels_scalar.attn_exp(a, N, 0.5f, &sum);
+    double exact = 0;
+    for (int i = 0; i < N; i++)
+        exact += a[i];
+    CHECKF(fabs(sum - exact) <= 1e-5 * exact, "attn_exp sum %.9g, exact %.9g", sum, exact);
     for (int i = 0; i < N; i++) {
         double want = x[i] - 0.5f >= -87.0f ? exp((double)(x[i] - 0.5f)) : 0.0;
         CHECKF(fabs(a[i] - want) <= 2.5 * ulp_of((float)want) || (want == 0 && a[i] == 0),
@@ -912,6 +941,7 @@ static void run_isa(const char *isa, int is_scalar) {
     }
     if (is_scalar) RUN_ISA(test_gemm_q_is_dequant_product);
     RUN_ISA(test_attn_tile_kernels);
+    RUN_ISA(test_attn_scale_max);
     RUN_ISA(test_attn_exp);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
