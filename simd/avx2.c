@@ -734,12 +734,15 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++)
             S[p] = _mm256_setzero_si256();
-        int xsl[4][8]; /* the rows' slice sums, for the minimum term */
+        /* the rows' 8 slice sums as int16 (each at most 32 x 127), for the minimum term */
+        __m128i xsl[4];
+#pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
             const block_q8_K *xb = x + (size_t)m * nsb + sbk;
             xd[m] = xb->d;
-            for (int t = 0; hasmin && t < 8; t++)
-                xsl[m][t] = xb->bsums[2 * t] + xb->bsums[2 * t + 1];
+            if (hasmin)
+                xsl[m] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
+                                        _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
         }
         for (int j = 0; j < RN; j++) {
             const uint8_t *p = w + (size_t)j * rb + (size_t)sbk * bb;
@@ -758,16 +761,18 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
             wdm[j] = _cvtsh_ss(h[1]);
             uint8_t scb[8], mnb[8];
             wim_q_scales_mins_k4(p + 4, scb, mnb);
-            int msum[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
+            for (int t = 0; t < 8; t++)
                 sc[j][t] = scb[t];
+            uint64_t mn8;
+            memcpy(&mn8, mnb, 8);
+            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn8));
 #pragma GCC unroll 4
-                for (int m = 0; m < RM; m++) /* the minimum term, exact */
-                    msum[m] += mnb[t] * xsl[m][t];
+            for (int m = 0; m < RM; m++) { /* the minimum term, exact in int32 */
+                __m128i v = _mm_madd_epi16(mn16, xsl[m]);
+                v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+                ms[j * RM + m] = _mm_cvtsi128_si32(v) + _mm_extract_epi32(v, 1);
             }
-            for (int m = 0; m < RM; m++)
-                ms[j * RM + m] = msum[m];
         }
         for (int t = 0; t < 8; t++) {
             __m256i xq[4];
