@@ -240,6 +240,14 @@ int wim_ctx_set_trace(wim_ctx *c, wim_trace *t, char *err, size_t errlen) {
     return 0;
 }
 
+/* Whether M rows of n values each are worth a row-wise parallel region (quantizing,
+ * norms, RoPE, SwiGLU, residual adds): a prefill chunk is (left to one thread, that
+ * work held the other waiting for ~10% of pp4096), a decode step is not (the region
+ * would cost more). */
+static int rows_parallel(int M, int n) {
+    return M > 1 && (long)M * n >= PARALLEL_MIN_WORK / 16;
+}
+
 /* What a weight type multiplies against: 0 the floats themselves, 1 block_q8_0
  * activations, 2 block_q8_K (the K-quants). */
 static int activation_form(enum gguf_ttype type) {
@@ -252,13 +260,13 @@ static void quantize_rows(wim_ctx *c, int form, const float *x, int M, int K) {
     const wim_kernels *kern = c->kern;
     const int nt = c->p.n_threads;
     if (form == 2) {
-#pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
+#pragma omp parallel for num_threads(nt) if (rows_parallel(M, K))
         for (int i = 0; i < M; i++)
             kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K),
                                 K);
     } else if (form == 1) {
         const int nb = K / QK8_0;
-#pragma omp parallel for num_threads(nt) if (M > 1 && (long)M * K >= PARALLEL_MIN_WORK / 16)
+#pragma omp parallel for num_threads(nt) if (rows_parallel(M, K))
         for (int i = 0; i < M; i++)
             kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
     }
@@ -340,13 +348,6 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++)
         out[i] = x[i] * scale * w[i];
-}
-
-/* Whether M rows of n values each are worth an element-wise parallel region: a
- * prefill chunk is (left to one thread, its elementwise work held the other waiting
- * for ~10% of pp4096), a decode step is not (the region would cost more). */
-static int rows_parallel(int M, int n) {
-    return M > 1 && (long)M * n >= PARALLEL_MIN_WORK / 16;
 }
 
 /* out[M][d] = x's rows normalised by w (out may be x). */
