@@ -17,8 +17,9 @@
  *    the int32 lanes are already the 8 columns' sums and no reduction is needed.
  *  - gemm_q (the other quantized types, quants.h) keeps quants.h's sequences the
  *    same way: decode unpacks each slice in registers (32-block types: a hadd tree
- *    per slice; K-quants: maddubs + madd by the slice's int16 scale into int32
- *    lanes, one hadd tree per super-block); prefill unpacks a panel once and runs
+ *    per slice; K-quants: maddubs on the unsigned values + madd by the slice's
+ *    int16 scale into int32 lanes, one hadd tree per super-block, with M = 1 row
+ *    by row so the weights stream in order); prefill unpacks a panel once and runs
  *    the Q8_0 prefill tiles with the integer scales (and, for the K-quants,
  *    super-block integer sums) applied to the exact lane sums.  quantize_q8_K is
  *    quantize_q8_0's rounding over 256 values with an fp32 scale.
@@ -30,6 +31,7 @@
 #include <float.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 
 #include "attn_tile.h"
 #include "quants.h"
@@ -820,10 +822,206 @@ INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const b
     qx_store(RM, RN, acc, y, ldy);
 }
 
+/* ---- K-quant decode GEMV (M = 1) ---------------------------------------- */
+
+/* Byte pairs that broadcast int16 lane t of each 128-bit lane (pshufb controls). */
+INLINE __m256i bcast16_ctl(int t) {
+    return _mm256_set1_epi16((short)(0x0101 * 2 * t + 0x0100));
+}
+
+/* A Q4_K/Q5_K super-block's 12 packed 6-bit scales and mins (quants.h,
+ * wim_q_scales_mins_k4) as bytes: scales 0-7 in bytes 0-7, mins in 8-15.  u holds
+ * the 12 bytes in its low dwords (the high dword is ignored). */
+INLINE __m128i k4_scales_mins(__m128i u) {
+    const __m128i m6 = _mm_set1_epi8(0x3f), m4 = _mm_set1_epi8(0x0f), m2 = _mm_set1_epi8(3);
+    const __m128i low = _mm_and_si128(u, m6); /* dwords: scales 0-3, mins 0-3 */
+    __m128i top = _mm_srlv_epi32(_mm_shuffle_epi32(u, 0xaa), _mm_setr_epi32(0, 4, 0, 0));
+    top = _mm_and_si128(top, m4); /* low 4 bits of scales 4-7, mins 4-7 */
+    const __m128i hi2 = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(u, 6), m2), 4);
+    return _mm_unpacklo_epi32(low, _mm_or_si128(top, hi2));
+}
+
+/* acc + the int16 pairs of p times the int16 scales s, as int32 (VNNI fuses it). */
+INLINE __m256i madd_acc_i16(__m256i acc, __m256i p, __m256i s) {
+#if WIM_X86_DPBUSD == 1
+    return _mm256_dpwssd_avx_epi32(acc, p, s);
+#elif WIM_X86_DPBUSD == 2
+    return _mm256_dpwssd_epi32(acc, p, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+#endif
+}
+
+/* One row's super-block p against xb: S's lanes sum to its isum, ms's to its msum
+ * (Q4_K, Q5_K).  xsl: the activation's 8 slice sums; bseo: its 16-sums in the
+ * even | odd order of Q6_K's scale vector. */
+INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, const block_q8_K *xb,
+                   __m128i xsl, __m256i bseo, __m256i *S, __m128i *ms) {
+    const size_t bb = wim_q_block_bytes(type);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
+        _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T1);
+    __m256i acc_j = _mm256_setzero_si256();
+    if (type == WIM_Q6_K) {
+        const block_q6_K *q = (const block_q6_K *)p;
+        /* scales as int16, even ones in the low lane, odd ones in the high:
+         * pshufb with bcast16_ctl(t) gives slice t's two half scales */
+        const __m128i s8 =
+            _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)q->scales),
+                             _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+        const __m256i sc = _mm256_cvtepi8_epi16(s8);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(q->ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(q->ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * h));
+            const __m256i m30 = _mm256_set1_epi8(0x30);
+            __m256i v[4];
+            v[0] = _mm256_or_si256(_mm256_and_si256(l0, low4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            v[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                   _mm256_and_si256(qh, m30));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const int t = 4 * h + g;
+                const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * t));
+                const __m256i s = _mm256_shuffle_epi8(sc, bcast16_ctl(t));
+                acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(v[g], xq), s);
+            }
+        }
+        /* minus 32 x sum of scale x 16-sum */
+        *S = _mm256_sub_epi32(acc_j, _mm256_slli_epi32(_mm256_madd_epi16(sc, bseo), 5));
+        return;
+    }
+    const __m128i sm = k4_scales_mins(_mm_loadu_si128((const __m128i *)(p + 4)));
+    const __m128i sc16 = _mm_cvtepu8_epi16(sm);
+    *ms = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)), xsl);
+    const __m256i sc = _mm256_set_m128i(sc16, sc16);
+    const uint8_t *qs = p + (type == WIM_Q4_K ? 16 : 48);
+    __m256i qh = _mm256_setzero_si256();
+    if (type == WIM_Q5_K) qh = _mm256_loadu_si256((const __m256i *)(p + 16));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i lo = _mm256_and_si256(q, low4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if (type == WIM_Q5_K) { /* bit t of qh[l] is bit 4 of slice t's value l */
+            const __m256i m10 = _mm256_set1_epi8(0x10);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(2 * i <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * i)
+                                                                 : _mm256_srli_epi16(qh, 2 * i - 4),
+                                                      m10));
+            hi = _mm256_or_si256(hi,
+                                 _mm256_and_si256(2 * i + 1 <= 4 ? _mm256_slli_epi16(qh, 3 - 2 * i)
+                                                                 : _mm256_srli_epi16(qh, 2 * i - 3),
+                                                  m10));
+        }
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i));
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i + 32));
+        acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(lo, x0),
+                             _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i)));
+        acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(hi, x1),
+                             _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i + 1)));
+    }
+    *S = acc_j;
+}
+
+/*
+ * Decode GEMV for the K-quants: RN (8 or 1) rows against one block_q8_K row.
+ * Each row's super-block becomes one int32 vector whose lanes sum to isum; 8 rows
+ * reduce together by one hadd tree.  Per row and super-block: the scales unpack in
+ * SIMD (no scalar loop), each 32-weight slice is one maddubs on its unsigned values
+ * (Q6_K's offset of 32 comes off as 32 x scale x the activation's 16-sums, so no
+ * sign transfer) and one madd by its scale broadcast with pshufb.  The same exact
+ * isum and msum as qk_tile, so the same bits.
+ */
+INLINE void qk_gemv(const int type, const int RN, int nsb, const block_q8_K *x, const uint8_t *w,
+                    size_t rb, float *y) {
+    const size_t bb = wim_q_block_bytes(type);
+    /* each row's (d, dmin) dword (Q6_K: the dword ending in d) by one gather */
+    const __m256i rows =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    const int doff = type == WIM_Q6_K ? (int)offsetof(block_q6_K, d) - 2 : 0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int sbk = 0; sbk < nsb; sbk++) {
+        const block_q8_K *xb = x + sbk;
+        const uint8_t *blk = w + (size_t)sbk * bb;
+        /* row sums reduced as they come (the hadd tree of hsum8_epi32, in order), so
+         * few vectors stay live across the 8 rows */
+        __m256i S2[4], S4[2], S1 = _mm256_setzero_si256();
+        __m128i M2[4], M4[2], M1 = _mm_setzero_si128();
+        /* the activation's 8 slice sums (Q4_K/Q5_K's minimum term), or its 16-sums in
+         * the even | odd order of Q6_K's scale vector */
+        const __m128i bs0 = _mm_loadu_si128((const __m128i *)xb->bsums);
+        const __m128i bs1 = _mm_loadu_si128((const __m128i *)(xb->bsums + 8));
+        const __m128i xsl = _mm_hadd_epi16(bs0, bs1);
+        const __m128i eo16 = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+        const __m128i b0 = _mm_shuffle_epi8(bs0, eo16), b1 = _mm_shuffle_epi8(bs1, eo16);
+        const __m256i bseo =
+            _mm256_set_m128i(_mm_unpackhi_epi64(b0, b1), _mm_unpacklo_epi64(b0, b1));
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i Sj = _mm256_setzero_si256();
+            __m128i Mj = _mm_setzero_si128();
+            if (j < RN) qk_row(type, blk + (size_t)j * rb, RN, rb, xb, xsl, bseo, &Sj, &Mj);
+            if (j % 2 == 0) {
+                S1 = Sj, M1 = Mj;
+                continue;
+            }
+            S2[j / 2] = _mm256_hadd_epi32(S1, Sj);
+            M2[j / 2] = _mm_hadd_epi32(M1, Mj);
+            if (j % 4 == 3) {
+                S4[j / 4] = _mm256_hadd_epi32(S2[j / 2 - 1], S2[j / 2]);
+                M4[j / 4] = _mm_hadd_epi32(M2[j / 2 - 1], M2[j / 2]);
+            }
+        }
+        __m256 wd, wdm;
+        if (RN == 8) {
+            const __m256i dw =
+                _mm256_i32gather_epi32((const int *)(const void *)(blk + doff), rows, 1);
+            const __m256i split =
+                _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5,
+                                 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+            const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dw, split), 0xd8);
+            wd = _mm256_cvtph_ps(_mm256_castsi256_si128(h)); /* low halves */
+            wdm = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+            if (type == WIM_Q6_K) wd = wdm; /* d is the dword's high half */
+        } else {
+            uint16_t h[2];
+            memcpy(h, blk + doff, 4);
+            wd = _mm256_set1_ps(_cvtsh_ss(h[type == WIM_Q6_K]));
+            wdm = _mm256_set1_ps(_cvtsh_ss(h[1]));
+        }
+        const __m256 dx = _mm256_set1_ps(xb->d);
+        const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[0], S4[1], 0x20),
+                                              _mm256_permute2x128_si256(S4[0], S4[1], 0x31));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
+        if (type != WIM_Q6_K) {
+            const __m256i msum = _mm256_set_m128i(M4[1], M4[0]);
+            acc =
+                _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dx, wdm)));
+        }
+    }
+    if (RN == 8)
+        _mm256_storeu_ps(y, acc);
+    else
+        *y = _mm256_cvtss_f32(acc);
+}
+
 /* One row tile over all columns: tiles of RN, then single columns. */
 INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb, const void *x,
                      const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
     int j = 0;
+    if (RM == 1 && wim_q_is_k(type)) {
+        for (; j + 8 <= N; j += 8)
+            qk_gemv(type, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+        for (; j < N; j++)
+            qk_gemv(type, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+        return;
+    }
     for (; j + RN <= N; j += RN)
         if (wim_q_is_k(type))
             qk_tile(type, RM, RN, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
