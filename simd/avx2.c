@@ -539,6 +539,29 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     }
 }
 
+/* A 32-block slice's values without Q4_0/Q5_0's offset (0..15 or 0..31). */
+INLINE __m256i qx_unsigned(const int type, const uint8_t *p) {
+    const size_t bb = wim_q_block_bytes(type);
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(p + bb - 16));
+    __m256i v =
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0xF));
+    if (type == WIM_Q4_0 || type == WIM_Q4_1) return v;
+    uint32_t h;
+    memcpy(&h, p + bb - 20, 4);
+#if WIM_X86_DPBUSD == 2
+    /* AVX512BW: bit i of h masks the add of 16 to byte i */
+    return _mm256_mask_add_epi8(v, (__mmask32)h, v, _mm256_set1_epi8(0x10));
+#else
+    /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)h),
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+#endif
+}
+
 /* A slice's 32 values v (quants.h), as signed bytes in order. */
 INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
     const __m256i low4 = _mm256_set1_epi8(0xF);
@@ -547,22 +570,8 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
     case WIM_Q4_1:
     case WIM_Q5_0:
     case WIM_Q5_1: {
-        const size_t bb = wim_q_block_bytes(type);
-        const uint8_t *p = row + (size_t)b * bb;
-        const __m128i qs = _mm_loadu_si128((const __m128i *)(p + bb - 16));
-        __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
+        const __m256i v = qx_unsigned(type, row + (size_t)b * wim_q_block_bytes(type));
         if (type == WIM_Q4_0) return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-        if (type == WIM_Q4_1) return v;
-        uint32_t h;
-        memcpy(&h, p + bb - 20, 4);
-        /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
-        const __m256i spread =
-            _mm256_shuffle_epi8(_mm256_set1_epi32((int)h),
-                                _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
-                                                   0x0303030303030303LL));
-        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-        v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
         return type == WIM_Q5_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v;
     }
     case WIM_Q4_K:
@@ -929,6 +938,17 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
     *S = acc_j;
 }
 
+/* The 8 rows' fp16 dword at byte off of each row's block (rows rb bytes apart), as
+ * fp32: the low halves in *lo, the high halves in *hi. */
+INLINE void gather_h2(const uint8_t *p, __m256i rows, __m256 *lo, __m256 *hi) {
+    const __m256i dw = _mm256_i32gather_epi32((const int *)(const void *)p, rows, 1);
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0,
+                                           1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dw, split), 0xd8);
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
 /*
  * Decode GEMV for the K-quants: RN (8 or 1) rows against one block_q8_K row.
  * Each row's super-block becomes one int32 vector whose lanes sum to isum; 8 rows
@@ -980,14 +1000,7 @@ INLINE void qk_gemv(const int type, const int RN, int nsb, const block_q8_K *x, 
         }
         __m256 wd, wdm;
         if (RN == 8) {
-            const __m256i dw =
-                _mm256_i32gather_epi32((const int *)(const void *)(blk + doff), rows, 1);
-            const __m256i split =
-                _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5,
-                                 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-            const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dw, split), 0xd8);
-            wd = _mm256_cvtph_ps(_mm256_castsi256_si128(h)); /* low halves */
-            wdm = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+            gather_h2(blk + doff, rows, &wd, &wdm);
             if (type == WIM_Q6_K) wd = wdm; /* d is the dword's high half */
         } else {
             uint16_t h[2];
@@ -1011,15 +1024,81 @@ INLINE void qk_gemv(const int type, const int RN, int nsb, const block_q8_K *x, 
         *y = _mm256_cvtss_f32(acc);
 }
 
+/*
+ * Decode GEMV for Q4_0 .. Q5_1: RN (8 or 1) rows against one block_q8_0 row.
+ * Each row's slice is one unsigned-by-signed product (dot_i8 without the sign
+ * transfer); Q4_0/Q5_0's offset of 8/16 comes off the 8 rows' int32 sums at once as
+ * offset x the activation block's sum.  The rows' fp16 scales come by one gather.
+ * The same exact isum per (row, block) as qx_tile, so the same bits.
+ */
+INLINE void qx_gemv(const int type, const int RN, int nb, const block_q8_0 *x, const uint8_t *w,
+                    size_t rb, float *y) {
+    const size_t bb = wim_q_block_bytes(type);
+    const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
+    const __m256i rows =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = w + (size_t)b * bb;
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        /* the next tiles at this tile's pace, one line at a time */
+        const int fetch = (b * bb) / 64 != ((b + 1) * bb) / 64;
+        __m256i S2[4], S4[2], S1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i Sj = _mm256_setzero_si256();
+            if (j < RN) {
+                const uint8_t *p = blk + (size_t)j * rb;
+                if (fetch) _mm_prefetch((const char *)(p + 2 * RN * rb + bb), _MM_HINT_T1);
+                Sj = dot_i8(qx_unsigned(type, p), xq);
+            }
+            if (j % 2 == 0) {
+                S1 = Sj;
+                continue;
+            }
+            S2[j / 2] = _mm256_hadd_epi32(S1, Sj);
+            if (j % 4 == 3) S4[j / 4] = _mm256_hadd_epi32(S2[j / 2 - 1], S2[j / 2]);
+        }
+        __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[0], S4[1], 0x20),
+                                        _mm256_permute2x128_si256(S4[0], S4[1], 0x31));
+        const int xs = off || wim_q_has_min(type) ? q8_block_sum(&x[b]) : 0;
+        if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
+        __m256 wd, wm;
+        if (RN == 8)
+            gather_h2(blk, rows, &wd, &wm);
+        else {
+            uint16_t h[2];
+            memcpy(h, blk, 4);
+            wd = _mm256_set1_ps(_cvtsh_ss(h[0]));
+            wm = _mm256_set1_ps(_cvtsh_ss(h[1]));
+        }
+        const __m256 dx = _mm256_set1_ps(_cvtsh_ss(x[b].d));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
+        if (wim_q_has_min(type))
+            acc =
+                _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps((float)xs), _mm256_mul_ps(dx, wm)));
+    }
+    if (RN == 8)
+        _mm256_storeu_ps(y, acc);
+    else
+        *y = _mm256_cvtss_f32(acc);
+}
+
 /* One row tile over all columns: tiles of RN, then single columns. */
 INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb, const void *x,
                      const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
     int j = 0;
-    if (RM == 1 && wim_q_is_k(type)) {
+    if (RM == 1) { /* GEMV: one row at a time, 8 rows reduced together */
         for (; j + 8 <= N; j += 8)
-            qk_gemv(type, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+            if (wim_q_is_k(type))
+                qk_gemv(type, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+            else
+                qx_gemv(type, 8, nb, x, w + (size_t)j * rb, rb, y + j);
         for (; j < N; j++)
-            qk_gemv(type, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+            if (wim_q_is_k(type))
+                qk_gemv(type, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j);
+            else
+                qx_gemv(type, 1, nb, x, w + (size_t)j * rb, rb, y + j);
         return;
     }
     for (; j + RN <= N; j += RN)
