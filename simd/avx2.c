@@ -870,7 +870,8 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
         _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T1);
-    __m256i acc_j = _mm256_setzero_si256();
+    /* two chains: vpdpwssd's latency would otherwise serialise the 8 slices */
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (type == WIM_Q6_K) {
         const block_q6_K *q = (const block_q6_K *)p;
         /* scales as int16, even ones in the low lane, odd ones in the high:
@@ -899,11 +900,12 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
                 const int t = 4 * h + g;
                 const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * t));
                 const __m256i s = _mm256_shuffle_epi8(sc, bcast16_ctl(t));
-                acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(v[g], xq), s);
+                acc[g & 1] = madd_acc_i16(acc[g & 1], _mm256_maddubs_epi16(v[g], xq), s);
             }
         }
         /* minus 32 x sum of scale x 16-sum */
-        *S = _mm256_sub_epi32(acc_j, _mm256_slli_epi32(_mm256_madd_epi16(sc, bseo), 5));
+        *S = _mm256_sub_epi32(_mm256_add_epi32(acc[0], acc[1]),
+                              _mm256_slli_epi32(_mm256_madd_epi16(sc, bseo), 5));
         return;
     }
     const __m128i sm = k4_scales_mins(_mm_loadu_si128((const __m128i *)(p + 4)));
@@ -930,12 +932,12 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
         }
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i));
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i + 32));
-        acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(lo, x0),
-                             _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i)));
-        acc_j = madd_acc_i16(acc_j, _mm256_maddubs_epi16(hi, x1),
-                             _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i + 1)));
+        acc[0] = madd_acc_i16(acc[0], _mm256_maddubs_epi16(lo, x0),
+                              _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i)));
+        acc[1] = madd_acc_i16(acc[1], _mm256_maddubs_epi16(hi, x1),
+                              _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i + 1)));
     }
-    *S = acc_j;
+    *S = _mm256_add_epi32(acc[0], acc[1]);
 }
 
 /* The 8 rows' fp16 dword at byte off of each row's block (rows rb bytes apart), as
