@@ -728,110 +728,7 @@ INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const bl
     qx_store(RM, RN, acc, y, ldy);
 }
 
-/* Q4_K, Q5_K, Q6_K: within a super-block every product stays in int32 lanes
- * (maddubs, then madd with the slice's int16 scale: Q6_K's two half scales are
- * the low and high 8 int16 lanes), one hadd tree per super-block, then the two
- * float steps of quants.h. */
-INLINE void qk_tile(const int type, const int RM, const int RN, int nsb, const block_q8_K *x,
-                    const uint8_t *w, size_t rb, float *y, int ldy) {
-    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
-    const int gemv = RM == 1 && RN == 8;
-    const size_t bb = wim_q_block_bytes(type);
-    __m256i im[2], ij[2];
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    qx_lanes(RM, RN, im, ij);
-    for (int sbk = 0; sbk < nsb; sbk++) {
-        __m256i S[16];
-        _Alignas(32) float wd[8] = {0}, wdm[8] = {0}, xd[8] = {0};
-        _Alignas(32) int32_t ms[16] = {0};
-        int16_t sc[8][16];
-#pragma GCC unroll 16
-        for (int p = 0; p < P; p++)
-            S[p] = _mm256_setzero_si256();
-        /* the rows' 8 slice sums as int16 (each at most 32 x 127), for the minimum term */
-        __m128i xsl[4];
-#pragma GCC unroll 4
-        for (int m = 0; m < RM; m++) {
-            const block_q8_K *xb = x + (size_t)m * nsb + sbk;
-            xd[m] = xb->d;
-            if (hasmin)
-                xsl[m] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
-                                        _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
-        }
-        for (int j = 0; j < RN; j++) {
-            const uint8_t *p = w + (size_t)j * rb + (size_t)sbk * bb;
-            for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
-                _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T1);
-            if (type == WIM_Q6_K) {
-                const block_q6_K *q = (const block_q6_K *)p;
-                wd[j] = _cvtsh_ss(q->d);
-                for (int t = 0; t < 16; t++)
-                    sc[j][t] = q->scales[t];
-                continue;
-            }
-            uint16_t h[2];
-            memcpy(h, p, 4);
-            wd[j] = _cvtsh_ss(h[0]);
-            wdm[j] = _cvtsh_ss(h[1]);
-            uint8_t scb[8], mnb[8];
-            wim_q_scales_mins_k4(p + 4, scb, mnb);
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; t++)
-                sc[j][t] = scb[t];
-            uint64_t mn8;
-            memcpy(&mn8, mnb, 8);
-            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn8));
-#pragma GCC unroll 4
-            for (int m = 0; m < RM; m++) { /* the minimum term, exact in int32 */
-                __m128i v = _mm_madd_epi16(mn16, xsl[m]);
-                v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
-                ms[j * RM + m] = _mm_cvtsi128_si32(v) + _mm_extract_epi32(v, 1);
-            }
-        }
-        for (int t = 0; t < 8; t++) {
-            __m256i xq[4];
-#pragma GCC unroll 16
-            for (int m = 0; m < RM; m++)
-                xq[m] = _mm256_loadu_si256((const __m256i *)(x[(size_t)m * nsb + sbk].qs + 32 * t));
-#pragma GCC unroll 16
-            for (int j = 0; j < RN; j++) {
-                const __m256i v = qx_unpack(type, w + (size_t)j * rb, 8 * sbk + t);
-                const __m256i scale = type == WIM_Q6_K
-                                          ? _mm256_set_m128i(_mm_set1_epi16(sc[j][2 * t + 1]),
-                                                             _mm_set1_epi16(sc[j][2 * t]))
-                                          : _mm256_set1_epi16(sc[j][t]);
-                /* Q6_K's values are signed: the sign moves to x so maddubs sees |v| */
-                const __m256i av = type == WIM_Q6_K ? _mm256_abs_epi8(v) : v;
-#pragma GCC unroll 16
-                for (int m = 0; m < RM; m++) {
-                    const __m256i sx = type == WIM_Q6_K ? _mm256_sign_epi8(xq[m], v) : xq[m];
-                    S[j * RM + m] = _mm256_add_epi32(
-                        S[j * RM + m], _mm256_madd_epi16(_mm256_maddubs_epi16(av, sx), scale));
-                }
-            }
-        }
-#pragma GCC unroll 16
-        for (int p = P; p < 8 * G; p++)
-            S[p] = _mm256_setzero_si256();
-        const __m256 xs8 = _mm256_load_ps(xd), ws8 = _mm256_load_ps(wd), wm8 = _mm256_load_ps(wdm);
-#pragma GCC unroll 16
-        for (int g = 0; g < G; g++) {
-            const __m256i isum = hsum8_epi32(S + 8 * g);
-            const __m256 dx = gemv ? _mm256_set1_ps(xd[0]) : _mm256_permutevar8x32_ps(xs8, im[g]);
-            const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
-            acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
-            if (hasmin) {
-                const __m256i msum = _mm256_load_si256((const __m256i *)(ms + 8 * g));
-                const __m256 sm =
-                    _mm256_mul_ps(dx, gemv ? wm8 : _mm256_permutevar8x32_ps(wm8, ij[g]));
-                acc[g] = _mm256_sub_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(msum), sm));
-            }
-        }
-    }
-    qx_store(RM, RN, acc, y, ldy);
-}
-
-/* ---- K-quant decode GEMV (M = 1) ---------------------------------------- */
+/* ---- K-quant decode (M <= 4) ----------------------------------------------- */
 
 /* Byte pairs that broadcast int16 lane t of each 128-bit lane (pshufb controls). */
 INLINE __m256i bcast16_ctl(int t) {
@@ -839,7 +736,7 @@ INLINE __m256i bcast16_ctl(int t) {
 }
 
 /* A Q4_K/Q5_K super-block's 12 packed 6-bit scales and mins (quants.h,
- * wim_q_scales_mins_k4) as bytes: scales 0-7 in bytes 0-7, mins in 8-15.  u holds
+ * wim_q_scale_min_k4 for j = 0..7) as bytes: scales 0-7 in bytes 0-7, mins in 8-15.  u holds
  * the 12 bytes in its low dwords (the high dword is ignored). */
 INLINE __m128i k4_scales_mins(__m128i u) {
     const __m128i m6 = _mm_set1_epi8(0x3f), m4 = _mm_set1_epi8(0x0f), m2 = _mm_set1_epi8(3);
@@ -861,17 +758,22 @@ INLINE __m256i madd_acc_i16(__m256i acc, __m256i p, __m256i s) {
 #endif
 }
 
-/* One row's super-block p against xb: S's lanes sum to its isum, ms's to its msum
- * (Q4_K, Q5_K).  xsl: the activation's 8 slice sums; bseo: its 16-sums in the
- * even | odd order of Q6_K's scale vector. */
-INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, const block_q8_K *xb,
-                   __m128i xsl, __m256i bseo, __m256i *S, __m128i *ms) {
+/* One weight row's super-block p against RM activation super-blocks xb[m]: the
+ * lanes of S[m] sum to its isum, those of ms[m] to its msum (Q4_K, Q5_K).  xsl[m]:
+ * the activation's 8 slice sums; bseo[m]: its 16-sums in the even | odd order of
+ * Q6_K's scale vector.  The values and scales unpack once for all RM rows. */
+INLINE void qk_row(const int type, const uint8_t *p, const int RM, const int RN, size_t rb,
+                   const block_q8_K *const *xb, const __m128i *xsl, const __m256i *bseo, __m256i *S,
+                   __m128i *ms) {
     const size_t bb = wim_q_block_bytes(type);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (size_t o = 0; o < bb + 63; o += 64) /* every line of the block, 2 tiles on */
         _mm_prefetch((const char *)(p + 2 * RN * rb + (o < bb ? o : bb - 1)), _MM_HINT_T1);
-    /* two chains: vpdpwssd's latency would otherwise serialise the 8 slices */
-    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    /* at M = 1 two chains per row: vpdpwssd's latency would serialise the 8 slices */
+    __m256i acc[4][2];
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        acc[m][0] = acc[m][1] = _mm256_setzero_si256();
     if (type == WIM_Q6_K) {
         const block_q6_K *q = (const block_q6_K *)p;
         /* scales as int16, even ones in the low lane, odd ones in the high:
@@ -897,20 +799,28 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
-                const int t = 4 * h + g;
-                const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * t));
+                const int t = 4 * h + g, c = RM == 1 ? g & 1 : 0;
                 const __m256i s = _mm256_shuffle_epi8(sc, bcast16_ctl(t));
-                acc[g & 1] = madd_acc_i16(acc[g & 1], _mm256_maddubs_epi16(v[g], xq), s);
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++) {
+                    const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[m]->qs + 32 * t));
+                    acc[m][c] = madd_acc_i16(acc[m][c], _mm256_maddubs_epi16(v[g], xq), s);
+                }
             }
         }
         /* minus 32 x sum of scale x 16-sum */
-        *S = _mm256_sub_epi32(_mm256_add_epi32(acc[0], acc[1]),
-                              _mm256_slli_epi32(_mm256_madd_epi16(sc, bseo), 5));
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++)
+            S[m] = _mm256_sub_epi32(_mm256_add_epi32(acc[m][0], acc[m][1]),
+                                    _mm256_slli_epi32(_mm256_madd_epi16(sc, bseo[m]), 5));
         return;
     }
     const __m128i sm = k4_scales_mins(_mm_loadu_si128((const __m128i *)(p + 4)));
-    const __m128i sc16 = _mm_cvtepu8_epi16(sm);
-    *ms = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)), xsl);
+    const __m128i sc16 = _mm_cvtepu8_epi16(sm),
+                  mn16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        ms[m] = _mm_madd_epi16(mn16, xsl[m]);
     const __m256i sc = _mm256_set_m128i(sc16, sc16);
     const uint8_t *qs = p + (type == WIM_Q4_K ? 16 : 48);
     __m256i qh = _mm256_setzero_si256();
@@ -930,14 +840,20 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RN, size_t rb, co
                                                                  : _mm256_srli_epi16(qh, 2 * i - 3),
                                                   m10));
         }
-        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i));
-        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * i + 32));
-        acc[0] = madd_acc_i16(acc[0], _mm256_maddubs_epi16(lo, x0),
-                              _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i)));
-        acc[1] = madd_acc_i16(acc[1], _mm256_maddubs_epi16(hi, x1),
-                              _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i + 1)));
+        const __m256i slo = _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i));
+        const __m256i shi = _mm256_shuffle_epi8(sc, bcast16_ctl(2 * i + 1));
+        const int c = RM == 1;
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xb[m]->qs + 64 * i));
+            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb[m]->qs + 64 * i + 32));
+            acc[m][0] = madd_acc_i16(acc[m][0], _mm256_maddubs_epi16(lo, x0), slo);
+            acc[m][c] = madd_acc_i16(acc[m][c], _mm256_maddubs_epi16(hi, x1), shi);
+        }
     }
-    *S = _mm256_add_epi32(acc[0], acc[1]);
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        S[m] = RM == 1 ? _mm256_add_epi32(acc[m][0], acc[m][1]) : acc[m][0];
 }
 
 /* The 8 rows' fp16 dword at byte off of each row's block (rows rb bytes apart), as
@@ -952,52 +868,68 @@ INLINE void gather_h2(const uint8_t *p, __m256i rows, __m256 *lo, __m256 *hi) {
 }
 
 /*
- * Decode GEMV for the K-quants: RN (8 or 1) rows against one block_q8_K row.
- * Each row's super-block becomes one int32 vector whose lanes sum to isum; 8 rows
- * reduce together by one hadd tree.  Per row and super-block: the scales unpack in
- * SIMD (no scalar loop), each 32-weight slice is one maddubs on its unsigned values
- * (Q6_K's offset of 32 comes off as 32 x scale x the activation's 16-sums, so no
- * sign transfer) and one madd by its scale broadcast with pshufb.  The same exact
- * isum and msum as qk_tile, so the same bits.
+ * Decode GEMV for the K-quants: RN (8 or 1) weight rows against RM (1..4)
+ * block_q8_K rows.  Each (activation, weight row) super-block becomes one int32
+ * vector whose lanes sum to isum; 8 weight rows reduce together by one hadd tree.
+ * Per weight row and super-block: the scales unpack in SIMD (no scalar loop), each
+ * 32-weight slice is one maddubs on its unsigned values (Q6_K's offset of 32 comes
+ * off as 32 x scale x the activation's 16-sums, so no sign transfer) and one madd
+ * by its scale broadcast with pshufb, per activation row.  The same exact isum and
+ * msum as scalar.c, so the same bits.
  */
-INLINE void qk_gemv(const int type, const int RN, int nsb, const block_q8_K *x, const uint8_t *w,
-                    size_t rb, float *y) {
+INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const block_q8_K *x,
+                    const uint8_t *w, size_t rb, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
     /* each row's (d, dmin) dword (Q6_K: the dword ending in d) by one gather */
     const __m256i rows =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
     const int doff = type == WIM_Q6_K ? (int)offsetof(block_q6_K, d) - 2 : 0;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        acc[m] = _mm256_setzero_ps();
     for (int sbk = 0; sbk < nsb; sbk++) {
-        const block_q8_K *xb = x + sbk;
         const uint8_t *blk = w + (size_t)sbk * bb;
+        const block_q8_K *xb[4];
+        __m128i xsl[4];
+        __m256i bseo[4];
+        /* the activations' 8 slice sums (Q4_K/Q5_K's minimum term), or their 16-sums
+         * in the even | odd order of Q6_K's scale vector */
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            xb[m] = x + (size_t)m * nsb + sbk;
+            const __m128i bs0 = _mm_loadu_si128((const __m128i *)xb[m]->bsums);
+            const __m128i bs1 = _mm_loadu_si128((const __m128i *)(xb[m]->bsums + 8));
+            xsl[m] = _mm_hadd_epi16(bs0, bs1);
+            const __m128i eo16 =
+                _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+            const __m128i b0 = _mm_shuffle_epi8(bs0, eo16), b1 = _mm_shuffle_epi8(bs1, eo16);
+            bseo[m] = _mm256_set_m128i(_mm_unpackhi_epi64(b0, b1), _mm_unpacklo_epi64(b0, b1));
+        }
         /* row sums reduced as they come (the hadd tree of hsum8_epi32, in order), so
          * few vectors stay live across the 8 rows */
-        __m256i S2[4], S4[2], S1 = _mm256_setzero_si256();
-        __m128i M2[4], M4[2], M1 = _mm_setzero_si128();
-        /* the activation's 8 slice sums (Q4_K/Q5_K's minimum term), or its 16-sums in
-         * the even | odd order of Q6_K's scale vector */
-        const __m128i bs0 = _mm_loadu_si128((const __m128i *)xb->bsums);
-        const __m128i bs1 = _mm_loadu_si128((const __m128i *)(xb->bsums + 8));
-        const __m128i xsl = _mm_hadd_epi16(bs0, bs1);
-        const __m128i eo16 = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-        const __m128i b0 = _mm_shuffle_epi8(bs0, eo16), b1 = _mm_shuffle_epi8(bs1, eo16);
-        const __m256i bseo =
-            _mm256_set_m128i(_mm_unpackhi_epi64(b0, b1), _mm_unpacklo_epi64(b0, b1));
+        __m256i S1[4], S2[4][4], S4[4][2];
+        __m128i M1[4], M2[4][4], M4[4][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m256i Sj = _mm256_setzero_si256();
-            __m128i Mj = _mm_setzero_si128();
-            if (j < RN) qk_row(type, blk + (size_t)j * rb, RN, rb, xb, xsl, bseo, &Sj, &Mj);
-            if (j % 2 == 0) {
-                S1 = Sj, M1 = Mj;
-                continue;
-            }
-            S2[j / 2] = _mm256_hadd_epi32(S1, Sj);
-            M2[j / 2] = _mm_hadd_epi32(M1, Mj);
-            if (j % 4 == 3) {
-                S4[j / 4] = _mm256_hadd_epi32(S2[j / 2 - 1], S2[j / 2]);
-                M4[j / 4] = _mm_hadd_epi32(M2[j / 2 - 1], M2[j / 2]);
+            __m256i Sj[4];
+            __m128i Mj[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++)
+                Sj[m] = _mm256_setzero_si256(), Mj[m] = _mm_setzero_si128();
+            if (j < RN) qk_row(type, blk + (size_t)j * rb, RM, RN, rb, xb, xsl, bseo, Sj, Mj);
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                if (j % 2 == 0) {
+                    S1[m] = Sj[m], M1[m] = Mj[m];
+                    continue;
+                }
+                S2[m][j / 2] = _mm256_hadd_epi32(S1[m], Sj[m]);
+                M2[m][j / 2] = _mm_hadd_epi32(M1[m], Mj[m]);
+                if (j % 4 == 3) {
+                    S4[m][j / 4] = _mm256_hadd_epi32(S2[m][j / 2 - 1], S2[m][j / 2]);
+                    M4[m][j / 4] = _mm_hadd_epi32(M2[m][j / 2 - 1], M2[m][j / 2]);
+                }
             }
         }
         __m256 wd, wdm;
@@ -1010,20 +942,27 @@ INLINE void qk_gemv(const int type, const int RN, int nsb, const block_q8_K *x, 
             wd = _mm256_set1_ps(_cvtsh_ss(h[type == WIM_Q6_K]));
             wdm = _mm256_set1_ps(_cvtsh_ss(h[1]));
         }
-        const __m256 dx = _mm256_set1_ps(xb->d);
-        const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[0], S4[1], 0x20),
-                                              _mm256_permute2x128_si256(S4[0], S4[1], 0x31));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
-        if (type != WIM_Q6_K) {
-            const __m256i msum = _mm256_set_m128i(M4[1], M4[0]);
-            acc =
-                _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dx, wdm)));
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            const __m256 dx = _mm256_set1_ps(xb[m]->d);
+            const __m256i isum =
+                _mm256_add_epi32(_mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x20),
+                                 _mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x31));
+            acc[m] = _mm256_add_ps(acc[m],
+                                   _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
+            if (type != WIM_Q6_K) {
+                const __m256i msum = _mm256_set_m128i(M4[m][1], M4[m][0]);
+                acc[m] = _mm256_sub_ps(
+                    acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dx, wdm)));
+            }
         }
     }
-    if (RN == 8)
-        _mm256_storeu_ps(y, acc);
-    else
-        *y = _mm256_cvtss_f32(acc);
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        if (RN == 8)
+            _mm256_storeu_ps(y + (size_t)m * ldy, acc[m]);
+        else
+            y[(size_t)m * ldy] = _mm256_cvtss_f32(acc[m]);
 }
 
 /*
@@ -1090,29 +1029,24 @@ INLINE void qx_gemv(const int type, const int RN, int nb, const block_q8_0 *x, c
 INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb, const void *x,
                      const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
     int j = 0;
-    if (RM == 1) { /* GEMV: one row at a time, 8 rows reduced together */
+    if (wim_q_is_k(type)) { /* 8 weight rows at a time, reduced together */
         for (; j + 8 <= N; j += 8)
-            if (wim_q_is_k(type))
-                qk_gemv(type, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j);
-            else
-                qx_gemv(type, 8, nb, x, w + (size_t)j * rb, rb, y + j);
+            qk_gemv(type, RM, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
         for (; j < N; j++)
-            if (wim_q_is_k(type))
-                qk_gemv(type, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j);
-            else
-                qx_gemv(type, 1, nb, x, w + (size_t)j * rb, rb, y + j);
+            qk_gemv(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
+        return;
+    }
+    if (RM == 1) { /* GEMV: 8 weight rows at a time, reduced together */
+        for (; j + 8 <= N; j += 8)
+            qx_gemv(type, 8, nb, x, w + (size_t)j * rb, rb, y + j);
+        for (; j < N; j++)
+            qx_gemv(type, 1, nb, x, w + (size_t)j * rb, rb, y + j);
         return;
     }
     for (; j + RN <= N; j += RN)
-        if (wim_q_is_k(type))
-            qk_tile(type, RM, RN, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        else
-            qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
     for (; j < N; j++)
-        if (wim_q_is_k(type))
-            qk_tile(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        else
-            qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
 }
 
 INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const float *xsum,

@@ -167,19 +167,6 @@ static inline void wim_q_scale_min_k4(const uint8_t *q, int j, int *sc, int *mn)
     }
 }
 
-/* All 8 scales and mins of a K-quant super-block at once, four to a 32-bit word
- * (the same values as wim_q_scale_min_k4 for j = 0..7). */
-static inline void wim_q_scales_mins_k4(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], w[4];
-    memcpy(u, q, 12);
-    w[0] = u[0] & 0x3f3f3f3fu;                                           /* scales 0-3 */
-    w[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6 & 0x03030303u) << 4);      /* scales 4-7 */
-    w[2] = u[1] & 0x3f3f3f3fu;                                           /* mins 0-3 */
-    w[3] = (u[2] >> 4 & 0x0f0f0f0fu) | ((u[1] >> 6 & 0x03030303u) << 4); /* mins 4-7 */
-    memcpy(sc, w, 8);
-    memcpy(mn, w + 2, 8);
-}
-
 /* Unpacks 32-slice b of a row of `type` into o. */
 static inline void wim_q_unpack(int type, const void *row, int b, wim_qblock *o) {
     const uint8_t *p = row;
