@@ -16,13 +16,14 @@
  *    a hadd tree; M >= 5 (prefill) packs 8 weight columns 4 bytes at a time so
  *    the int32 lanes are already the 8 columns' sums and no reduction is needed.
  *  - gemm_q (the other quantized types, quants.h) keeps quants.h's sequences the
- *    same way: decode unpacks each slice in registers (32-block types: a hadd tree
- *    per slice; K-quants: maddubs on the unsigned values + madd by the slice's
- *    int16 scale into int32 lanes, one hadd tree per super-block, with M = 1 row
- *    by row so the weights stream in order); prefill unpacks a panel once and runs
- *    the Q8_0 prefill tiles with the integer scales (and, for the K-quants,
- *    super-block integer sums) applied to the exact lane sums.  quantize_q8_K is
- *    quantize_q8_0's rounding over 256 values with an fp32 scale.
+ *    same way: decode (M <= 4) walks 8 weight rows at a time, unpacks each slice
+ *    once, unsigned, for every activation row (32-block types: one dot per slice,
+ *    the offset of Q4_0/Q5_0 taken off as offset x the block's activation sum;
+ *    K-quants: maddubs, then madd by the slice's int16 scale into int32 lanes per
+ *    super-block), and reduces the 8 rows' sums by one hadd tree; prefill unpacks a panel once and
+ * runs the Q8_0 prefill tiles with the integer scales (and, for the K-quants, super-block integer
+ * sums) applied to the exact lane sums.  quantize_q8_K is quantize_q8_0's rounding over 256 values
+ * with an fp32 scale.
  *  - Float GEMMs: each output owns one 8-lane FMA accumulator over k (steps of 8),
  *    a fixed horizontal sum, then the k tail in order with fmaf.  Every tile shape
  *    runs that same sequence, so an output does not depend on M, N or its tile.
@@ -657,77 +658,6 @@ INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, 
     }
 }
 
-/* Decode (M <= 4): like q8_tile, each weight slice is unpacked in registers
- * (qx_unpack) and the weights are streamed once with no packing.  Products are
- * numbered p = j*RM + m and live 8 to a vector; the first and last rows of the
- * tile's next tiles are prefetched (RN short rows read side by side are too many
- * streams for the hardware prefetcher). */
-
-/* Q4_0 .. Q5_1: each (row, column, slice) product reduced by a hadd tree, then
- * the per-slice float steps. */
-INLINE void qx_tile(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
-                    const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
-    const int P = RM * RN, G = (P + 7) / 8, hasmin = wim_q_has_min(type);
-    /* values >= 0: dot_i8 takes them as they are, no sign transfer to x */
-    const int unsigned_v = type == WIM_Q4_1 || type == WIM_Q5_1;
-    const int gemv = RM == 1 && RN == 8; /* lane = column: no lane shuffles */
-    __m256i im[2], ij[2];
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    qx_lanes(RM, RN, im, ij);
-    /* the scales of the next 8 slices of every column, decoded together: vectors
-     * loaded right after scalar stores to them would stall on store forwarding */
-    _Alignas(32) float wd[8][8] = {{0}}, wm[8][8] = {{0}};
-    for (int b = 0; b < nb; b++) {
-        __m256i xq[4], prod[16];
-        const int s8 = b % 8;
-#pragma GCC unroll 16
-        for (int m = 0; m < RM; m++)
-            xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
-        if (s8 == 0)
-            for (int j = 0; j < RN; j++)
-                for (int t = 0; t < 8 && b + t < nb; t++) {
-                    int sa, sb, mi;
-                    float dmin;
-                    qx_scales_of(type, w + (size_t)j * rb, b + t, &wd[t][j], &wm[t][j], &sa, &sb,
-                                 &mi, &dmin);
-                }
-        const size_t ahead = (size_t)2 * RN * rb + (size_t)b * rb / nb;
-#pragma GCC unroll 16
-        for (int j = 0; j < RN; j++) {
-            const uint8_t *row = w + (size_t)j * rb;
-            _mm_prefetch((const char *)(row + ahead), _MM_HINT_T1);
-            const __m256i v = qx_unpack(type, row, b);
-            const __m256i av = unsigned_v ? v : _mm256_abs_epi8(v);
-#pragma GCC unroll 16
-            for (int m = 0; m < RM; m++)
-                prod[j * RM + m] = dot_i8(av, unsigned_v ? xq[m] : _mm256_sign_epi8(xq[m], v));
-        }
-#pragma GCC unroll 16
-        for (int p = P; p < 8 * G; p++)
-            prod[p] = _mm256_setzero_si256();
-        const __m256 xs8 = _mm256_cvtph_ps(load_d8(x, nb, b, RM));
-        const __m256 ws8 = _mm256_load_ps(wd[s8]), mn8 = _mm256_load_ps(wm[s8]);
-        const __m256 xm8 =
-            hasmin ? _mm256_castps128_ps256(_mm_loadu_ps(xsum + 4 * b)) : _mm256_setzero_ps();
-#pragma GCC unroll 16
-        for (int g = 0; g < G; g++) {
-            const __m256i isum = hsum8_epi32(prod + 8 * g);
-            const __m256 dx =
-                gemv ? _mm256_set1_ps(_cvtsh_ss(x[b].d)) : _mm256_permutevar8x32_ps(xs8, im[g]);
-            const __m256 s = _mm256_mul_ps(dx, gemv ? ws8 : _mm256_permutevar8x32_ps(ws8, ij[g]));
-            acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s));
-            if (hasmin) {
-                const __m256 sm =
-                    _mm256_mul_ps(dx, gemv ? mn8 : _mm256_permutevar8x32_ps(mn8, ij[g]));
-                const __m256 xm =
-                    gemv ? _mm256_set1_ps(xsum[4 * b]) : _mm256_permutevar8x32_ps(xm8, im[g]);
-                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(xm, sm));
-            }
-        }
-    }
-    qx_store(RM, RN, acc, y, ldy);
-}
-
 /* ---- K-quant decode (M <= 4) ----------------------------------------------- */
 
 /* Byte pairs that broadcast int16 lane t of each 128-bit lane (pshufb controls). */
@@ -966,44 +896,52 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
 }
 
 /*
- * Decode GEMV for Q4_0 .. Q5_1: RN (8 or 1) rows against one block_q8_0 row.
- * Each row's slice is one unsigned-by-signed product (dot_i8 without the sign
+ * Decode GEMV for Q4_0 .. Q5_1: RN (8 or 1) weight rows against RM (1..4)
+ * block_q8_0 rows.  Each weight slice unpacks once, unsigned, and meets each
+ * activation row in one unsigned-by-signed product (dot_i8 without the sign
  * transfer); Q4_0/Q5_0's offset of 8/16 comes off the 8 rows' int32 sums at once as
  * offset x the activation block's sum.  The rows' fp16 scales come by one gather.
- * The same exact isum per (row, block) as qx_tile, so the same bits.
+ * The same exact isum per (row, block) as scalar.c, so the same bits.
  */
-INLINE void qx_gemv(const int type, const int RN, int nb, const block_q8_0 *x, const uint8_t *w,
-                    size_t rb, float *y) {
+INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
+                    const uint8_t *w, size_t rb, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
     const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
     const __m256i rows =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        acc[m] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = w + (size_t)b * bb;
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256i xq[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++)
+            xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
         /* the next tiles at this tile's pace, one line at a time */
         const int fetch = (b * bb) / 64 != ((b + 1) * bb) / 64;
-        __m256i S2[4], S4[2], S1 = _mm256_setzero_si256();
+        /* row sums reduced as they come (the hadd tree of hsum8_epi32, in order) */
+        __m256i S1[4], S2[4][4], S4[4][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m256i Sj = _mm256_setzero_si256();
+            __m256i Sj[4], v = _mm256_setzero_si256();
             if (j < RN) {
                 const uint8_t *p = blk + (size_t)j * rb;
                 if (fetch) _mm_prefetch((const char *)(p + 2 * RN * rb + bb), _MM_HINT_T1);
-                Sj = dot_i8(qx_unsigned(type, p), xq);
+                v = qx_unsigned(type, p);
             }
-            if (j % 2 == 0) {
-                S1 = Sj;
-                continue;
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                Sj[m] = j < RN ? dot_i8(v, xq[m]) : _mm256_setzero_si256();
+                if (j % 2 == 0) {
+                    S1[m] = Sj[m];
+                    continue;
+                }
+                S2[m][j / 2] = _mm256_hadd_epi32(S1[m], Sj[m]);
+                if (j % 4 == 3) S4[m][j / 4] = _mm256_hadd_epi32(S2[m][j / 2 - 1], S2[m][j / 2]);
             }
-            S2[j / 2] = _mm256_hadd_epi32(S1, Sj);
-            if (j % 4 == 3) S4[j / 4] = _mm256_hadd_epi32(S2[j / 2 - 1], S2[j / 2]);
         }
-        __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[0], S4[1], 0x20),
-                                        _mm256_permute2x128_si256(S4[0], S4[1], 0x31));
-        const int xs = off || wim_q_has_min(type) ? q8_block_sum(&x[b]) : 0;
-        if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
         __m256 wd, wm;
         if (RN == 8)
             gather_h2(blk, rows, &wd, &wm);
@@ -1013,61 +951,62 @@ INLINE void qx_gemv(const int type, const int RN, int nb, const block_q8_0 *x, c
             wd = _mm256_set1_ps(_cvtsh_ss(h[0]));
             wm = _mm256_set1_ps(_cvtsh_ss(h[1]));
         }
-        const __m256 dx = _mm256_set1_ps(_cvtsh_ss(x[b].d));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
-        if (wim_q_has_min(type))
-            acc =
-                _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps((float)xs), _mm256_mul_ps(dx, wm)));
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            const block_q8_0 *xb = &x[(size_t)m * nb + b];
+            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x20),
+                                            _mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x31));
+            const int xs = off || wim_q_has_min(type) ? q8_block_sum(xb) : 0;
+            if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
+            const __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
+            acc[m] = _mm256_add_ps(acc[m],
+                                   _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
+            if (wim_q_has_min(type))
+                acc[m] = _mm256_add_ps(
+                    acc[m], _mm256_mul_ps(_mm256_set1_ps((float)xs), _mm256_mul_ps(dx, wm)));
+        }
     }
-    if (RN == 8)
-        _mm256_storeu_ps(y, acc);
-    else
-        *y = _mm256_cvtss_f32(acc);
+#pragma GCC unroll 4
+    for (int m = 0; m < RM; m++)
+        if (RN == 8)
+            _mm256_storeu_ps(y + (size_t)m * ldy, acc[m]);
+        else
+            y[(size_t)m * ldy] = _mm256_cvtss_f32(acc[m]);
 }
 
-/* One row tile over all columns: tiles of RN, then single columns. */
-INLINE void qx_small(const int type, const int RM, const int RN, int N, int nb, const void *x,
-                     const float *xsum, const uint8_t *w, size_t rb, float *y, int ldy) {
+/* Decode: RM activation rows against every weight row, 8 weight rows at a time. */
+INLINE void qx_rows(const int type, const int RM, int N, int nb, const void *x, const uint8_t *w,
+                    size_t rb, float *y, int ldy) {
     int j = 0;
-    if (wim_q_is_k(type)) { /* 8 weight rows at a time, reduced together */
-        for (; j + 8 <= N; j += 8)
+    for (; j + 8 <= N; j += 8)
+        if (wim_q_is_k(type))
             qk_gemv(type, RM, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        for (; j < N; j++)
-            qk_gemv(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        return;
-    }
-    if (RM == 1) { /* GEMV: 8 weight rows at a time, reduced together */
-        for (; j + 8 <= N; j += 8)
-            qx_gemv(type, 8, nb, x, w + (size_t)j * rb, rb, y + j);
-        for (; j < N; j++)
-            qx_gemv(type, 1, nb, x, w + (size_t)j * rb, rb, y + j);
-        return;
-    }
-    for (; j + RN <= N; j += RN)
-        qx_tile(type, RM, RN, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        else
+            qx_gemv(type, RM, 8, nb, x, w + (size_t)j * rb, rb, y + j, ldy);
     for (; j < N; j++)
-        qx_tile(type, RM, 1, nb, x, xsum, w + (size_t)j * rb, rb, y + j, ldy);
+        if (wim_q_is_k(type))
+            qk_gemv(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
+        else
+            qx_gemv(type, RM, 1, nb, x, w + (size_t)j * rb, rb, y + j, ldy);
 }
 
-INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const float *xsum,
-                      const uint8_t *w, size_t rb, float *y, int ldy) {
+INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const uint8_t *w,
+                      size_t rb, float *y, int ldy) {
     switch (M) {
     case 1:
-        qx_small(type, 1, 8, N, nb, x, xsum, w, rb, y, ldy);
+        qx_rows(type, 1, N, nb, x, w, rb, y, ldy);
         return;
     case 2:
-        qx_small(type, 2, 4, N, nb, x, xsum, w, rb, y, ldy);
+        qx_rows(type, 2, N, nb, x, w, rb, y, ldy);
         return;
     case 3:
-        qx_small(type, 3, 4, N, nb, x, xsum, w, rb, y, ldy);
+        qx_rows(type, 3, N, nb, x, w, rb, y, ldy);
         return;
     default:
-        qx_small(type, 4, 4, N, nb, x, xsum, w, rb, y, ldy);
+        qx_rows(type, 4, N, nb, x, w, rb, y, ldy);
         return;
     }
 }
-
-#define QX_DECODE_MAX_BLOCKS 2048 /* K <= 65536 decodes in registers; beyond, panels */
 
 /* The activation slice b of row m: a block_q8_0, or for the K-quants a copy of
  * its 32 bytes of the block_q8_K into one (with the super-block's d), so the
@@ -1097,14 +1036,8 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type);
-    if (M <= 4 && nb <= QX_DECODE_MAX_BLOCKS) {
-        /* xsum[b*4 + m]: the rows' block sums, for Q4_1/Q5_1's minimum term */
-        float xsum[QX_DECODE_MAX_BLOCKS * 4];
-        for (int b = 0; !kq && hasmin && b < nb; b++)
-            for (int m = 0; m < 4; m++)
-                xsum[b * 4 + m] =
-                    m < M ? (float)q8_block_sum((const block_q8_0 *)x + (size_t)m * nb + b) : 0.0f;
-        qx_decode(type, M, N, nb, x, xsum, w, row_bytes, y, ldy);
+    if (M <= 4) {
+        qx_decode(type, M, N, nb, x, w, row_bytes, y, ldy);
         return;
     }
     _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
