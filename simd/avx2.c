@@ -103,20 +103,27 @@ INLINE __m128i load_d8(const block_q8_0 *p, int nb, int b, const int n) {
 #undef D
 }
 
-/* load_d8 for 8 rows by one gather: each row's scale is the low half of the dword
- * that starts its block (the rest is the block's first two quants, inside it).
- * Fewer instructions than 8 inserts: decode at 1 thread ~6 % faster with AVX-512. */
-INLINE __m256i gather_d8_rows(int nb) { /* the 8 rows' byte offsets, for gather_d8 */
+/* The byte offsets of 8 rows stride bytes apart, for gather_halves. */
+INLINE __m256i row_offsets8(size_t stride) {
     return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                              _mm256_set1_epi32(nb * (int)sizeof(block_q8_0)));
+                              _mm256_set1_epi32((int)stride));
 }
+
+/* The dword at p of each of 8 rows (offsets `rows`) by one gather, split: the 8 low
+ * 16-bit halves in the low 128 bits, the 8 high halves in the high 128 bits. */
+INLINE __m256i gather_halves(const void *p, __m256i rows) {
+    const __m256i dw = _mm256_i32gather_epi32((const int *)p, rows, 1);
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0,
+                                           1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dw, split), 0xd8);
+}
+
+/* load_d8 for 8 rows (offsets row_offsets8 of the row size) by one gather: each
+ * row's scale is the low half of the dword that starts its block (the rest is the
+ * block's first two quants, inside it).  Fewer instructions than 8 inserts: decode
+ * at 1 thread ~6 % faster with AVX-512. */
 INLINE __m128i gather_d8(const block_q8_0 *p, __m256i rows, int b) {
-    const __m256i dw = _mm256_i32gather_epi32((const int *)(const void *)(p + b), rows, 1);
-    const __m256i low16 =
-        _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9,
-                         12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i h = _mm256_shuffle_epi8(dw, low16); /* 4 halves in each 128-bit lane's low 8 B */
-    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(h, 0x08));
+    return _mm256_castsi256_si128(gather_halves(p + b, rows));
 }
 
 /* The tile's lane maps: lane l of group g holds product 8g + l. */
@@ -153,7 +160,7 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
     __m256i im[2], ij[2];
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     qx_lanes(RM, RN, im, ij);
-    const __m256i rows = gather_d8_rows(nb);
+    const __m256i rows = row_offsets8((size_t)nb * sizeof(block_q8_0));
 
     for (int b = 0; b < nb; b++) {
         __m256i xq[4], prod[16];
@@ -787,15 +794,27 @@ INLINE void qk_row(const int type, const uint8_t *p, const int RM, const int RN,
         S[m] = RM == 1 ? _mm256_add_epi32(acc[m][0], acc[m][1]) : acc[m][0];
 }
 
-/* The 8 rows' fp16 dword at byte off of each row's block (rows rb bytes apart), as
- * fp32: the low halves in *lo, the high halves in *hi. */
+/* The 8 rows' fp16 pair at p (offsets `rows`) as fp32: low halves in *lo, high in *hi. */
 INLINE void gather_h2(const uint8_t *p, __m256i rows, __m256 *lo, __m256 *hi) {
-    const __m256i dw = _mm256_i32gather_epi32((const int *)(const void *)p, rows, 1);
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0,
-                                           1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dw, split), 0xd8);
+    const __m256i h = gather_halves(p, rows);
     *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
     *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+/* hsum8_epi32's hadd tree fed one row at a time (row j = 0..7, in order), so few
+ * vectors stay live across the 8 rows: t1 holds an even row, t2[4] pairs, t4[2]
+ * quads; tree_sum gives lane j = the sum of row j's lanes. */
+INLINE void tree_push(int j, __m256i v, __m256i *t1, __m256i *t2, __m256i *t4) {
+    if (j % 2 == 0) {
+        *t1 = v;
+        return;
+    }
+    t2[j / 2] = _mm256_hadd_epi32(*t1, v);
+    if (j % 4 == 3) t4[j / 4] = _mm256_hadd_epi32(t2[j / 2 - 1], t2[j / 2]);
+}
+INLINE __m256i tree_sum(const __m256i *t4) {
+    return _mm256_add_epi32(_mm256_permute2x128_si256(t4[0], t4[1], 0x20),
+                            _mm256_permute2x128_si256(t4[0], t4[1], 0x31));
 }
 
 /*
@@ -812,8 +831,7 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
                     const uint8_t *w, size_t rb, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
     /* each row's (d, dmin) dword (Q6_K: the dword ending in d) by one gather */
-    const __m256i rows =
-        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    const __m256i rows = row_offsets8(rb);
     const int doff = type == WIM_Q6_K ? (int)offsetof(block_q6_K, d) - 2 : 0;
     __m256 acc[4];
 #pragma GCC unroll 4
@@ -837,8 +855,7 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
             const __m128i b0 = _mm_shuffle_epi8(bs0, eo16), b1 = _mm_shuffle_epi8(bs1, eo16);
             bseo[m] = _mm256_set_m128i(_mm_unpackhi_epi64(b0, b1), _mm_unpacklo_epi64(b0, b1));
         }
-        /* row sums reduced as they come (the hadd tree of hsum8_epi32, in order), so
-         * few vectors stay live across the 8 rows */
+        /* row sums reduced as they come (tree_push) */
         __m256i S1[4], S2[4][4], S4[4][2];
         __m128i M1[4], M2[4][4], M4[4][2];
 #pragma GCC unroll 8
@@ -851,16 +868,13 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
             if (j < RN) qk_row(type, blk + (size_t)j * rb, RM, RN, rb, xb, xsl, bseo, Sj, Mj);
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
+                tree_push(j, Sj[m], &S1[m], S2[m], S4[m]);
                 if (j % 2 == 0) {
-                    S1[m] = Sj[m], M1[m] = Mj[m];
+                    M1[m] = Mj[m];
                     continue;
                 }
-                S2[m][j / 2] = _mm256_hadd_epi32(S1[m], Sj[m]);
                 M2[m][j / 2] = _mm_hadd_epi32(M1[m], Mj[m]);
-                if (j % 4 == 3) {
-                    S4[m][j / 4] = _mm256_hadd_epi32(S2[m][j / 2 - 1], S2[m][j / 2]);
-                    M4[m][j / 4] = _mm_hadd_epi32(M2[m][j / 2 - 1], M2[m][j / 2]);
-                }
+                if (j % 4 == 3) M4[m][j / 4] = _mm_hadd_epi32(M2[m][j / 2 - 1], M2[m][j / 2]);
             }
         }
         __m256 wd, wdm;
@@ -876,9 +890,7 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
             const __m256 dx = _mm256_set1_ps(xb[m]->d);
-            const __m256i isum =
-                _mm256_add_epi32(_mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x20),
-                                 _mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x31));
+            const __m256i isum = tree_sum(S4[m]);
             acc[m] = _mm256_add_ps(acc[m],
                                    _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
             if (type != WIM_Q6_K) {
@@ -908,8 +920,7 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
                     const uint8_t *w, size_t rb, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
     const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
-    const __m256i rows =
-        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    const __m256i rows = row_offsets8(rb);
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int m = 0; m < RM; m++)
@@ -922,11 +933,11 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
             xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
         /* the next tiles at this tile's pace, one line at a time */
         const int fetch = (b * bb) / 64 != ((b + 1) * bb) / 64;
-        /* row sums reduced as they come (the hadd tree of hsum8_epi32, in order) */
+        /* row sums reduced as they come (tree_push) */
         __m256i S1[4], S2[4][4], S4[4][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m256i Sj[4], v = _mm256_setzero_si256();
+            __m256i v = _mm256_setzero_si256();
             if (j < RN) {
                 const uint8_t *p = blk + (size_t)j * rb;
                 if (fetch) _mm_prefetch((const char *)(p + 2 * RN * rb + bb), _MM_HINT_T1);
@@ -934,13 +945,8 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
             }
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
-                Sj[m] = j < RN ? dot_i8(v, xq[m]) : _mm256_setzero_si256();
-                if (j % 2 == 0) {
-                    S1[m] = Sj[m];
-                    continue;
-                }
-                S2[m][j / 2] = _mm256_hadd_epi32(S1[m], Sj[m]);
-                if (j % 4 == 3) S4[m][j / 4] = _mm256_hadd_epi32(S2[m][j / 2 - 1], S2[m][j / 2]);
+                tree_push(j, j < RN ? dot_i8(v, xq[m]) : _mm256_setzero_si256(), &S1[m], S2[m],
+                          S4[m]);
             }
         }
         __m256 wd, wm;
@@ -955,8 +961,7 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
             const block_q8_0 *xb = &x[(size_t)m * nb + b];
-            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x20),
-                                            _mm256_permute2x128_si256(S4[m][0], S4[m][1], 0x31));
+            __m256i isum = tree_sum(S4[m]);
             const int xs = off || wim_q_has_min(type) ? q8_block_sum(xb) : 0;
             if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
             const __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
