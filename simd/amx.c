@@ -194,6 +194,9 @@ static float attn_scale_max(float *s, int n, float scale) {
 static void attn_exp(float *s, int n, float max, float *sum) {
     WIM_AMX_FALLBACK.attn_exp(s, n, max, sum);
 }
+static void swiglu(const float *g, const float *u, float *out, int n) {
+    WIM_AMX_FALLBACK.swiglu(g, u, out, n);
+}
 
 const wim_kernels WIM_AMX_TABLE = {
     .isa = "amx",
@@ -213,4 +216,5 @@ const wim_kernels WIM_AMX_TABLE = {
     .attn_accum = attn_accum,
     .attn_scale_max = attn_scale_max,
     .attn_exp = attn_exp,
+    .swiglu = swiglu,
 };

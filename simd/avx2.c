@@ -1600,6 +1600,28 @@ static void x86_attn_exp(float *s, int n, float max, float *sum) {
     *sum += _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
 }
 
+/* swiglu.h's gate in 8 lanes: -g by its sign bit, e^-g by exp8 (+inf past 88), then
+ * the division and the product, each rounded once as in swiglu1. */
+INLINE __m256 swiglu8(__m256 g, __m256 u) {
+    const __m256 ng = _mm256_xor_ps(g, _mm256_set1_ps(-0.0f));
+    const __m256 e = _mm256_blendv_ps(exp8(ng), _mm256_set1_ps(INFINITY),
+                                      _mm256_cmp_ps(ng, _mm256_set1_ps(88.0f), _CMP_GT_OQ));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+static void x86_swiglu(const float *g, const float *u, float *out, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) { /* the tail in a padded vector */
+        float tg[8] = {0}, tu[8] = {0};
+        memcpy(tg, g + i, (size_t)(n - i) * sizeof *tg);
+        memcpy(tu, u + i, (size_t)(n - i) * sizeof *tu);
+        _mm256_storeu_ps(tg, swiglu8(_mm256_loadu_ps(tg), _mm256_loadu_ps(tu)));
+        memcpy(out + i, tg, (size_t)(n - i) * sizeof *tg);
+    }
+}
+
 const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
@@ -1618,4 +1640,5 @@ const wim_kernels WIM_X86_TABLE = {
     .attn_accum = x86_attn_accum,
     .attn_scale_max = x86_attn_scale_max,
     .attn_exp = x86_attn_exp,
+    .swiglu = x86_swiglu,
 };

@@ -28,6 +28,7 @@
 #include "attn_tile.h"
 #include "quants.h"
 #include "simd.h"
+#include "swiglu.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define NEON_NP 64 /* weight columns per panel, reused by every row tile */
@@ -93,6 +94,7 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .attn_accum = attn_accum_generic,                                                          \
         .attn_scale_max = attn_scale_max_generic,                                                  \
         .attn_exp = attn_exp_generic,                                                              \
+        .swiglu = swiglu_generic,                                                                  \
     };
 TABLE(wim_kernels_neon, "neon", plain)
 TABLE(wim_kernels_neon_dotprod, "neon-dotprod", dot)

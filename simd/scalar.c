@@ -32,6 +32,7 @@
 #include "attn_tile.h"
 #include "quants.h"
 #include "simd.h"
+#include "swiglu.h"
 
 /* One activation block of n values: d = max|x|/127, q = roundf(x/d); returns d
  * (fp32; Q8_0 stores it as fp16, Q8_K as it is). */
@@ -182,4 +183,5 @@ const wim_kernels wim_kernels_scalar = {
     .attn_accum = attn_accum_generic,
     .attn_scale_max = attn_scale_max_generic,
     .attn_exp = attn_exp_generic,
+    .swiglu = swiglu_generic,
 };

@@ -162,6 +162,10 @@ typedef struct wim_kernels {
      * tile's sum, taken in attn_tile.h's fixed order (8 interleaved partial sums, so
      * that a vector adds them without a serial chain through every value). */
     void (*attn_exp)(float *s, int n, float max, float *sum);
+
+    /* SwiGLU's gate: out[i] = silu(g[i]) * u[i] (out may be g or u), swiglu.h's
+     * sequence, the same bits in every table. */
+    void (*swiglu)(const float *g, const float *u, float *out, int n);
 } wim_kernels;
 
 /* Chooses the table from cpuid (and the WIM_ISA environment variable, which

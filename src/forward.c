@@ -394,18 +394,27 @@ static void add_bias(float *x, const float *b, int M, int n) {
             x[(size_t)i * n + j] += b[j];
 }
 
-static float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
-
 /* GELU, tanh approximation (gemma2's gate activation). */
 static float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
 }
 
-/* The FFN gate: SwiGLU's SiLU, or GeGLU's GELU (gemma2). */
-static float gate_act(const wim_config *cf, float x) {
-    return cf->arch == WIM_ARCH_GEMMA2 ? gelu(x) : silu(x);
+/* The FFN gate for M rows of n_ff values: out = act(g) * u, with SwiGLU's SiLU (the
+ * kernel table's vector exp) or GeGLU's GELU (gemma2); rows of g and u are ld apart,
+ * out's n_ff apart (out may be g). */
+static void gate_rows(const wim_ctx *c, const float *g, const float *u, int ld, float *out, int M) {
+    const wim_config *cf = &c->m->cfg;
+    const int ff = cf->n_ff;
+#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
+    for (int i = 0; i < M; i++) {
+        const float *gi = g + (size_t)i * ld, *ui = u + (size_t)i * ld;
+        float *oi = out + (size_t)i * ff;
+        if (cf->arch == WIM_ARCH_GEMMA2)
+            for (int j = 0; j < ff; j++)
+                oi[j] = gelu(gi[j]) * ui[j];
+        else
+            c->kern->swiglu(gi, ui, oi, ff);
+    }
 }
 
 /* A layer's attention shape: the model's sliding window (gemma2: even layers
@@ -582,19 +591,10 @@ static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched)
             float *y[] = {c->hb, c->hb2};
             const int ldy[] = {ff, ff};
             matmul_n(c, 2, w, xb, M, y, ldy);
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
-            for (int i = 0; i < M; i++)
-                for (int j = 0; j < ff; j++)
-                    c->hb[(size_t)i * ff + j] =
-                        gate_act(cf, c->hb[(size_t)i * ff + j]) * c->hb2[(size_t)i * ff + j];
+            gate_rows(c, c->hb, c->hb2, ff, c->hb, M);
         } else { /* fused: each row is gate (first n_ff) then up */
             matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
-            for (int i = 0; i < M; i++) {
-                const float *g = c->hb + (size_t)i * 2 * ff, *u = g + ff;
-                for (int j = 0; j < ff; j++)
-                    c->hb2[(size_t)i * ff + j] = gate_act(cf, g[j]) * u[j];
-            }
+            gate_rows(c, c->hb, c->hb + ff, 2 * ff, c->hb2, M);
             memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
         }
         matmul(c, &L->w_down, c->hb, M, xb2, d);

@@ -862,6 +862,36 @@ static void test_attn_exp(void) {
     free(a), free(b), free(x);
 }
 
+/* swiglu: every table gives scalar.c's bits (any count, in place too, through the
+ * overflow of e^-g at -g = 88, NaN through), and scalar.c is silu(g) * u to a few
+ * ulp of the same product in double precision. */
+static void test_swiglu(void) {
+    enum { N = 2051 };
+    float *g = xmalloc(N * 4), *u = xmalloc(N * 4), *a = xmalloc(N * 4), *b = xmalloc(N * 4);
+    for (int i = 0; i < N; i++) {
+        g[i] = -120.0f + 200.0f * (float)i / N; /* -120 .. 80 */
+        u[i] = 1.0f + 0.001f * (float)(i % 97) - 0.05f;
+    }
+    g[3] = -88.0f, g[4] = -88.0001f, g[5] = 0.0f, g[6] = -0.0f, g[7] = NAN, g[8] = 1e-30f;
+    for (int n = 1; n <= N; n = n * 3 + 1) {
+        wim_kernels_scalar.swiglu(g, u, a, n);
+        T->swiglu(g, u, b, n);
+        CHECKF(!memcmp(a, b, (size_t)n * 4), "swiglu n=%d", n);
+        memcpy(b, g, (size_t)n * 4);
+        T->swiglu(b, u, b, n); /* out = g */
+        CHECKF(!memcmp(a, b, (size_t)n * 4), "swiglu in place n=%d", n);
+    }
+    wim_kernels_scalar.swiglu(g, u, a, N);
+    CHECKF(isnan(a[7]), "swiglu(NaN) = %g", a[7]);
+    for (int i = 0; i < N; i++) {
+        if (i == 7) continue;
+        const double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        CHECKF(fabs(a[i] - want) <= 4 * ulp_of((float)want) || fabs(want) < 1e-36,
+               "swiglu(%g, %g) = %.9g, want %.9g", g[i], u[i], a[i], want);
+    }
+    free(g), free(u), free(a), free(b);
+}
+
 /*
  * The thread-count invariant: an output's bits do not depend on which rows and
  * columns were computed with it.  One big product, then sub-products at odd
@@ -943,6 +973,7 @@ static void run_isa(const char *isa, int is_scalar) {
     RUN_ISA(test_attn_tile_kernels);
     RUN_ISA(test_attn_scale_max);
     RUN_ISA(test_attn_exp);
+    RUN_ISA(test_swiglu);
     RUN_ISA(test_tile_invariance);
 #undef RUN_ISA
 }
