@@ -216,6 +216,11 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #define Q8_KCH 32
 #endif
 #define Q8_RM 4 /* rows per register tile */
+/* Without VNNI every product needs |w| (maddubs takes it unsigned): the packers store
+ * it beside the panel, PANEL_ABS vectors on, instead of every row tile recomputing it.
+ * PANEL_VECS: one panel's vectors. */
+#define PANEL_VECS (Q8_NP / 8 * Q8_KCH * 8)
+#define PANEL_ABS (WIM_X86_DPBUSD ? 0 : PANEL_VECS)
 #ifndef Q8_RC
 #define Q8_RC 2 /* 8-column groups per register tile */
 #endif
@@ -241,6 +246,13 @@ INLINE void pack8_rows(const __m256i *r, __m256i *o) {
     o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
+/* The |w| copy of one packed block's 8 vectors (PANEL_ABS). */
+INLINE void pack_abs(__m256i *v) {
+#pragma GCC unroll 8
+    for (int g = 0; g < 8 && PANEL_ABS; g++)
+        v[PANEL_ABS + g] = _mm256_abs_epi8(v[g]);
+}
+
 /* Packs columns j0..j0+n-1 (n <= 8; the rest zero), blocks 0..nbk-1, of w. */
 static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, float *ws) {
     for (int b = 0; b < nbk; b++) {
@@ -250,6 +262,7 @@ static void q8_pack8(const block_q8_0 *w, int nb, int n, int nbk, __m256i *wp, f
             r[c] = c < n ? _mm256_loadu_si256((const __m256i *)w[(size_t)c * nb + b].qs)
                          : _mm256_setzero_si256();
         pack8_rows(r, wp + (size_t)b * 8);
+        pack_abs(wp + (size_t)b * 8);
 #if WIM_X86_DPBUSD /* w + 128 as u8 (q8p_tile's u8w) */
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++)
@@ -330,7 +343,9 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
 #pragma GCC unroll 2
             for (int r = 0; r < RC; r++) {
                 wq[r] = _mm256_load_si256(wp + r * gs + (size_t)b * 8 + g);
-                aw[r] = u8w ? wq[r] : _mm256_abs_epi8(wq[r]);
+                aw[r] = u8w         ? wq[r]
+                        : PANEL_ABS ? _mm256_load_si256(wp + PANEL_ABS + r * gs + (size_t)b * 8 + g)
+                                    : _mm256_abs_epi8(wq[r]);
             }
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
@@ -517,7 +532,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
         q8_small(1, 8, N, nb, x, w, y, ldy);
         return;
     }
-    _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
+    _Alignas(32) __m256i wp[PANEL_VECS + PANEL_ABS];
     _Alignas(32) float ws[Q8_NP * Q8_KCH], xs[Q8_KCH * Q8_RM];
     int32_t xc[Q8_KCH * Q8_RM];
     for (int jp = 0; jp < N; jp += Q8_NP) {
@@ -663,6 +678,7 @@ INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, 
             sc.dm[b * 8 + c] = dmin;
         }
         pack8_rows(r, wp + (size_t)b * 8);
+        pack_abs(wp + (size_t)b * 8);
     }
 }
 
@@ -1042,7 +1058,7 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type);
-    _Alignas(32) __m256i wp[Q8_NP / 8 * Q8_KCH * 8];
+    _Alignas(32) __m256i wp[PANEL_VECS + PANEL_ABS];
     _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH], wdm[Q8_NP * Q8_KCH];
     _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH], wmi[Q8_NP * Q8_KCH];
     _Alignas(32) float xs[Q8_KCH * Q8_RM], xm[Q8_KCH * Q8_RM];
