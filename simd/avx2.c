@@ -207,7 +207,8 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
  * exact in any order, so this is bit-identical with scalar.c and the GEMV path.
  *
  * Blocking: a panel of Q8_NP columns and Q8_KCH blocks (64 x 32 x 32 B = 64 KiB
- * packed, on the stack) is packed once and reused by every row tile of x.
+ * packed, 128 KiB with PANEL_ABS's |w|, on the stack) is packed once and reused by
+ * every row tile of x.
  */
 #ifndef Q8_NP
 #define Q8_NP 64
