@@ -207,7 +207,7 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
  * exact in any order, so this is bit-identical with scalar.c and the GEMV path.
  *
  * Blocking: a panel of Q8_NP columns and Q8_KCH blocks (64 x 32 x 32 B = 64 KiB
- * packed, 128 KiB with PANEL_ABS's |w|, on the stack) is packed once and reused by
+ * packed, 128 KiB with its |w| copy, on the stack) is packed once and reused by
  * every row tile of x.
  */
 #ifndef Q8_NP
@@ -217,12 +217,11 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #define Q8_KCH 32
 #endif
 #define Q8_RM 4 /* rows per register tile */
-/* Signed weights meet the activations as |w| times x with w's sign (dot_i8): the
- * packers store |w| beside the panel, PANEL_ABS vectors on, instead of every row tile
- * recomputing it per product (prefill kernels 5-11 % faster).  Q8_0 with VNNI packs
- * w + 128 instead (u8w) and has no copy.  PANEL_VECS: one panel's vectors. */
+/* One panel's vectors.  Signed weights meet the activations as |w| times x with w's
+ * sign (dot_i8): the packers store |w| PANEL_VECS vectors on, beside the panel,
+ * instead of every row tile recomputing it per product (prefill kernels 5-11 %
+ * faster).  Q8_0 with VNNI packs w + 128 instead (u8w) and has no copy. */
 #define PANEL_VECS (Q8_NP / 8 * Q8_KCH * 8)
-#define PANEL_ABS PANEL_VECS
 #ifndef Q8_RC
 #define Q8_RC 2 /* 8-column groups per register tile */
 #endif
@@ -248,11 +247,11 @@ INLINE void pack8_rows(const __m256i *r, __m256i *o) {
     o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-/* The |w| copy of one packed block's 8 vectors (PANEL_ABS). */
+/* The |w| copy of one packed block's 8 vectors, PANEL_VECS on. */
 INLINE void pack_abs(__m256i *v) {
 #pragma GCC unroll 8
     for (int g = 0; g < 8; g++)
-        v[PANEL_ABS + g] = _mm256_abs_epi8(v[g]);
+        v[PANEL_VECS + g] = _mm256_abs_epi8(v[g]);
 }
 
 /* Packs columns j0..j0+n-1 (n <= 8; the rest zero), blocks 0..nbk-1, of w. */
@@ -347,7 +346,7 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
             for (int r = 0; r < RC; r++) {
                 wq[r] = _mm256_load_si256(wp + r * gs + (size_t)b * 8 + g);
                 aw[r] =
-                    u8w ? wq[r] : _mm256_load_si256(wp + PANEL_ABS + r * gs + (size_t)b * 8 + g);
+                    u8w ? wq[r] : _mm256_load_si256(wp + PANEL_VECS + r * gs + (size_t)b * 8 + g);
             }
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
@@ -534,7 +533,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
         q8_small(1, 8, N, nb, x, w, y, ldy);
         return;
     }
-    _Alignas(32) __m256i wp[PANEL_VECS + (WIM_X86_DPBUSD ? 0 : PANEL_ABS)];
+    _Alignas(32) __m256i wp[PANEL_VECS * (WIM_X86_DPBUSD ? 1 : 2)];
     _Alignas(32) float ws[Q8_NP * Q8_KCH], xs[Q8_KCH * Q8_RM];
     int32_t xc[Q8_KCH * Q8_RM];
     for (int jp = 0; jp < N; jp += Q8_NP) {
@@ -1060,7 +1059,7 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type);
-    _Alignas(32) __m256i wp[PANEL_VECS + PANEL_ABS];
+    _Alignas(32) __m256i wp[2 * PANEL_VECS]; /* values, then |w| */
     _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH], wdm[Q8_NP * Q8_KCH];
     _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH], wmi[Q8_NP * Q8_KCH];
     _Alignas(32) float xs[Q8_KCH * Q8_RM], xm[Q8_KCH * Q8_RM];
