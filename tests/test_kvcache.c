@@ -323,6 +323,7 @@ static void test_streaming_bounded_memory(void) {
         p.n_ctx = 2048;
         p.kv_pin = 16;
         p.chunk = 512;
+        p.n_threads = 2; /* scratch has a slice per thread; the default follows the load */
         wim_ctx *c;
         char err[256];
         CHECK(wim_ctx_new(m, &p, &c, err, sizeof err) == 0);
