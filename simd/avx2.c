@@ -217,14 +217,16 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #define Q8_KCH 32
 #endif
 #define Q8_RM 4 /* rows per register tile */
-/* One panel's vectors.  Signed weights meet the activations as |w| times x with w's
- * sign (dot_i8): the packers store |w| PANEL_VECS vectors on, beside the panel,
- * instead of every row tile recomputing it per product (prefill kernels 5-11 %
- * faster).  Q8_0 with VNNI packs w + 128 instead (u8w) and has no copy. */
+/* One panel's vectors.  Panels of unsigned bytes (u8w: Q8_0 with VNNI packs w + 128,
+ * the other types their stored values, qx_offset) meet x as it is.  Q8_0's signed
+ * weights without VNNI meet it as |w| times x with w's sign (dot_i8): the packer
+ * stores |w| PANEL_VECS vectors on, beside the panel, instead of every row tile
+ * recomputing it per product (5 % faster). */
 #define PANEL_VECS (Q8_NP / 8 * Q8_KCH * 8)
 #ifndef Q8_RC
 #define Q8_RC 2 /* 8-column groups per register tile */
 #endif
+#define XC_HALF (Q8_KCH * Q8_RM) /* q8p_tile's xc: where the second halves' start */
 
 /* Vector g (0..7) of o gets bytes 4g..4g+3 of the 32-byte rows r[0..7], row c in
  * int32 lane c. */
@@ -299,10 +301,12 @@ INLINE __m256i bcast4(const int8_t *p) {
 INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8_0 *x,
                      const __m256i *wp, const float *ws, size_t gs, const float *xs, float *y,
                      int ldy, int n, int first, const int sub, const int hasmin,
-                     const qx_scales *qs, const float *xm, const int kmode, const int32_t *xc) {
-    /* unsigned weights (Q8_0 with VNNI): wp holds w + 128 as u8, dpbusd takes x as it
-     * is, and 128 * (the block's sum of x), xc[b*Q8_RM + m], comes off the exact sum */
-    const int u8w = xc != NULL;
+                     const qx_scales *qs, const float *xm, const int kmode, const int u8w,
+                     const int32_t *xc) {
+    /* u8w: wp holds unsigned bytes u = w + offset (Q8_0 with VNNI: 128; the others
+     * qx_offset), the product takes x as it is, and offset * (the block's sum of x),
+     * xc[b*Q8_RM + m], comes off the exact sum (no xc: offset 0; sub = 2: the halves',
+     * the second XC_HALF on) */
     __m256 acc[Q8_RM * 2];
     __m256i S[Q8_RM * 2], MS[Q8_RM * 2]; /* kmode: the super-block's integer sums */
     float tmp[16];
@@ -361,13 +365,16 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
             for (int p = 0; p < RM * RC; p++)
                 __asm__("" : "+x"(s[p]));
         }
-        if (u8w) {
+        if (xc) {
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
                 const __m256i c = _mm256_set1_epi32(xc[b * Q8_RM + m]);
+                const __m256i c2 = sub == 2 ? _mm256_set1_epi32(xc[XC_HALF + b * Q8_RM + m]) : c;
 #pragma GCC unroll 2
-                for (int r = 0; r < RC; r++)
-                    s[m * RC + r] = _mm256_sub_epi32(s[m * RC + r], c);
+                for (int r = 0; r < RC; r++) {
+                    if (sub == 2) lo[m * RC + r] = _mm256_sub_epi32(lo[m * RC + r], c);
+                    s[m * RC + r] = _mm256_sub_epi32(s[m * RC + r], c2);
+                }
             }
         }
         if (sub) {
@@ -455,7 +462,7 @@ INLINE void q8p_tile(const int RM, const int RC, int nbk, int nb, const block_q8
 INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                      const float *ws, const float *xs, float *y, int ldy, int first, const int sub,
                      const int hasmin, const qx_scales *qs, const float *xm, const int kmode,
-                     const int32_t *xc) {
+                     const int u8w, const int32_t *xc) {
     const size_t gs = (size_t)nbk * 8; /* one group's vectors / scales */
     int j = 0;
     qx_scales q = qs ? *qs : (qx_scales){0};
@@ -464,10 +471,10 @@ INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
     for (; Q8_RC == 2 && sub < 2 && !kmode && j + 16 <= np;
          j += 16, q.d += 2 * gs, q.mn += 2 * gs, q.sa += 2 * gs, q.sb += 2 * gs)
         q8p_tile(RM, 2, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy, 16,
-                 first, sub, hasmin, &q, xm, 0, xc);
+                 first, sub, hasmin, &q, xm, 0, u8w, xc);
     for (; j < np; j += 8, q.d += gs, q.mn += gs, q.sa += gs, q.sb += gs, q.mi += gs, q.dm += gs)
         q8p_tile(RM, 1, nbk, nb, x, wp + (j / 8) * gs, ws + (j / 8) * gs, gs, xs, y + j, ldy,
-                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode, xc);
+                 np - j < 8 ? np - j : 8, first, sub, hasmin, &q, xm, kmode, u8w, xc);
 }
 
 /* q8p_rows for a row tile of rm (1..4) rows: Q8_0's panels, and the other
@@ -475,19 +482,19 @@ INLINE void q8p_rows(const int RM, int np, int nbk, int nb, const block_q8_0 *x,
 INLINE void panel_rows(int rm, int np, int nbk, int nb, const block_q8_0 *x, const __m256i *wp,
                        const float *ws, const float *xs, float *y, int ldy, int first,
                        const int sub, const int hasmin, const qx_scales *qs, const float *xm,
-                       const int kmode, const int32_t *xc) {
+                       const int kmode, const int u8w, const int32_t *xc) {
     switch (rm) {
     case 4:
-        q8p_rows(4, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
+        q8p_rows(4, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, u8w, xc);
         break;
     case 3:
-        q8p_rows(3, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
+        q8p_rows(3, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, u8w, xc);
         break;
     case 2:
-        q8p_rows(2, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
+        q8p_rows(2, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, u8w, xc);
         break;
     default:
-        q8p_rows(1, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, xc);
+        q8p_rows(1, np, nbk, nb, x, wp, ws, xs, y, ldy, first, sub, hasmin, qs, xm, kmode, u8w, xc);
         break;
     }
 }
@@ -557,7 +564,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 const block_q8_0 *xp = x + (size_t)i0 * nb + b0;
                 float *yp = y + (size_t)i0 * ldy + jp;
                 panel_rows(rm, np, nbk, nb, xp, wp, ws, xs, yp, ldy, b0 == 0, 0, 0, NULL, NULL, 0,
-                           WIM_X86_DPBUSD ? xc : NULL);
+                           WIM_X86_DPBUSD, WIM_X86_DPBUSD ? xc : NULL);
                 i0 += rm;
             }
         }
@@ -587,18 +594,16 @@ INLINE __m256i qx_unsigned(const int type, const uint8_t *p) {
 #endif
 }
 
-/* A slice's 32 values v (quants.h), as signed bytes in order. */
+/* A slice's 32 stored values (quants.h) as unsigned bytes in order: the value plus
+ * qx_offset; at most 63, so maddubs's int16 pair sums stay exact. */
 INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
     const __m256i low4 = _mm256_set1_epi8(0xF);
     switch (type) {
     case WIM_Q4_0:
     case WIM_Q4_1:
     case WIM_Q5_0:
-    case WIM_Q5_1: {
-        const __m256i v = qx_unsigned(type, row + (size_t)b * wim_q_block_bytes(type));
-        if (type == WIM_Q4_0) return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-        return type == WIM_Q5_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v;
-    }
+    case WIM_Q5_1:
+        return qx_unsigned(type, row + (size_t)b * wim_q_block_bytes(type));
     case WIM_Q4_K:
     case WIM_Q5_K: {
         const int j = b % 8;
@@ -622,7 +627,7 @@ INLINE __m256i qx_unpack(const int type, const uint8_t *row, int b) {
         lo = _mm256_and_si256(lo, low4);
         __m256i hi = _mm256_loadu_si256((const __m256i *)(q->qh + 32 * half));
         hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * g)), _mm256_set1_epi8(3));
-        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
     }
     }
 }
@@ -655,6 +660,12 @@ INLINE void qx_scales_of(const int type, const uint8_t *row, int b, float *d, fl
     }
 }
 
+/* What comes off a type's stored (unsigned) value to give its value: Q4_0 8,
+ * Q5_0 16, Q6_K 32; 0 for the types with a minimum. */
+INLINE int qx_offset(const int type) {
+    return type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : type == WIM_Q6_K ? 32 : 0;
+}
+
 /* As q8_pack8 for the other quantized types: rows w (row_bytes apart), columns
  * 0..n-1 (the rest zero), slices b0..b0+nbk-1, unpacked and packed; the scales of
  * (block b, column c) go to index b*8 + c of each qx_scales array. */
@@ -679,7 +690,6 @@ INLINE void qx_pack8(const int type, const uint8_t *w, size_t row_bytes, int n, 
             sc.dm[b * 8 + c] = dmin;
         }
         pack8_rows(r, wp + (size_t)b * 8);
-        pack_abs(wp + (size_t)b * 8);
     }
 }
 
@@ -1058,11 +1068,12 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     }
     const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
-    const int hasmin = wim_q_has_min(type);
-    _Alignas(32) __m256i wp[2 * PANEL_VECS]; /* values, then |w| */
+    const int hasmin = wim_q_has_min(type), off = qx_offset(type);
+    _Alignas(32) __m256i wp[PANEL_VECS];
     _Alignas(32) float wd[Q8_NP * Q8_KCH], wmn[Q8_NP * Q8_KCH], wdm[Q8_NP * Q8_KCH];
     _Alignas(32) int32_t wsa[Q8_NP * Q8_KCH], wsb[Q8_NP * Q8_KCH], wmi[Q8_NP * Q8_KCH];
     _Alignas(32) float xs[Q8_KCH * Q8_RM], xm[Q8_KCH * Q8_RM];
+    int32_t xc[2 * XC_HALF];       /* the offset times each slice's sum (Q6_K: of each half) */
     block_q8_0 xt[Q8_RM * Q8_KCH]; /* the row tile's slices, Q8_0-shaped */
     for (int jp = 0; jp < N; jp += Q8_NP) {
         const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
@@ -1081,9 +1092,20 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
                 for (int b = 0; b < nbk; b++)
                     for (int m = 0; m < Q8_RM; m++) {
                         xs[b * Q8_RM + m] = xm[b * Q8_RM + m] = 0.0f;
-                        if (m < rm)
-                            qx_slice_x(type, x, nb, i0 + m, b0 + b, &xt[m * nbk + b],
-                                       &xs[b * Q8_RM + m], &xm[b * Q8_RM + m]);
+                        xc[b * Q8_RM + m] = 0;
+                        if (m >= rm) continue;
+                        qx_slice_x(type, x, nb, i0 + m, b0 + b, &xt[m * nbk + b],
+                                   &xs[b * Q8_RM + m], &xm[b * Q8_RM + m]);
+                        if (type == WIM_Q6_K) {
+                            const int16_t *bs =
+                                ((const block_q8_K *)x)[(size_t)(i0 + m) * (nb / 8) + (b0 + b) / 8]
+                                    .bsums +
+                                2 * ((b0 + b) % 8);
+                            xc[b * Q8_RM + m] = off * bs[0];
+                            xc[XC_HALF + b * Q8_RM + m] = off * bs[1];
+                        } else if (off)
+                            xc[b * Q8_RM + m] = off * q8_block_sum((const block_q8_0 *)x +
+                                                                   (size_t)(i0 + m) * nb + b0 + b);
                     }
                 /* the tiles read the slices from xt (K-quants) or x in place */
                 const block_q8_0 *xp = kq ? xt : (const block_q8_0 *)x + (size_t)i0 * nb + b0;
@@ -1091,7 +1113,7 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
                 float *yp = y + (size_t)i0 * ldy + jp;
                 const int first = b0 == 0;
                 panel_rows(rm, np, nbk, xnb, xp, wp, qs.d, xs, yp, ldy, first, sub, hasmin, &qs, xm,
-                           kq, NULL);
+                           kq, 1, off ? xc : NULL);
                 i0 += rm;
             }
         }
