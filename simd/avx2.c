@@ -574,9 +574,11 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
 /* A 32-block slice's values without Q4_0/Q5_0's offset (0..15 or 0..31). */
 INLINE __m256i qx_unsigned(const int type, const uint8_t *p) {
     const size_t bb = wim_q_block_bytes(type);
-    const __m128i qs = _mm_loadu_si128((const __m128i *)(p + bb - 16));
-    __m256i v =
-        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0xF));
+    /* the 16 bytes in both halves (one broadcast load), the high half shifted to its
+     * high nibbles */
+    const __m256i qs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bb - 16)));
+    __m256i v = _mm256_and_si256(_mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                 _mm256_set1_epi8(0xF));
     if (type == WIM_Q4_0 || type == WIM_Q4_1) return v;
     uint32_t h;
     memcpy(&h, p + bb - 20, 4);
@@ -943,8 +945,30 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
  * offset x the activation block's sum.  The rows' fp16 scales come by one gather.
  * The same exact isum per (row, block) as scalar.c, so the same bits.
  */
+/* The activation side of a Q4_0 .. Q5_1 GEMV at (block b, row m), index 4b + m: the
+ * scale, the block's sum and the offset times it, found once per call rather than once
+ * per 8 weight rows (K up to 32768; beyond, qx_gemv finds them itself). */
+#define QX_XPRE_BLOCKS 1024
+typedef struct {
+    float d[4 * QX_XPRE_BLOCKS], sum[4 * QX_XPRE_BLOCKS];
+    int32_t off_sum[4 * QX_XPRE_BLOCKS];
+} qx_xpre;
+
+INLINE void qx_xpre_fill(const int type, const int RM, int nb, const block_q8_0 *x, qx_xpre *pre) {
+    const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
+    for (int b = 0; b < nb; b++)
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++) {
+            const block_q8_0 *xb = &x[(size_t)m * nb + b];
+            const int xs = q8_block_sum(xb);
+            pre->d[4 * b + m] = _cvtsh_ss(xb->d);
+            pre->sum[4 * b + m] = (float)xs;
+            pre->off_sum[4 * b + m] = off * xs;
+        }
+}
+
 INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
-                    const uint8_t *w, size_t rb, float *y, int ldy) {
+                    const uint8_t *w, size_t rb, const qx_xpre *pre, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
     const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
     const __m256i rows = row_offsets8(rb);
@@ -989,14 +1013,22 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
         for (int m = 0; m < RM; m++) {
             const block_q8_0 *xb = &x[(size_t)m * nb + b];
             __m256i isum = tree_sum(S4[m]);
-            const int xs = off || wim_q_has_min(type) ? q8_block_sum(xb) : 0;
-            if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
-            const __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
+            __m256 dx, xsum;
+            if (pre) {
+                const int at = 4 * b + m;
+                if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(pre->off_sum[at]));
+                dx = _mm256_broadcast_ss(&pre->d[at]);
+                xsum = _mm256_broadcast_ss(&pre->sum[at]);
+            } else {
+                const int xs = off || wim_q_has_min(type) ? q8_block_sum(xb) : 0;
+                if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * xs));
+                dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
+                xsum = _mm256_set1_ps((float)xs);
+            }
             acc[m] = _mm256_add_ps(acc[m],
                                    _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
             if (wim_q_has_min(type))
-                acc[m] = _mm256_add_ps(
-                    acc[m], _mm256_mul_ps(_mm256_set1_ps((float)xs), _mm256_mul_ps(dx, wm)));
+                acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(xsum, _mm256_mul_ps(dx, wm)));
         }
     }
 #pragma GCC unroll 4
@@ -1011,16 +1043,19 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
 INLINE void qx_rows(const int type, const int RM, int N, int nb, const void *x, const uint8_t *w,
                     size_t rb, float *y, int ldy) {
     int j = 0;
-    for (; j + 8 <= N; j += 8)
-        if (wim_q_is_k(type))
+    if (wim_q_is_k(type)) {
+        for (; j + 8 <= N; j += 8)
             qk_gemv(type, RM, 8, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        else
-            qx_gemv(type, RM, 8, nb, x, w + (size_t)j * rb, rb, y + j, ldy);
-    for (; j < N; j++)
-        if (wim_q_is_k(type))
+        for (; j < N; j++)
             qk_gemv(type, RM, 1, nb / 8, x, w + (size_t)j * rb, rb, y + j, ldy);
-        else
-            qx_gemv(type, RM, 1, nb, x, w + (size_t)j * rb, rb, y + j, ldy);
+        return;
+    }
+    qx_xpre pre_buf, *pre = NULL;
+    if (nb <= QX_XPRE_BLOCKS) qx_xpre_fill(type, RM, nb, x, pre = &pre_buf);
+    for (; j + 8 <= N; j += 8)
+        qx_gemv(type, RM, 8, nb, x, w + (size_t)j * rb, rb, pre, y + j, ldy);
+    for (; j < N; j++)
+        qx_gemv(type, RM, 1, nb, x, w + (size_t)j * rb, rb, pre, y + j, ldy);
 }
 
 INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const uint8_t *w,
