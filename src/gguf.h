@@ -93,7 +93,7 @@ typedef struct {
 
 typedef struct gguf_file {
     char *path;
-    const uint8_t *base; /* whole-file mapping */
+    const uint8_t *base; /* the whole file's bytes */
     size_t size;
     uint32_t version;
     uint64_t alignment;
@@ -102,7 +102,8 @@ typedef struct gguf_file {
     gguf_tensor *tensors;
     uint64_t data_offset; /* start of the tensor data section */
     size_t header_bytes;  /* magic through the tensor table (what the fingerprint hashes) */
-    int mapped;           /* base is our own mmap (gguf_open) rather than a caller's buffer */
+    size_t mapped;        /* base is ours (gguf_open), this many bytes to munmap; 0: a caller's */
+    int huge_pages;       /* base is a copy in memory that asked for transparent huge pages */
 } gguf_file;
 
 /* Opens and validates. Returns 0, or -1 with "PATH: what is wrong" in err. */

@@ -3,9 +3,9 @@
  *
  * Every allocation the engine makes for a context goes through one wim_mem,
  * tagged with what it is for, so the profile can report exactly what each
- * part costs: weights (mapped, never copied), the KV cache, and scratch (the
- * per-chunk working buffers, whose peak is the number the paper's memory
- * argument is about).
+ * part costs: the KV cache and scratch (the per-chunk working buffers, whose
+ * peak is the number the paper's memory argument is about).  Weights are the
+ * model file's bytes (gguf.c), shared by every context and not counted here.
  *
  * Invariant: `cur` of each kind is the sum of live allocations of that kind;
  * `peak` is the largest `cur` ever seen.

@@ -473,10 +473,10 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
     fprintf(fp, ")\n");
     size_t kv_per_tok = (size_t)2 * c->n_layer * c->n_head_kv * c->head_dim;
     fprintf(fp,
-            "memory         weights %.1f MiB (mapped); KV cache %.1f KiB/token in f16, "
+            "memory         weights %.1f MiB (%s); KV cache %.1f KiB/token in f16, "
             "%.1f MiB at the full context of %d\n",
-            bytes / 1048576.0, kv_per_tok * 2 / 1024.0,
-            kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
+            bytes / 1048576.0, g->huge_pages ? "read into huge pages" : "mapped",
+            kv_per_tok * 2 / 1024.0, kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
     fprintf(fp, "decode         reads %.1f MiB of weights per token\n",
             wim_model_decode_bytes(m) / 1048576.0);
     fprintf(fp, "fingerprint    %016llx\n", (unsigned long long)m->fingerprint);

@@ -242,6 +242,34 @@ static void test_random_bytes_never_crash(void) {
     free(buf);
 }
 
+/* gguf_open reads the file into huge pages (THP "always"/"madvise") or, with
+ * WIM_MMAP=1, maps it: the same bytes and tensors either way. */
+static void test_read_and_mapped_agree(void) {
+    size_t n;
+    uint8_t *buf = make_file(&n);
+    char path[] = "/tmp/wim-test-gguf-XXXXXX", err[256], line[128] = "";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, buf, n) == (ssize_t)n);
+    close(fd);
+    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    const int huge = thp && fgets(line, sizeof line, thp) && !strstr(line, "[never]");
+    if (thp) fclose(thp);
+    for (int mapped = 0; mapped < 2; mapped++) {
+        if (mapped) setenv("WIM_MMAP", "1", 1);
+        gguf_file *f;
+        CHECKF(gguf_open(path, &f, err, sizeof err) == 0, "%s", err);
+        CHECKF(f->huge_pages == (huge && !mapped), "WIM_MMAP=%d: huge_pages %d", mapped,
+               f->huge_pages);
+        CHECK(f->size == n && f->mapped >= n && !memcmp(f->base, buf, n));
+        const gguf_tensor *t = gguf_find_tensor(f, "alpha");
+        CHECK(t && ((const float *)t->data)[127] == 127.0f);
+        gguf_close(f);
+        unsetenv("WIM_MMAP");
+    }
+    unlink(path);
+    free(buf);
+}
+
 static void test_missing_file_and_directory(void) {
     gguf_file *f;
     char err[256];
@@ -256,6 +284,7 @@ int main(void) {
     RUN(test_targeted_corruptions);
     RUN(test_duplicate_key_and_alignment);
     RUN(test_random_bytes_never_crash);
+    RUN(test_read_and_mapped_agree);
     RUN(test_missing_file_and_directory);
     return t_exit();
 }
