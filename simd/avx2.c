@@ -982,17 +982,18 @@ INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const bl
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++)
             xq[m] = _mm256_loadu_si256((const __m256i *)x[(size_t)m * nb + b].qs);
-        /* the next tiles at this tile's pace, one line at a time */
-        const int fetch = (b * bb) / 64 != ((b + 1) * bb) / 64;
+        /* the rows two tiles on, at this tile's pace: its RN rows are one run of bytes,
+         * so block b's share of that run covers every line (prefetching each row's
+         * next block where row 0 crossed a line missed lines of rows aligned
+         * otherwise: Q5_0 streamed at half its in-cache rate) */
+        prefetch_lines(w, ((size_t)2 * RN * nb + (size_t)b * RN) * bb, RN * bb);
         /* row sums reduced as they come (tree_push) */
         __m256i S1[4], S2[4][4], S4[4][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256i v = _mm256_setzero_si256();
             if (j < RN) {
-                const uint8_t *p = blk + (size_t)j * rb;
-                if (fetch) _mm_prefetch((const char *)(p + 2 * RN * rb + bb), _MM_HINT_T1);
-                v = qx_unsigned(type, p);
+                v = qx_unsigned(type, blk + (size_t)j * rb);
             }
 #pragma GCC unroll 4
             for (int m = 0; m < RM; m++) {
