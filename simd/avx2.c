@@ -226,7 +226,7 @@ INLINE void q8_tile(const int RM, const int RN, int nb, const block_q8_0 *x, con
 #ifndef Q8_RC
 #define Q8_RC 2 /* 8-column groups per register tile */
 #endif
-#define XC_HALF (Q8_KCH * Q8_RM) /* q8p_tile's xc: where the second halves' start */
+#define XC_HALF (Q8_KCH * Q8_RM) /* q8p_tile's xc: where the second halves start */
 
 /* Vector g (0..7) of o gets bytes 4g..4g+3 of the 32-byte rows r[0..7], row c in
  * int32 lane c. */
@@ -937,14 +937,6 @@ INLINE void qk_gemv(const int type, const int RM, const int RN, int nsb, const b
             y[(size_t)m * ldy] = _mm256_cvtss_f32(acc[m]);
 }
 
-/*
- * Decode GEMV for Q4_0 .. Q5_1: RN (8 or 1) weight rows against RM (1..4)
- * block_q8_0 rows.  Each weight slice unpacks once, unsigned, and meets each
- * activation row in one unsigned-by-signed product (dot_i8 without the sign
- * transfer); Q4_0/Q5_0's offset of 8/16 comes off the 8 rows' int32 sums at once as
- * offset x the activation block's sum.  The rows' fp16 scales come by one gather.
- * The same exact isum per (row, block) as scalar.c, so the same bits.
- */
 /* The activation side of a Q4_0 .. Q5_1 GEMV at (block b, row m), index 4b + m: the
  * scale, the block's sum and the offset times it, found once per call rather than once
  * per 8 weight rows (K up to 32768; beyond, qx_gemv finds them itself). */
@@ -955,7 +947,7 @@ typedef struct {
 } qx_xpre;
 
 INLINE void qx_xpre_fill(const int type, const int RM, int nb, const block_q8_0 *x, qx_xpre *pre) {
-    const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
+    const int off = qx_offset(type);
     for (int b = 0; b < nb; b++)
 #pragma GCC unroll 4
         for (int m = 0; m < RM; m++) {
@@ -967,10 +959,18 @@ INLINE void qx_xpre_fill(const int type, const int RM, int nb, const block_q8_0 
         }
 }
 
+/*
+ * Decode GEMV for Q4_0 .. Q5_1: RN (8 or 1) weight rows against RM (1..4)
+ * block_q8_0 rows.  Each weight slice unpacks once, unsigned, and meets each
+ * activation row in one unsigned-by-signed product (dot_i8 without the sign
+ * transfer); Q4_0/Q5_0's offset of 8/16 comes off the 8 rows' int32 sums at once as
+ * offset x the activation block's sum.  The rows' fp16 scales come by one gather.
+ * The same exact isum per (row, block) as scalar.c, so the same bits.
+ */
 INLINE void qx_gemv(const int type, const int RM, const int RN, int nb, const block_q8_0 *x,
                     const uint8_t *w, size_t rb, const qx_xpre *pre, float *y, int ldy) {
     const size_t bb = wim_q_block_bytes(type);
-    const int off = type == WIM_Q4_0 ? 8 : type == WIM_Q5_0 ? 16 : 0;
+    const int off = qx_offset(type);
     const __m256i rows = row_offsets8(rb);
     __m256 acc[4];
 #pragma GCC unroll 4

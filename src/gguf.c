@@ -463,28 +463,36 @@ int gguf_open_buffer(const void *buf, size_t size, const char *name, gguf_file *
     return 0;
 }
 
-/* Whether the kernel hands out transparent huge pages to a region that asks (THP
- * "always" or "madvise", not "never" or absent). */
-static int thp_available(void) {
+/* Whether a copy of `size` bytes in huge pages is worth having: the kernel hands out
+ * transparent huge pages to a region that asks (THP "always" or "madvise"), and the
+ * copy takes at most half of the memory available now (page cache included), so a
+ * model near the machine's size stays a mapping the kernel may page out. */
+static int huge_copy_pays(size_t size) {
     char line[128] = "";
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     if (!f) return 0;
-    const int ok = fgets(line, sizeof line, f) && !strstr(line, "[never]");
+    int ok = fgets(line, sizeof line, f) && !strstr(line, "[never]");
     fclose(f);
-    return ok;
+    unsigned long long avail_kb = 0;
+    f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &avail_kb) == 1) break;
+    if (f) fclose(f);
+    return ok && size / 1024 < avail_kb / 2;
 }
 
 /* The file's bytes in memory of our own: *len bytes at the result (munmap them), or
  * MAP_FAILED with errno set.  Decode reads every weight once per token, and from a
  * file mapping's 4 KiB pages TLB misses cost it 10-30 % (Qwen2.5-0.5B-shape Q8_0
  * tg64 on Zen 4: 47 -> 53 t/s at 1 thread, 67-80 -> 72-89 at 2), so the bytes are
- * read into anonymous memory that asks for transparent huge pages.  Without THP, or
- * with WIM_MMAP=1, the file is mapped as it is (shared with other processes). */
+ * read into anonymous memory that asks for transparent huge pages.  Without THP, for
+ * a file of more than half the available memory, or with WIM_MMAP=1, the file is
+ * mapped as it is (shared with other processes). */
 static void *file_bytes(int fd, size_t size, size_t *len, int *huge) {
     const char *force_map = getenv("WIM_MMAP");
     *len = size;
     *huge = 0;
-    if ((force_map && !strcmp(force_map, "1")) || !thp_available())
+    if ((force_map && !strcmp(force_map, "1")) || !huge_copy_pays(size))
         return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     const size_t page = (size_t)2 << 20;
     *len = (size + page - 1) / page * page;
