@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "mem.h"
 #include "simd.h"
 #include "wim.h"
 
@@ -44,16 +45,15 @@ static const char *const usage =
  * memory gives without TLB misses. */
 static double read_bandwidth(int nt, int reps) {
     const size_t n = READ_BYTES / sizeof(uint64_t);
-    uint64_t *a =
-        mmap(NULL, READ_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len;
+    uint64_t *a = wim_huge_pages(READ_BYTES, &len);
     double *rates = malloc((size_t)(reps + 1) * sizeof *rates);
-    if (a == MAP_FAILED || !rates) {
-        if (a != MAP_FAILED) munmap(a, READ_BYTES);
+    if (!a || !rates) {
+        if (a) munmap(a, len);
         free(rates);
         return -1;
     }
-    madvise(a, READ_BYTES, MADV_HUGEPAGE); /* a request: small pages still work */
-    for (size_t i = 0; i < n; i++)         /* touched once, so no pass pays for page faults */
+    for (size_t i = 0; i < n; i++) /* touched once, so no pass pays for page faults */
         a[i] = i;
     uint64_t sink = 0;
     for (int r = 0; r <= reps; r++) { /* pass 0 warms up the threads */
@@ -75,7 +75,7 @@ static double read_bandwidth(int nt, int reps) {
     volatile uint64_t keep = sink; /* the sums must not be optimised away */
     (void)keep;
     double med = rates[1 + reps / 2];
-    munmap(a, READ_BYTES);
+    munmap(a, len);
     free(rates);
     return med;
 }

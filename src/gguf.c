@@ -9,6 +9,7 @@
  */
 #include "gguf.h"
 #include "error.h"
+#include "mem.h"
 #include "outfile.h"
 
 #include <errno.h>
@@ -494,11 +495,8 @@ static void *file_bytes(int fd, size_t size, size_t *len, int *huge) {
     *huge = 0;
     if ((force_map && !strcmp(force_map, "1")) || !huge_copy_pays(size))
         return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const size_t page = (size_t)2 << 20;
-    *len = (size + page - 1) / page * page;
-    void *p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return p;
-    madvise(p, *len, MADV_HUGEPAGE); /* a request: small pages still work */
+    void *p = wim_huge_pages(size, len);
+    if (!p) return MAP_FAILED;
     for (size_t got = 0; got < size;) {
         const ssize_t n = pread(fd, (char *)p + got, size - got, (off_t)got);
         if (n <= 0) {

@@ -24,6 +24,11 @@ typedef struct {
 /* 64-byte aligned, counted; NULL when out of memory. */
 void *wim_mem_alloc(wim_mem *m, enum wim_mem_kind kind, size_t bytes);
 void wim_mem_free(wim_mem *m, enum wim_mem_kind kind, void *p, size_t bytes);
+/* `bytes` of zeroed anonymous memory that asks for transparent huge pages (a request:
+ * small pages still work), *len of them to munmap (bytes rounded up to 2 MiB); NULL
+ * when none can be had.  For memory read end to end, where 4 KiB pages cost TLB
+ * misses: the weights (gguf.c), the bench's read roofline. */
+void *wim_huge_pages(size_t bytes, size_t *len);
 /* Resets the peaks to the current values (start of a measured phase). */
 void wim_mem_reset_peak(wim_mem *m);
 
