@@ -75,12 +75,15 @@ INLINE __m256i dot_acc_i8(__m256i acc, __m256i aw, __m256i sx) {
 #endif
 }
 
-/* Prefetches the lines of bytes [off, off+n) from p into L1. The address may lie
+/* Prefetches the lines of bytes [off, off+n) from p into L2. The address may lie
  * past the weights (a prefetch never faults); it is formed as an integer because
- * pointer arithmetic beyond an object is undefined. */
+ * pointer arithmetic beyond an object is undefined.  L2, not L1: the decode GEMVs
+ * prefetch two 8-row tiles ahead, 82 KiB for rows of 4864 Q8_0 weights, which L1
+ * (32-48 KiB) cannot hold until they are read; into L1, rows of 2048 and more
+ * streamed from memory 1.4-2x slower than rows of 896 (Q8_0, Q4_0, Q5_1, Q5_0). */
 INLINE void prefetch_lines(const void *p, size_t off, size_t n) {
     for (size_t o = 0; o < n; o += 64)
-        _mm_prefetch((const char *)((uintptr_t)p + off + o), _MM_HINT_T0);
+        _mm_prefetch((const char *)((uintptr_t)p + off + o), _MM_HINT_T1);
 }
 
 /* Lane p of the result = sum of the 8 lanes of v[p] (exact int32). */
