@@ -1431,19 +1431,25 @@ static void axpy_f16(float a, const uint16_t *x, float *y, int n) {
 #define ATT_QB 6
 #endif
 
-/* Transposes an 8 x 8 block of floats held as 8 rows. */
+/* Transposes an 8 x 8 block of floats held as 8 rows.  Every loop over the rows is
+ * unrolled, here and where the rows are loaded and stored: left as loops, -O2 kept
+ * the rows on the stack, and attn_load ran 3x slower (23 vs 8 ns per key of 64 f16
+ * dimensions, K and V, in cache). */
 INLINE void transpose8(__m256 r[8]) {
     __m256 t[8], u[8];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 4) {
         u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
         u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
         u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
     }
+#pragma GCC unroll 8
     for (int i = 0; i < 4; i++) {
         r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
         r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
@@ -1465,9 +1471,11 @@ static void x86_attn_load(const void *k, const void *v, size_t stride, int count
         int d = 0;
         for (; d + 8 <= n; d += 8) {
             __m256 r[8];
+#pragma GCC unroll 8
             for (int e = 0; e < 8; e++)
                 r[e] = load_w8(kind, k, (size_t)(i0 + e) * stride + d);
             transpose8(r);
+#pragma GCC unroll 8
             for (int e = 0; e < 8; e++)
                 _mm256_storeu_ps(kt + (size_t)(d + e) * ldk + i0, r[e]);
         }
