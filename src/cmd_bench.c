@@ -2,8 +2,9 @@
  * cmd_bench.c — `wim bench`: prefill and decode throughput, llama-bench style.
  *
  * ppN: N prompt tokens in chunks of --chunk (default 512) into an empty cache;
- * tgN: N single-token decode steps from an empty cache. Each test is repeated
- * and the median reported, since shared machines are noisy.
+ * tgN: N single-token decode steps from an empty cache; tgN@dD: the same after D
+ * prompt tokens (untimed), as a margin or an answer is decoded after its document.
+ * Each test is repeated and the median reported, since shared machines are noisy.
  *
  * Decode streams every weight once per token, so a tgN row also gives the weights'
  * rate (GB/s); --bandwidth adds a `read` row, the rate at which all the threads read
@@ -27,9 +28,10 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static const char *const usage =
-    "usage: wim bench -m MODEL [-p 512,4096] [-n 128] [-r REPEATS] [--chunk K] [-t THREADS]\n"
-    "                 [--bandwidth] [--json]\n"
+    "usage: wim bench -m MODEL [-p 512,4096] [-n 128] [-d 0,8192] [-r REPEATS] [--chunk K]\n"
+    "                 [-t THREADS] [--bandwidth] [--json]\n"
     "  Prefill (ppN) and decode (tgN) tokens per second, median of REPEATS (default 3);\n"
+    "  -d decodes also after that many prompt tokens (tgN@dD; the prompt is not timed).\n"
     "  a tgN row also gives the rate its weights are read at (GB/s: they are all read once\n"
     "  per token). --bandwidth adds a `read` row: the memory read rate of all the threads\n"
     "  over a 512 MiB array, the roofline for decode. WIM_ISA=scalar|avx2|... forces a\n"
@@ -80,10 +82,11 @@ static double read_bandwidth(int nt, int reps) {
     return med;
 }
 
-/* Times one test `reps` times; returns the median tokens/s or -1 on error. */
-static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int reps) {
+/* Times one test `reps` times: `prompt` tokens in one call, or `gen` decode steps
+ * after `depth` untimed prompt tokens; returns the median tokens/s or -1 on error. */
+static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int depth, int reps) {
     char err[256];
-    int V = wim_model_n_vocab(m), n = prompt ? prompt : gen;
+    int V = wim_model_n_vocab(m), n = prompt ? prompt : depth + gen;
     int32_t *t = malloc((size_t)n * sizeof *t);
     double *rates = malloc((size_t)reps * sizeof *rates);
     float *logits = malloc((size_t)V * sizeof *logits);
@@ -97,13 +100,14 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
         t[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(V - 1));
     for (int r = 0; r < reps; r++) {
         wim_ctx_reset(c);
+        if (depth && wim_eval(c, t, depth, logits, 0, err, sizeof err)) goto fail;
         double t0 = wim_now_ms();
         if (prompt) {
             if (wim_eval(c, t, prompt, logits, 0, err, sizeof err)) goto fail;
         } else
-            for (int i = 0; i < gen; i++) /* logits are part of the cost of a decode step */
+            for (int i = depth; i < depth + gen; i++) /* logits are part of a step's cost */
                 if (wim_eval(c, &t[i], 1, logits, 0, err, sizeof err)) goto fail;
-        rates[r] = n / ((wim_now_ms() - t0) / 1e3);
+        rates[r] = (prompt ? prompt : gen) / ((wim_now_ms() - t0) / 1e3);
     }
     qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
     double med = rates[reps / 2];
@@ -124,7 +128,7 @@ int cmd_bench(int argc, char **argv) {
     cli_measure_opts mo = {0};
     long gen = 128, reps = 3, chunk = 512;
     int bandwidth = 0;
-    int plist[16] = {512}, n_plist = 1;
+    int plist[16] = {512}, n_plist = 1, depths[16] = {0}, n_depths = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--bandwidth")) { /* (the only option without a value) */
@@ -136,6 +140,8 @@ int cmd_bench(int argc, char **argv) {
             if (known < 0) return 2;
         } else if (!strcmp(a, "-p")) {
             if ((n_plist = cli_int_list(a, v, 0, 1 << 20, plist, 16)) < 0) return 2;
+        } else if (!strcmp(a, "-d")) {
+            if ((n_depths = cli_int_list(a, v, 0, 1 << 20, depths, 16)) < 0) return 2;
         } else if (!strcmp(a, "-n")) {
             if (cli_int(a, v, 0, 1 << 20, &gen)) return 2;
         } else if (!strcmp(a, "-r")) {
@@ -152,7 +158,9 @@ int cmd_bench(int argc, char **argv) {
     char err[512];
     wim_model *m;
     if (wim_model_load(mo.model, &m, err, sizeof err)) return cli_error("%s", err);
-    int cap = (int)gen;
+    int cap = 0;
+    for (int i = 0; i < n_depths; i++)
+        if (depths[i] + (int)gen > cap) cap = depths[i] + (int)gen;
     for (int i = 0; i < np; i++)
         if (prompts[i] > cap) cap = prompts[i];
     wim_ctx_params p = wim_ctx_default_params();
@@ -168,19 +176,22 @@ int cmd_bench(int argc, char **argv) {
     int nt = wim_ctx_threads(c), rc = 0;
     const double decode_gb = wim_model_decode_bytes(m) / 1e9;
     if (!mo.json)
-        printf("| %-8s | %10s | %8s | %-10s | %7s |\n"
-               "|----------|-----------:|---------:|------------|--------:|\n",
+        printf("| %-12s | %10s | %8s | %-10s | %7s |\n"
+               "|--------------|-----------:|---------:|------------|--------:|\n",
                "test", "tok/s", "GB/s", "isa", "threads");
-    for (int i = 0; i <= np && !rc; i++) {
-        int is_pp = i < np;
+    for (int i = 0; i < np + n_depths && !rc; i++) {
+        int is_pp = i < np, depth = is_pp ? 0 : depths[i - np];
         if (!is_pp && gen == 0) break;
-        double tps = run_test(m, c, is_pp ? prompts[i] : 0, is_pp ? 0 : (int)gen, (int)reps);
+        double tps = run_test(m, c, is_pp ? prompts[i] : 0, is_pp ? 0 : (int)gen, depth, (int)reps);
         if (tps < 0) {
             rc = 1;
             break;
         }
         char name[32];
-        snprintf(name, sizeof name, "%s%d", is_pp ? "pp" : "tg", is_pp ? prompts[i] : (int)gen);
+        if (is_pp)
+            snprintf(name, sizeof name, "pp%d", prompts[i]);
+        else
+            snprintf(name, sizeof name, depth ? "tg%ld@d%d" : "tg%ld", gen, depth);
         char rate[64] = "";
         if (!is_pp)
             snprintf(rate, sizeof rate, mo.json ? ",\"weights_gb_s\":%.2f" : "%.1f",
@@ -189,7 +200,7 @@ int cmd_bench(int argc, char **argv) {
             printf("{\"test\":\"%s\",\"tok_s\":%.2f%s,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
                    rate, isa, nt);
         else
-            printf("| %-8s | %10.2f | %8s | %-10s | %7d |\n", name, tps, rate, isa, nt);
+            printf("| %-12s | %10.2f | %8s | %-10s | %7d |\n", name, tps, rate, isa, nt);
         fflush(stdout);
     }
     if (bandwidth && !rc) {
@@ -199,7 +210,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (mo.json)
             printf("{\"test\":\"read\",\"gb_s\":%.2f,\"threads\":%d}\n", gbs, nt);
         else
-            printf("| %-8s | %10s | %8.1f | %-10s | %7d |\n", "read", "", gbs, "", nt);
+            printf("| %-12s | %10s | %8.1f | %-10s | %7d |\n", "read", "", gbs, "", nt);
     }
     wim_ctx_free(c);
     wim_model_free(m);
