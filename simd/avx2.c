@@ -1459,7 +1459,14 @@ INLINE void transpose8(__m256 r[8]) {
 static void x86_attn_load(const void *k, const void *v, size_t stride, int count, int n, int f16,
                           float *kt, int ldk, float *vt) {
     const int kind = f16 ? W_F16 : W_F32;
+    const size_t row = stride * (f16 ? 2 : 4), len = (size_t)n * (f16 ? 2 : 4);
     for (int i = 0; i < count; i++) {
+        /* the row a tile on, which the next call most likely loads (a head's cells
+         * are contiguous, kvcache.h): into L2, as the decode GEMVs' weights */
+        for (size_t o = 0; o < len; o += 64) {
+            _mm_prefetch((const char *)((uintptr_t)k + (size_t)(i + count) * row + o), _MM_HINT_T1);
+            _mm_prefetch((const char *)((uintptr_t)v + (size_t)(i + count) * row + o), _MM_HINT_T1);
+        }
         int d = 0;
         for (; d + 8 <= n; d += 8)
             _mm256_storeu_ps(vt + (size_t)i * n + d, load_w8(kind, v, (size_t)i * stride + d));

@@ -126,7 +126,7 @@ static void weights_scale(float *w, int qpos, float f) {
 
 void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
                 const attn_query *qs, int nq, attn_shape shape, float *scratch) {
-    const size_t off = (size_t)kvh * head_dim, stride = (size_t)kv->kv_dim;
+    const size_t stride = (size_t)head_dim; /* kvcache.h: a head's cells are contiguous */
     const int f16 = kv->type == WIM_KV_F16, hd = head_dim;
     /* logical slots in use: a ring of exactly C cells after next_pos tokens; a
      * branch query's positions may run past the trunk's */
@@ -155,11 +155,9 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
             if (!same_runs(runs, nr, loaded, n_loaded)) {
                 cnt = 0;
                 for (int r = 0; r < nr; r++) {
-                    const size_t at = off * kv->elem;
-                    k->attn_load((const uint8_t *)kv_k(kv, layer, runs[r].slot) + at,
-                                 (const uint8_t *)kv_v(kv, layer, runs[r].slot) + at, stride,
-                                 runs[r].count, hd, f16, kt + cnt, ATTN_TILE,
-                                 vt + (size_t)cnt * hd);
+                    k->attn_load(kv_k(kv, layer, kvh, runs[r].slot),
+                                 kv_v(kv, layer, kvh, runs[r].slot), stride, runs[r].count, hd, f16,
+                                 kt + cnt, ATTN_TILE, vt + (size_t)cnt * hd);
                     cnt += runs[r].count;
                 }
                 for (int d = 0; cnt % 16 && d < hd; d++) /* lanes past the keys: zeros */
@@ -211,16 +209,15 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
                             int head_dim, const float *q, int qpos, attn_shape shape, float *out,
                             float *row, float *weights) {
     const int window = shape.window;
-    const size_t off = (size_t)kvh * head_dim;
     const int f16 = kv->type == WIM_KV_F16;
     float mx = -INFINITY, sum = 0.0f;
     if (weights) weights_hide_all(weights, qpos);
     for (int s = 0; s < kv->n; s++) {
-        const void *kr = kv_k(kv, layer, s);
+        const void *kr = kv_k(kv, layer, kvh, s);
         row[s] = !cell_seen(kv, s, qpos, window)
                      ? -INFINITY
-                     : shaped(f16 ? k->dot_f16((const uint16_t *)kr + off, q, head_dim)
-                                  : k->dot_f32((const float *)kr + off, q, head_dim),
+                     : shaped(f16 ? k->dot_f16((const uint16_t *)kr, q, head_dim)
+                                  : k->dot_f32((const float *)kr, q, head_dim),
                               shape);
         if (row[s] > mx) mx = row[s];
     }
@@ -232,10 +229,10 @@ void attn_head_materialized(const wim_kernels *k, const wim_kvcache *kv, int lay
     memset(out, 0, (size_t)head_dim * sizeof(float));
     for (int s = 0; s < kv->n; s++) {
         if (row[s] == 0.0f) continue;
-        const void *vr = kv_v(kv, layer, s);
+        const void *vr = kv_v(kv, layer, kvh, s);
         if (f16)
-            k->axpy_f16(row[s] / sum, (const uint16_t *)vr + off, out, head_dim);
+            k->axpy_f16(row[s] / sum, (const uint16_t *)vr, out, head_dim);
         else
-            k->axpy_f32(row[s] / sum, (const float *)vr + off, out, head_dim);
+            k->axpy_f32(row[s] / sum, (const float *)vr, out, head_dim);
     }
 }

@@ -194,7 +194,7 @@ int wim_ctx_new(const wim_model *m, const wim_ctx_params *params, wim_ctx **out,
     layout_scratch(c, c->scratch);
     rope_frequencies(m, c->p.n_ctx, c->inv_freq, &c->rope_mscale);
     /* streaming: chunk - 1 extra cells, so every query of a chunk still sees its full window */
-    if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv * cf->head_dim, c->p.n_ctx,
+    if (kv_init(&c->kv, &c->mem, cf->n_layer, cf->n_head_kv, cf->head_dim, c->p.n_ctx,
                 streaming ? c->p.kv_pin : 0, streaming, c->p.chunk, c->p.kv_type, err, errlen)) {
         wim_ctx_free(c);
         return -1;

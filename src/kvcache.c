@@ -25,8 +25,10 @@
 
 #include "simd.h"
 
-int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity, int pin,
-            int streaming, int max_claim, enum wim_kv_type type, char *err, size_t errlen) {
+int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int n_head_kv, int head_dim, int capacity,
+            int pin, int streaming, int max_claim, enum wim_kv_type type, char *err,
+            size_t errlen) {
+    const int kv_dim = n_head_kv * head_dim;
     memset(kv, 0, sizeof *kv);
     if (!streaming) { /* no window: nothing pinned, no extra cells */
         pin = 0;
@@ -40,6 +42,8 @@ int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity
     kv->mem = mem;
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
+    kv->n_head_kv = n_head_kv;
+    kv->head_dim = head_dim;
     kv->capacity = capacity;
     kv->pin = pin;
     kv->streaming = streaming;
@@ -84,20 +88,42 @@ int kv_room(const wim_kvcache *kv) {
     return kv->streaming ? KV_MAX_POS - kv->next_pos : kv->capacity - kv->n;
 }
 
+/* The K (v = 0) or V (v = 1) values of head h of a cell of a layer. */
+static uint8_t *head_values(const wim_kvcache *kv, int v, int layer, int h, int slot) {
+    return (uint8_t *)(v ? kv_v(kv, layer, h, slot) : kv_k(kv, layer, h, slot));
+}
+
+/* A cell's K (v = 0) or V (v = 1) row of a layer, packed: its heads one after the
+ * other (kv_dim values, as kv_save writes them), into dst. */
+static void row_get(const wim_kvcache *kv, int v, int layer, int slot, uint8_t *dst) {
+    const size_t piece = (size_t)kv->head_dim * kv->elem;
+    for (int h = 0; h < kv->n_head_kv; h++)
+        memcpy(dst + (size_t)h * piece, head_values(kv, v, layer, h, slot), piece);
+}
+
+/* The reverse of row_get: the packed row src (NULL: zeros) into the cell. */
+static void row_put(wim_kvcache *kv, int v, int layer, int slot, const uint8_t *src) {
+    const size_t piece = (size_t)kv->head_dim * kv->elem;
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        uint8_t *at = head_values(kv, v, layer, h, slot);
+        if (src)
+            memcpy(at, src + (size_t)h * piece, piece);
+        else
+            memset(at, 0, piece);
+    }
+}
+
 /* Copies one cell's K and V (all layers) to or from a packed buffer. */
 static void cell_copy(wim_kvcache *kv, int slot, uint8_t *buf, int to_buf) {
-    size_t row = (size_t)kv->kv_dim * kv->elem;
-    for (int l = 0; l < kv->n_layer; l++) {
-        uint8_t *k = (uint8_t *)kv_k(kv, l, slot), *v = (uint8_t *)kv_v(kv, l, slot);
-        uint8_t *bk = buf + (size_t)l * 2 * row, *bv = bk + row;
-        if (to_buf) {
-            memcpy(bk, k, row);
-            memcpy(bv, v, row);
-        } else {
-            memcpy(k, bk, row);
-            memcpy(v, bv, row);
+    const size_t row = (size_t)kv->kv_dim * kv->elem;
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int v = 0; v < 2; v++) {
+            uint8_t *b = buf + (size_t)(2 * l + v) * row;
+            if (to_buf)
+                row_get(kv, v, l, slot, b);
+            else
+                row_put(kv, v, l, slot, b);
         }
-    }
 }
 
 static int journal_push(wim_kvcache *kv, int slot) {
@@ -148,16 +174,19 @@ int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots) {
 }
 
 void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float *v) {
-    uint8_t *kd = (uint8_t *)kv_k(kv, layer, slot), *vd = (uint8_t *)kv_v(kv, layer, slot);
-    if (kv->type == WIM_KV_F32) {
-        memcpy(kd, k, (size_t)kv->kv_dim * 4);
-        memcpy(vd, v, (size_t)kv->kv_dim * 4);
-        return;
-    }
-    uint16_t *kh = (uint16_t *)kd, *vh = (uint16_t *)vd;
-    for (int i = 0; i < kv->kv_dim; i++) {
-        kh[i] = wim_fp32_to_fp16(k[i]);
-        vh[i] = wim_fp32_to_fp16(v[i]);
+    const int hd = kv->head_dim;
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        const float *kh = k + (size_t)h * hd, *vh = v + (size_t)h * hd;
+        uint8_t *kd = head_values(kv, 0, layer, h, slot), *vd = head_values(kv, 1, layer, h, slot);
+        if (kv->type == WIM_KV_F32) {
+            memcpy(kd, kh, (size_t)hd * 4);
+            memcpy(vd, vh, (size_t)hd * 4);
+            continue;
+        }
+        for (int i = 0; i < hd; i++) {
+            ((uint16_t *)kd)[i] = wim_fp32_to_fp16(kh[i]);
+            ((uint16_t *)vd)[i] = wim_fp32_to_fp16(vh[i]);
+        }
     }
 }
 
@@ -171,17 +200,18 @@ void kv_clear(wim_kvcache *kv) {
 
 int kv_copy(wim_kvcache *dst, const wim_kvcache *src, int upto, char *err, size_t errlen) {
     if (src->streaming || dst->streaming || upto < 0 || upto > src->next_pos ||
-        upto > dst->capacity || src->n_layer != dst->n_layer || src->kv_dim != dst->kv_dim ||
-        src->type != dst->type) {
+        upto > dst->capacity || src->n_layer != dst->n_layer || src->head_dim != dst->head_dim ||
+        src->n_head_kv != dst->n_head_kv || src->type != dst->type) {
         return wim_errorf(err, errlen, "cannot copy %d cells of a KV cache into one of %d", upto,
                           dst->capacity);
     }
     kv_clear(dst);
-    const size_t bytes = (size_t)upto * src->kv_dim * src->elem; /* slots [0, upto) of a layer */
-    for (int l = 0; l < src->n_layer; l++) {
-        memcpy((uint8_t *)kv_k(dst, l, 0), kv_k(src, l, 0), bytes);
-        memcpy((uint8_t *)kv_v(dst, l, 0), kv_v(src, l, 0), bytes);
-    }
+    const size_t bytes = (size_t)upto * src->head_dim * src->elem; /* slots [0, upto) of a head */
+    for (int l = 0; l < src->n_layer; l++)
+        for (int h = 0; h < src->n_head_kv; h++) {
+            memcpy(head_values(dst, 0, l, h, 0), kv_k(src, l, h, 0), bytes);
+            memcpy(head_values(dst, 1, l, h, 0), kv_v(src, l, h, 0), bytes);
+        }
     memcpy(dst->pos, src->pos, (size_t)upto * sizeof *src->pos);
     memcpy(dst->tok, src->tok, (size_t)upto * sizeof *src->tok);
     dst->n = upto;
@@ -192,7 +222,8 @@ int kv_copy(wim_kvcache *dst, const wim_kvcache *src, int upto, char *err, size_
 int kv_clone(wim_kvcache *dst, const wim_kvcache *src, char *err, size_t errlen) {
     if (src->streaming != dst->streaming || src->cells != dst->cells || src->pin != dst->pin ||
         src->capacity != dst->capacity || src->n_layer != dst->n_layer ||
-        src->kv_dim != dst->kv_dim || src->type != dst->type) {
+        src->n_head_kv != dst->n_head_kv || src->head_dim != dst->head_dim ||
+        src->type != dst->type) {
         return wim_errorf(err, errlen, "cannot clone a KV cache into one of another geometry");
     }
     kv_clear(dst);
@@ -331,15 +362,15 @@ uint32_t kv_crc(const wim_kvcache *kv) {
     const int n = logical_n(kv, kv->next_pos);
     int meta[3] = {n, logical_head(kv, kv->next_pos), kv->next_pos};
     crc = crc32(crc, (const Bytef *)meta, sizeof meta);
-    size_t row = (size_t)kv->kv_dim * kv->elem;
+    const uInt piece = (uInt)((size_t)kv->head_dim * kv->elem);
     for (int v = 0; v < n; v++) {
         const int s = kv_slot_of(kv, logical_pos(kv, v, kv->next_pos));
         crc = crc32(crc, (const Bytef *)&kv->pos[s], sizeof *kv->pos);
         crc = crc32(crc, (const Bytef *)&kv->tok[s], sizeof *kv->tok);
-        for (int l = 0; l < kv->n_layer; l++) {
-            crc = crc32(crc, kv_k(kv, l, s), (uInt)row);
-            crc = crc32(crc, kv_v(kv, l, s), (uInt)row);
-        }
+        for (int l = 0; l < kv->n_layer; l++) /* K's row, then V's, each head after head */
+            for (int kvv = 0; kvv < 2; kvv++)
+                for (int h = 0; h < kv->n_head_kv; h++)
+                    crc = crc32(crc, head_values(kv, kvv, l, h, s), piece);
     }
     return (uint32_t)crc;
 }
@@ -403,8 +434,8 @@ int kv_save(const wim_kvcache *kv, uint64_t fingerprint, const char *path, const
     for (int l = 0; l < kv->n_layer; l++)
         for (int v = 0; v < n; v++) {
             const int s = kv_slot_of(kv, logical_pos(kv, v, kv->next_pos));
-            memcpy(p, kv_k(kv, l, s), row);
-            memcpy(p + row, kv_v(kv, l, s), row);
+            row_get(kv, 0, l, s, p);
+            row_get(kv, 1, l, s, p + row);
             p += 2 * row;
         }
     if (extra_len) memcpy(p, extra, extra_len);
@@ -575,15 +606,15 @@ int kv_load(wim_kvcache *kv, uint64_t fingerprint, const char *path, void **extr
         kv->tok[s] = t;
         for (int l = 0; l < kv->n_layer; l++) {
             const uint8_t *c = p + ((size_t)l * h.n + v) * 2 * row;
-            memcpy((uint8_t *)kv_k(kv, l, s), c, row);
-            memcpy((uint8_t *)kv_v(kv, l, s), c + row, row);
+            row_put(kv, 0, l, s, c);
+            row_put(kv, 1, l, s, c + row);
         }
     }
     for (int s = 0; s < used; s++)
         if (kv->pos[s] < 0)
             for (int l = 0; l < kv->n_layer; l++) {
-                memset((uint8_t *)kv_k(kv, l, s), 0, row);
-                memset((uint8_t *)kv_v(kv, l, s), 0, row);
+                row_put(kv, 0, l, s, NULL);
+                row_put(kv, 1, l, s, NULL);
             }
     kv->n = used;
     kv->head = h.next_pos <= kv->cells ? kv->pin : kv_slot_of(kv, h.next_pos);

@@ -81,7 +81,8 @@ typedef struct {
 
 typedef struct {
     int n_layer, kv_dim;
-    int capacity; /* C: the logical capacity (the window's size plus the pinned cells) */
+    int n_head_kv, head_dim; /* kv_dim = n_head_kv * head_dim */
+    int capacity;            /* C: the logical capacity (the window's size plus the pinned cells) */
     int pin, streaming;
     int max_claim; /* the most tokens one kv_claim may add when streaming */
     int cells;     /* physical cells: C, or C + max_claim - 1 when streaming */
@@ -90,7 +91,7 @@ typedef struct {
     int next_pos;  /* absolute position of the next token */
     enum wim_kv_type type;
     size_t elem;    /* bytes per stored value */
-    uint8_t *k, *v; /* [n_layer][cells][kv_dim] */
+    uint8_t *k, *v; /* [n_layer][n_head_kv][cells][head_dim] (below) */
     int32_t *pos, *tok;
     kv_mark *marks;
     int n_marks, cap_marks;
@@ -100,14 +101,14 @@ typedef struct {
     /* branches: an area of branch_cells cells, slot cells + i for area cell i */
     int n_branches, branch_cells;
     kv_branch *branches;
-    uint8_t *bk, *bv;     /* [n_layer][branch_cells][kv_dim] */
+    uint8_t *bk, *bv;     /* [n_layer][n_head_kv][branch_cells][head_dim] */
     int32_t *bpos, *btok; /* [branch_cells] */
     wim_mem *mem;
 } wim_kvcache;
 
 /* max_claim (>= 1) matters only when streaming: it sizes the extra cells. */
-int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int kv_dim, int capacity, int pin,
-            int streaming, int max_claim, enum wim_kv_type type, char *err, size_t errlen);
+int kv_init(wim_kvcache *kv, wim_mem *mem, int n_layer, int n_head_kv, int head_dim, int capacity,
+            int pin, int streaming, int max_claim, enum wim_kv_type type, char *err, size_t errlen);
 void kv_free(wim_kvcache *kv);
 /* Bytes of one cell (K and V of every layer). */
 size_t kv_cell_bytes(const wim_kvcache *kv);
@@ -119,21 +120,28 @@ int kv_room(const wim_kvcache *kv);
  * when n_new exceeds max_claim (streaming), or out of memory for the journal.
  * Queries may then be asked for any position of the claim (attn_block). */
 int kv_claim(wim_kvcache *kv, int n_new, const int32_t *tokens, int *slots);
-/* Stores one token's K and V (kv_dim floats each) for a layer. */
+/* Stores one token's K and V (kv_dim floats each, head after head) for a layer. */
 void kv_store(wim_kvcache *kv, int layer, int slot, const float *k, const float *v);
-/* A cell's row of one layer in the trunk's array, or in the branch area's
- * (slot >= cells). */
-static inline const void *kv_row(const wim_kvcache *kv, const uint8_t *trunk, const uint8_t *branch,
-                                 int layer, int slot) {
+/*
+ * Where one KV head's head_dim values of a cell are, in the trunk's array or in
+ * the branch area's (slot >= cells).  Each head's cells of a layer are one
+ * array, so the next slot's values follow these directly (head_dim apart): a
+ * query's attention reads one contiguous run per tile.  With a cell's heads side
+ * by side instead, the threads that took different heads of a decode step read
+ * interleaved parts of the same lines, and K/V streamed 2-3x slower.
+ */
+static inline const void *kv_head_at(const wim_kvcache *kv, const uint8_t *trunk,
+                                     const uint8_t *branch, int layer, int head, int slot) {
     const int area = slot >= kv->cells, cells = area ? kv->branch_cells : kv->cells;
-    const size_t at = (size_t)layer * cells + (size_t)(area ? slot - kv->cells : slot);
-    return (area ? branch : trunk) + at * kv->kv_dim * kv->elem;
+    const size_t at =
+        ((size_t)layer * kv->n_head_kv + head) * cells + (size_t)(area ? slot - kv->cells : slot);
+    return (area ? branch : trunk) + at * kv->head_dim * kv->elem;
 }
-static inline const void *kv_k(const wim_kvcache *kv, int layer, int slot) {
-    return kv_row(kv, kv->k, kv->bk, layer, slot);
+static inline const void *kv_k(const wim_kvcache *kv, int layer, int head, int slot) {
+    return kv_head_at(kv, kv->k, kv->bk, layer, head, slot);
 }
-static inline const void *kv_v(const wim_kvcache *kv, int layer, int slot) {
-    return kv_row(kv, kv->v, kv->bv, layer, slot);
+static inline const void *kv_v(const wim_kvcache *kv, int layer, int head, int slot) {
+    return kv_head_at(kv, kv->v, kv->bv, layer, head, slot);
 }
 /* The position a used cell (trunk or branch) holds. */
 static inline int32_t kv_pos_at(const wim_kvcache *kv, int slot) {

@@ -1128,8 +1128,9 @@ static int read_segment(run_state *s, const char *seg, int i, wim_result *res) {
 static int keep_mark(run_state *s, int i) {
     const wim_kvcache *kv = &s->main->kv;
     wim_kvcache *mark = &s->marking->marks[i];
-    return kv_init(mark, &s->marking->marks_mem, kv->n_layer, kv->kv_dim, kv->capacity, kv->pin,
-                   kv->streaming, kv->max_claim, kv->type, s->err, s->errlen) ||
+    return kv_init(mark, &s->marking->marks_mem, kv->n_layer, kv->n_head_kv, kv->head_dim,
+                   kv->capacity, kv->pin, kv->streaming, kv->max_claim, kv->type, s->err,
+                   s->errlen) ||
                    kv_clone(mark, kv, s->err, s->errlen)
                ? -1
                : 0;

@@ -16,7 +16,7 @@
 #include "test.h"
 #include "wim.h"
 
-enum { LAYERS = 3, DIM = 8, MAX_DEPTH = 6 };
+enum { LAYERS = 3, HEADS = 2, DIM = 8, MAX_DEPTH = 6 };
 
 typedef struct {
     uint32_t whole;
@@ -28,10 +28,11 @@ static uint32_t cell_crc(const wim_kvcache *kv, int s) {
     uLong c = crc32(0L, Z_NULL, 0);
     c = crc32(c, (const Bytef *)&kv->pos[s], 4);
     c = crc32(c, (const Bytef *)&kv->tok[s], 4);
-    for (int l = 0; l < kv->n_layer; l++) {
-        c = crc32(c, kv_k(kv, l, s), (uInt)(kv->kv_dim * kv->elem));
-        c = crc32(c, kv_v(kv, l, s), (uInt)(kv->kv_dim * kv->elem));
-    }
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int h = 0; h < kv->n_head_kv; h++) {
+            c = crc32(c, kv_k(kv, l, h, s), (uInt)(kv->head_dim * kv->elem));
+            c = crc32(c, kv_v(kv, l, h, s), (uInt)(kv->head_dim * kv->elem));
+        }
     return (uint32_t)c;
 }
 
@@ -67,8 +68,8 @@ static void property_run(int streaming, enum wim_kv_type type, unsigned long lon
     wim_mem mem = {0};
     wim_kvcache kv;
     char err[128];
-    CHECK(kv_init(&kv, &mem, LAYERS, DIM, 96, streaming ? 5 : 0, streaming, 20, type, err,
-                  sizeof err) == 0);
+    CHECK(kv_init(&kv, &mem, LAYERS, HEADS, DIM / HEADS, 96, streaming ? 5 : 0, streaming, 20, type,
+                  err, sizeof err) == 0);
     picture stack[MAX_DEPTH];
     int depth = 0;
     unsigned long long rng = seed;
@@ -117,7 +118,7 @@ static void test_ring_pins_and_overwrites_oldest(void) {
     wim_kvcache kv;
     char err[128];
     /* capacity 8, 2 pinned, claims of up to 3: 8 + 3 - 1 cells, a ring of 8 */
-    CHECK(kv_init(&kv, &mem, 1, 2, 8, 2, 1, 3, WIM_KV_F32, err, sizeof err) == 0);
+    CHECK(kv_init(&kv, &mem, 1, 1, 2, 8, 2, 1, 3, WIM_KV_F32, err, sizeof err) == 0);
     CHECK(kv.cells == 10);
     int slots[8];
     int32_t toks[8] = {0};
@@ -137,7 +138,7 @@ static void test_ring_pins_and_overwrites_oldest(void) {
     CHECK(!kv_visible(&kv, kv_slot_of(&kv, 12), 18) && kv_visible(&kv, kv_slot_of(&kv, 13), 18));
     CHECK(kv_visible(&kv, kv_slot_of(&kv, 18), 18) && !kv_visible(&kv, kv_slot_of(&kv, 18), 17));
     kv_free(&kv);
-    CHECK(kv_init(&kv, &mem, 1, 2, 4, 0, 0, 3, WIM_KV_F32, err, sizeof err) == 0);
+    CHECK(kv_init(&kv, &mem, 1, 1, 2, 4, 0, 0, 3, WIM_KV_F32, err, sizeof err) == 0);
     CHECK(kv.cells == 4); /* no extra cells without streaming */
     CHECK(kv_claim(&kv, 4, toks, slots) == 0 && kv_claim(&kv, 1, toks, slots) == -1);
     kv_free(&kv);
@@ -161,7 +162,7 @@ static int stream_attention(int C, int pin, int chunk, int n, enum wim_kv_type t
     wim_mem mem = {0};
     wim_kvcache kv;
     char err[128];
-    if (kv_init(&kv, &mem, 1, HD, C, pin, 1, chunk, type, err, sizeof err)) return -1;
+    if (kv_init(&kv, &mem, 1, 1, HD, C, pin, 1, chunk, type, err, sizeof err)) return -1;
     const wim_kernels *kern = wim_kernels_get();
     int *slots = malloc((size_t)chunk * sizeof *slots);
     float *q = malloc((size_t)chunk * HD * sizeof *q);
