@@ -15,6 +15,9 @@
 #   THREADS=2 PROMPTS=512 GEN=64 REPS=3 bash bench/vs-llama.sh   (THREADS=1,2: both)
 #   PROMPTS=4096,16384 GEN=0 REPS=1 FA=1 ...   long prompts: -fa 0 at 16k tokens takes
 #                           many minutes per run and is the slower of the two there
+#   DEPTHS=4096,8192 ...    decode also after a prompt of that many tokens (tgN@dD), as
+#                           margins and answers are: llama-bench cannot, so the peer's
+#                           rate is llama-batched-bench's S_TG (built beside it once)
 #   WIM_ISA=avx2 ...        wim's AVX2 kernels (build the peer with AVX2 only
 #                           to compare like with like: PEER_FLAGS below)
 #   PEER_DIR=build/peers-avx2 PEER_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -24,6 +27,7 @@ build=${BUILD:-build}
 wim=$build/wim
 shared=${WIM_SHARED:-../shared}
 threads=${THREADS:-2} prompts=${PROMPTS:-512} gen=${GEN:-64} reps=${REPS:-3} fa=${FA:-0,1}
+depths=${DEPTHS:-}
 peer_dir=${PEER_DIR:-$build/peers}
 [ -x "$wim" ] || make --no-print-directory "$wim" >/dev/null
 
@@ -43,6 +47,9 @@ if [ ! -x "$peer_src/build/bin/llama-bench" ]; then
     fi
 fi
 peer=$peer_src/build/bin
+if [ -n "$depths" ] && [ ! -x "$peer/llama-batched-bench" ]; then
+    cmake --build "$peer_src/build" -j"$(nproc)" --target llama-batched-bench >/dev/null
+fi
 
 models=("$@")
 if [ ${#models[@]} -eq 0 ]; then
@@ -69,17 +76,27 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 printf '# %s, threads %s, wim %s, llama.cpp c392e50 (best of -fa %s)\n' "$cpu" "$threads" \
     "$("$wim" info --cpu | awk '/^kernels/ {print $2}')" "$fa"
-printf '%-34s %-8s %3s %10s %10s %7s  %s\n' model test thr "wim t/s" "llama t/s" ratio types
+printf '%-34s %-11s %3s %10s %10s %7s  %s\n' model test thr "wim t/s" "llama t/s" ratio types
 for m in "${models[@]}"; do
     : >"$out/wim.jsonl"
+    : >"$out/depth.jsonl"
     for t in ${threads//,/ }; do
-        "$wim" bench -m "$m" -p "$prompts" -n "$gen" -r "$reps" -t "$t" --bandwidth --json \
-            >>"$out/wim.jsonl"
+        "$wim" bench -m "$m" -p "$prompts" -n "$gen" -d "0${depths:+,$depths}" -r "$reps" -t "$t" \
+            --bandwidth --json >>"$out/wim.jsonl"
+        for d in ${depths//,/ }; do
+            for f in ${fa//,/ }; do # one run of d + gen tokens each; its S_TG is the decode rate
+                flag=() && [ "$f" = 1 ] && flag=(-fa)
+                "$peer/llama-batched-bench" -m "$m" -c $((d + gen)) -b 2048 -ub 512 -npp "$d" \
+                    -ntg "$gen" -npl 1 -t "$t" "${flag[@]}" --output-format jsonl 2>"$out/llama.err" |
+                    grep '^{' >>"$out/depth.jsonl" || { cat "$out/llama.err" >&2; exit 1; }
+            done
+        done
     done
     "$peer/llama-bench" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -fa "$fa" -o json \
         >"$out/llama.json" 2>"$out/llama.err" || { cat "$out/llama.err" >&2; exit 1; }
     types=$("$wim" info -m "$m" --no-tensors | sed -n 's/^tensors *[0-9]* (\(.*\))/\1/p')
-    /usr/bin/python3 - "$out/wim.jsonl" "$out/llama.json" "$(basename "$m" .gguf)" "$types" <<'EOF'
+    /usr/bin/python3 - "$out/wim.jsonl" "$out/llama.json" "$(basename "$m" .gguf)" "$types" \
+        "$out/depth.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 wim = {(r["test"], r["threads"]): r for r in rows if "tok_s" in r}
@@ -89,12 +106,16 @@ for r in json.load(open(sys.argv[2])):
     test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
     key = (test, r["n_threads"])
     best[key] = max(best.get(key, 0), r["avg_ts"])
+for line in open(sys.argv[5]):  # llama-batched-bench: decode after a prompt of pp tokens
+    r = json.loads(line)
+    key = (f"tg{r['tg']}@d{r['pp']}", r["n_threads"])
+    best[key] = max(best.get(key, 0), r["speed_tg"])
 name, notes = sys.argv[3], []
 for (test, t), r in wim.items():
     peer = best.get((test, t))
     ratio = f"{r['tok_s'] / peer:6.2f}x" if peer else "     -"
-    print(f"{name:<34} {test:<8} {t:3d} {r['tok_s']:10.1f} {peer or 0:10.1f} {ratio}  {sys.argv[4]}")
-    if "weights_gb_s" in r and t in read:  # the roofline: decode streams every weight per token
+    print(f"{name:<34} {test:<11} {t:3d} {r['tok_s']:10.1f} {peer or 0:10.1f} {ratio}  {sys.argv[4]}")
+    if "weights_gb_s" in r and t in read and "@" not in test:  # the roofline: every weight per token
         gb = r["weights_gb_s"] / r["tok_s"]
         peer_gbs = f", llama.cpp {peer * gb:.1f} GB/s = {peer * gb / read[t]:.0%}" if peer else ""
         notes.append(f"#   {test} {t} thr: {gb * 1e3:.0f} MB of weights per token; memory reads "
