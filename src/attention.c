@@ -14,6 +14,12 @@
  * mini 4k) hides a prefix of each run by position, so it keeps all of this.
  * A query that asks for its weights (a trace, forward.c) gets them recorded
  * beside the arithmetic, which stays as it is.
+ *
+ * Spans (attention.h): a query's tiles go in spans of ATTN_SPAN logical slots,
+ * each span an online softmax of its own, merged in span order. Where a span's
+ * state is computed (which thread, alone or with the others) changes nothing:
+ * attn_block and the decode split (forward.c) run the same attn_span_part and
+ * the same attn_merge in the same order.
  */
 #include "attention.h"
 
@@ -86,15 +92,36 @@ static inline float shaped(float dot, attn_shape shape) {
     return shape.softcap > 0 ? shape.softcap * tanhf(s / shape.softcap) : s;
 }
 
-/* Queries j.. that see the same cells, with q and out rows next to each other
- * (the heads of a GQA group for one token): how many. */
+/* Queries j.. that see the same cells, with q rows next to each other (the heads of
+ * a GQA group for one token): how many. */
 static int same_view(const attn_query *qs, int j, int nq, int head_dim) {
     int g = 1;
     while (j + g < nq && qs[j + g].qpos == qs[j].qpos && qs[j + g].branch == qs[j].branch &&
-           qs[j + g].q == qs[j + g - 1].q + head_dim &&
-           qs[j + g].out == qs[j + g - 1].out + head_dim)
+           qs[j + g].q == qs[j + g - 1].q + head_dim)
         g++;
     return g;
+}
+
+/* The cells query q sees in logical tile [t0, t1), as runs (at most 5). */
+static int query_runs(const wim_kvcache *kv, const attn_query *q, int t0, int t1, attn_shape shape,
+                      cell_run *runs) {
+    int nr = q->branch < 0 ? visible_runs(kv, t0, t1, q->qpos, runs)
+                           : branch_runs(kv, q->branch, t0, t1, q->qpos, runs);
+    if (shape.window > 0) nr = window_runs(kv, runs, nr, q->qpos, shape.window);
+    return nr;
+}
+
+/* Logical slots in use: a ring of exactly C cells after next_pos tokens; a branch
+ * query's positions may run past the trunk's. */
+static int logical_slots(const wim_kvcache *kv, const attn_query *qs, int nq) {
+    int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
+    for (int j = 0; j < nq; j++)
+        if (qs[j].branch >= 0 && qs[j].qpos + 1 > nl) nl = qs[j].qpos + 1;
+    return nl;
+}
+
+int attn_spans(const wim_kvcache *kv, const attn_query *qs, int nq) {
+    return (logical_slots(kv, qs, nq) + ATTN_SPAN - 1) / ATTN_SPAN;
 }
 
 static int same_runs(const cell_run *a, int na, const cell_run *b, int nb) {
@@ -117,40 +144,43 @@ static void weights_keep(float *w, const wim_kvcache *kv, const cell_run *runs, 
     }
 }
 
-/* Multiplies the weights kept so far by f (a new running maximum's correction, or the
- * final 1 / sum), as the accumulator is multiplied. */
+/* Multiplies every weight kept by f (the final 1 / sum), as the accumulator is. */
 static void weights_scale(float *w, int qpos, float f) {
     for (int i = 0; i <= qpos; i++)
         if (w[i] >= 0) w[i] *= f;
 }
 
-void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
-                const attn_query *qs, int nq, attn_shape shape, float *scratch) {
-    const size_t stride = (size_t)head_dim; /* kvcache.h: a head's cells are contiguous */
-    const int f16 = kv->type == WIM_KV_F16, hd = head_dim;
-    /* logical slots in use: a ring of exactly C cells after next_pos tokens; a
-     * branch query's positions may run past the trunk's */
-    int nl = kv->next_pos < kv->capacity ? kv->next_pos : kv->capacity;
-    for (int j = 0; j < nq; j++)
-        if (qs[j].branch >= 0 && qs[j].qpos + 1 > nl) nl = qs[j].qpos + 1;
-    float *kt = scratch, *vt = kt + (size_t)hd * ATTN_TILE, *score = vt + (size_t)ATTN_TILE * hd;
-    float *run_max = score + (size_t)ATTN_TILE * nq, *run_sum = run_max + nq;
-    for (int j = 0; j < nq; j++) {
-        run_max[j] = -INFINITY;
-        run_sum[j] = 0.0f;
-        memset(qs[j].out, 0, (size_t)hd * sizeof(float));
-        if (qs[j].weights) weights_hide_all(qs[j].weights, qs[j].qpos);
+/* Multiplies the weights kept for the keys of logical tiles [t0, t1) by f (a new
+ * running maximum's correction, a merge's factor), as their values are. */
+static void weights_scale_tiles(const wim_kvcache *kv, const attn_query *q, int t0, int t1,
+                                attn_shape shape, float f) {
+    for (int a = t0; a < t1; a += ATTN_TILE) {
+        cell_run runs[5];
+        const int nr = query_runs(kv, q, a, a + ATTN_TILE < t1 ? a + ATTN_TILE : t1, shape, runs);
+        for (int r = 0; r < nr; r++) {
+            float *w = q->weights + kv_pos_at(kv, runs[r].slot);
+            for (int o = 0; o < runs[r].count; o++)
+                if (w[o] >= 0) w[o] *= f;
+        }
     }
-    for (int t0 = 0; t0 < nl; t0 += ATTN_TILE) {
-        const int t1 = nl - t0 < ATTN_TILE ? nl : t0 + ATTN_TILE;
+}
+
+void attn_span_part(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
+                    const attn_query *qs, int nq, attn_shape shape, int s, attn_part part,
+                    float *scratch) {
+    const size_t stride = (size_t)head_dim; /* kvcache.h: a head's cells are contiguous */
+    const int f16 = kv->type == WIM_KV_F16, hd = head_dim, nl = logical_slots(kv, qs, nq);
+    const int s0 = s * ATTN_SPAN, s1 = nl - s0 < ATTN_SPAN ? nl : s0 + ATTN_SPAN;
+    float *kt = scratch, *vt = kt + (size_t)hd * ATTN_TILE, *score = vt + (size_t)ATTN_TILE * hd;
+    attn_part_clear(part, nq, hd);
+    for (int t0 = s0; t0 < s1; t0 += ATTN_TILE) {
+        const int t1 = s1 - t0 < ATTN_TILE ? s1 : t0 + ATTN_TILE;
         cell_run loaded[5];
         int n_loaded = -1, cnt = 0; /* the runs whose K and V are in kt and vt */
         for (int j = 0, g; j < nq; j += g) {
             g = same_view(qs, j, nq, hd);
             cell_run runs[5];
-            int nr = qs[j].branch < 0 ? visible_runs(kv, t0, t1, qs[j].qpos, runs)
-                                      : branch_runs(kv, qs[j].branch, t0, t1, qs[j].qpos, runs);
-            if (shape.window > 0) nr = window_runs(kv, runs, nr, qs[j].qpos, shape.window);
+            const int nr = query_runs(kv, &qs[j], t0, t1, shape, runs);
             if (!nr) continue; /* nothing of the tile is visible to these queries */
             if (!same_runs(runs, nr, loaded, n_loaded)) {
                 cnt = 0;
@@ -167,9 +197,9 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
             }
             k->attn_scores(qs[j].q, g, kt, ATTN_TILE, cnt, hd, score, ATTN_TILE);
             for (int jj = 0; jj < g; jj++) { /* the online softmax, query by query */
-                float *sc = score + (size_t)jj * ATTN_TILE, *acc = qs[j + jj].out;
-                float tile_max = -INFINITY, *mx = &run_max[j + jj], *sum = &run_sum[j + jj];
-                float *w = qs[j + jj].weights;
+                const attn_query *q = &qs[j + jj];
+                float *sc = score + (size_t)jj * ATTN_TILE, *acc = part.acc + (size_t)(j + jj) * hd;
+                float tile_max = -INFINITY, *mx = &part.max[j + jj], *sum = &part.sum[j + jj];
                 if (shape.softcap > 0) {
                     for (int i = 0; i < cnt; i++) {
                         sc[i] = shaped(sc[i], shape);
@@ -178,26 +208,99 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
                 } else {
                     tile_max = k->attn_scale_max(sc, cnt, shape.scale);
                 }
-                if (tile_max > *mx) { /* rescale what was accumulated so far */
-                    float corr = expf(*mx - tile_max);
+                if (tile_max > *mx && *mx > -INFINITY) { /* rescale what was accumulated */
+                    const float corr = expf(*mx - tile_max);
                     *sum *= corr;
+#pragma omp simd
                     for (int i = 0; i < hd; i++)
                         acc[i] *= corr;
-                    if (w) weights_scale(w, qs[j + jj].qpos, corr);
-                    *mx = tile_max;
+                    if (q->weights) weights_scale_tiles(kv, q, s0, t0, shape, corr);
                 }
+                if (tile_max > *mx) *mx = tile_max;
                 k->attn_exp(sc, cnt, *mx, sum);
-                if (w) weights_keep(w, kv, runs, nr, sc);
+                if (q->weights) weights_keep(q->weights, kv, runs, nr, sc);
             }
-            k->attn_accum(score, ATTN_TILE, g, vt, cnt, hd, qs[j].out);
+            k->attn_accum(score, ATTN_TILE, g, vt, cnt, hd, part.acc + (size_t)j * hd);
         }
     }
+}
+
+void attn_part_clear(attn_part p, int nq, int head_dim) {
     for (int j = 0; j < nq; j++) {
-        float inv = run_sum[j] > 0 ? 1.0f / run_sum[j] : 0.0f;
+        p.max[j] = -INFINITY;
+        p.sum[j] = 0.0f;
+    }
+    memset(p.acc, 0, (size_t)nq * head_dim * sizeof(float));
+}
+
+/* Query j's merge of `part` into `into`; *fa and *fb get the factors its earlier and
+ * its new values were multiplied by (1 and 1 when nothing changed). */
+static void merge_one(attn_part into, attn_part part, int j, int hd, float *fa, float *fb) {
+    float *a = into.acc + (size_t)j * hd;
+    const float *b = part.acc + (size_t)j * hd;
+    *fa = *fb = 1.0f;
+    if (part.max[j] == -INFINITY) return; /* the span holds no key the query sees */
+    if (into.max[j] == -INFINITY) {       /* the first that does: taken as it is */
+        into.max[j] = part.max[j];
+        into.sum[j] = part.sum[j];
+        memcpy(a, b, (size_t)hd * sizeof *a);
+        return;
+    }
+    /* the larger maximum's factor is exactly 1: multiplying by it is left out */
+    if (into.max[j] >= part.max[j]) {
+        const float f = *fb = expf(part.max[j] - into.max[j]);
+        into.sum[j] += part.sum[j] * f;
+#pragma omp simd
+        for (int i = 0; i < hd; i++)
+            a[i] += b[i] * f;
+    } else {
+        const float f = *fa = expf(into.max[j] - part.max[j]);
+        into.sum[j] = into.sum[j] * f + part.sum[j];
+#pragma omp simd
+        for (int i = 0; i < hd; i++)
+            a[i] = a[i] * f + b[i];
+        into.max[j] = part.max[j];
+    }
+}
+
+void attn_merge(attn_part into, attn_part part, int nq, int head_dim) {
+    float fa, fb;
+    for (int j = 0; j < nq; j++)
+        merge_one(into, part, j, head_dim, &fa, &fb);
+}
+
+void attn_finish(attn_part total, const attn_query *qs, int nq, int head_dim) {
+    for (int j = 0; j < nq; j++) {
+        const float inv = total.sum[j] > 0 ? 1.0f / total.sum[j] : 0.0f;
+        const float *acc = total.acc + (size_t)j * head_dim;
         for (int i = 0; i < head_dim; i++)
-            qs[j].out[i] *= inv;
+            qs[j].out[i] = acc[i] * inv;
         if (qs[j].weights) weights_scale(qs[j].weights, qs[j].qpos, inv);
     }
+}
+
+void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh, int head_dim,
+                const attn_query *qs, int nq, attn_shape shape, float *scratch) {
+    const int hd = head_dim, nl = logical_slots(kv, qs, nq),
+              spans = (nl + ATTN_SPAN - 1) / ATTN_SPAN;
+    float *tiles = scratch, *states = tiles + attn_part_scratch_floats(hd, nq);
+    const attn_part part = attn_part_at(states, hd, nq),
+                    total = attn_part_at(states + attn_part_floats(hd, nq), hd, nq);
+    attn_part_clear(total, nq, hd);
+    for (int j = 0; j < nq; j++)
+        if (qs[j].weights) weights_hide_all(qs[j].weights, qs[j].qpos);
+    for (int s = 0; s < spans; s++) {
+        attn_span_part(k, kv, layer, kvh, hd, qs, nq, shape, s, part, tiles);
+        for (int j = 0; j < nq; j++) {
+            float fa, fb;
+            merge_one(total, part, j, hd, &fa, &fb);
+            if (!qs[j].weights) continue; /* as the values: the earlier spans', then this one's */
+            const int s0 = s * ATTN_SPAN, s1 = nl - s0 < ATTN_SPAN ? nl : s0 + ATTN_SPAN;
+            if (fa != 1.0f) weights_scale_tiles(kv, &qs[j], 0, s0, shape, fa);
+            if (fb != 1.0f) weights_scale_tiles(kv, &qs[j], s0, s1, shape, fb);
+        }
+    }
+    attn_finish(total, qs, nq, hd);
 }
 
 /* Whether the reference sees cell s from a query at qpos (its window included). */

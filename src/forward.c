@@ -29,6 +29,9 @@
 #include "simd.h"
 
 #define MM_TILE 64 /* output rows per kernel call */
+/* Spans of a decode step's attention computed at once (one parallel region):
+ * bounds its span states, whatever the context length */
+#define ATTN_WAVE 32
 /* Below this many multiply-adds a parallel region costs more than it saves
  * (waking threads, and on a busy machine waiting for a descheduled one). */
 #define PARALLEL_MIN_WORK (1L << 18)
@@ -74,6 +77,8 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
         (c->att_query_offset + (ATTN_QBLOCK * group * sizeof(attn_query) + 3) / 4 + 15) &
         ~(size_t)15;
     CARVE(c->att_scratch, (size_t)c->p.n_threads * c->att_scratch_floats * 4);
+    CARVE(c->att_spans, ATTN_WAVE * attn_part_floats(cf->head_dim, cf->n_head) * 4);
+    CARVE(c->att_total, attn_part_floats(cf->head_dim, cf->n_head) * 4);
     CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
     CARVE(c->slots, T * sizeof(int));
     CARVE(c->tok_pos, T * sizeof(int));
@@ -464,14 +469,69 @@ static void trace_residual(const wim_ctx *c, const float *x, int M, int stage) {
     }
 }
 
+/* The queries of KV head kvh for token i (the heads of its GQA group), into qs. */
+static int group_queries(const wim_ctx *c, int layer, int kvh, int i, attn_query *qs) {
+    const wim_config *cf = &c->m->cfg;
+    const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
+    for (int g = 0; g < group; g++) {
+        const int h = kvh * group + g;
+        qs[g] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
+                             c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
+                             c->tok_branch[i], trace_weights(c, layer, h, i)};
+    }
+    return group;
+}
+
+/* One trunk token's attention with each (KV head, span) a task, so a long context
+ * keeps every thread busy however few KV heads the model has. The spans' states
+ * are merged in span order, as attn_block merges them: the same bits as
+ * attention_tiled, for any number of threads. Spans go in waves of ATTN_WAVE. */
+static void attention_split(wim_ctx *c, int layer, int spans) {
+    const wim_config *cf = &c->m->cfg;
+    const int hd = cf->head_dim, nkv = cf->n_head_kv, group = cf->n_head / nkv;
+    const attn_shape shape = layer_shape(cf, layer);
+    const size_t head_floats = attn_part_floats(hd, group);
+    for (int kvh = 0; kvh < nkv; kvh++)
+        attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, group), group, hd);
+    for (int w0 = 0; w0 < spans; w0 += ATTN_WAVE) {
+        const int nw = spans - w0 < ATTN_WAVE ? spans - w0 : ATTN_WAVE;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->p.n_threads)
+        for (int t = 0; t < nw * nkv; t++) {
+            const int kvh = t % nkv, s = w0 + t / nkv;
+            float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
+            attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
+            group_queries(c, layer, kvh, 0, qs);
+            attn_span_part(c->kern, &c->kv, layer, kvh, hd, qs, group, shape, s,
+                           attn_part_at(c->att_spans + t * head_floats, hd, group), scratch);
+        }
+        for (int t = 0; t < nw * nkv; t++) /* span by span, as attn_block */
+            attn_merge(attn_part_at(c->att_total + (t % nkv) * head_floats, hd, group),
+                       attn_part_at(c->att_spans + t * head_floats, hd, group), group, hd);
+    }
+    attn_query *qs = (attn_query *)(c->att_scratch + c->att_query_offset); /* free again */
+    for (int kvh = 0; kvh < nkv; kvh++) {
+        group_queries(c, layer, kvh, 0, qs);
+        attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, group), qs, group, hd);
+    }
+}
+
 /* Causal attention of the chunk's M queries over the whole cache, one
  * (token, head) pair per task, each with its own online-softmax tile. */
 static void attention_tiled(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
-    const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
+    const int hd = cf->head_dim;
     const attn_shape shape = layer_shape(cf, layer);
     const int blocks = (M + ATTN_QBLOCK - 1) / ATTN_QBLOCK, tasks = blocks * cf->n_head_kv;
     const long work = (long)M * cf->n_head * c->kv.n * hd;
+    if (M == 1 && c->tok_branch[0] < 0 && c->p.n_threads > 1 && work >= PARALLEL_MIN_WORK &&
+        !(trace_row(c, 0) >= 0 && layer == c->trace->layer)) {
+        attn_query q = {c->q, c->att, c->tok_pos[0], -1, NULL};
+        const int spans = attn_spans(&c->kv, &q, 1);
+        if (spans > 1) {
+            attention_split(c, layer, spans);
+            return;
+        }
+    }
     /* one task: one KV head and up to ATTN_QBLOCK tokens, i.e. every query head of
      * the GQA group for those tokens, so each K/V tile is widened once for all of them;
      * the last tokens see the most keys, so their tasks go out first and the short
@@ -485,10 +545,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
         attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
         int nq = 0;
         for (int i = i0; i < i1; i++)
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                qs[nq++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
-                                        c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
-                                        c->tok_branch[i], trace_weights(c, layer, h, i)};
+            nq += group_queries(c, layer, kvh, i, qs + nq);
         attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, scratch);
     }
 }

@@ -307,6 +307,28 @@ for type in q8_0 q4_k_m; do
     else skip $t "$GPT2 not found"; fi
 done
 
+# 5b. A decode step on several threads splits attention into spans of 256 positions and
+#     merges them in order (attention.h): one token at a time (--chunk 1) on 2 and 3
+#     threads, the same bits as the whole prompt in one chunk, over three spans, on a model
+#     with one KV head (so the threads share a head and split its spans) and F16 weights
+#     (no int8 activations to round a last-bit difference away: merging the spans out of
+#     order fails this).
+t=decode_split_identical
+if [ -f "$GPT2" ]; then
+    m="$T/mqa.gguf"
+    $W mkmodel --vocab-from "$GPT2" -o "$m" --type f16 --dim 512 --heads 8 --kv-heads 1 \
+        --ff 512 --layers 2 --ctx 1024 --tied --seed 5
+    toks=$(seq -s, 1 7 4500) # 643 tokens
+    $W logits -m "$m" --tokens "$toks" --top 3 --chunk 512 -t 1 >"$T/s0.jsonl"
+    same=1
+    for th in 2 3; do
+        $W logits -m "$m" --tokens "$toks" --top 3 --chunk 1 -t $th >"$T/s$th.jsonl"
+        cmp -s "$T/s0.jsonl" "$T/s$th.jsonl" || same=0
+    done
+    [ "$(wc -l <"$T/s0.jsonl")" = 644 ] && [ $same = 1 ] && pass $t ||
+        fail $t "one token at a time on 2 or 3 threads differs from one chunk on 1"
+else skip $t "$GPT2 not found"; fi
+
 # 6. `wim bench --json` rows carry the documented fields (a decode row after a prompt,
 #    -d, too); a decode row's weight rate is its tokens/s times the bytes of every
 #    matrix but the embedding (counted here from the file's tensor table), and

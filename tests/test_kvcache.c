@@ -541,7 +541,7 @@ static void test_streaming_save_load_across_chunks(void) {
 static void materialized_matches_tiled(int capacity, int pin, int n, int chunk) {
     wim_model *m = load_stories();
     if (!m) SKIP("stories260K.gguf not found under %s", t_shared());
-    int32_t t[300];
+    int32_t t[700];
     fill(t, n, 9);
     t[0] = 1;
     float *l[2];
@@ -574,6 +574,13 @@ static void test_materialized_matches_tiled(void) {
 static void test_materialized_matches_tiled_streaming(void) {
     materialized_matches_tiled(128, 8, 300, 50);
 }
+/* past one span (attention.h): the spans' merge is still the textbook softmax */
+static void test_materialized_matches_tiled_spans(void) {
+    materialized_matches_tiled(1024, -1, 700, 128);
+}
+static void test_materialized_matches_tiled_spans_streaming(void) {
+    materialized_matches_tiled(600, 8, 700, 128);
+}
 
 int main(void) {
     char err[128];
@@ -594,5 +601,7 @@ int main(void) {
     RUN(test_streaming_save_load_across_chunks);
     RUN(test_materialized_matches_tiled);
     RUN(test_materialized_matches_tiled_streaming);
+    RUN(test_materialized_matches_tiled_spans);
+    RUN(test_materialized_matches_tiled_spans_streaming);
     return t_exit();
 }

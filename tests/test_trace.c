@@ -3,17 +3,18 @@
  * what the pass computed and changes nothing.
  *
  * On the bundled model (Q8_0, 4 heads) and stories260K (F32, 8 heads sharing 4 K/V
- * heads), over 150 tokens (three attention tiles, so the online softmax rescales what it
- * kept): every attention row is a softmax (sums to 1, -1 exactly where the causal mask or
- * a streaming window hides a key); the tiled weights are the textbook materialised
- * softmax's (in layer 0, where both see the same inputs); the logits are the same bits traced or
- * not; the embedding stage is the norm of the embedding row; and on Q8_0 weights the whole trace is
- * the same bits at any chunk size. A layer or head outside the model is refused.
+ * heads), over 300 tokens (five attention tiles in two spans, so the online softmax
+ * rescales what it kept and the spans' merge rescales it again): every attention row is a softmax
+ * (sums to 1, -1 exactly where the causal mask or a streaming window hides a key); the tiled
+ * weights are the textbook materialised softmax's (in layer 0, where both see the same inputs); the
+ * logits are the same bits traced or not; the embedding stage is the norm of the embedding row; and
+ * on Q8_0 weights the whole trace is the same bits at any chunk size. A layer or head outside the
+ * model is refused.
  */
 #include "test.h"
 #include "wim.h"
 
-#define N 150
+#define N 300
 
 static const char *const tiny = "data/wim-tiny/wim-tiny.gguf";
 static char stories[512];
@@ -43,7 +44,7 @@ static int run(const wim_model *m, setup s, const int32_t *toks, int n, wim_trac
     wim_ctx_params p = wim_ctx_default_params();
     p.chunk = s.chunk;
     p.attn_materialize = s.materialize;
-    p.n_ctx = s.ctx ? s.ctx : 256;
+    p.n_ctx = s.ctx ? s.ctx : 512;
     p.kv_pin = s.pin;
     p.n_threads = 2;
     wim_ctx *c;
