@@ -3,7 +3,9 @@
 # the same machine and the same thread count, in one run; prints one table:
 # test, threads, wim t/s, llama.cpp t/s, ratio, wim's kernels, CPU; then, per
 # decode row, the roofline (weights streamed per second against the memory read
-# rate `wim bench --bandwidth` measures) and, for several THREADS, per-thread scaling.
+# rate `wim bench --bandwidth` measures, and against read passes run beside each of
+# its repetitions) and, for several THREADS, per-thread scaling of decode and of the
+# memory reads themselves (the most a decode bound by memory can scale).
 #
 # Builds the peer (../shared/peers, llama.cpp c392e50) into build/peers once
 # (about 8 minutes on 2 cores). llama-bench runs with -fa 0 and -fa 1 and the
@@ -120,11 +122,16 @@ for (test, t), r in wim.items():
         peer_gbs = f", llama.cpp {peer * gb:.1f} GB/s = {peer * gb / read[t]:.0%}" if peer else ""
         notes.append(f"#   {test} {t} thr: {gb * 1e3:.0f} MB of weights per token; memory reads "
                      f"{read[t]:.1f} GB/s; wim streams {r['weights_gb_s']:.1f} GB/s = "
-                     f"{r['weights_gb_s'] / read[t]:.0%}{peer_gbs}")
+                     f"{r['weights_gb_s'] / read[t]:.0%} ({r['of_read']:.0%} of the read passes "
+                     f"beside its repetitions){peer_gbs}")
     one = wim.get((test, 1))
     if t > 1 and one:  # scaling: tokens/s per thread against one thread
         notes.append(f"#   {test} per thread at {t} threads: {r['tok_s'] / t / one['tok_s']:.0%} "
                      f"of 1 thread's rate")
+for t in sorted(read):  # what memory itself gives a thread, the ceiling of decode's scaling
+    if t > 1 and 1 in read:
+        notes.append(f"#   memory reads per thread at {t} threads: {read[t] / t / read[1]:.0%} "
+                     f"of 1 thread's ({read[1]:.1f} GB/s at 1, {read[t]:.1f} at {t})")
 print("\n".join(notes))
 EOF
 done

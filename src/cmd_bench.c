@@ -8,7 +8,9 @@
  *
  * Decode streams every weight once per token, so a tgN row also gives the weights'
  * rate (GB/s); --bandwidth adds a `read` row, the rate at which all the threads read
- * one large array, which is the roofline that decode is measured against.
+ * one large array, which is the roofline that decode is measured against, and gives
+ * each tgN row that rate as a fraction of a read pass run right after each repetition
+ * (of_read): on a shared machine the read rate moves by half within minutes.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -34,65 +36,90 @@ static const char *const usage =
     "  -d decodes also after that many prompt tokens (tgN@dD; the prompt is not timed).\n"
     "  a tgN row also gives the rate its weights are read at (GB/s: they are all read once\n"
     "  per token). --bandwidth adds a `read` row: the memory read rate of all the threads\n"
-    "  over a 512 MiB array, the roofline for decode. WIM_ISA=scalar|avx2|... forces a\n"
-    "  kernel set. --json prints one object per row:\n"
-    "  {\"test\":\"tg128\",\"tok_s\":...,\"weights_gb_s\":...,\"isa\":...,\"threads\":...}\n"
+    "  over a 512 MiB array, the roofline for decode; and a read pass after each decode\n"
+    "  repetition, so a tgN row also gives its weights' rate as a share of the read rate\n"
+    "  measured beside it (median of the repetitions' shares). WIM_ISA=scalar|avx2|...\n"
+    "  forces a kernel set. --json prints one object per row:\n"
+    "  {\"test\":\"tg128\",\"tok_s\":...,\"weights_gb_s\":...[,\"of_read\":...],\"isa\":...,\n"
+    "   \"threads\":...}\n"
     "  {\"test\":\"read\",\"gb_s\":...,\"threads\":...}\n";
 
 #define READ_BYTES ((size_t)512 << 20) /* well past any last-level cache */
 
-/* The median rate (GB/s) at which nt threads read READ_BYTES, each a contiguous
- * share, over `reps` passes; -1 when the memory cannot be had.  The array asks for
- * transparent huge pages, as the weights do (gguf.c), so the roofline is the rate
- * memory gives without TLB misses. */
-static double read_bandwidth(int nt, int reps) {
-    const size_t n = READ_BYTES / sizeof(uint64_t);
+/* The array the read rate is measured over. It asks for transparent huge pages, as
+ * the weights do (gguf.c), so the roofline is the rate memory gives without TLB
+ * misses; it is touched once, so no pass pays for page faults. */
+typedef struct {
+    uint64_t *a;
     size_t len;
-    uint64_t *a = wim_huge_pages(READ_BYTES, &len);
-    double *rates = malloc((size_t)(reps + 1) * sizeof *rates);
-    if (!a || !rates) {
-        if (a) munmap(a, len);
-        free(rates);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) /* touched once, so no pass pays for page faults */
-        a[i] = i;
+} read_array;
+
+static int read_array_new(read_array *r) {
+    r->a = wim_huge_pages(READ_BYTES, &r->len);
+    if (!r->a) return -1;
+    for (size_t i = 0; i < READ_BYTES / sizeof(uint64_t); i++)
+        r->a[i] = i;
+    return 0;
+}
+
+static void read_array_free(read_array *r) {
+    if (r->a) munmap(r->a, r->len);
+    r->a = NULL;
+}
+
+/* One pass of nt threads, each reading a contiguous share: GB/s. */
+static double read_pass(const read_array *r, int nt) {
+    const size_t n = READ_BYTES / sizeof(uint64_t);
+    const uint64_t *a = r->a;
     uint64_t sink = 0;
-    for (int r = 0; r <= reps; r++) { /* pass 0 warms up the threads */
-        double t0 = wim_now_ms();
+    double t0 = wim_now_ms();
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : sink)
-        for (int t = 0; t < nt; t++) {
-            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (size_t i = n / nt * t; i + 3 < n / nt * (t + 1); i += 4) {
-                s0 += a[i];
-                s1 += a[i + 1];
-                s2 += a[i + 2];
-                s3 += a[i + 3];
-            }
-            sink += s0 ^ s1 ^ s2 ^ s3;
+    for (int t = 0; t < nt; t++) {
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = n / nt * t; i + 3 < n / nt * (t + 1); i += 4) {
+            s0 += a[i];
+            s1 += a[i + 1];
+            s2 += a[i + 2];
+            s3 += a[i + 3];
         }
-        rates[r] = READ_BYTES / ((wim_now_ms() - t0) / 1e3) / 1e9;
+        sink += s0 ^ s1 ^ s2 ^ s3;
     }
-    qsort(rates + 1, (size_t)reps, sizeof *rates, cmp_double);
+    double gbs = READ_BYTES / ((wim_now_ms() - t0) / 1e3) / 1e9;
     volatile uint64_t keep = sink; /* the sums must not be optimised away */
     (void)keep;
-    double med = rates[1 + reps / 2];
-    munmap(a, len);
+    return gbs;
+}
+
+/* The median of `reps` passes, after one that wakes the threads. */
+static double read_bandwidth(const read_array *r, int nt, int reps) {
+    double *rates = malloc((size_t)reps * sizeof *rates);
+    if (!rates) return -1;
+    read_pass(r, nt);
+    for (int i = 0; i < reps; i++)
+        rates[i] = read_pass(r, nt);
+    qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
+    double med = rates[reps / 2];
     free(rates);
     return med;
 }
 
 /* Times one test `reps` times: `prompt` tokens in one call, or `gen` decode steps
- * after `depth` untimed prompt tokens; returns the median tokens/s or -1 on error. */
-static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int depth, int reps) {
+ * after `depth` untimed prompt tokens; returns the median tokens/s or -1 on error.
+ * With `ra`, each decode repetition is followed by a read pass, and *of_read gets the
+ * median over repetitions of the weights' rate (decode_gb per token) over that pass's
+ * rate: the two measured a moment apart, as the host's load moves both. */
+static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int depth, int reps,
+                       const read_array *ra, double decode_gb, double *of_read) {
     char err[256];
     int V = wim_model_n_vocab(m), n = prompt ? prompt : depth + gen;
     int32_t *t = malloc((size_t)n * sizeof *t);
-    double *rates = malloc((size_t)reps * sizeof *rates);
+    double *rates = malloc((size_t)reps * sizeof *rates),
+           *fracs = malloc((size_t)reps * sizeof *fracs);
     float *logits = malloc((size_t)V * sizeof *logits);
-    if (!t || !rates || !logits) {
+    if (!t || !rates || !fracs || !logits) {
         free(t);
         free(rates);
+        free(fracs);
         free(logits);
         return -1;
     }
@@ -117,17 +144,22 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
                 if (wim_eval(c, &t[i], 1, logits, 0, err, sizeof err)) goto fail;
         rates[r] = (prompt ? prompt : gen) / ((wim_now_ms() - t0) / 1e3);
         if (depth) wim_ctx_restore(c);
+        if (ra) fracs[r] = rates[r] * decode_gb / read_pass(ra, wim_ctx_threads(c));
     }
     qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
+    qsort(fracs, (size_t)reps, sizeof *fracs, cmp_double);
     double med = rates[reps / 2];
+    if (ra) *of_read = fracs[reps / 2];
     free(t);
     free(rates);
+    free(fracs);
     free(logits);
     return med;
 fail:
     cli_error("bench: %s", err);
     free(t);
     free(rates);
+    free(fracs);
     free(logits);
     return -1;
 }
@@ -184,14 +216,23 @@ int cmd_bench(int argc, char **argv) {
     const char *isa = wim_kernels_get()->isa;
     int nt = wim_ctx_threads(c), rc = 0;
     const double decode_gb = wim_model_decode_bytes(m) / 1e9;
+    read_array ra = {0};
+    if (bandwidth && read_array_new(&ra)) {
+        wim_ctx_free(c);
+        wim_model_free(m);
+        return cli_error("bench: no memory for the %zu MiB read test", READ_BYTES >> 20);
+    }
     if (!mo.json)
-        printf("| %-12s | %10s | %8s | %-10s | %7s |\n"
-               "|--------------|-----------:|---------:|------------|--------:|\n",
-               "test", "tok/s", "GB/s", "isa", "threads");
+        printf("| %-12s | %10s | %13s | %-10s | %7s |\n"
+               "|--------------|-----------:|--------------:|------------|--------:|\n",
+               "test", "tok/s", bandwidth ? "GB/s (read)" : "GB/s", "isa", "threads");
     for (int i = 0; i < np + n_depths && !rc; i++) {
         int is_pp = i < np, depth = is_pp ? 0 : depths[i - np];
         if (!is_pp && gen == 0) break;
-        double tps = run_test(m, c, is_pp ? prompts[i] : 0, is_pp ? 0 : (int)gen, depth, (int)reps);
+        const int paired = bandwidth && !is_pp && !depth; /* weights are all it reads */
+        double of_read = 0;
+        double tps = run_test(m, c, is_pp ? prompts[i] : 0, is_pp ? 0 : (int)gen, depth, (int)reps,
+                              paired ? &ra : NULL, decode_gb, &of_read);
         if (tps < 0) {
             rc = 1;
             break;
@@ -202,25 +243,30 @@ int cmd_bench(int argc, char **argv) {
         else
             snprintf(name, sizeof name, depth ? "tg%ld@d%d" : "tg%ld", gen, depth);
         char rate[64] = "";
-        if (!is_pp)
-            snprintf(rate, sizeof rate, mo.json ? ",\"weights_gb_s\":%.2f" : "%.1f",
-                     tps * decode_gb);
+        if (!is_pp && mo.json)
+            snprintf(rate, sizeof rate,
+                     paired ? ",\"weights_gb_s\":%.2f,\"of_read\":%.3f" : ",\"weights_gb_s\":%.2f",
+                     tps * decode_gb, of_read);
+        else if (!is_pp)
+            snprintf(rate, sizeof rate, paired ? "%.1f (%.0f%%)" : "%.1f", tps * decode_gb,
+                     100 * of_read);
         if (mo.json)
             printf("{\"test\":\"%s\",\"tok_s\":%.2f%s,\"isa\":\"%s\",\"threads\":%d}\n", name, tps,
                    rate, isa, nt);
         else
-            printf("| %-12s | %10.2f | %8s | %-10s | %7d |\n", name, tps, rate, isa, nt);
+            printf("| %-12s | %10.2f | %13s | %-10s | %7d |\n", name, tps, rate, isa, nt);
         fflush(stdout);
     }
     if (bandwidth && !rc) {
-        double gbs = read_bandwidth(nt, (int)reps);
-        if (gbs < 0) {
-            rc = cli_error("bench: no memory for the %zu MiB read test", READ_BYTES >> 20);
-        } else if (mo.json)
+        double gbs = read_bandwidth(&ra, nt, (int)reps);
+        if (gbs < 0)
+            rc = cli_error("bench: out of memory");
+        else if (mo.json)
             printf("{\"test\":\"read\",\"gb_s\":%.2f,\"threads\":%d}\n", gbs, nt);
         else
-            printf("| %-12s | %10s | %8.1f | %-10s | %7d |\n", "read", "", gbs, "", nt);
+            printf("| %-12s | %10s | %13.1f | %-10s | %7d |\n", "read", "", gbs, "", nt);
     }
+    read_array_free(&ra);
     wim_ctx_free(c);
     wim_model_free(m);
     return rc;

@@ -332,7 +332,7 @@ else skip $t "$GPT2 not found"; fi
 # 6. `wim bench --json` rows carry the documented fields (a decode row after a prompt,
 #    -d, too); a decode row's weight rate is its tokens/s times the bytes of every
 #    matrix but the embedding (counted here from the file's tensor table), and
-#    --bandwidth adds the memory read rate.
+#    --bandwidth adds the memory read rate (and, to a decode row, its share of it).
 t=bench_json_format
 if have_stories && have_numpy; then
     $W bench -m "$STORIES" -p 16,32 -n 4 -d 0,16 -r 1 --json --bandwidth >"$T/b.jsonl" 2>"$T/e.txt" &&
@@ -344,6 +344,9 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["test"] for r in rows] == ["pp16", "pp32", "tg4", "tg4@d16", "read"], rows
 assert all(r["tok_s"] > 0 and r["isa"] and r["threads"] >= 1 for r in rows[:4]), rows
 assert "weights_gb_s" not in rows[0] and rows[4]["gb_s"] > 0, rows
+# --bandwidth: a decode row from an empty cache reads only weights, so it gets their
+# rate as a share of the read passes beside it; after a prompt it reads the KV too
+assert rows[2]["of_read"] > 0 and "of_read" not in rows[3], rows
 _, _, infos, _ = gguf_layout(open(sys.argv[3], "rb").read())
 assert {ty for _, _, ty, _ in infos} == {0}, "stories260K is all F32"
 matrices = sum(4 * ne[0] * ne[1] for name, ne, _, _ in infos
