@@ -29,8 +29,10 @@
 #include "simd.h"
 
 #define MM_TILE 64 /* output rows per kernel call */
-/* Spans of a decode step's attention computed at once (one parallel region):
- * bounds its span states, whatever the context length */
+/* A decode step of up to SPLIT_TOKENS tokens splits its attention by span too; its
+ * span states are computed ATTN_WAVE query groups at a time (one parallel region),
+ * which bounds their scratch whatever the context length */
+#define SPLIT_TOKENS 4
 #define ATTN_WAVE 32
 /* Below this many multiply-adds a parallel region costs more than it saves
  * (waking threads, and on a busy machine waiting for a descheduled one). */
@@ -78,7 +80,7 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
         ~(size_t)15;
     CARVE(c->att_scratch, (size_t)c->p.n_threads * c->att_scratch_floats * 4);
     CARVE(c->att_spans, ATTN_WAVE * attn_part_floats(cf->head_dim, cf->n_head) * 4);
-    CARVE(c->att_total, attn_part_floats(cf->head_dim, cf->n_head) * 4);
+    CARVE(c->att_total, SPLIT_TOKENS * attn_part_floats(cf->head_dim, cf->n_head) * 4);
     CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
     CARVE(c->slots, T * sizeof(int));
     CARVE(c->tok_pos, T * sizeof(int));
@@ -482,55 +484,71 @@ static int group_queries(const wim_ctx *c, int layer, int kvh, int i, attn_query
     return group;
 }
 
-/* One trunk token's attention with each (KV head, span) a task, so a long context
- * keeps every thread busy however few KV heads the model has. The spans' states
- * are merged in span order, as attn_block merges them: the same bits as
- * attention_tiled, for any number of threads. Spans go in waves of ATTN_WAVE. */
-static void attention_split(wim_ctx *c, int layer, int spans) {
+/* A decode step's attention (M <= SPLIT_TOKENS tokens: one sequence, or margins
+ * decoding together as branches) with each (KV head, span) a task, so a long context
+ * keeps every thread busy however few KV heads the model has. The spans' states are
+ * merged in span order, as attn_block merges them: the same bits as attention_tiled,
+ * for any number of threads. Spans go in waves of ATTN_WAVE / M, so the states held
+ * at once never exceed ATTN_WAVE x n_head queries' (att_spans). */
+static void attention_split(wim_ctx *c, int layer, int M, int spans) {
     const wim_config *cf = &c->m->cfg;
-    const int hd = cf->head_dim, nkv = cf->n_head_kv, group = cf->n_head / nkv;
+    const int hd = cf->head_dim, nkv = cf->n_head_kv, nq = M * (cf->n_head / nkv);
     const attn_shape shape = layer_shape(cf, layer);
-    const size_t head_floats = attn_part_floats(hd, group);
+    const size_t head_floats = attn_part_floats(hd, nq);
     for (int kvh = 0; kvh < nkv; kvh++)
-        attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, group), group, hd);
-    for (int w0 = 0; w0 < spans; w0 += ATTN_WAVE) {
-        const int nw = spans - w0 < ATTN_WAVE ? spans - w0 : ATTN_WAVE;
+        attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, nq), nq, hd);
+    for (int w0 = 0; w0 < spans; w0 += ATTN_WAVE / M) {
+        const int nw = spans - w0 < ATTN_WAVE / M ? spans - w0 : ATTN_WAVE / M;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(c->p.n_threads)
         for (int t = 0; t < nw * nkv; t++) {
             const int kvh = t % nkv, s = w0 + t / nkv;
             float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
             attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
-            group_queries(c, layer, kvh, 0, qs);
-            attn_span_part(c->kern, &c->kv, layer, kvh, hd, qs, group, shape, s,
-                           attn_part_at(c->att_spans + t * head_floats, hd, group), scratch);
+            for (int i = 0, n = 0; i < M; i++)
+                n += group_queries(c, layer, kvh, i, qs + n);
+            attn_span_part(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, s,
+                           attn_part_at(c->att_spans + t * head_floats, hd, nq), scratch);
         }
         for (int t = 0; t < nw * nkv; t++) /* span by span, as attn_block */
-            attn_merge(attn_part_at(c->att_total + (t % nkv) * head_floats, hd, group),
-                       attn_part_at(c->att_spans + t * head_floats, hd, group), group, hd);
+            attn_merge(attn_part_at(c->att_total + (t % nkv) * head_floats, hd, nq),
+                       attn_part_at(c->att_spans + t * head_floats, hd, nq), nq, hd);
     }
     attn_query *qs = (attn_query *)(c->att_scratch + c->att_query_offset); /* free again */
     for (int kvh = 0; kvh < nkv; kvh++) {
-        group_queries(c, layer, kvh, 0, qs);
-        attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, group), qs, group, hd);
+        for (int i = 0, n = 0; i < M; i++)
+            n += group_queries(c, layer, kvh, i, qs + n);
+        attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, nq), qs, nq, hd);
     }
 }
 
-/* Causal attention of the chunk's M queries over the whole cache, one
- * (token, head) pair per task, each with its own online-softmax tile. */
+/* The spans a decode step's attention splits into, or 0 where it does not: more than
+ * SPLIT_TOKENS tokens (prefill has a task per block of tokens already), one thread,
+ * too little work, a short context, or a traced layer (the weights of a traced query
+ * are rescaled span by span by attn_block). */
+static int split_spans(const wim_ctx *c, int layer, int M, long work) {
+    if (M > SPLIT_TOKENS || c->p.n_threads < 2 || work < PARALLEL_MIN_WORK) return 0;
+    attn_query qs[SPLIT_TOKENS];
+    for (int i = 0; i < M; i++) {
+        if (trace_row(c, i) >= 0 && layer == c->trace->layer) return 0;
+        qs[i] = (attn_query){NULL, NULL, c->tok_pos[i], c->tok_branch[i], NULL};
+    }
+    const int spans = attn_spans(&c->kv, qs, M);
+    return spans > 1 ? spans : 0;
+}
+
+/* Causal attention of the chunk's M queries over the whole cache: a task per KV head
+ * and block of tokens (attn_block), or for a decode step on several threads, per KV
+ * head and span (attention_split). */
 static void attention_tiled(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim;
     const attn_shape shape = layer_shape(cf, layer);
     const int blocks = (M + ATTN_QBLOCK - 1) / ATTN_QBLOCK, tasks = blocks * cf->n_head_kv;
     const long work = (long)M * cf->n_head * c->kv.n * hd;
-    if (M == 1 && c->tok_branch[0] < 0 && c->p.n_threads > 1 && work >= PARALLEL_MIN_WORK &&
-        !(trace_row(c, 0) >= 0 && layer == c->trace->layer)) {
-        attn_query q = {c->q, c->att, c->tok_pos[0], -1, NULL};
-        const int spans = attn_spans(&c->kv, &q, 1);
-        if (spans > 1) {
-            attention_split(c, layer, spans);
-            return;
-        }
+    const int spans = split_spans(c, layer, M, work);
+    if (spans) {
+        attention_split(c, layer, M, spans);
+        return;
     }
     /* one task: one KV head and up to ATTN_QBLOCK tokens, i.e. every query head of
      * the GQA group for those tokens, so each K/V tile is widened once for all of them;

@@ -23,22 +23,25 @@
 
 static char dir[] = "/tmp/wim-branches-XXXXXX";
 
-/* A random model of the given weight type, written once per type. */
-static wim_model *model(const char *type) {
+/* A random model of the given weight type and shape, written once per name. */
+static wim_model *model_shaped(const char *name, const char *type, const char *shape) {
     const char *bin = getenv("WIM_BIN");
     char path[256], cmd[1024], err[256];
-    snprintf(path, sizeof path, "%s/%s.gguf", dir, type);
+    snprintf(path, sizeof path, "%s/%s.gguf", dir, name);
     if (!t_file_exists(path)) {
         if (!bin) return NULL;
         snprintf(cmd, sizeof cmd,
                  "'%s' mkmodel --vocab-from '%s/vocab/ggml-vocab-llama-spm.gguf' -o '%s' --type %s "
-                 "--dim 64 --heads 4 --kv-heads 2 --ff 128 --layers 2 --seed 11 --ctx 1024 "
-                 ">/dev/null 2>&1",
-                 bin, t_shared(), path, type);
+                 "%s --layers 2 --seed 11 --ctx 1024 >/dev/null 2>&1",
+                 bin, t_shared(), path, type, shape);
         if (system(cmd) != 0) return NULL;
     }
     wim_model *m;
     return wim_model_load(path, &m, err, sizeof err) ? NULL : m;
+}
+
+static wim_model *model(const char *type) {
+    return model_shaped(type, type, "--dim 64 --heads 4 --kv-heads 2 --ff 128");
 }
 
 static void tokens(int32_t *t, int n, uint32_t seed, int vocab) {
@@ -181,6 +184,52 @@ static void test_branch_limits(void) {
     CHECK(closed.kv_bytes == before.kv_bytes);
 }
 
+/* Margins decoding together past a long trunk, on several threads: each decode step's
+ * attention splits by span (forward.c) and still gives, bit for bit, each branch decoded
+ * alone after its trunk on one thread. One KV head and 8 x 64-wide heads, so the split's
+ * work threshold is passed; F16 weights, so no int8 rounding hides a last-bit change. */
+static void test_branch_decode_split(void) {
+    enum { T = 640, B = 6 };
+    wim_model *m = model_shaped("mqa-f16", "f16", "--dim 512 --heads 8 --kv-heads 1 --ff 256");
+    if (!m) SKIP("cannot make a random f16 model (WIM_BIN, the llama-spm vocab)");
+    const int V = wim_model_n_vocab(m), forks[2] = {300, T - 10}, cells[2] = {B, B};
+    int32_t trunk[T], b[2][B];
+    tokens(trunk, T, 4, V);
+    tokens(b[0], B, 5, V);
+    tokens(b[1], B, 6, V);
+    float *ref = malloc((size_t)2 * B * V * 4), *got = malloc((size_t)2 * B * V * 4);
+    char err[256];
+    int ok = ref && got;
+    for (int k = 0; ok && k < 2; k++) { /* the reference: trunk to the fork, then the branch */
+        wim_ctx_params p = wim_ctx_default_params();
+        p.n_ctx = 1024, p.n_threads = 1;
+        wim_ctx *c;
+        ok = !wim_ctx_new(m, &p, &c, err, sizeof err);
+        ok = ok && !wim_eval(c, trunk, forks[k], NULL, 0, err, sizeof err);
+        for (int i = 0; ok && i < B; i++) /* one token a step, as decode */
+            ok = !wim_eval(c, &b[k][i], 1, ref + (size_t)(2 * i + k) * V, 0, err, sizeof err);
+        if (c) wim_ctx_free(c);
+    }
+    wim_ctx_params p = wim_ctx_default_params();
+    p.n_ctx = 1024, p.n_threads = 3;
+    wim_ctx *c = NULL;
+    ok = ok && !wim_ctx_new(m, &p, &c, err, sizeof err) &&
+         !wim_eval(c, trunk, T, NULL, 0, err, sizeof err) &&
+         !ctx_branches_open(c, 2, forks, cells, err, sizeof err);
+    for (int i = 0; ok && i < B; i++) { /* both branches' next tokens in one step */
+        const int32_t tok[2] = {b[0][i], b[1][i]};
+        const int br[2] = {0, 1};
+        const char want[2] = {1, 1};
+        ok = !ctx_eval_branches(c, tok, br, 2, want, got + (size_t)2 * i * V, err, sizeof err);
+    }
+    const int same = ok && !memcmp(ref, got, (size_t)2 * B * V * 4);
+    wim_ctx_free(c);
+    free(ref), free(got);
+    wim_model_free(m);
+    CHECKF(ok, "a run failed: %s", err);
+    CHECK(same);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     RUN(test_branches_equal_trunk_append_q8_0_kv_f16);
@@ -188,6 +237,7 @@ int main(void) {
     RUN(test_branches_equal_trunk_append_f16_kv_f16);
     RUN(test_branches_equal_trunk_append_f16_kv_f32);
     RUN(test_branch_limits);
+    RUN(test_branch_decode_split);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) return 1;
