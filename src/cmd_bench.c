@@ -147,9 +147,11 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
         if (ra) fracs[r] = rates[r] * decode_gb / read_pass(ra, wim_ctx_threads(c));
     }
     qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
-    qsort(fracs, (size_t)reps, sizeof *fracs, cmp_double);
     double med = rates[reps / 2];
-    if (ra) *of_read = fracs[reps / 2];
+    if (ra) {
+        qsort(fracs, (size_t)reps, sizeof *fracs, cmp_double);
+        *of_read = fracs[reps / 2];
+    }
     free(t);
     free(rates);
     free(fracs);
