@@ -120,6 +120,11 @@ static int logical_slots(const wim_kvcache *kv, const attn_query *qs, int nq) {
     return nl;
 }
 
+/* Where span s of nl logical slots ends. */
+static int span_end(int s, int nl) {
+    return nl - s * ATTN_SPAN < ATTN_SPAN ? nl : (s + 1) * ATTN_SPAN;
+}
+
 int attn_spans(const wim_kvcache *kv, const attn_query *qs, int nq) {
     return (logical_slots(kv, qs, nq) + ATTN_SPAN - 1) / ATTN_SPAN;
 }
@@ -170,7 +175,7 @@ void attn_span_part(const wim_kernels *k, const wim_kvcache *kv, int layer, int 
                     float *scratch) {
     const size_t stride = (size_t)head_dim; /* kvcache.h: a head's cells are contiguous */
     const int f16 = kv->type == WIM_KV_F16, hd = head_dim, nl = logical_slots(kv, qs, nq);
-    const int s0 = s * ATTN_SPAN, s1 = nl - s0 < ATTN_SPAN ? nl : s0 + ATTN_SPAN;
+    const int s0 = s * ATTN_SPAN, s1 = span_end(s, nl);
     float *kt = scratch, *vt = kt + (size_t)hd * ATTN_TILE, *score = vt + (size_t)ATTN_TILE * hd;
     attn_part_clear(part, nq, hd);
     for (int t0 = s0; t0 < s1; t0 += ATTN_TILE) {
@@ -295,7 +300,7 @@ void attn_block(const wim_kernels *k, const wim_kvcache *kv, int layer, int kvh,
             float fa, fb;
             merge_one(total, part, j, hd, &fa, &fb);
             if (!qs[j].weights) continue; /* as the values: the earlier spans', then this one's */
-            const int s0 = s * ATTN_SPAN, s1 = nl - s0 < ATTN_SPAN ? nl : s0 + ATTN_SPAN;
+            const int s0 = s * ATTN_SPAN, s1 = span_end(s, nl);
             if (fa != 1.0f) weights_scale_tiles(kv, &qs[j], 0, s0, shape, fa);
             if (fb != 1.0f) weights_scale_tiles(kv, &qs[j], s0, s1, shape, fb);
         }

@@ -29,6 +29,12 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* The median of n values (sorting them in place). */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
 static const char *const usage =
     "usage: wim bench -m MODEL [-p 512,4096] [-n 128] [-d 0,8192] [-r REPEATS] [--chunk K]\n"
     "                 [-t THREADS] [--bandwidth] [--json]\n"
@@ -97,8 +103,7 @@ static double read_bandwidth(const read_array *r, int nt, int reps) {
     read_pass(r, nt);
     for (int i = 0; i < reps; i++)
         rates[i] = read_pass(r, nt);
-    qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
-    double med = rates[reps / 2];
+    double med = median(rates, reps);
     free(rates);
     return med;
 }
@@ -146,12 +151,8 @@ static double run_test(const wim_model *m, wim_ctx *c, int prompt, int gen, int 
         if (depth) wim_ctx_restore(c);
         if (ra) fracs[r] = rates[r] * decode_gb / read_pass(ra, wim_ctx_threads(c));
     }
-    qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
-    double med = rates[reps / 2];
-    if (ra) {
-        qsort(fracs, (size_t)reps, sizeof *fracs, cmp_double);
-        *of_read = fracs[reps / 2];
-    }
+    double med = median(rates, reps);
+    if (ra) *of_read = median(fracs, reps);
     free(t);
     free(rates);
     free(fracs);

@@ -471,17 +471,18 @@ static void trace_residual(const wim_ctx *c, const float *x, int M, int stage) {
     }
 }
 
-/* The queries of KV head kvh for token i (the heads of its GQA group), into qs. */
-static int group_queries(const wim_ctx *c, int layer, int kvh, int i, attn_query *qs) {
+/* The queries of KV head kvh for tokens i0 .. i1-1 (the heads of its GQA group, token
+ * after token), into qs; returns how many. */
+static int group_queries(const wim_ctx *c, int layer, int kvh, int i0, int i1, attn_query *qs) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
-    for (int g = 0; g < group; g++) {
-        const int h = kvh * group + g;
-        qs[g] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
-                             c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
-                             c->tok_branch[i], trace_weights(c, layer, h, i)};
-    }
-    return group;
+    int n = 0;
+    for (int i = i0; i < i1; i++)
+        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+            qs[n++] = (attn_query){c->q + (size_t)i * qd + (size_t)h * hd,
+                                   c->att + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
+                                   c->tok_branch[i], trace_weights(c, layer, h, i)};
+    return n;
 }
 
 /* A decode step's attention (M <= SPLIT_TOKENS tokens: one sequence, or margins
@@ -497,15 +498,15 @@ static void attention_split(wim_ctx *c, int layer, int M, int spans) {
     const size_t head_floats = attn_part_floats(hd, nq);
     for (int kvh = 0; kvh < nkv; kvh++)
         attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, nq), nq, hd);
-    for (int w0 = 0; w0 < spans; w0 += ATTN_WAVE / M) {
-        const int nw = spans - w0 < ATTN_WAVE / M ? spans - w0 : ATTN_WAVE / M;
+    const int wave = ATTN_WAVE / M;
+    for (int w0 = 0; w0 < spans; w0 += wave) {
+        const int nw = spans - w0 < wave ? spans - w0 : wave;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(c->p.n_threads)
         for (int t = 0; t < nw * nkv; t++) {
             const int kvh = t % nkv, s = w0 + t / nkv;
             float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
             attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
-            for (int i = 0, n = 0; i < M; i++)
-                n += group_queries(c, layer, kvh, i, qs + n);
+            group_queries(c, layer, kvh, 0, M, qs);
             attn_span_part(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, s,
                            attn_part_at(c->att_spans + t * head_floats, hd, nq), scratch);
         }
@@ -515,8 +516,7 @@ static void attention_split(wim_ctx *c, int layer, int M, int spans) {
     }
     attn_query *qs = (attn_query *)(c->att_scratch + c->att_query_offset); /* free again */
     for (int kvh = 0; kvh < nkv; kvh++) {
-        for (int i = 0, n = 0; i < M; i++)
-            n += group_queries(c, layer, kvh, i, qs + n);
+        group_queries(c, layer, kvh, 0, M, qs);
         attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, nq), qs, nq, hd);
     }
 }
@@ -561,9 +561,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
         const int i1 = i0 + ATTN_QBLOCK < M ? i0 + ATTN_QBLOCK : M;
         float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
         attn_query *qs = (attn_query *)(scratch + c->att_query_offset);
-        int nq = 0;
-        for (int i = i0; i < i1; i++)
-            nq += group_queries(c, layer, kvh, i, qs + nq);
+        const int nq = group_queries(c, layer, kvh, i0, i1, qs);
         attn_block(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, scratch);
     }
 }
