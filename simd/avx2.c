@@ -531,18 +531,27 @@ INLINE void q8_small(const int RM, const int RN, int N, int nb, const block_q8_0
         q8_tile(RM, 1, nb, x, w + (size_t)j * nb, y + j, ldy);
 }
 
-static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
-                      int ldy) {
-    const int nb = K / QK8_0;
-    if (M <= 0 || N <= 0) return;
-    if (nb == 0) {
-        zero_y(M, N, y, ldy);
-        return;
+/* Packs the 8 interleaved rows of group w (blocks 0..nbk-1) as q8_pack8 packs 8
+ * row-major ones: the interleaved bytes already are the packed vectors. */
+static void q8x8_pack8(const block_q8_0x8 *w, int nbk, __m256i *wp, float *ws) {
+    for (int b = 0; b < nbk; b++) {
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)w[b].qs[g]);
+            wp[(size_t)b * 8 + g] =
+                WIM_X86_DPBUSD ? _mm256_xor_si256(v, _mm256_set1_epi8(-128)) : v;
+        }
+#if !WIM_X86_DPBUSD
+        pack_abs(wp + (size_t)b * 8);
+#endif
+        _mm256_storeu_ps(ws + (size_t)b * 8,
+                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].d)));
     }
-    if (M == 1) { /* decode: weights read in place; from 2 rows on the panels win */
-        q8_small(1, 8, N, nb, x, w, y, ldy);
-        return;
-    }
+}
+
+/* M >= 2 rows through the packed panels, w row-major (w8 NULL) or interleaved. */
+static void q8_panels(int M, int N, int nb, const block_q8_0 *x, const block_q8_0 *w,
+                      const block_q8_0x8 *w8, float *y, int ldy) {
     _Alignas(32) __m256i wp[PANEL_VECS * (WIM_X86_DPBUSD ? 1 : 2)];
     _Alignas(32) float ws[Q8_NP * Q8_KCH], xs[Q8_KCH * Q8_RM];
     int32_t xc[Q8_KCH * Q8_RM];
@@ -550,9 +559,15 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
         const int np = N - jp < Q8_NP ? N - jp : Q8_NP;
         for (int b0 = 0; b0 < nb; b0 += Q8_KCH) {
             const int nbk = nb - b0 < Q8_KCH ? nb - b0 : Q8_KCH;
-            for (int j = 0; j < np; j += 8)
-                q8_pack8(w + (size_t)(jp + j) * nb + b0, nb, np - j < 8 ? np - j : 8, nbk,
-                         wp + (size_t)(j / 8) * nbk * 8, ws + (size_t)(j / 8) * nbk * 8);
+            for (int j = 0; j < np; j += 8) {
+                __m256i *wpj = wp + (size_t)(j / 8) * nbk * 8;
+                float *wsj = ws + (size_t)(j / 8) * nbk * 8;
+                if (w8)
+                    q8x8_pack8(w8 + (size_t)(jp + j) / 8 * nb + b0, nbk, wpj, wsj);
+                else
+                    q8_pack8(w + (size_t)(jp + j) * nb + b0, nb, np - j < 8 ? np - j : 8, nbk, wpj,
+                             wsj);
+            }
             for (int i0 = 0; i0 < M;) {
                 const int rm = M - i0 < Q8_RM ? M - i0 : Q8_RM;
                 for (int b = 0; b < nbk; b++)
@@ -571,6 +586,123 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                 i0 += rm;
             }
         }
+    }
+}
+
+static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
+                      int ldy) {
+    const int nb = K / QK8_0;
+    if (M <= 0 || N <= 0) return;
+    if (nb == 0) {
+        zero_y(M, N, y, ldy);
+        return;
+    }
+    if (M == 1) { /* decode: weights read in place; from 2 rows on the panels win */
+        q8_small(1, 8, N, nb, x, w, y, ldy);
+        return;
+    }
+    q8_panels(M, N, nb, x, w, NULL, y, ldy);
+}
+
+/* The activation side of a GEMV on interleaved weights, index 4b + m: the scale and,
+ * with VNNI, 128 x the block's sum (what w + 128 adds to each product), found once per
+ * X8_CHUNK blocks of a call rather than once per group of 8 rows. */
+#define X8_CHUNK 512
+typedef struct {
+    float d[4 * X8_CHUNK];
+    int32_t off[4 * X8_CHUNK];
+} x8_pre;
+
+/*
+ * Decode (M <= 4) on interleaved weights: group after group of 8 rows, each block's
+ * 8 vectors read once and met by each activation row's 4-byte groups broadcast, so
+ * the int32 lanes are the 8 rows' exact block sums as they come (VNNI: w + 128
+ * unsigned against x as it is, the offset taken off afterwards; AVX2: |w| against x
+ * with w's sign).  Blocks go in chunks of X8_CHUNK; y carries each output's fp32
+ * accumulator from one chunk to the next, which is exact.  The same bits as scalar.c.
+ */
+INLINE void q8x8_gemv(const int RM, int N, int nb, const block_q8_0 *x, const block_q8_0x8 *w,
+                      float *y, int ldy) {
+    x8_pre pre;
+    for (int b0 = 0; b0 < nb; b0 += X8_CHUNK) {
+        const int nbk = nb - b0 < X8_CHUNK ? nb - b0 : X8_CHUNK;
+        for (int b = 0; b < nbk; b++)
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                const block_q8_0 *xb = &x[(size_t)m * nb + b0 + b];
+                pre.d[4 * b + m] = _cvtsh_ss(xb->d);
+                pre.off[4 * b + m] = WIM_X86_DPBUSD ? 128 * q8_block_sum(xb) : 0;
+            }
+        for (int g = 0; g < N / 8; g++) {
+            const block_q8_0x8 *blk = w + (size_t)g * nb + b0;
+            __m256 acc[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++)
+                acc[m] = b0 ? _mm256_loadu_ps(y + (size_t)m * ldy + 8 * g) : _mm256_setzero_ps();
+            for (int b = 0; b < nbk; b++, blk++) {
+                /* no prefetch: the groups are one run of bytes, which the hardware
+                 * prefetcher follows (prefetching 8 or 32 blocks on was slower) */
+                /* two chains for one row: a block's 8 products are otherwise one
+                 * serial run of vpdpbusd latencies */
+                __m256i s[4][2];
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++)
+                    s[m][0] = s[m][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) {
+                    const __m256i wv = _mm256_loadu_si256((const __m256i *)blk->qs[v]);
+#if WIM_X86_DPBUSD
+                    const __m256i u = _mm256_xor_si256(wv, _mm256_set1_epi8(-128));
+#else
+                    const __m256i u = _mm256_abs_epi8(wv);
+#endif
+#pragma GCC unroll 4
+                    for (int m = 0; m < RM; m++) {
+                        __m256i xv = bcast4(x[(size_t)m * nb + b0 + b].qs + 4 * v);
+                        if (!WIM_X86_DPBUSD) xv = _mm256_sign_epi8(xv, wv);
+                        s[m][RM == 1 ? v & 1 : 0] = dot_acc_i8(s[m][RM == 1 ? v & 1 : 0], u, xv);
+                    }
+                }
+                const __m256 ws = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++) {
+                    __m256i isum = _mm256_add_epi32(s[m][0], s[m][1]);
+                    if (WIM_X86_DPBUSD)
+                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(pre.off[4 * b + m]));
+                    const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(pre.d[4 * b + m]), ws);
+                    acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
+                }
+            }
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++)
+                _mm256_storeu_ps(y + (size_t)m * ldy + 8 * g, acc[m]);
+        }
+    }
+}
+
+static void gemm_q8_0x8(int M, int N, int K, const block_q8_0 *x, const block_q8_0x8 *w, float *y,
+                        int ldy) {
+    const int nb = K / QK8_0;
+    if (M <= 0 || N <= 0) return;
+    if (nb == 0) {
+        zero_y(M, N, y, ldy);
+        return;
+    }
+    switch (M) {
+    case 1:
+        q8x8_gemv(1, N, nb, x, w, y, ldy);
+        break;
+    case 2:
+        q8x8_gemv(2, N, nb, x, w, y, ldy);
+        break;
+    case 3:
+        q8x8_gemv(3, N, nb, x, w, y, ldy);
+        break;
+    case 4:
+        q8x8_gemv(4, N, nb, x, w, y, ldy);
+        break;
+    default:
+        q8_panels(M, N, nb, x, NULL, w, y, ldy);
     }
 }
 
@@ -1719,6 +1851,8 @@ const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q8_0x8 = gemm_q8_0x8,
+    .interleave_q8_0 = 1,
     .gemm_q = gemm_q,
     .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,

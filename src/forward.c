@@ -28,7 +28,7 @@
 #include "quants.h"
 #include "simd.h"
 
-#define MM_TILE 64 /* output rows per kernel call */
+#define MM_TILE 64 /* output rows per kernel call (a multiple of 8: interleaved groups) */
 /* A decode step of up to SPLIT_TOKENS tokens splits its attention by span too; its
  * span states are computed ATTN_WAVE query groups at a time (one parallel region),
  * which bounds their scratch whatever the context length */
@@ -287,9 +287,18 @@ static void matmul_tile(const wim_ctx *c, const wim_mat *w, const float *x, int 
     const void *wt = (const uint8_t *)w->data + (size_t)j0 * w->row_bytes;
     y += j0;
     switch (w->type) {
-    case GGUF_T_Q8_0:
-        kern->gemm_q8_0(M, nn, K, c->xq, wt, y, ldy);
+    case GGUF_T_Q8_0: {
+        /* interleaved: the groups of 8 rows, then the row-major rest (tiles start at
+         * multiples of 8) */
+        const int n8 = w->interleaved ? (w->n_out - w->n_out % 8) - j0 : 0;
+        const int grouped = n8 < 0 ? 0 : n8 < nn ? n8 : nn;
+        if (grouped) kern->gemm_q8_0x8(M, grouped, K, c->xq, wt, y, ldy);
+        if (grouped < nn)
+            kern->gemm_q8_0(M, nn - grouped, K, c->xq,
+                            (const block_q8_0 *)wt + (size_t)grouped * (K / QK8_0), y + grouped,
+                            ldy);
         break;
+    }
     case GGUF_T_F16:
         kern->gemm_f16(M, nn, K, x, wt, y, ldy);
         break;

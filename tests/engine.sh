@@ -329,6 +329,31 @@ if [ -f "$GPT2" ]; then
         fail $t "one token at a time on 2 or 3 threads differs from one chunk on 1"
 else skip $t "$GPT2 not found"; fi
 
+# 5b. Q8_0 matrices interleaved at load (simd.h, block_q8_0x8) give the same bits as the
+#     GGUF layout (WIM_INTERLEAVE=0): decode (--chunk 1), a few rows (--chunk 3) and
+#     prefill panels, on 2 threads; the tied output's last row (50257 % 8 = 1) stays
+#     row-major, and the embedding rows are read back out of the groups.
+t=interleaved_q8_0_identical
+if [ -f "$GPT2" ]; then
+    m="$T/q8i.gguf"
+    $W mkmodel --vocab-from "$GPT2" -o "$m" --type q8_0 --dim 256 --heads 4 --kv-heads 2 \
+        --ff 512 --layers 2 --ctx 256 --tied --seed 9
+    toks=$(seq -s, 50200 1 50256),$(seq -s, 3 97 3000) # 88 tokens, the last vocabulary rows too
+    if ! $W info -m "$m" | grep -q 'interleaved by 8'; then
+        skip $t "this machine's kernels or memory keep the GGUF layout ($(
+            $W info -m "$m" | grep '^memory' | cut -c16-))"
+    else
+        same=1
+        for ch in 1 3 512; do
+            $W logits -m "$m" --tokens "$toks" --top 4 --chunk $ch -t 2 >"$T/i1.jsonl"
+            WIM_INTERLEAVE=0 $W logits -m "$m" --tokens "$toks" --top 4 --chunk $ch -t 2 >"$T/i0.jsonl"
+            cmp -s "$T/i0.jsonl" "$T/i1.jsonl" && [ "$(wc -l <"$T/i1.jsonl")" = 89 ] || same=0
+        done
+        WIM_INTERLEAVE=0 $W info -m "$m" | grep -q 'interleaved' && same=0
+        [ $same = 1 ] && pass $t || fail $t "interleaved weights differ from the GGUF layout"
+    fi
+else skip $t "$GPT2 not found"; fi
+
 # 6. `wim bench --json` rows carry the documented fields (a decode row after a prompt,
 #    -d, too); a decode row's weight rate is its tokens/s times the bytes of every
 #    matrix but the embedding (counted here from the file's tensor table), and

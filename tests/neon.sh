@@ -38,7 +38,7 @@ fi
 mkdir -p "$out"
 flags="-std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Isrc -Isimd"
 pids=()
-for f in simd/scalar.c simd/dispatch.c simd/neon.c tests/test_simd.c; do
+for f in simd/scalar.c simd/dispatch.c simd/interleave.c simd/neon.c tests/test_simd.c; do
     extra=""
     [ "$f" = simd/neon.c ] && extra="-march=armv8.2-a+dotprod+fp16"
     $cc $flags $extra -c "$f" -o "$out/$(basename "$f" .c).o" 2>"$out/$(basename "$f" .c).log" &
@@ -47,8 +47,8 @@ done
 ok=1
 for p in "${pids[@]}"; do wait "$p" || ok=0; done
 if [ $ok = 1 ]; then
-    $cc -o "$out/test_simd" "$out/scalar.o" "$out/dispatch.o" "$out/neon.o" "$out/test_simd.o" \
-        -lm 2>"$out/link.log" || ok=0
+    $cc -o "$out/test_simd" "$out/scalar.o" "$out/dispatch.o" "$out/interleave.o" "$out/neon.o" \
+        "$out/test_simd.o" -lm 2>"$out/link.log" || ok=0
 fi
 if [ $ok = 0 ]; then
     echo "FAIL neon_build: aarch64 cross-compile failed:"

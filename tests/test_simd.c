@@ -471,6 +471,53 @@ static void test_gemm_q8_0(void) {
     }
 }
 
+/* gemm_q8_0x8 on the interleaved copy of w gives scalar gemm_q8_0's bits on w:
+ * decode (M <= 4) and panel (M >= 5) shapes, K past one X8_CHUNK of blocks. */
+static void test_gemm_q8_0x8(void) {
+    static const int shapes[][3] = {{1, 8, 32},      {1, 64, 896},   {1, 136, 4128}, {2, 16, 96},
+                                    {3, 24, 288},    {4, 72, 1024},  {5, 8, 160},    {8, 64, 288},
+                                    {13, 136, 1056}, {1, 16, 16544}, {4, 8, 16544}};
+    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int t = 0; t < ns; t++) {
+        int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+        if (quick && K > 4128) continue;
+        block_q8_0 *x = make_x(M, K), *w = make_w(N, K);
+        block_q8_0 *w8 = xmalloc((size_t)N * (K / 32) * sizeof *w8);
+        memcpy(w8, w, (size_t)N * (K / 32) * sizeof *w8);
+        CHECK(wim_q8_0_interleave(w8, N, K / 32) == 0);
+        float *r = make_y(M, N), *a = make_y(M, N);
+        S->gemm_q8_0(M, N, K, x, w, r, N + PAD);
+        T->gemm_q8_0x8(M, N, K, x, (const block_q8_0x8 *)w8, a, N + PAD);
+        CHECKF(pads_ok(a, M, N), "M=%d N=%d K=%d: wrote past N", M, N, K);
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < N; j++) {
+                float u = a[m * (N + PAD) + j], v = r[m * (N + PAD) + j];
+                CHECKF(f2u(u) == f2u(v), "M=%d N=%d K=%d y[%d][%d] = %.9g, row-major %.9g", M, N, K,
+                       m, j, u, v);
+            }
+        free(x), free(w), free(w8), free(r), free(a);
+    }
+}
+
+/* Interleaving permutes bytes in place: every block comes back by wim_q8_0x8_block,
+ * and the last n % 8 rows are left as they were. */
+static void test_interleave_layout(void) {
+    const int N = 67, nb = 5;
+    block_q8_0 *w = make_w(N, nb * 32), *w8 = xmalloc((size_t)N * nb * sizeof *w8);
+    memcpy(w8, w, (size_t)N * nb * sizeof *w8);
+    CHECK(wim_q8_0_interleave(w8, N, nb) == 0);
+    CHECK(memcmp(w8, w, (size_t)N * nb * sizeof *w) != 0);
+    for (int j = 0; j < N - N % 8; j++)
+        for (int b = 0; b < nb; b++) {
+            block_q8_0 got;
+            wim_q8_0x8_block((const block_q8_0x8 *)w8 + (size_t)(j / 8) * nb, b, j % 8, &got);
+            CHECKF(!memcmp(&got, &w[(size_t)j * nb + b], sizeof got), "row %d block %d", j, b);
+        }
+    const size_t tail = (size_t)(N - N % 8) * nb;
+    CHECK(!memcmp(w8 + tail, w + tail, (size_t)(N % 8) * nb * sizeof *w));
+    free(w), free(w8);
+}
+
 /* Shapes big enough for 16x16 AMX tiles and several 4x4 / panel tiles, with
  * remainders on both sides; bit-exact with scalar.c. */
 static void test_gemm_q8_0_big(void) {
@@ -970,6 +1017,7 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_quantize);
         RUN_ISA(test_gemm_q8_0);
         RUN_ISA(test_gemm_q8_0_big);
+        RUN_ISA(test_gemm_q8_0x8);
         RUN_ISA(test_quantize_q8_K);
         RUN_ISA(test_gemm_q);
         RUN_ISA(test_gemm_f32);
@@ -977,7 +1025,11 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_gemm_bf16);
         RUN_ISA(test_dot_axpy);
     }
-    if (is_scalar) RUN_ISA(test_gemm_q_is_dequant_product);
+    if (is_scalar) {
+        RUN_ISA(test_gemm_q_is_dequant_product);
+        RUN_ISA(test_gemm_q8_0x8); /* the reference form against gemm_q8_0 */
+        RUN(test_interleave_layout);
+    }
     RUN_ISA(test_attn_tile_kernels);
     RUN_ISA(test_attn_scale_max);
     RUN_ISA(test_attn_exp);
