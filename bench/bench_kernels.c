@@ -1,13 +1,15 @@
 /*
  * bench_kernels.c — throughput of the int8 GEMMs per ISA, single thread: gemm_q8_0
- * for the decode (M = 1) and prefill (M = 32, 512) shapes of small Llama/Qwen
- * layers, then gemm_q for every other weight type (Q4_0 .. Q6_K) at K = N = 2048.
+ * for the decode (M = 1, and 4 for margins decoding together) and prefill (M = 32,
+ * 512) shapes of small Llama/Qwen layers, on the file's row-major blocks ("Q8_0") and
+ * interleaved 8 rows at a time ("Q8_0i", gemm_q8_0x8, what x86 decodes from), then
+ * gemm_q for every other weight type (Q4_0 .. Q6_K) at K = N = 2048.
  *
  *   bench_kernels [--quick] [--types-only] [isa ...]   (default: every ISA this
  *                                          CPU runs; WIM_ISA=name picks one)
  *
- * Prints one line per (isa, M, K, N): int8 GOP/s (2*M*N*K per call) and, for
- * M = 1, the weight bytes streamed per second.  Each case repeats until it has
+ * Prints one line per (isa, type, M, K, N): int8 GOP/s (2*M*N*K per call) and,
+ * for M <= 4, the weight bytes streamed per second.  Each case repeats until it has
  * run for at least 0.3 s (0.05 s with --quick) and reports the best repetition.
  */
 #include <stdio.h>
@@ -33,8 +35,12 @@ static unsigned rnd(void) {
     return (unsigned)(seed >> 32);
 }
 
-/* type: 8 (Q8_0, gemm_q8_0) or a quants.h type (gemm_q). */
+#define Q8_0_INTERLEAVED (-8) /* bench's type for gemm_q8_0x8 */
+
+/* type: 8 (Q8_0, gemm_q8_0), Q8_0_INTERLEAVED or a quants.h type (gemm_q). */
 static void bench(const wim_kernels *k, int type, int M, int K, int N, double min_time) {
+    const int x8 = type == Q8_0_INTERLEAVED;
+    if (x8) type = 8;
     const int nb = K / QK8_0;
     const size_t rb = type == 8 ? nb * sizeof(block_q8_0)
                                 : K / wim_q_block_weights(type) * wim_q_block_bytes(type);
@@ -57,11 +63,17 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
      * scale somewhere, but the timing does not depend on the values */
     for (size_t i = 0; i < (size_t)N * rb; i++)
         w[i] = (uint8_t)rnd();
+    if (x8 && wim_q8_0_interleave((block_q8_0 *)w, N, nb)) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     double best = 1e30, total = 0;
     int reps = 0;
     while (total < min_time || reps < 2) {
         double t0 = now();
-        if (type == 8)
+        if (x8)
+            k->gemm_q8_0x8(M, N, K, x, (const block_q8_0x8 *)w, y, N);
+        else if (type == 8)
             k->gemm_q8_0(M, N, K, x, (const block_q8_0 *)w, y, N);
         else
             k->gemm_q(type, M, N, K, x, w, rb, y, N);
@@ -72,8 +84,8 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
     }
     double gops = 2.0 * M * N * K / best * 1e-9;
     printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa,
-           gguf_ttype_name((enum gguf_ttype)type), M, K, N, best * 1e3, gops);
-    if (M == 1) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
+           x8 ? "Q8_0i" : gguf_ttype_name((enum gguf_ttype)type), M, K, N, best * 1e3, gops);
+    if (M <= 4) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
     printf("\n");
     fflush(stdout);
     free(xf), free(x), free(w), free(y);
@@ -100,7 +112,7 @@ int main(int argc, char **argv) {
     wim_cpu_describe(desc, sizeof desc);
     printf("# %s\n# one thread, best of repetitions; GOP/s = 2*M*N*K / time\n", desc);
     const int shapes[][2] = {{896, 896}, {896, 4864}, {4864, 896}, {2048, 2048}, {4864, 4864}};
-    const int Ms[] = {1, 32, 512};
+    const int Ms[] = {1, 4, 32, 512};
     for (int p = 0; p < npick; p++) {
         const wim_kernels *k = wim_kernels_for(pick[p]);
         if (!k) {
@@ -115,11 +127,13 @@ int main(int argc, char **argv) {
                 if (scalar && (M > 32 || (M == 32 && s > 0))) continue;
                 if (quick && M == 512 && s > 0) continue;
                 bench(k, 8, M, K, N, quick ? 0.05 : 0.3);
+                bench(k, Q8_0_INTERLEAVED, M, K, N, quick ? 0.05 : 0.3);
             }
         const int types[] = {WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1, WIM_Q4_K, WIM_Q5_K, WIM_Q6_K};
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
             for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
                 if ((scalar || quick) && Ms[mi] > 32) continue;
+                if (Ms[mi] == 4) continue; /* the decode body is the same as at M = 1 */
                 bench(k, types[t], Ms[mi], 2048, 2048, quick ? 0.05 : 0.3);
             }
     }

@@ -12,9 +12,12 @@
  *    reduced to one exact int32, then the output's fp32 accumulator does
  *    acc = acc + (float)isum * (dx*dw) block after block, one output per lane.
  *    So tiles, tails and the M = 1 GEMV all give the same bits for an output.
- *    M <= 4 (decode) reads the weights as they are and reduces each product with
- *    a hadd tree; M >= 5 (prefill) packs 8 weight columns 4 bytes at a time so
- *    the int32 lanes are already the 8 columns' sums and no reduction is needed.
+ *    M == 1 (decode) reads the weights as they are and reduces each product with
+ *    a hadd tree; M >= 2 packs 8 weight columns 4 bytes at a time so the int32
+ *    lanes are already the 8 columns' sums and no reduction is needed.
+ *    gemm_q8_0x8 gets the same bits from weights interleaved that way at load
+ *    (simd.h): M <= 4 reads the groups as they are, M >= 5 packs its panels from
+ *    them.
  *  - gemm_q (the other quantized types, quants.h) keeps quants.h's sequences the
  *    same way: decode (M <= 4) walks 8 weight rows at a time, unpacks each slice
  *    once, unsigned, for every activation row (32-block types: one dot per slice,
