@@ -1,9 +1,10 @@
 /*
  * bench_kernels.c — throughput of the int8 GEMMs per ISA, single thread: gemm_q8_0
  * for the decode (M = 1, and 4 for margins decoding together) and prefill (M = 32,
- * 512) shapes of small Llama/Qwen layers, on the file's row-major blocks ("Q8_0") and
- * interleaved 8 rows at a time ("Q8_0i", gemm_q8_0x8, what x86 decodes from), then
- * gemm_q for every other weight type (Q4_0 .. Q6_K) at K = N = 2048.
+ * 512) shapes of small Llama/Qwen layers, then gemm_q for every other weight type
+ * (Q4_0 .. Q6_K) at K = N = 2048; each on the file's row-major blocks ("Q8_0") and,
+ * for the types that have one, interleaved 8 rows at a time ("Q8_0i", gemm_x8,
+ * interleave.h: what x86 decodes from).
  *
  *   bench_kernels [--quick] [--types-only] [isa ...]   (default: every ISA this
  *                                          CPU runs; WIM_ISA=name picks one)
@@ -18,6 +19,7 @@
 #include <time.h>
 
 #include "gguf.h"
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 
@@ -35,12 +37,9 @@ static unsigned rnd(void) {
     return (unsigned)(seed >> 32);
 }
 
-#define Q8_0_INTERLEAVED (-8) /* bench's type for gemm_q8_0x8 */
-
-/* type: 8 (Q8_0, gemm_q8_0), Q8_0_INTERLEAVED or a quants.h type (gemm_q). */
-static void bench(const wim_kernels *k, int type, int M, int K, int N, double min_time) {
-    const int x8 = type == Q8_0_INTERLEAVED;
-    if (x8) type = 8;
+/* type: 8 (Q8_0, gemm_q8_0) or a quants.h type (gemm_q); x8: the same type interleaved
+ * (gemm_x8). */
+static void bench(const wim_kernels *k, int type, int x8, int M, int K, int N, double min_time) {
     const int nb = K / QK8_0;
     const size_t rb = type == 8 ? nb * sizeof(block_q8_0)
                                 : K / wim_q_block_weights(type) * wim_q_block_bytes(type);
@@ -63,7 +62,7 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
      * scale somewhere, but the timing does not depend on the values */
     for (size_t i = 0; i < (size_t)N * rb; i++)
         w[i] = (uint8_t)rnd();
-    if (x8 && wim_q8_0_interleave((block_q8_0 *)w, N, nb)) {
+    if (x8 && wim_interleave(type, w, N, nb)) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
@@ -72,7 +71,7 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
     while (total < min_time || reps < 2) {
         double t0 = now();
         if (x8)
-            k->gemm_q8_0x8(M, N, K, x, (const block_q8_0x8 *)w, y, N);
+            k->gemm_x8(type, M, N, K, x, w, y, N);
         else if (type == 8)
             k->gemm_q8_0(M, N, K, x, (const block_q8_0 *)w, y, N);
         else
@@ -83,8 +82,8 @@ static void bench(const wim_kernels *k, int type, int M, int K, int N, double mi
         reps++;
     }
     double gops = 2.0 * M * N * K / best * 1e-9;
-    printf("%-12s %-5s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa,
-           x8 ? "Q8_0i" : gguf_ttype_name((enum gguf_ttype)type), M, K, N, best * 1e3, gops);
+    printf("%-12s %-4s%-2s M=%-4d K=%-5d N=%-5d %8.2f ms %8.1f GOP/s", k->isa,
+           gguf_ttype_name((enum gguf_ttype)type), x8 ? "i" : "", M, K, N, best * 1e3, gops);
     if (M <= 4) printf("  %6.1f GB/s weights", (double)N * rb / best * 1e-9);
     printf("\n");
     fflush(stdout);
@@ -126,15 +125,17 @@ int main(int argc, char **argv) {
                 /* the scalar reference is ~50x slower: keep its run short */
                 if (scalar && (M > 32 || (M == 32 && s > 0))) continue;
                 if (quick && M == 512 && s > 0) continue;
-                bench(k, 8, M, K, N, quick ? 0.05 : 0.3);
-                bench(k, Q8_0_INTERLEAVED, M, K, N, quick ? 0.05 : 0.3);
+                bench(k, 8, 0, M, K, N, quick ? 0.05 : 0.3);
+                bench(k, 8, 1, M, K, N, quick ? 0.05 : 0.3);
             }
         const int types[] = {WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1, WIM_Q4_K, WIM_Q5_K, WIM_Q6_K};
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
             for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
                 if ((scalar || quick) && Ms[mi] > 32) continue;
                 if (Ms[mi] == 4) continue; /* the decode body is the same as at M = 1 */
-                bench(k, types[t], Ms[mi], 2048, 2048, quick ? 0.05 : 0.3);
+                bench(k, types[t], 0, Ms[mi], 2048, 2048, quick ? 0.05 : 0.3);
+                if (wim_x8_type(types[t]))
+                    bench(k, types[t], 1, Ms[mi], 2048, 2048, quick ? 0.05 : 0.3);
             }
     }
     return 0;

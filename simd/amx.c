@@ -143,11 +143,11 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
                                    ldy);
 }
 
-/* Interleaved weights are the fallback's: this table does not ask for them (interleave_q8_0
- * = 0), because its prefill tiles read row-major blocks. */
-static void gemm_q8_0x8(int M, int N, int K, const block_q8_0 *x, const block_q8_0x8 *w, float *y,
-                        int ldy) {
-    WIM_AMX_FALLBACK.gemm_q8_0x8(M, N, K, x, w, y, ldy);
+/* Interleaved weights are the fallback's: this table does not ask for them
+ * (interleave = 0), because its prefill tiles read row-major blocks. */
+static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
+                    int ldy) {
+    WIM_AMX_FALLBACK.gemm_x8(type, M, N, K, x, w, y, ldy);
 }
 
 static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, size_t row_bytes,
@@ -209,7 +209,7 @@ const wim_kernels WIM_AMX_TABLE = {
     .isa = "amx",
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
-    .gemm_q8_0x8 = gemm_q8_0x8,
+    .gemm_x8 = gemm_x8,
     .gemm_q = gemm_q,
     .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,

@@ -39,6 +39,7 @@
 #include <stddef.h>
 
 #include "attn_tile.h"
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 
@@ -607,106 +608,20 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
     q8_panels(M, N, nb, x, w, NULL, y, ldy);
 }
 
-/* The activation side of a GEMV on interleaved weights, index 4b + m: the scale and,
- * with VNNI, 128 x the block's sum (what w + 128 adds to each product), found once per
- * X8_CHUNK blocks of a call rather than once per group of 8 rows. */
-#define X8_CHUNK 512
-typedef struct {
-    float d[4 * X8_CHUNK];
-    int32_t off[4 * X8_CHUNK];
-} x8_pre;
-
-/*
- * Decode (M <= 4) on interleaved weights: group after group of 8 rows, each block's
- * 8 vectors read once and met by each activation row's 4-byte groups broadcast, so
- * the int32 lanes are the 8 rows' exact block sums as they come (VNNI: w + 128
- * unsigned against x as it is, the offset taken off afterwards; AVX2: |w| against x
- * with w's sign).  Blocks go in chunks of X8_CHUNK; y carries each output's fp32
- * accumulator from one chunk to the next, which is exact.  The same bits as scalar.c.
- */
-INLINE void q8x8_gemv(const int RM, int N, int nb, const block_q8_0 *x, const block_q8_0x8 *w,
-                      float *y, int ldy) {
-    x8_pre pre;
-    for (int b0 = 0; b0 < nb; b0 += X8_CHUNK) {
-        const int nbk = nb - b0 < X8_CHUNK ? nb - b0 : X8_CHUNK;
-        for (int b = 0; b < nbk; b++)
-#pragma GCC unroll 4
-            for (int m = 0; m < RM; m++) {
-                const block_q8_0 *xb = &x[(size_t)m * nb + b0 + b];
-                pre.d[4 * b + m] = _cvtsh_ss(xb->d);
-                pre.off[4 * b + m] = WIM_X86_DPBUSD ? 128 * q8_block_sum(xb) : 0;
-            }
-        for (int g = 0; g < N / 8; g++) {
-            const block_q8_0x8 *blk = w + (size_t)g * nb + b0;
-            __m256 acc[4];
-#pragma GCC unroll 4
-            for (int m = 0; m < RM; m++)
-                acc[m] = b0 ? _mm256_loadu_ps(y + (size_t)m * ldy + 8 * g) : _mm256_setzero_ps();
-            for (int b = 0; b < nbk; b++, blk++) {
-                /* no prefetch: the groups are one run of bytes, which the hardware
-                 * prefetcher follows (prefetching 8 or 32 blocks on was slower) */
-                /* two chains for one row: a block's 8 products are otherwise one
-                 * serial run of vpdpbusd latencies */
-                __m256i s[4][2];
-#pragma GCC unroll 4
-                for (int m = 0; m < RM; m++)
-                    s[m][0] = s[m][1] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-                for (int v = 0; v < 8; v++) {
-                    const __m256i wv = _mm256_loadu_si256((const __m256i *)blk->qs[v]);
-#if WIM_X86_DPBUSD
-                    const __m256i u = _mm256_xor_si256(wv, _mm256_set1_epi8(-128));
+/* v plus 16 in each byte i whose bit i of h is set: Q5's fifth bits. */
+INLINE __m256i add_fifth_bits(__m256i v, uint32_t h) {
+#if WIM_X86_DPBUSD == 2
+    /* AVX512BW: bit i of h masks the add of 16 to byte i */
+    return _mm256_mask_add_epi8(v, (__mmask32)h, v, _mm256_set1_epi8(0x10));
 #else
-                    const __m256i u = _mm256_abs_epi8(wv);
+    /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)h),
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 #endif
-#pragma GCC unroll 4
-                    for (int m = 0; m < RM; m++) {
-                        __m256i xv = bcast4(x[(size_t)m * nb + b0 + b].qs + 4 * v);
-                        if (!WIM_X86_DPBUSD) xv = _mm256_sign_epi8(xv, wv);
-                        s[m][RM == 1 ? v & 1 : 0] = dot_acc_i8(s[m][RM == 1 ? v & 1 : 0], u, xv);
-                    }
-                }
-                const __m256 ws = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
-#pragma GCC unroll 4
-                for (int m = 0; m < RM; m++) {
-                    __m256i isum = _mm256_add_epi32(s[m][0], s[m][1]);
-                    if (WIM_X86_DPBUSD)
-                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(pre.off[4 * b + m]));
-                    const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(pre.d[4 * b + m]), ws);
-                    acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
-                }
-            }
-#pragma GCC unroll 4
-            for (int m = 0; m < RM; m++)
-                _mm256_storeu_ps(y + (size_t)m * ldy + 8 * g, acc[m]);
-        }
-    }
-}
-
-static void gemm_q8_0x8(int M, int N, int K, const block_q8_0 *x, const block_q8_0x8 *w, float *y,
-                        int ldy) {
-    const int nb = K / QK8_0;
-    if (M <= 0 || N <= 0) return;
-    if (nb == 0) {
-        zero_y(M, N, y, ldy);
-        return;
-    }
-    switch (M) {
-    case 1:
-        q8x8_gemv(1, N, nb, x, w, y, ldy);
-        break;
-    case 2:
-        q8x8_gemv(2, N, nb, x, w, y, ldy);
-        break;
-    case 3:
-        q8x8_gemv(3, N, nb, x, w, y, ldy);
-        break;
-    case 4:
-        q8x8_gemv(4, N, nb, x, w, y, ldy);
-        break;
-    default:
-        q8_panels(M, N, nb, x, NULL, w, y, ldy);
-    }
 }
 
 /* A 32-block slice's values without Q4_0/Q5_0's offset (0..15 or 0..31). */
@@ -720,18 +635,7 @@ INLINE __m256i qx_unsigned(const int type, const uint8_t *p) {
     if (type == WIM_Q4_0 || type == WIM_Q4_1) return v;
     uint32_t h;
     memcpy(&h, p + bb - 20, 4);
-#if WIM_X86_DPBUSD == 2
-    /* AVX512BW: bit i of h masks the add of 16 to byte i */
-    return _mm256_mask_add_epi8(v, (__mmask32)h, v, _mm256_set1_epi8(0x10));
-#else
-    /* byte i gets byte i/8 of h, then keeps bit i%8 of it */
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32((int)h),
-        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    return _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-#endif
+    return add_fifth_bits(v, h);
 }
 
 /* A slice's 32 stored values (quants.h) as unsigned bytes in order: the value plus
@@ -1215,6 +1119,46 @@ INLINE void qx_decode(const int type, int M, int N, int nb, const void *x, const
     }
 }
 
+/* The bytes of a row block of `type` (an interleaved group block holds 8 of them). */
+INLINE size_t x8_bb(const int type) {
+    return type == WIM_Q8_0 ? sizeof(block_q8_0) : wim_q_block_bytes(type);
+}
+
+/* Vector v (0..7) of the group block at p: lane c holds row c's values 4v..4v+3, Q8_0's
+ * as stored (signed), the other types' unsigned (0..31, their offset not taken off). */
+INLINE __m256i x8_values(const int type, const uint8_t *p, int v) {
+    const size_t gb = 8 * x8_bb(type);
+    if (type == WIM_Q8_0) return _mm256_loadu_si256((const __m256i *)(p + gb - 256 + 32 * v));
+    const __m256i n = _mm256_loadu_si256((const __m256i *)(p + gb - 128 + 32 * (v & 3)));
+    const __m256i val =
+        _mm256_and_si256(v < 4 ? n : _mm256_srli_epi16(n, 4), _mm256_set1_epi8(0xF));
+    if (type != WIM_Q5_0 && type != WIM_Q5_1) return val;
+    uint32_t h; /* the masks follow d (and m) */
+    memcpy(&h, p + 16 + 16 * wim_q_has_min(type) + 4 * v, 4);
+    return add_fifth_bits(val, h);
+}
+
+/* As qx_pack8, from interleaved groups: the group's nbk blocks at g unpacked straight
+ * into packed vectors (they already are in that order), and their scales. */
+INLINE void qx8_pack8(const int type, const uint8_t *g, int nbk, __m256i *wp, qx_scales sc) {
+    const size_t gb = 8 * x8_bb(type);
+    for (int b = 0; b < nbk; b++, g += gb) {
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++)
+            wp[(size_t)b * 8 + v] = x8_values(type, g, v);
+        const __m256 none = _mm256_setzero_ps();
+        _mm256_storeu_ps(sc.d + b * 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)));
+        _mm256_storeu_ps(sc.mn + b * 8,
+                         wim_q_has_min(type)
+                             ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)))
+                             : none);
+        _mm256_storeu_si256((__m256i *)(sc.sa + b * 8), _mm256_set1_epi32(1));
+        _mm256_storeu_si256((__m256i *)(sc.sb + b * 8), _mm256_set1_epi32(1));
+        _mm256_storeu_si256((__m256i *)(sc.mi + b * 8), _mm256_setzero_si256());
+        _mm256_storeu_ps(sc.dm + b * 8, none);
+    }
+}
+
 /* The activation slice b of row m: a block_q8_0, or for the K-quants a copy of
  * its 32 bytes of the block_q8_K into one (with the super-block's d), so the
  * Q8_0 prefill tiles read both alike. */
@@ -1233,7 +1177,7 @@ INLINE void qx_slice_x(const int type, const void *x, int nb, int m, int b, bloc
 }
 
 INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const void *w,
-                    size_t row_bytes, float *y, int ldy) {
+                    size_t row_bytes, int x8, float *y, int ldy) {
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
     if (nb == 0) {
@@ -1256,9 +1200,14 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
             const size_t gs = (size_t)nbk * 8;
             for (int j = 0; j < np; j += 8) {
                 const size_t o = (size_t)(j / 8) * gs;
-                qx_pack8(type, (const uint8_t *)w + (size_t)(jp + j) * row_bytes, row_bytes,
-                         np - j < 8 ? np - j : 8, b0, nbk, wp + o,
-                         (qx_scales){wd + o, wmn + o, wsa + o, wsb + o, wmi + o, wdm + o});
+                const qx_scales so = {wd + o, wmn + o, wsa + o, wsb + o, wmi + o, wdm + o};
+                if (x8) /* interleaved: row_bytes is 8 rows' block */
+                    qx8_pack8(type,
+                              (const uint8_t *)w + ((size_t)(jp + j) / 8 * nb + b0) * row_bytes,
+                              nbk, wp + o, so);
+                else
+                    qx_pack8(type, (const uint8_t *)w + (size_t)(jp + j) * row_bytes, row_bytes,
+                             np - j < 8 ? np - j : 8, b0, nbk, wp + o, so);
             }
             const qx_scales qs = {wd, wmn, wsa, wsb, wmi, wdm};
             for (int i0 = 0; i0 < M;) {
@@ -1294,6 +1243,140 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
     }
 }
 
+/* ---- interleaved weights (interleave.h) ----------------------------------- */
+
+/* The activation side of a GEMV on interleaved weights, index 4b + m: the scale, the
+ * block's sum as a float (the minimum's term) and the offset times it, found once per
+ * X8_CHUNK blocks of a call rather than once per group of 8 rows. */
+#define X8_CHUNK 512
+typedef struct {
+    float d[4 * X8_CHUNK], sum[4 * X8_CHUNK];
+    int32_t off[4 * X8_CHUNK];
+} x8_pre;
+
+/*
+ * Decode (M <= 4) on interleaved weights: group after group of 8 rows, each block's
+ * 8 value vectors read once and met by each activation row's 4-byte groups
+ * broadcast, so the int32 lanes are the 8 rows' exact block sums as they come.
+ * Q8_0 with VNNI: w + 128 unsigned against x, 128 x the activation block's sum
+ * taken off afterwards; Q8_0 on AVX2: |w| against x with w's sign; the other types'
+ * values are unsigned already, and Q4_0/Q5_0's offset of 8/16 comes off the same
+ * way.  Blocks go in chunks of X8_CHUNK; y carries each output's fp32 accumulator
+ * from one chunk to the next, which is exact.  The same bits as scalar.c.
+ */
+INLINE void x8_gemv(const int type, const int RM, int N, int nb, const block_q8_0 *x,
+                    const uint8_t *w, float *y, int ldy) {
+    const size_t gb = 8 * x8_bb(type);
+    const int q8 = type == WIM_Q8_0, hasmin = wim_q_has_min(type);
+    const int off = q8 ? (WIM_X86_DPBUSD ? 128 : 0) : qx_offset(type);
+    x8_pre pre;
+    for (int b0 = 0; b0 < nb; b0 += X8_CHUNK) {
+        const int nbk = nb - b0 < X8_CHUNK ? nb - b0 : X8_CHUNK;
+        for (int b = 0; b < nbk; b++)
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                const block_q8_0 *xb = &x[(size_t)m * nb + b0 + b];
+                const int xs = off || hasmin ? q8_block_sum(xb) : 0;
+                pre.d[4 * b + m] = _cvtsh_ss(xb->d);
+                pre.sum[4 * b + m] = (float)xs;
+                pre.off[4 * b + m] = off * xs;
+            }
+        for (int g = 0; g < N / 8; g++) {
+            const uint8_t *blk = w + ((size_t)g * nb + b0) * gb;
+            __m256 acc[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++)
+                acc[m] = b0 ? _mm256_loadu_ps(y + (size_t)m * ldy + 8 * g) : _mm256_setzero_ps();
+            /* no prefetch: the groups are one run of bytes, which the hardware
+             * prefetcher follows (prefetching Q8_0 8 or 32 blocks on was slower) */
+            for (int b = 0; b < nbk; b++, blk += gb) {
+                /* two chains for one row: a block's 8 products are otherwise one
+                 * serial run of vpdpbusd latencies */
+                __m256i s[4][2];
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++)
+                    s[m][0] = s[m][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) {
+                    const __m256i wv = x8_values(type, blk, v);
+                    __m256i u = wv;
+                    if (q8)
+                        u = WIM_X86_DPBUSD ? _mm256_xor_si256(wv, _mm256_set1_epi8(-128))
+                                           : _mm256_abs_epi8(wv);
+#pragma GCC unroll 4
+                    for (int m = 0; m < RM; m++) {
+                        __m256i xv = bcast4(x[(size_t)m * nb + b0 + b].qs + 4 * v);
+                        if (q8 && !WIM_X86_DPBUSD) xv = _mm256_sign_epi8(xv, wv);
+                        s[m][RM == 1 ? v & 1 : 0] = dot_acc_i8(s[m][RM == 1 ? v & 1 : 0], u, xv);
+                    }
+                }
+                const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+                const __m256 wm =
+                    hasmin ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)))
+                           : _mm256_setzero_ps();
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++) {
+                    const int at = 4 * b + m;
+                    __m256i isum = _mm256_add_epi32(s[m][0], s[m][1]);
+                    if (off) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(pre.off[at]));
+                    const __m256 dx = _mm256_set1_ps(pre.d[at]);
+                    acc[m] = _mm256_add_ps(
+                        acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, wd)));
+                    if (hasmin)
+                        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(_mm256_set1_ps(pre.sum[at]),
+                                                                     _mm256_mul_ps(dx, wm)));
+                }
+            }
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++)
+                _mm256_storeu_ps(y + (size_t)m * ldy + 8 * g, acc[m]);
+        }
+    }
+}
+
+#define X8_QX_TYPES(F) F(WIM_Q4_0) F(WIM_Q4_1) F(WIM_Q5_0) F(WIM_Q5_1)
+#define X8_TYPES(F) F(WIM_Q8_0) X8_QX_TYPES(F)
+
+/* Decode on interleaved weights, apart from prefill for the reason decode_q gives. */
+static __attribute__((noinline)) void decode_x8(int type, int M, int N, int nb, const block_q8_0 *x,
+                                                const void *w, float *y, int ldy) {
+#define X8_CASE(T)                                                                                 \
+    case T:                                                                                        \
+        if (M == 1) x8_gemv(T, 1, N, nb, x, w, y, ldy);                                            \
+        if (M == 2) x8_gemv(T, 2, N, nb, x, w, y, ldy);                                            \
+        if (M == 3) x8_gemv(T, 3, N, nb, x, w, y, ldy);                                            \
+        if (M == 4) x8_gemv(T, 4, N, nb, x, w, y, ldy);                                            \
+        return;
+    switch (type) { X8_TYPES(X8_CASE) }
+#undef X8_CASE
+}
+
+static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
+                    int ldy) {
+    const int nb = K / QK8_0;
+    if (M <= 0 || N <= 0) return;
+    if (nb == 0) {
+        zero_y(M, N, y, ldy);
+        return;
+    }
+    if (M <= 4) {
+        decode_x8(type, M, N, nb, x, w, y, ldy);
+        return;
+    }
+    if (type == WIM_Q8_0) {
+        q8_panels(M, N, nb, x, NULL, w, y, ldy);
+        return;
+    }
+#define X8_CASE(T)                                                                                 \
+    case T:                                                                                        \
+        qx_gemm(T, M, N, K, x, w, 8 * x8_bb(T), 1, y, ldy);                                        \
+        return;
+    switch (type) { X8_QX_TYPES(X8_CASE) }
+#undef X8_CASE
+}
+#undef X8_TYPES
+#undef X8_QX_TYPES
+
 /* Decode (M <= 4) and prefill have one specialised body per type each, in separate
  * functions: inlined into one, the decode bodies cost prefill ~15 % (Llama-3.2-1B
  * shape Q4_K_M pp512), by the compiler's register and stack choices for the whole. */
@@ -1318,7 +1401,7 @@ static void gemm_q(int type, int M, int N, int K, const void *x, const void *w, 
     }
 #define QX_CASE(T)                                                                                 \
     case T:                                                                                        \
-        qx_gemm(T, M, N, K, x, w, row_bytes, y, ldy);                                              \
+        qx_gemm(T, M, N, K, x, w, row_bytes, 0, y, ldy);                                           \
         return;
     switch (type) { QX_TYPES(QX_CASE) }
 #undef QX_CASE
@@ -1854,8 +1937,8 @@ const wim_kernels WIM_X86_TABLE = {
     .isa = WIM_X86_ISA,
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
-    .gemm_q8_0x8 = gemm_q8_0x8,
-    .interleave_q8_0 = 1,
+    .gemm_x8 = gemm_x8,
+    .interleave = 1,
     .gemm_q = gemm_q,
     .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,

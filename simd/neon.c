@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "attn_tile.h"
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 #include "swiglu.h"
@@ -80,7 +81,7 @@ INLINE int32_t dot16_sdot(int8x16_t x, int8x16_t w) {
         .isa = isa_name,                                                                           \
         .quantize_q8_0 = quantize_q8_0_##sfx,                                                      \
         .gemm_q8_0 = gemm_q8_0_##sfx,                                                              \
-        .gemm_q8_0x8 = wim_q8_0x8_gemm_ref,                                                        \
+        .gemm_x8 = wim_x8_gemm_ref,                                                                \
         .gemm_q = gemm_q_##sfx,                                                                    \
         .quantize_q8_K = quantize_q8_K_##sfx,                                                      \
         .gemm_f16 = gemm_f16_##sfx,                                                                \

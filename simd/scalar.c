@@ -30,6 +30,7 @@
 #include <math.h>
 
 #include "attn_tile.h"
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 #include "swiglu.h"
@@ -169,7 +170,7 @@ const wim_kernels wim_kernels_scalar = {
     .isa = "scalar",
     .quantize_q8_0 = quantize_q8_0,
     .gemm_q8_0 = gemm_q8_0,
-    .gemm_q8_0x8 = wim_q8_0x8_gemm_ref,
+    .gemm_x8 = wim_x8_gemm_ref,
     .gemm_q = gemm_q,
     .quantize_q8_K = quantize_q8_K,
     .gemm_f16 = gemm_f16,

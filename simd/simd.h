@@ -1,8 +1,8 @@
 /*
  * simd.h — the kernel dispatch table and the numeric formats it works on.
  *
- * Owns: the Q8_0 block layout (identical to GGUF/ggml) and its 8-row interleaved
- * form, fp16/bf16 scalar conversions, and `wim_kernels`, one table of function pointers per ISA.
+ * Owns: the Q8_0 block layout (identical to GGUF/ggml), fp16/bf16 scalar
+ * conversions, and `wim_kernels`, one table of function pointers per ISA.
  *
  * Invariants:
  *  - The scalar table (simd/scalar.c) defines the semantics; every other ISA
@@ -35,20 +35,6 @@ typedef struct {
 } block_q8_0;
 
 _Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match the GGUF layout");
-
-/* Block b of 8 consecutive Q8_0 weight rows, interleaved 4 bytes at a time: d[c] is
- * row c's scale and qs[v][4c + i] its value 4v + i.  Row c's int32 block sum is then
- * lane c of 8 four-byte dot products against x's bytes 4v..4v+3 broadcast, with no
- * horizontal sum (the decode GEMV's cost on row-major blocks).  The same 272 bytes as
- * the 8 blocks it replaces, so a matrix is interleaved in place (interleave.c):
- * rows 8g..8g+7 become group g, nb blocks in order, and the last n % 8 rows stay
- * row-major behind the groups. */
-typedef struct {
-    uint16_t d[8];
-    int8_t qs[8][32];
-} block_q8_0x8;
-
-_Static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "interleaving works in place");
 
 #define QK8_K 256
 /* Activations for the K-quant weights: 256 values with one fp32 scale, and the
@@ -135,13 +121,15 @@ typedef struct wim_kernels {
      * x must come from quantize_q8_0 (|qs| <= 127); w may hold any int8. */
     void (*gemm_q8_0)(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
                       int ldy);
-    /* gemm_q8_0 on interleaved weights: N % 8 == 0, w holds N/8 groups of nb =
-     * K/32 block_q8_0x8, group-major.  The same bits as gemm_q8_0 on the rows
-     * before interleaving.  interleave_q8_0 says whether this table's decode is
-     * faster on them (the model interleaves its Q8_0 matrices at load if so). */
-    void (*gemm_q8_0x8)(int M, int N, int K, const block_q8_0 *x, const block_q8_0x8 *w, float *y,
-                        int ldy);
-    int interleave_q8_0;
+    /* gemm_q8_0 or gemm_q on weights interleaved 8 rows at a time (interleave.h), for
+     * the types wim_x8_type accepts (Q8_0 and Q4_0 .. Q5_1, by ggml type number):
+     * N % 8 == 0, w holds N/8 groups of K/32 blocks; x holds block_q8_0 rows.  The
+     * same bits as the row-major entry on the rows before interleaving.  interleave
+     * says whether this table decodes faster from them (the model then interleaves
+     * its matrices of those types at load). */
+    void (*gemm_x8)(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
+                    int ldy);
+    int interleave;
     /* The other block-quantized weight types (quants.h: Q4_0 .. Q6_K, by ggml type
      * number): w holds N rows of row_bytes, K % 32 == 0 (a multiple of 256 for the
      * K-quants); x holds M rows of block_q8_0 from quantize_q8_0, or for the
@@ -206,25 +194,6 @@ const wim_kernels *wim_kernels_get(void);
 
 /* A specific ISA's table, or NULL when this CPU/build cannot run it (tests). */
 const wim_kernels *wim_kernels_for(const char *isa);
-
-/* Interleaves rows 0 .. n - n%8 - 1 of a Q8_0 matrix (n rows of nb blocks) into
- * block_q8_0x8 groups, in place; the last n % 8 rows stay as they are.  Returns -1
- * (nothing changed) when there is no memory for one group's copy. */
-int wim_q8_0_interleave(block_q8_0 *w, int n, int nb);
-
-/* Block b of row c (0..7) of an interleaved group: the row-major block it came from. */
-static inline void wim_q8_0x8_block(const block_q8_0x8 *group, int b, int c, block_q8_0 *out) {
-    const block_q8_0x8 *g = group + b;
-    out->d = g->d[c];
-    for (int v = 0; v < 8; v++)
-        memcpy(out->qs + 4 * v, g->qs[v] + 4 * c, 4);
-}
-
-/* gemm_q8_0x8 as scalar.c's gemm_q8_0 computes it, each block taken back to its row:
- * scalar.c's and neon.c's entry (neither interleaves a model). Built without ISA
- * flags in interleave.c, so it runs on any core of the architecture. */
-void wim_q8_0x8_gemm_ref(int M, int N, int K, const block_q8_0 *x, const block_q8_0x8 *w, float *y,
-                         int ldy);
 
 /* Human-readable CPU feature summary for `wim info --cpu`. */
 void wim_cpu_describe(char *buf, size_t cap);

@@ -279,26 +279,27 @@ static void quantize_rows(wim_ctx *c, int form, const float *x, int M, int K) {
     }
 }
 
-/* Output rows j0 .. j0+nn-1 of y = x · wᵀ: one kernel call (a tile). */
+/* Output rows j0 .. j0+nn-1 of y = x · wᵀ: one kernel call (a tile; two for the tile of an
+ * interleaved matrix that holds its last n_out % 8 rows, which stay row-major). */
 static void matmul_tile(const wim_ctx *c, const wim_mat *w, const float *x, int M, int j0, int nn,
                         float *y, int ldy) {
     const wim_kernels *kern = c->kern;
     const int K = w->n_in;
     const void *wt = (const uint8_t *)w->data + (size_t)j0 * w->row_bytes;
     y += j0;
-    switch (w->type) {
-    case GGUF_T_Q8_0: {
-        /* interleaved: the groups of 8 rows, then the row-major rest (tiles start at
-         * multiples of 8) */
-        const int n8 = w->interleaved ? (w->n_out - w->n_out % 8) - j0 : 0;
+    if (w->interleaved) { /* tiles start at multiples of 8, so at a group */
+        const int n8 = (w->n_out - w->n_out % 8) - j0;
         const int grouped = n8 < 0 ? 0 : n8 < nn ? n8 : nn;
-        if (grouped) kern->gemm_q8_0x8(M, grouped, K, c->xq, wt, y, ldy);
-        if (grouped < nn)
-            kern->gemm_q8_0(M, nn - grouped, K, c->xq,
-                            (const block_q8_0 *)wt + (size_t)grouped * (K / QK8_0), y + grouped,
-                            ldy);
-        break;
+        if (grouped) kern->gemm_x8(w->type, M, grouped, K, c->xq, wt, y, ldy);
+        if (grouped == nn) return;
+        wt = (const uint8_t *)wt + (size_t)grouped * w->row_bytes;
+        y += grouped;
+        nn -= grouped;
     }
+    switch (w->type) {
+    case GGUF_T_Q8_0:
+        kern->gemm_q8_0(M, nn, K, c->xq, wt, y, ldy);
+        break;
     case GGUF_T_F16:
         kern->gemm_f16(M, nn, K, x, wt, y, ldy);
         break;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 
@@ -34,6 +35,20 @@ static int lfail(loader *l, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
+}
+
+/* Block b's 32 values of a Q8_0 or Q4_0 .. Q6_K row that starts at p. */
+static void dequant_block(enum gguf_ttype type, const uint8_t *p, int b, float *out) {
+    if (type == GGUF_T_Q8_0) {
+        const block_q8_0 *q = (const block_q8_0 *)p + b;
+        const float d = wim_fp16_to_fp32(q->d);
+        for (int j = 0; j < QK8_0; j++)
+            out[j] = d * q->qs[j];
+        return;
+    }
+    wim_qblock q;
+    wim_q_unpack(type, p, b, &q);
+    wim_q_dequant(type, &q, out);
 }
 
 void wim_mat_row(const wim_mat *m, int row, float *out) {
@@ -56,32 +71,20 @@ void wim_mat_row(const wim_mat *m, int row, float *out) {
             out[i] = wim_bf16_to_fp32(h);
         }
         break;
-    case GGUF_T_Q8_0: {
-        const int nb = m->n_in / QK8_0;
-        const int grouped = m->interleaved && row < m->n_out - m->n_out % 8;
-        for (int i = 0; i < nb; i++) {
-            block_q8_0 blk;
-            if (grouped) /* group row/8 starts where its first row did */
-                wim_q8_0x8_block((const block_q8_0x8 *)m->data + (size_t)(row / 8) * nb, i, row % 8,
-                                 &blk);
-            else
-                blk = ((const block_q8_0 *)p)[i];
-            float d = wim_fp16_to_fp32(blk.d);
-            for (int j = 0; j < QK8_0; j++)
-                out[i * QK8_0 + j] = d * blk.qs[j];
-        }
-        break;
-    }
-    default: /* the other quantized types, a 32-weight slice at a time */
+    default: /* Q8_0 and the other quantized types, a 32-weight block at a time */
         for (int b = 0; b < m->n_in / 32; b++) {
-            wim_qblock q;
-            wim_q_unpack(m->type, p, b, &q);
-            wim_q_dequant(m->type, &q, out + 32 * b);
+            if (m->interleaved && row < m->n_out - m->n_out % 8) {
+                /* group row/8 starts where its first row did; its block b, taken back */
+                uint8_t blk[sizeof(block_q8_0)];
+                const uint8_t *group = (const uint8_t *)m->data + (size_t)(row & ~7) * m->row_bytes;
+                wim_x8_block(m->type, group, b, row % 8, blk);
+                dequant_block(m->type, blk, 0, out + 32 * b);
+            } else
+                dequant_block(m->type, p, b, out + 32 * b);
         }
         break;
     }
 }
-
 /* Reads "<arch>.<suffix>" as a positive int. required: absent is an error. */
 static int get_int(loader *l, const char *arch, const char *suffix, int required, int *out) {
     char key[96];
@@ -333,17 +336,16 @@ static const wim_mat *decode_mat_at(const wim_model *m, const void *data) {
     return NULL;
 }
 
-/* Interleaves the Q8_0 matrices a decode step reads when the kernel table asks for
- * it (simd.h): their decode GEMV then needs no horizontal sums (2.7x the in-cache
- * rate with AVX-512 VNNI).  Only in bytes of our own (gguf.c's huge-page copy): a
- * file mapping would turn every written page into private memory of a model that
- * was mapped because it is large.  WIM_INTERLEAVE=0 keeps the GGUF layout.  The
- * matrices go to the cores in parallel: about 0.1 s per GB on one. */
+/* Interleaves the matrices a decode step reads in Q8_0 and Q4_0 .. Q5_1 when the kernel
+ * table asks for it (interleave.h): their decode GEMV then needs no horizontal sums
+ * (Q8_0's in-cache rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's huge-page
+ * copy): a file mapping would turn every written page into private memory of a model that was
+ * mapped because it is large.  WIM_INTERLEAVE=0 keeps the GGUF layout.  The matrices go to the
+ * cores in parallel: about 0.1 s per GB on one. */
 static int interleave_weights(loader *l, wim_model *m) {
     const gguf_file *g = m->gguf;
     const char *env = getenv("WIM_INTERLEAVE");
-    if (!wim_kernels_get()->interleave_q8_0 || !g->huge_pages || (env && !strcmp(env, "0")))
-        return 0;
+    if (!wim_kernels_get()->interleave || !g->huge_pages || (env && !strcmp(env, "0"))) return 0;
     wim_mat **mats = malloc(sizeof *mats * (1 + LAYER_MATS * (size_t)m->cfg.n_layer));
     if (!mats) return lfail(l, "out of memory");
     int n = 0, failed = mprotect((void *)g->base, g->mapped, PROT_READ | PROT_WRITE) != 0;
@@ -353,15 +355,15 @@ static int interleave_weights(loader *l, wim_model *m) {
 #pragma omp parallel for schedule(dynamic) reduction(| : failed) if (!failed)
     for (int i = 0; i < n; i++) {
         wim_mat *w = mats[i];
-        if (failed || !w->data || w->type != GGUF_T_Q8_0 || w->n_out < 8) continue;
-        failed = wim_q8_0_interleave((block_q8_0 *)w->data, w->n_out, w->n_in / QK8_0) != 0;
+        if (failed || !w->data || !wim_x8_type(w->type) || w->n_out < 8) continue;
+        failed = wim_interleave(w->type, (void *)w->data, w->n_out, w->n_in / 32) != 0;
         w->interleaved = !failed;
     }
     for (int i = 0; i < n; i++)
         m->n_interleaved += mats[i]->interleaved;
     free(mats);
     if (mprotect((void *)g->base, g->mapped, PROT_READ) || failed)
-        return lfail(l, "out of memory interleaving the Q8_0 weights");
+        return lfail(l, "out of memory interleaving the weights");
     if (m->cfg.tied_output) m->tok_embd.interleaved = m->output.interleaved;
     return 0;
 }
@@ -542,7 +544,7 @@ void wim_model_describe(const wim_model *m, void *file, int with_tensors) {
             "%.1f MiB at the full context of %d\n",
             bytes / 1048576.0,
             !g->huge_pages     ? "mapped"
-            : m->n_interleaved ? "read into huge pages, Q8_0 rows interleaved by 8"
+            : m->n_interleaved ? "read into huge pages, rows interleaved by 8"
                                : "read into huge pages",
             kv_per_tok * 2 / 1024.0, kv_per_tok * 2.0 * c->n_ctx_train / 1048576.0, c->n_ctx_train);
     fprintf(fp, "decode         reads %.1f MiB of weights per token\n",

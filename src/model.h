@@ -50,8 +50,8 @@ typedef struct {
     float attn_softcap, final_softcap;
 } wim_config;
 
-/* A weight matrix: n_out rows of n_in values of `type`, row-major, or for Q8_0 with
- * `interleaved` set, rows below n_out - n_out % 8 in block_q8_0x8 groups (simd.h). */
+/* A weight matrix: n_out rows of n_in values of `type`, row-major, or with `interleaved`
+ * set, rows below n_out - n_out % 8 in groups of 8 (interleave.h). */
 typedef struct {
     enum gguf_ttype type;
     int n_in, n_out;
@@ -82,7 +82,7 @@ struct wim_model {
     wim_layer *layers;
     wim_tokenizer *tok;
     uint64_t fingerprint;
-    int n_interleaved; /* Q8_0 matrices interleaved at load for the kernels (simd.h) */
+    int n_interleaved; /* matrices interleaved at load for the kernels (interleave.h) */
 };
 
 /* Dequantizes row `row` of m into out[m.n_in]. */

@@ -15,6 +15,7 @@
  */
 #include <stdint.h>
 
+#include "interleave.h"
 #include "quants.h"
 #include "simd.h"
 #include "test.h"
@@ -471,53 +472,6 @@ static void test_gemm_q8_0(void) {
     }
 }
 
-/* gemm_q8_0x8 on the interleaved copy of w gives scalar gemm_q8_0's bits on w:
- * decode (M <= 4) and panel (M >= 5) shapes, K past one X8_CHUNK of blocks. */
-static void test_gemm_q8_0x8(void) {
-    static const int shapes[][3] = {{1, 8, 32},      {1, 64, 896},   {1, 136, 4128}, {2, 16, 96},
-                                    {3, 24, 288},    {4, 72, 1024},  {5, 8, 160},    {8, 64, 288},
-                                    {13, 136, 1056}, {1, 16, 16544}, {4, 8, 16544}};
-    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
-    for (int t = 0; t < ns; t++) {
-        int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
-        if (quick && K > 4128) continue;
-        block_q8_0 *x = make_x(M, K), *w = make_w(N, K);
-        block_q8_0 *w8 = xmalloc((size_t)N * (K / 32) * sizeof *w8);
-        memcpy(w8, w, (size_t)N * (K / 32) * sizeof *w8);
-        CHECK(wim_q8_0_interleave(w8, N, K / 32) == 0);
-        float *r = make_y(M, N), *a = make_y(M, N);
-        S->gemm_q8_0(M, N, K, x, w, r, N + PAD);
-        T->gemm_q8_0x8(M, N, K, x, (const block_q8_0x8 *)w8, a, N + PAD);
-        CHECKF(pads_ok(a, M, N), "M=%d N=%d K=%d: wrote past N", M, N, K);
-        for (int m = 0; m < M; m++)
-            for (int j = 0; j < N; j++) {
-                float u = a[m * (N + PAD) + j], v = r[m * (N + PAD) + j];
-                CHECKF(f2u(u) == f2u(v), "M=%d N=%d K=%d y[%d][%d] = %.9g, row-major %.9g", M, N, K,
-                       m, j, u, v);
-            }
-        free(x), free(w), free(w8), free(r), free(a);
-    }
-}
-
-/* Interleaving permutes bytes in place: every block comes back by wim_q8_0x8_block,
- * and the last n % 8 rows are left as they were. */
-static void test_interleave_layout(void) {
-    const int N = 67, nb = 5;
-    block_q8_0 *w = make_w(N, nb * 32), *w8 = xmalloc((size_t)N * nb * sizeof *w8);
-    memcpy(w8, w, (size_t)N * nb * sizeof *w8);
-    CHECK(wim_q8_0_interleave(w8, N, nb) == 0);
-    CHECK(memcmp(w8, w, (size_t)N * nb * sizeof *w) != 0);
-    for (int j = 0; j < N - N % 8; j++)
-        for (int b = 0; b < nb; b++) {
-            block_q8_0 got;
-            wim_q8_0x8_block((const block_q8_0x8 *)w8 + (size_t)(j / 8) * nb, b, j % 8, &got);
-            CHECKF(!memcmp(&got, &w[(size_t)j * nb + b], sizeof got), "row %d block %d", j, b);
-        }
-    const size_t tail = (size_t)(N - N % 8) * nb;
-    CHECK(!memcmp(w8 + tail, w + tail, (size_t)(N % 8) * nb * sizeof *w));
-    free(w), free(w8);
-}
-
 /* Shapes big enough for 16x16 AMX tiles and several 4x4 / panel tiles, with
  * remainders on both sides; bit-exact with scalar.c. */
 static void test_gemm_q8_0_big(void) {
@@ -654,6 +608,76 @@ static void test_gemm_q(void) {
         if (!kq)
             for (int M = 1; M <= 3; M += 2)
                 gemm_q_case(type, M, 9, 32 * 1025);
+    }
+}
+
+/* The types with an interleaved form (interleave.h). */
+static const int x8types[] = {WIM_Q8_0, WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1};
+
+/* N rows of K weights of an interleavable type, row-major; *rb: bytes per row. */
+static uint8_t *make_w_any(int type, int N, int K, size_t *rb) {
+    if (type != WIM_Q8_0) return make_wq(type, N, K, rb);
+    *rb = (size_t)(K / 32) * sizeof(block_q8_0);
+    return (uint8_t *)make_w(N, K);
+}
+
+/* gemm_x8 on the interleaved copy of w gives the scalar row-major kernel's bits on w,
+ * for every interleavable type: decode (M <= 4) and panel (M >= 5) shapes, K past one
+ * X8_CHUNK of blocks. */
+static void test_gemm_x8(void) {
+    static const int shapes[][3] = {{1, 8, 32},      {1, 64, 896},   {1, 136, 4128}, {2, 16, 96},
+                                    {3, 24, 288},    {4, 72, 1024},  {5, 8, 160},    {8, 64, 288},
+                                    {13, 136, 1056}, {1, 16, 16544}, {4, 8, 16544}};
+    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (size_t ti = 0; ti < sizeof x8types / sizeof *x8types; ti++)
+        for (int t = 0; t < ns && t_state == 0; t++) {
+            const int type = x8types[ti], M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+            if (quick && K > 4128) continue;
+            size_t rb;
+            block_q8_0 *x = make_x(M, K);
+            uint8_t *w = make_w_any(type, N, K, &rb), *w8 = xmalloc((size_t)N * rb);
+            memcpy(w8, w, (size_t)N * rb);
+            CHECK(wim_interleave(type, w8, N, K / 32) == 0);
+            float *r = make_y(M, N), *a = make_y(M, N);
+            if (type == WIM_Q8_0)
+                S->gemm_q8_0(M, N, K, x, (const block_q8_0 *)w, r, N + PAD);
+            else
+                S->gemm_q(type, M, N, K, x, w, rb, r, N + PAD);
+            T->gemm_x8(type, M, N, K, x, w8, a, N + PAD);
+            CHECKF(pads_ok(a, M, N), "type %d M=%d N=%d K=%d: wrote past N", type, M, N, K);
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < N; j++) {
+                    float u = a[m * (N + PAD) + j], v = r[m * (N + PAD) + j];
+                    CHECKF(f2u(u) == f2u(v),
+                           "type %d M=%d N=%d K=%d y[%d][%d] = %.9g, row-major %.9g", type, M, N, K,
+                           m, j, u, v);
+                }
+            free(x), free(w), free(w8), free(r), free(a);
+        }
+}
+
+/* Interleaving permutes bytes in place: every block comes back by wim_x8_block, and
+ * the last n % 8 rows are left as they were. */
+static void test_interleave_layout(void) {
+    for (size_t ti = 0; ti < sizeof x8types / sizeof *x8types; ti++) {
+        const int type = x8types[ti], N = 67, nb = 5;
+        size_t rb;
+        uint8_t *w = make_w_any(type, N, nb * 32, &rb), *w8 = xmalloc((size_t)N * rb);
+        const size_t bb = rb / nb;
+        memcpy(w8, w, (size_t)N * rb);
+        CHECK(wim_interleave(type, w8, N, nb) == 0);
+        CHECKF(memcmp(w8, w, (size_t)N * rb) != 0, "type %d: nothing moved", type);
+        for (int j = 0; j < N - N % 8; j++)
+            for (int b = 0; b < nb; b++) {
+                uint8_t got[sizeof(block_q8_0)];
+                wim_x8_block(type, w8 + (size_t)(j / 8) * 8 * rb, b, j % 8, got);
+                CHECKF(!memcmp(got, w + (size_t)j * rb + b * bb, bb), "type %d row %d block %d",
+                       type, j, b);
+            }
+        const size_t tail = (size_t)(N - N % 8) * rb;
+        CHECKF(!memcmp(w8 + tail, w + tail, (size_t)(N % 8) * rb), "type %d: tail rows moved",
+               type);
+        free(w), free(w8);
     }
 }
 
@@ -1017,9 +1041,9 @@ static void run_isa(const char *isa, int is_scalar) {
         RUN_ISA(test_quantize);
         RUN_ISA(test_gemm_q8_0);
         RUN_ISA(test_gemm_q8_0_big);
-        RUN_ISA(test_gemm_q8_0x8);
         RUN_ISA(test_quantize_q8_K);
         RUN_ISA(test_gemm_q);
+        RUN_ISA(test_gemm_x8);
         RUN_ISA(test_gemm_f32);
         RUN_ISA(test_gemm_f16);
         RUN_ISA(test_gemm_bf16);
@@ -1027,7 +1051,7 @@ static void run_isa(const char *isa, int is_scalar) {
     }
     if (is_scalar) {
         RUN_ISA(test_gemm_q_is_dequant_product);
-        RUN_ISA(test_gemm_q8_0x8); /* the reference form against gemm_q8_0 */
+        RUN_ISA(test_gemm_x8); /* the reference against the row-major kernels */
         RUN(test_interleave_layout);
     }
     RUN_ISA(test_attn_tile_kernels);
