@@ -336,32 +336,33 @@ static const wim_mat *decode_mat_at(const wim_model *m, const void *data) {
     return NULL;
 }
 
+static int interleave_mat(wim_model *m, wim_mat *w) {
+    if (!w->data || !wim_x8_type(w->type) || w->n_out < 8) return 0;
+    if (wim_interleave(w->type, (void *)w->data, w->n_out, w->n_in / 32)) return -1;
+    w->interleaved = 1;
+    m->n_interleaved++;
+    return 0;
+}
+
 /* Interleaves the matrices a decode step reads in Q8_0 and Q4_0 .. Q5_1 when the kernel
  * table asks for it (interleave.h): their decode GEMV then needs no horizontal sums
- * (Q8_0's in-cache rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's huge-page
- * copy): a file mapping would turn every written page into private memory of a model that was
- * mapped because it is large.  WIM_INTERLEAVE=0 keeps the GGUF layout.  The matrices go to the
- * cores in parallel: about 0.1 s per GB on one. */
+ * (Q8_0's in-cache rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's
+ * huge-page copy): a file mapping would turn every written page into private memory of
+ * a model that was mapped because it is large.  WIM_INTERLEAVE=0 keeps the file's
+ * layout.  On one thread (about 0.1 s per GB): OpenMP's thread pool started here would
+ * not survive the fork of `wim profile`'s children, whose first parallel region hangs. */
 static int interleave_weights(loader *l, wim_model *m) {
     const gguf_file *g = m->gguf;
     const char *env = getenv("WIM_INTERLEAVE");
     if (!wim_kernels_get()->interleave || !g->huge_pages || (env && !strcmp(env, "0"))) return 0;
-    wim_mat **mats = malloc(sizeof *mats * (1 + LAYER_MATS * (size_t)m->cfg.n_layer));
-    if (!mats) return lfail(l, "out of memory");
-    int n = 0, failed = mprotect((void *)g->base, g->mapped, PROT_READ | PROT_WRITE) != 0;
-    mats[n++] = &m->output;
-    for (int i = 0; i < m->cfg.n_layer; i++, n += LAYER_MATS)
-        layer_mats(&m->layers[i], mats + n);
-#pragma omp parallel for schedule(dynamic) reduction(| : failed) if (!failed)
-    for (int i = 0; i < n; i++) {
-        wim_mat *w = mats[i];
-        if (failed || !w->data || !wim_x8_type(w->type) || w->n_out < 8) continue;
-        failed = wim_interleave(w->type, (void *)w->data, w->n_out, w->n_in / 32) != 0;
-        w->interleaved = !failed;
+    int failed = mprotect((void *)g->base, g->mapped, PROT_READ | PROT_WRITE) ||
+                 interleave_mat(m, &m->output);
+    for (int i = 0; i < m->cfg.n_layer && !failed; i++) {
+        wim_mat *mats[LAYER_MATS];
+        layer_mats(&m->layers[i], mats);
+        for (int j = 0; j < LAYER_MATS && !failed; j++)
+            failed = interleave_mat(m, mats[j]);
     }
-    for (int i = 0; i < n; i++)
-        m->n_interleaved += mats[i]->interleaved;
-    free(mats);
     if (mprotect((void *)g->base, g->mapped, PROT_READ) || failed)
         return lfail(l, "out of memory interleaving the weights");
     if (m->cfg.tied_output) m->tok_embd.interleaved = m->output.interleaved;
