@@ -62,7 +62,7 @@ static void bench(const wim_kernels *k, int type, int x8, int M, int K, int N, d
      * scale somewhere, but the timing does not depend on the values */
     for (size_t i = 0; i < (size_t)N * rb; i++)
         w[i] = (uint8_t)rnd();
-    if (x8 && wim_interleave(type, w, N, nb)) {
+    if (x8 && wim_interleave(type, w, N, K)) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }

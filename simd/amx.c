@@ -145,7 +145,7 @@ static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0
 
 /* Interleaved weights are the fallback's: this table does not ask for them
  * (interleave = 0), because its prefill tiles read row-major blocks. */
-static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
+static void gemm_x8(int type, int M, int N, int K, const void *x, const void *w, float *y,
                     int ldy) {
     WIM_AMX_FALLBACK.gemm_x8(type, M, N, K, x, w, y, ldy);
 }

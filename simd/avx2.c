@@ -15,9 +15,9 @@
  *    M == 1 (decode) reads the weights as they are and reduces each product with
  *    a hadd tree; M >= 2 packs 8 weight columns 4 bytes at a time so the int32
  *    lanes are already the 8 columns' sums and no reduction is needed.
- *    gemm_q8_0x8 gets the same bits from weights interleaved that way at load
- *    (simd.h): M <= 4 reads the groups as they are, M >= 5 packs its panels from
- *    them.
+ *    gemm_x8 gets gemm_q8_0's and gemm_q's bits from quantized weights interleaved
+ *    that way at load (interleave.h): M <= 4 reads the groups as they are, M >= 5
+ *    packs its panels from them.
  *  - gemm_q (the other quantized types, quants.h) keeps quants.h's sequences the
  *    same way: decode (M <= 4) walks 8 weight rows at a time, unpacks each slice
  *    once, unsigned, for every activation row (32-block types: one dot per slice,
@@ -1138,11 +1138,100 @@ INLINE __m256i x8_values(const int type, const uint8_t *p, int v) {
     return add_fifth_bits(val, h);
 }
 
-/* As qx_pack8, from interleaved groups: the group's nbk blocks at g unpacked straight
- * into packed vectors (they already are in that order), and their scales. */
+/* Shifts each 16-bit lane by n left (n > 0) or right (n < 0), n known or not. */
+INLINE __m256i shift16(__m256i v, int n) {
+    return n >= 0 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(n))
+                  : _mm256_srl_epi16(v, _mm_cvtsi32_si128(-n));
+}
+
+/* Vector u (lane c: values 4u..4u+3 of row c) of slice j (0..7) of a K-quant group
+ * block at p, unsigned (Q6_K's offset of 32 not taken off).  Q4_K/Q5_K: the quants of
+ * slices 2i and 2i+1 share bytes (low and high nibbles); Q5_K's fifth bit of value l
+ * of slice j is bit j of qh[l]; Q6_K's slice 4h+s takes ql's low (s < 2) or high
+ * nibbles of its half h and bits 2s, 2s+1 of qh (quants.h). */
+INLINE __m256i xk8_values(const int type, const uint8_t *p, int j, int u) {
+    const __m256i low4 = _mm256_set1_epi8(0xF);
+    if (type == WIM_Q6_K) {
+        const int h = j / 4, sl = j % 4;
+        const uint8_t *half = p + 768 * h; /* its ql (512 bytes), then its qh */
+        const __m256i ql = _mm256_loadu_si256((const __m256i *)(half + 32 * (8 * (sl & 1) + u)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(half + 512 + 32 * u));
+        const __m256i lo = _mm256_and_si256(sl >= 2 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+        return _mm256_or_si256(lo,
+                               _mm256_and_si256(shift16(qh, 4 - 2 * sl), _mm256_set1_epi8(0x30)));
+    }
+    const int qs = type == WIM_Q4_K ? 128 : 384; /* after d, dmin, scales (and qh) */
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(p + qs + 32 * (8 * (j / 2) + u)));
+    const __m256i v = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, low4);
+    if (type != WIM_Q5_K) return v;
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * u));
+    return _mm256_or_si256(v, _mm256_and_si256(shift16(qh, 4 - j), _mm256_set1_epi8(0x10)));
+}
+
+/* Byte k of each row of a side-by-side byte field at p, in lane c, widened. */
+INLINE __m256i x8_byte_u(const uint8_t *p, int k) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * k)));
+}
+INLINE __m256i x8_byte_s(const uint8_t *p, int k) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * k)));
+}
+
+/* Slice j's 6-bit scale and minimum of each row of a Q4_K/Q5_K group block, from its
+ * 12 packed scale bytes side by side at s (wim_q_scale_min_k4). */
+INLINE void k4x8_scale_min(const uint8_t *s, int j, __m256i *sc, __m256i *mn) {
+    const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15);
+    if (j < 4) {
+        *sc = _mm256_and_si256(x8_byte_u(s, j), m6);
+        *mn = _mm256_and_si256(x8_byte_u(s, j + 4), m6);
+        return;
+    }
+    const __m256i lo = x8_byte_u(s, j + 4);
+    *sc = _mm256_or_si256(_mm256_and_si256(lo, m4),
+                          _mm256_slli_epi32(_mm256_srli_epi32(x8_byte_u(s, j - 4), 6), 4));
+    *mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4),
+                          _mm256_slli_epi32(_mm256_srli_epi32(x8_byte_u(s, j), 6), 4));
+}
+
+/* Where each row's fp16 d sits in a group block (dmin follows, Q4_K/Q5_K). */
+INLINE int x8_d_offset(const int type) {
+    return type == WIM_Q6_K ? 8 * 208 : 0;
+}
+
+/* As qx_pack8, from interleaved groups: the group's nbk slices at g (from a slice that
+ * starts a block) unpacked straight into packed vectors (they already are in that
+ * order), and their scales as qx_scales_of gives them. */
 INLINE void qx8_pack8(const int type, const uint8_t *g, int nbk, __m256i *wp, qx_scales sc) {
     const size_t gb = 8 * x8_bb(type);
+    if (wim_q_is_k(type)) {
+        for (int b = 0; b < nbk; b++) {
+            const uint8_t *blk = g + (size_t)(b / 8) * gb;
+            const int j = b % 8;
+            for (int u = 0; u < 8; u++)
+                wp[(size_t)b * 8 + u] = xk8_values(type, blk, j, u);
+            _mm256_storeu_ps(sc.d + b * 8, _mm256_cvtph_ps(_mm_loadu_si128(
+                                               (const __m128i *)(blk + x8_d_offset(type)))));
+            /* the K-quant tiles take the minimum as mi and dm (mn unused) */
+            __m256i sa, sb, mi = _mm256_setzero_si256();
+            __m256 dm = _mm256_setzero_ps();
+            const __m256 mn = _mm256_setzero_ps();
+            if (type == WIM_Q6_K) {
+                sa = x8_byte_s(blk + 8 * 192, 2 * j);
+                sb = x8_byte_s(blk + 8 * 192, 2 * j + 1);
+            } else {
+                k4x8_scale_min(blk + 32, j, &sa, &mi);
+                sb = sa;
+                dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+            }
+            _mm256_storeu_si256((__m256i *)(sc.sa + b * 8), sa);
+            _mm256_storeu_si256((__m256i *)(sc.sb + b * 8), sb);
+            _mm256_storeu_si256((__m256i *)(sc.mi + b * 8), mi);
+            _mm256_storeu_ps(sc.dm + b * 8, dm);
+            _mm256_storeu_ps(sc.mn + b * 8, mn);
+        }
+        return;
+    }
     for (int b = 0; b < nbk; b++, g += gb) {
+
 #pragma GCC unroll 8
         for (int v = 0; v < 8; v++)
             wp[(size_t)b * 8 + v] = x8_values(type, g, v);
@@ -1201,11 +1290,13 @@ INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const vo
             for (int j = 0; j < np; j += 8) {
                 const size_t o = (size_t)(j / 8) * gs;
                 const qx_scales so = {wd + o, wmn + o, wsa + o, wsb + o, wmi + o, wdm + o};
-                if (x8) /* interleaved: row_bytes is 8 rows' block */
+                if (x8) { /* interleaved: row_bytes is 8 rows' block of spb slices */
+                    const int spb = kq ? 8 : 1;
                     qx8_pack8(type,
-                              (const uint8_t *)w + ((size_t)(jp + j) / 8 * nb + b0) * row_bytes,
+                              (const uint8_t *)w +
+                                  ((size_t)(jp + j) / 8 * (nb / spb) + b0 / spb) * row_bytes,
                               nbk, wp + o, so);
-                else
+                } else
                     qx_pack8(type, (const uint8_t *)w + (size_t)(jp + j) * row_bytes, row_bytes,
                              np - j < 8 ? np - j : 8, b0, nbk, wp + o, so);
             }
@@ -1334,12 +1425,106 @@ INLINE void x8_gemv(const int type, const int RM, int N, int nb, const block_q8_
     }
 }
 
+/*
+ * Decode (M <= 4) on interleaved K-quant weights: per group of 8 rows and super-block,
+ * each slice's 8 value vectors (unsigned) meet each activation row's bytes broadcast,
+ * so lane c holds row c's exact slice sum (two halves for Q6_K's 16-value scales),
+ * which its integer scale multiplies into isum; the minimums' term (Q4_K, Q5_K) and
+ * Q6_K's offset of 32 come from the activation's exact 16-sums the same way.  Then
+ * quants.h's two fp32 steps.  The same bits as scalar.c.
+ */
+INLINE void xk8_gemv(const int type, const int RM, int N, int nsb, const block_q8_K *x,
+                     const uint8_t *w, float *y, int ldy) {
+    const size_t gb = 8 * wim_q_block_bytes(type);
+    const int q6 = type == WIM_Q6_K;
+    for (int g = 0; g < N / 8; g++) {
+        const uint8_t *blk = w + (size_t)g * nsb * gb;
+        __m256 acc[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++)
+            acc[m] = _mm256_setzero_ps();
+        for (int sbk = 0; sbk < nsb; sbk++, blk += gb) {
+            /* 16 blocks on: from memory, Q6_K's interleaved groups streamed at 16 GB/s
+             * where row-major rows (which prefetch) took 28; 4 or 8 on were not enough */
+            prefetch_lines(blk, 16 * gb, gb);
+            const block_q8_K *xb[4];
+            __m256i isum[4], msum[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                xb[m] = x + (size_t)m * nsb + sbk;
+                isum[m] = msum[m] = _mm256_setzero_si256();
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m256i s[4][2];
+#pragma GCC unroll 4
+                for (int m = 0; m < RM; m++)
+                    s[m][0] = s[m][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int u = 0; u < 8; u++) {
+                    const __m256i v = xk8_values(type, blk, j, u);
+#pragma GCC unroll 4
+                    for (int m = 0; m < RM; m++)
+                        s[m][u >= 4] =
+                            dot_acc_i8(s[m][u >= 4], v, bcast4(xb[m]->qs + 32 * j + 4 * u));
+                }
+                if (q6) { /* int8 scales for each 16 values; the offset's term by them */
+                    const __m256i sa = x8_byte_s(blk + 8 * 192, 2 * j);
+                    const __m256i sb = x8_byte_s(blk + 8 * 192, 2 * j + 1);
+#pragma GCC unroll 4
+                    for (int m = 0; m < RM; m++) {
+                        isum[m] = _mm256_add_epi32(
+                            isum[m], _mm256_add_epi32(_mm256_mullo_epi32(s[m][0], sa),
+                                                      _mm256_mullo_epi32(s[m][1], sb)));
+                        msum[m] = _mm256_add_epi32(
+                            msum[m],
+                            _mm256_add_epi32(
+                                _mm256_mullo_epi32(sa, _mm256_set1_epi32(xb[m]->bsums[2 * j])),
+                                _mm256_mullo_epi32(sb,
+                                                   _mm256_set1_epi32(xb[m]->bsums[2 * j + 1]))));
+                    }
+                } else {
+                    __m256i sc, mn;
+                    k4x8_scale_min(blk + 32, j, &sc, &mn);
+#pragma GCC unroll 4
+                    for (int m = 0; m < RM; m++) {
+                        const int xs = xb[m]->bsums[2 * j] + xb[m]->bsums[2 * j + 1];
+                        isum[m] = _mm256_add_epi32(
+                            isum[m], _mm256_mullo_epi32(_mm256_add_epi32(s[m][0], s[m][1]), sc));
+                        msum[m] = _mm256_add_epi32(msum[m],
+                                                   _mm256_mullo_epi32(mn, _mm256_set1_epi32(xs)));
+                    }
+                }
+            }
+            const __m256 wd =
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + x8_d_offset(type))));
+            const __m256 wdm =
+                q6 ? wd : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+#pragma GCC unroll 4
+            for (int m = 0; m < RM; m++) {
+                const __m256 dx = _mm256_set1_ps(xb[m]->d);
+                if (q6) isum[m] = _mm256_sub_epi32(isum[m], _mm256_slli_epi32(msum[m], 5));
+                acc[m] = _mm256_add_ps(
+                    acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(isum[m]), _mm256_mul_ps(dx, wd)));
+                if (!q6)
+                    acc[m] = _mm256_sub_ps(
+                        acc[m], _mm256_mul_ps(_mm256_cvtepi32_ps(msum[m]), _mm256_mul_ps(dx, wdm)));
+            }
+        }
+#pragma GCC unroll 4
+        for (int m = 0; m < RM; m++)
+            _mm256_storeu_ps(y + (size_t)m * ldy + 8 * g, acc[m]);
+    }
+}
+
 #define X8_QX_TYPES(F) F(WIM_Q4_0) F(WIM_Q4_1) F(WIM_Q5_0) F(WIM_Q5_1)
+#define X8_K_TYPES(F) F(WIM_Q4_K) F(WIM_Q5_K) F(WIM_Q6_K)
 #define X8_TYPES(F) F(WIM_Q8_0) X8_QX_TYPES(F)
 
 /* Decode on interleaved weights, apart from prefill for the reason decode_q gives. */
-static __attribute__((noinline)) void decode_x8(int type, int M, int N, int nb, const block_q8_0 *x,
+static __attribute__((noinline)) void decode_x8(int type, int M, int N, int K, const void *x,
                                                 const void *w, float *y, int ldy) {
+    const int nb = K / QK8_0;
 #define X8_CASE(T)                                                                                 \
     case T:                                                                                        \
         if (M == 1) x8_gemv(T, 1, N, nb, x, w, y, ldy);                                            \
@@ -1347,11 +1532,19 @@ static __attribute__((noinline)) void decode_x8(int type, int M, int N, int nb, 
         if (M == 3) x8_gemv(T, 3, N, nb, x, w, y, ldy);                                            \
         if (M == 4) x8_gemv(T, 4, N, nb, x, w, y, ldy);                                            \
         return;
-    switch (type) { X8_TYPES(X8_CASE) }
+#define XK8_CASE(T)                                                                                \
+    case T:                                                                                        \
+        if (M == 1) xk8_gemv(T, 1, N, nb / 8, x, w, y, ldy);                                       \
+        if (M == 2) xk8_gemv(T, 2, N, nb / 8, x, w, y, ldy);                                       \
+        if (M == 3) xk8_gemv(T, 3, N, nb / 8, x, w, y, ldy);                                       \
+        if (M == 4) xk8_gemv(T, 4, N, nb / 8, x, w, y, ldy);                                       \
+        return;
+    switch (type) { X8_TYPES(X8_CASE) X8_K_TYPES(XK8_CASE) }
 #undef X8_CASE
+#undef XK8_CASE
 }
 
-static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
+static void gemm_x8(int type, int M, int N, int K, const void *x, const void *w, float *y,
                     int ldy) {
     const int nb = K / QK8_0;
     if (M <= 0 || N <= 0) return;
@@ -1360,7 +1553,7 @@ static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const vo
         return;
     }
     if (M <= 4) {
-        decode_x8(type, M, N, nb, x, w, y, ldy);
+        decode_x8(type, M, N, K, x, w, y, ldy);
         return;
     }
     if (type == WIM_Q8_0) {
@@ -1371,11 +1564,12 @@ static void gemm_x8(int type, int M, int N, int K, const block_q8_0 *x, const vo
     case T:                                                                                        \
         qx_gemm(T, M, N, K, x, w, 8 * x8_bb(T), 1, y, ldy);                                        \
         return;
-    switch (type) { X8_QX_TYPES(X8_CASE) }
+    switch (type) { X8_QX_TYPES(X8_CASE) X8_K_TYPES(X8_CASE) }
 #undef X8_CASE
 }
 #undef X8_TYPES
 #undef X8_QX_TYPES
+#undef X8_K_TYPES
 
 /* Decode (M <= 4) and prefill have one specialised body per type each, in separate
  * functions: inlined into one, the decode bodies cost prefill ~15 % (Llama-3.2-1B

@@ -122,13 +122,12 @@ typedef struct wim_kernels {
     void (*gemm_q8_0)(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
                       int ldy);
     /* gemm_q8_0 or gemm_q on weights interleaved 8 rows at a time (interleave.h), for
-     * the types wim_x8_type accepts (Q8_0 and Q4_0 .. Q5_1, by ggml type number):
-     * N % 8 == 0, w holds N/8 groups of K/32 blocks; x holds block_q8_0 rows.  The
-     * same bits as the row-major entry on the rows before interleaving.  interleave
-     * says whether this table decodes faster from them (the model then interleaves
-     * its matrices of those types at load). */
-    void (*gemm_x8)(int type, int M, int N, int K, const block_q8_0 *x, const void *w, float *y,
-                    int ldy);
+     * the types wim_x8_type accepts (Q8_0, Q4_0 .. Q5_1 and the K-quants, by ggml
+     * type number): N % 8 == 0, w holds N/8 groups of the row's blocks; x as the
+     * row-major entry takes it.  The same bits as that entry on the rows before
+     * interleaving.  interleave says whether this table decodes faster from them
+     * (the model then interleaves its matrices of those types at load). */
+    void (*gemm_x8)(int type, int M, int N, int K, const void *x, const void *w, float *y, int ldy);
     int interleave;
     /* The other block-quantized weight types (quants.h: Q4_0 .. Q6_K, by ggml type
      * number): w holds N rows of row_bytes, K % 32 == 0 (a multiple of 256 for the

@@ -71,20 +71,25 @@ void wim_mat_row(const wim_mat *m, int row, float *out) {
             out[i] = wim_bf16_to_fp32(h);
         }
         break;
-    default: /* Q8_0 and the other quantized types, a 32-weight block at a time */
-        for (int b = 0; b < m->n_in / 32; b++) {
-            if (m->interleaved && row < m->n_out - m->n_out % 8) {
-                /* group row/8 starts where its first row did; its block b, taken back */
-                uint8_t blk[sizeof(block_q8_0)];
-                const uint8_t *group = (const uint8_t *)m->data + (size_t)(row & ~7) * m->row_bytes;
+    default: /* Q8_0 and the other quantized types, a 32-weight slice at a time */
+        if (m->interleaved && row < m->n_out - m->n_out % 8) {
+            /* group row/8 starts where its first row did; each block taken back */
+            const int spb = wim_q_is_k(m->type) ? QK_K / 32 : 1; /* slices per block */
+            const uint8_t *group = (const uint8_t *)m->data + (size_t)(row & ~7) * m->row_bytes;
+            for (int b = 0; b < m->n_in / (32 * spb); b++) {
+                uint8_t blk[256];
                 wim_x8_block(m->type, group, b, row % 8, blk);
-                dequant_block(m->type, blk, 0, out + 32 * b);
-            } else
-                dequant_block(m->type, p, b, out + 32 * b);
+                for (int t = 0; t < spb; t++)
+                    dequant_block(m->type, blk, t, out + 32 * (b * spb + t));
+            }
+            break;
         }
+        for (int b = 0; b < m->n_in / 32; b++)
+            dequant_block(m->type, p, b, out + 32 * b);
         break;
     }
 }
+
 /* Reads "<arch>.<suffix>" as a positive int. required: absent is an error. */
 static int get_int(loader *l, const char *arch, const char *suffix, int required, int *out) {
     char key[96];
@@ -338,15 +343,15 @@ static const wim_mat *decode_mat_at(const wim_model *m, const void *data) {
 
 static int interleave_mat(wim_model *m, wim_mat *w) {
     if (!w->data || !wim_x8_type(w->type) || w->n_out < 8) return 0;
-    if (wim_interleave(w->type, (void *)w->data, w->n_out, w->n_in / 32)) return -1;
+    if (wim_interleave(w->type, (void *)w->data, w->n_out, w->n_in)) return -1;
     w->interleaved = 1;
     m->n_interleaved++;
     return 0;
 }
 
-/* Interleaves the matrices a decode step reads in Q8_0 and Q4_0 .. Q5_1 when the kernel
- * table asks for it (interleave.h): their decode GEMV then needs no horizontal sums
- * (Q8_0's in-cache rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's
+/* Interleaves the quantized matrices a decode step reads when the kernel table asks for
+ * it (interleave.h): their decode GEMV then needs no horizontal sums (Q8_0's in-cache
+ * rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's
  * huge-page copy): a file mapping would turn every written page into private memory of
  * a model that was mapped because it is large.  WIM_INTERLEAVE=0 keeps the file's
  * layout.  On one thread (about 0.1 s per GB): OpenMP's thread pool started here would

@@ -329,8 +329,8 @@ if [ -f "$GPT2" ]; then
         fail $t "one token at a time on 2 or 3 threads differs from one chunk on 1"
 else skip $t "$GPT2 not found"; fi
 
-# 5b. Matrices interleaved at load (interleave.h: Q8_0, and Q5_0 and Q4_1 for the
-#     4-bit, 5-bit and minimum forms) give the same bits as the file's layout
+# 5b. Matrices interleaved at load (interleave.h: every type that has the form, Q8_0 to
+#     Q6_K) give the same bits as the file's layout
 #     (WIM_INTERLEAVE=0): decode (--chunk 1), a few rows (--chunk 3) and prefill
 #     panels, on 2 threads; the tied output's last row (50257 % 8 = 1) stays row-major,
 #     and the embedding rows are read back out of the groups.
@@ -338,7 +338,7 @@ t=interleaved_weights_identical
 if [ -f "$GPT2" ]; then
     toks=$(seq -s, 50200 1 50256),$(seq -s, 3 97 3000) # 88 tokens, the last vocabulary rows too
     same=1 msg=""
-    for type in q8_0 q5_0 q4_1; do
+    for type in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
         m="$T/i_$type.gguf"
         $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 256 --heads 4 --kv-heads 2 \
             --ff 512 --layers 2 --ctx 256 --tied --seed 9

@@ -612,7 +612,8 @@ static void test_gemm_q(void) {
 }
 
 /* The types with an interleaved form (interleave.h). */
-static const int x8types[] = {WIM_Q8_0, WIM_Q4_0, WIM_Q4_1, WIM_Q5_0, WIM_Q5_1};
+static const int x8types[] = {WIM_Q8_0, WIM_Q4_0, WIM_Q4_1, WIM_Q5_0,
+                              WIM_Q5_1, WIM_Q4_K, WIM_Q5_K, WIM_Q6_K};
 
 /* N rows of K weights of an interleavable type, row-major; *rb: bytes per row. */
 static uint8_t *make_w_any(int type, int N, int K, size_t *rb) {
@@ -623,21 +624,23 @@ static uint8_t *make_w_any(int type, int N, int K, size_t *rb) {
 
 /* gemm_x8 on the interleaved copy of w gives the scalar row-major kernel's bits on w,
  * for every interleavable type: decode (M <= 4) and panel (M >= 5) shapes, K past one
- * X8_CHUNK of blocks. */
+ * X8_CHUNK of blocks (K-quants: K from the multiples of 256 beside each shape's). */
 static void test_gemm_x8(void) {
     static const int shapes[][3] = {{1, 8, 32},      {1, 64, 896},   {1, 136, 4128}, {2, 16, 96},
                                     {3, 24, 288},    {4, 72, 1024},  {5, 8, 160},    {8, 64, 288},
                                     {13, 136, 1056}, {1, 16, 16544}, {4, 8, 16544}};
+    static const int K256[] = {256, 1280, 4352, 512, 768, 1024, 256, 512, 1280, 16640, 16640};
     const int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (size_t ti = 0; ti < sizeof x8types / sizeof *x8types; ti++)
         for (int t = 0; t < ns && t_state == 0; t++) {
-            const int type = x8types[ti], M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
-            if (quick && K > 4128) continue;
+            const int type = x8types[ti], M = shapes[t][0], N = shapes[t][1];
+            const int kq = wim_q_is_k(type), K = kq ? K256[t] : shapes[t][2];
+            if (quick && K > 4352) continue;
             size_t rb;
-            block_q8_0 *x = make_x(M, K);
+            void *x = kq ? (void *)make_xk(M, K) : (void *)make_x(M, K);
             uint8_t *w = make_w_any(type, N, K, &rb), *w8 = xmalloc((size_t)N * rb);
             memcpy(w8, w, (size_t)N * rb);
-            CHECK(wim_interleave(type, w8, N, K / 32) == 0);
+            CHECK(wim_interleave(type, w8, N, K) == 0);
             float *r = make_y(M, N), *a = make_y(M, N);
             if (type == WIM_Q8_0)
                 S->gemm_q8_0(M, N, K, x, (const block_q8_0 *)w, r, N + PAD);
@@ -661,15 +664,16 @@ static void test_gemm_x8(void) {
 static void test_interleave_layout(void) {
     for (size_t ti = 0; ti < sizeof x8types / sizeof *x8types; ti++) {
         const int type = x8types[ti], N = 67, nb = 5;
+        const int K = nb * (wim_q_is_k(type) ? QK_K : 32);
         size_t rb;
-        uint8_t *w = make_w_any(type, N, nb * 32, &rb), *w8 = xmalloc((size_t)N * rb);
+        uint8_t *w = make_w_any(type, N, K, &rb), *w8 = xmalloc((size_t)N * rb);
         const size_t bb = rb / nb;
         memcpy(w8, w, (size_t)N * rb);
-        CHECK(wim_interleave(type, w8, N, nb) == 0);
+        CHECK(wim_interleave(type, w8, N, K) == 0);
         CHECKF(memcmp(w8, w, (size_t)N * rb) != 0, "type %d: nothing moved", type);
         for (int j = 0; j < N - N % 8; j++)
             for (int b = 0; b < nb; b++) {
-                uint8_t got[sizeof(block_q8_0)];
+                uint8_t got[256];
                 wim_x8_block(type, w8 + (size_t)(j / 8) * 8 * rb, b, j % 8, got);
                 CHECKF(!memcmp(got, w + (size_t)j * rb + b * bb, bb), "type %d row %d block %d",
                        type, j, b);
