@@ -593,14 +593,17 @@ static void q8_panels(int M, int N, int nb, const block_q8_0 *x, const block_q8_
     }
 }
 
+/* Whether a product has nothing left to compute: no outputs, or K = 0 (y zeroed). */
+INLINE int gemm_done(int M, int N, int K, float *y, int ldy) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K / QK8_0 == 0) zero_y(M, N, y, ldy);
+    return K / QK8_0 == 0;
+}
+
 static void gemm_q8_0(int M, int N, int K, const block_q8_0 *x, const block_q8_0 *w, float *y,
                       int ldy) {
     const int nb = K / QK8_0;
-    if (M <= 0 || N <= 0) return;
-    if (nb == 0) {
-        zero_y(M, N, y, ldy);
-        return;
-    }
+    if (gemm_done(M, N, K, y, ldy)) return;
     if (M == 1) { /* decode: weights read in place; from 2 rows on the panels win */
         q8_small(1, 8, N, nb, x, w, y, ldy);
         return;
@@ -1268,11 +1271,7 @@ INLINE void qx_slice_x(const int type, const void *x, int nb, int m, int b, bloc
 INLINE void qx_gemm(const int type, int M, int N, int K, const void *x, const void *w,
                     size_t row_bytes, int x8, float *y, int ldy) {
     const int nb = K / QK8_0;
-    if (M <= 0 || N <= 0) return;
-    if (nb == 0) {
-        zero_y(M, N, y, ldy);
-        return;
-    }
+    if (gemm_done(M, N, K, y, ldy)) return;
     const int kq = wim_q_is_k(type);
     const int sub = wim_q_split_scales(type) ? 2 : wim_q_int_scales(type) ? 1 : 0;
     const int hasmin = wim_q_has_min(type), off = qx_offset(type);
@@ -1547,11 +1546,7 @@ static __attribute__((noinline)) void decode_x8(int type, int M, int N, int K, c
 static void gemm_x8(int type, int M, int N, int K, const void *x, const void *w, float *y,
                     int ldy) {
     const int nb = K / QK8_0;
-    if (M <= 0 || N <= 0) return;
-    if (nb == 0) {
-        zero_y(M, N, y, ldy);
-        return;
-    }
+    if (gemm_done(M, N, K, y, ldy)) return;
     if (M <= 4) {
         decode_x8(type, M, N, K, x, w, y, ldy);
         return;
