@@ -85,12 +85,17 @@ static void move_field(field f, int c, uint8_t *row, uint8_t *g, int to_group) {
         if (!to_group) memcpy(row, &h, 4);
         return;
     }
+    /* constant-size copies, which the compiler inlines (a call per unit made loading
+     * 10x slower) */
     for (int e = 0; e < f.bytes / f.unit; e++) {
-        uint8_t *at = g + (size_t)(8 * e + c) * f.unit;
-        if (to_group)
-            memcpy(at, row + e * f.unit, f.unit);
+        uint8_t *at = g + (size_t)(8 * e + c) * f.unit, *r = row + e * f.unit;
+        uint8_t *dst = to_group ? at : r, *src = to_group ? r : at;
+        if (f.unit == 4)
+            memcpy(dst, src, 4);
+        else if (f.unit == 2)
+            memcpy(dst, src, 2);
         else
-            memcpy(row + e * f.unit, at, f.unit);
+            *dst = *src;
     }
 }
 
@@ -131,8 +136,8 @@ static void unpack_slice(int type, const uint8_t *blk, int t, wim_qblock *q) {
         wim_q_unpack(T, blk, t, q);                                                                \
         break;
         UNPACK(WIM_Q4_0)
-        UNPACK(WIM_Q4_1) UNPACK(WIM_Q5_0) UNPACK(WIM_Q5_1) UNPACK(WIM_Q4_K) UNPACK(WIM_Q5_K)
-            UNPACK(WIM_Q6_K)
+        UNPACK(WIM_Q4_1)
+        UNPACK(WIM_Q5_0) UNPACK(WIM_Q5_1) UNPACK(WIM_Q4_K) UNPACK(WIM_Q5_K) UNPACK(WIM_Q6_K)
 #undef UNPACK
     }
 }
