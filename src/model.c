@@ -354,7 +354,7 @@ static int interleave_mat(wim_model *m, wim_mat *w) {
  * rate 2.7x with AVX-512 VNNI).  Only in bytes of our own (gguf.c's
  * huge-page copy): a file mapping would turn every written page into private memory of
  * a model that was mapped because it is large.  WIM_INTERLEAVE=0 keeps the file's
- * layout.  On one thread (about 0.1 s per GB): OpenMP's thread pool started here would
+ * layout.  On one thread (about 0.2 s per GB): OpenMP's thread pool started here would
  * not survive the fork of `wim profile`'s children, whose first parallel region hangs. */
 static int interleave_weights(loader *l, wim_model *m) {
     const gguf_file *g = m->gguf;
