@@ -7,6 +7,7 @@
 #include "kvcache.h"
 #include "mem.h"
 #include "simd.h"
+#include "tiles.h"
 #include "wim.h"
 
 struct wim_ctx {
@@ -21,11 +22,14 @@ struct wim_ctx {
     float *att_scratch;        /* per-thread attention tiles and query lists */
     size_t att_scratch_floats; /* floats of att_scratch per thread */
     size_t att_query_offset;   /* where each thread's query list starts, in floats */
-    float *att_spans;  /* a decode step's span states, ATTN_WAVE x n_head queries (forward.c) */
-    float *att_total;  /* their merge, SPLIT_TOKENS x n_head queries (attention.h: attn_part) */
-    double *inv_freq;  /* RoPE inverse frequencies, every scaling applied */
-    float rope_mscale; /* RoPE cos/sin multiplier (YaRN, LongRoPE; else 1) */
-    int *slots;        /* KV cells of the tokens in the current chunk */
+    float *att_spans;    /* a decode step's span states, ATTN_WAVE x n_head queries (forward.c) */
+    float *att_total;    /* their merge, SPLIT_TOKENS x n_head queries (attention.h: attn_part) */
+    double *inv_freq;    /* RoPE inverse frequencies, every scaling applied */
+    float rope_mscale;   /* RoPE cos/sin multiplier (YaRN, LongRoPE; else 1) */
+    tile_run *runs;      /* one per thread: the tiles of the product in hand (tiles.h) */
+    _Atomic int pass_rc; /* 0, or why the pass in hand fails (forward.c) */
+    float *att_scores;   /* the materialised reference's score matrix, while it exists */
+    int *slots;          /* KV cells of the tokens in the current chunk */
     int *tok_pos, *tok_branch; /* their positions, and branches (-1: the trunk) */
     void *scratch;             /* the block all of the above are carved from */
     size_t scratch_size;

@@ -3,8 +3,17 @@
  *
  * Owns: wim_ctx (KV cache + scratch sized for one chunk), the matrix-product
  * dispatch by weight type, RoPE, RMSNorm, SwiGLU and the layer loop. Read
- * forward_chunk() top to bottom to follow one pass through the model. An
+ * forward_team() top to bottom to follow one pass through the model. An
  * optional trace (wim_trace) only reads what the pass computes.
+ *
+ * Threads: a pass runs on one team of threads from start to end (one parallel
+ * region per pass, not per matrix). Its helpers share their loops out with
+ * orphaned `omp for` and meet at barriers only where data crosses threads:
+ * before a product reads its input rows, after it writes its outputs, and
+ * before attention reads every token's keys. Row work (norms, quantizing,
+ * gating, residual adds) is `schedule(static) nowait` over the tokens, so a
+ * token's row stays on one thread from stage to stage and needs no barrier
+ * between them.
  *
  * Invariants:
  *  - Output rows of every matrix product are split into fixed tiles of
@@ -27,15 +36,17 @@
 #include "model.h"
 #include "quants.h"
 #include "simd.h"
+#include "tiles.h"
 
 #define MM_TILE 64 /* output rows per kernel call (a multiple of 8: interleaved groups) */
 /* A decode step of up to SPLIT_TOKENS tokens splits its attention by span too; its
- * span states are computed ATTN_WAVE query groups at a time (one parallel region),
+ * span states are computed ATTN_WAVE query groups at a time (one shared loop),
  * which bounds their scratch whatever the context length */
 #define SPLIT_TOKENS 4
 #define ATTN_WAVE 32
-/* Below this many multiply-adds a parallel region costs more than it saves
- * (waking threads, and on a busy machine waiting for a descheduled one). */
+/* Below this many multiply-adds in its largest product a pass runs on one thread:
+ * its barriers would cost more than they save (and on a busy machine wait for a
+ * descheduled thread). */
 #define PARALLEL_MIN_WORK (1L << 18)
 
 wim_ctx_params wim_ctx_default_params(void) {
@@ -82,6 +93,7 @@ static size_t layout_scratch(wim_ctx *c, uint8_t *base) {
     CARVE(c->att_spans, ATTN_WAVE * attn_part_floats(cf->head_dim, cf->n_head) * 4);
     CARVE(c->att_total, SPLIT_TOKENS * attn_part_floats(cf->head_dim, cf->n_head) * 4);
     CARVE(c->inv_freq, (size_t)(cf->n_rot / 2 + 1) * sizeof(double));
+    CARVE(c->runs, (size_t)c->p.n_threads * sizeof(tile_run));
     CARVE(c->slots, T * sizeof(int));
     CARVE(c->tok_pos, T * sizeof(int));
     CARVE(c->tok_branch, T * sizeof(int));
@@ -247,14 +259,6 @@ int wim_ctx_set_trace(wim_ctx *c, wim_trace *t, char *err, size_t errlen) {
     return 0;
 }
 
-/* Whether M rows of n values each are worth a row-wise parallel region (quantizing,
- * norms, RoPE, SwiGLU, residual adds): a prefill chunk is (left to one thread, that
- * work held the other waiting for ~10% of pp4096), a decode step is not (the region
- * would cost more). */
-static int rows_parallel(int M, int n) {
-    return M > 1 && (long)M * n >= PARALLEL_MIN_WORK / 16;
-}
-
 /* What a weight type multiplies against: 0 the floats themselves, 1 block_q8_0
  * activations, 2 block_q8_K (the K-quants). */
 static int activation_form(enum gguf_ttype type) {
@@ -262,21 +266,29 @@ static int activation_form(enum gguf_ttype type) {
     return type == GGUF_T_Q8_0 || wim_q_known(type) ? 1 : 0;
 }
 
-/* c->xq = x[M][K] quantized as `form` needs. */
+/* c->xq = x[M][K] quantized as `form` needs (row work: no barrier). */
 static void quantize_rows(wim_ctx *c, int form, const float *x, int M, int K) {
     const wim_kernels *kern = c->kern;
-    const int nt = c->p.n_threads;
-    if (form == 2) {
-#pragma omp parallel for num_threads(nt) if (rows_parallel(M, K))
-        for (int i = 0; i < M; i++)
-            kern->quantize_q8_K(x + (size_t)i * K, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K),
-                                K);
-    } else if (form == 1) {
-        const int nb = K / QK8_0;
-#pragma omp parallel for num_threads(nt) if (rows_parallel(M, K))
-        for (int i = 0; i < M; i++)
-            kern->quantize_q8_0(x + (size_t)i * K, c->xq + (size_t)i * nb, K);
+    if (form == 0) return;
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < M; i++) {
+        const float *xi = x + (size_t)i * K;
+        if (form == 2)
+            kern->quantize_q8_K(xi, (block_q8_K *)c->xq + (size_t)i * (K / QK8_K), K);
+        else
+            kern->quantize_q8_0(xi, c->xq + (size_t)i * (K / QK8_0), K);
     }
+}
+
+/* Fails the pass in hand with rc, keeping the reason found in the lowest layer
+ * (rc = FORWARD_NON_FINITE - layer: the largest). Any thread may call it; the
+ * layer loop reads pass_rc only after a barrier that follows every write. */
+static void pass_fail(wim_ctx *c, int rc) {
+    int cur = atomic_load_explicit(&c->pass_rc, memory_order_relaxed);
+    while ((cur == 0 || rc > cur) &&
+           !atomic_compare_exchange_weak_explicit(&c->pass_rc, &cur, rc, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
 }
 
 /* Output rows j0 .. j0+nn-1 of y = x · wᵀ: one kernel call (a tile; two for the tile of an
@@ -321,7 +333,9 @@ static void matmul_tile(const wim_ctx *c, const wim_mat *w, const float *x, int 
 
 /* y[i][M][ldy[i]] (columns 0..w[i]->n_out) = x[M][K] · w[i]ᵀ for n <= 3 matrices that
  * read the same x (q, k, v; gate, up): x is quantized once, and the tiles of all of
- * them go to the threads in one parallel region. */
+ * them go out together (tiles.h). Called by every thread of the team; x's rows must be
+ * those the thread's own row work wrote (schedule(static)) or be behind a barrier. Ends
+ * with a barrier, so y is complete for every thread. */
 static void matmul_n(wim_ctx *c, int n, const wim_mat *const *w, const float *x, int M,
                      float *const *y, const int *ldy) {
     const int K = w[0]->n_in, form = activation_form(w[0]->type);
@@ -333,24 +347,19 @@ static void matmul_n(wim_ctx *c, int n, const wim_mat *const *w, const float *x,
         }
     quantize_rows(c, form, x, M, K);
     int first[4] = {0}; /* matrix i's tiles are first[i] .. first[i+1]-1 */
-    long work = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         first[i + 1] = first[i] + (w[i]->n_out + MM_TILE - 1) / MM_TILE;
-        work += (long)M * w[i]->n_out * K;
-    }
-    const int tiles = first[n];
-    /* guided: each thread first takes a long run of adjacent tiles, so its weights stream
-     * from memory in one direction (decode 1.3x faster than one tile at a time at 2
-     * threads), and the shrinking runs at the end still even out a slow thread */
-#pragma omp parallel for schedule(guided)                                                          \
-    num_threads(c->p.n_threads) if (tiles > 1 && work >= PARALLEL_MIN_WORK)
-    for (int t = 0; t < tiles; t++) {
+    const int tiles = first[n], me = omp_get_thread_num(), team = omp_get_num_threads();
+    if (me == 0) tile_runs_init(c->runs, team, tiles);
+#pragma omp barrier
+    for (int t; (t = tile_next(c->runs, team, me)) >= 0;) {
         int i = 0;
         while (t >= first[i + 1])
             i++;
         const int j0 = (t - first[i]) * MM_TILE, N = w[i]->n_out;
         matmul_tile(c, w[i], x, M, j0, N - j0 < MM_TILE ? N - j0 : MM_TILE, y[i], ldy[i]);
     }
+#pragma omp barrier
 }
 
 /* y[M][ldy] (columns 0..w->n_out) = x[M][w->n_in] · wᵀ */
@@ -367,25 +376,45 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         out[i] = x[i] * scale * w[i];
 }
 
-/* out[M][d] = x's rows normalised by w (out may be x). */
-static void norm_rows(const wim_ctx *c, float *out, const float *x, const float *w, int M, int d) {
+/* Whether any of n values is NaN or infinite. */
+static int non_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 1;
+    return 0;
+}
+
+/* A row that holds a NaN or an infinity fails the pass with rc, and is zeroed so
+ * that no kernel reads it (the int8 kernels would quietly take it as 0, and
+ * converting NaN to an integer is undefined); rc 0: no check. */
+static void check_row(wim_ctx *c, float *row, int n, int rc) {
+    if (!rc || !non_finite(row, (size_t)n)) return;
+    pass_fail(c, rc);
+    memset(row, 0, (size_t)n * sizeof(float));
+}
+
+/* out[M][d] = x's rows normalised by w (out may be x), checked with rc (row work). */
+static void norm_rows(wim_ctx *c, float *out, const float *x, const float *w, int M, int d,
+                      int rc) {
     const float eps = c->m->cfg.norm_eps;
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, d))
-    for (int i = 0; i < M; i++)
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < M; i++) {
         rmsnorm(out + (size_t)i * d, x + (size_t)i * d, w, d, eps);
+        check_row(c, out + (size_t)i * d, d, rc);
+    }
 }
 
-/* x[M][d] += y[M][d], the residual stream. */
-static void add_rows(const wim_ctx *c, float *x, const float *y, int M, int d) {
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, d))
-    for (int i = 0; i < M; i++)
+/* x[M][d] += y[M][d], the residual stream, after gemma2's norm of y by post
+ * (NULL: none); x's rows checked with rc (row work). */
+static void add_rows(wim_ctx *c, float *x, float *y, const float *post, int M, int d, int rc) {
+    const float eps = c->m->cfg.norm_eps;
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < M; i++) {
+        float *xi = x + (size_t)i * d, *yi = y + (size_t)i * d;
+        if (post) rmsnorm(yi, yi, post, d, eps);
         for (int j = 0; j < d; j++)
-            x[(size_t)i * d + j] += y[(size_t)i * d + j];
-}
-
-/* gemma2's norms of a block's output before the residual add (w == NULL: none). */
-static void post_norm(const wim_ctx *c, float *x, const float *w, int M, int d) {
-    if (w) norm_rows(c, x, x, w, M, d);
+            xi[j] += yi[j];
+        check_row(c, xi, d, rc);
+    }
 }
 
 /* Rotates the first n_rot dims of each of n_heads head vectors at position pos. */
@@ -404,11 +433,10 @@ static void rope(float *v, int n_heads, int head_dim, int n_rot, int neox, const
     }
 }
 
-static void add_bias(float *x, const float *b, int M, int n) {
+static void add_bias(float *x, const float *b, int n) {
     if (!b) return;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < n; j++)
-            x[(size_t)i * n + j] += b[j];
+    for (int j = 0; j < n; j++)
+        x[j] += b[j];
 }
 
 /* GELU, tanh approximation (gemma2's gate activation). */
@@ -418,11 +446,11 @@ static float gelu(float x) {
 
 /* The FFN gate for M rows of n_ff values: out = act(g) * u, with SwiGLU's SiLU (the
  * kernel table's vector exp) or GeGLU's GELU (gemma2); rows of g and u are ld apart,
- * out's n_ff apart (out may be g). */
+ * out's n_ff apart (out may be g) (row work). */
 static void gate_rows(const wim_ctx *c, const float *g, const float *u, int ld, float *out, int M) {
     const wim_config *cf = &c->m->cfg;
     const int ff = cf->n_ff;
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, ff))
+#pragma omp for schedule(static) nowait
     for (int i = 0; i < M; i++) {
         const float *gi = g + (size_t)i * ld, *ui = u + (size_t)i * ld;
         float *oi = out + (size_t)i * ff;
@@ -463,9 +491,12 @@ static float *trace_weights(const wim_ctx *c, int layer, int h, int i) {
     return t->attn + (size_t)r * ((size_t)t->pos0 + t->n_pos);
 }
 
-/* Records the size of the residual stream x (M tokens of d floats) at trace stage `stage`. */
+/* Records the size of the residual stream x (M tokens of d floats) at trace stage `stage`
+ * (after a barrier, on the first thread: its rows come from every thread's row work). */
 static void trace_residual(const wim_ctx *c, const float *x, int M, int stage) {
     if (!c->trace) return;
+#pragma omp barrier
+    if (omp_get_thread_num() != 0) return;
     const int d = c->m->cfg.n_embd, stages = 1 + 2 * c->m->cfg.n_layer;
     for (int i = 0; i < M; i++) {
         const int r = trace_row(c, i);
@@ -500,18 +531,21 @@ static int group_queries(const wim_ctx *c, int layer, int kvh, int i0, int i1, a
  * keeps every thread busy however few KV heads the model has. The spans' states are
  * merged in span order, as attn_block merges them: the same bits as attention_tiled,
  * for any number of threads. Spans go in waves of ATTN_WAVE / M, so the states held
- * at once never exceed ATTN_WAVE x n_head queries' (att_spans). */
+ * at once never exceed ATTN_WAVE x n_head queries' (att_spans). Called by every thread
+ * of the team; ends with a barrier. */
 static void attention_split(wim_ctx *c, int layer, int M, int spans) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, nkv = cf->n_head_kv, nq = M * (cf->n_head / nkv);
     const attn_shape shape = layer_shape(cf, layer);
     const size_t head_floats = attn_part_floats(hd, nq);
-    for (int kvh = 0; kvh < nkv; kvh++)
-        attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, nq), nq, hd);
+    const int first = omp_get_thread_num() == 0; /* merges and finishes */
+    if (first)
+        for (int kvh = 0; kvh < nkv; kvh++)
+            attn_part_clear(attn_part_at(c->att_total + kvh * head_floats, hd, nq), nq, hd);
     const int wave = ATTN_WAVE / M;
     for (int w0 = 0; w0 < spans; w0 += wave) {
         const int nw = spans - w0 < wave ? spans - w0 : wave;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(c->p.n_threads)
+#pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < nw * nkv; t++) {
             const int kvh = t % nkv, s = w0 + t / nkv;
             float *scratch = c->att_scratch + (size_t)omp_get_thread_num() * c->att_scratch_floats;
@@ -520,15 +554,19 @@ static void attention_split(wim_ctx *c, int layer, int M, int spans) {
             attn_span_part(c->kern, &c->kv, layer, kvh, hd, qs, nq, shape, s,
                            attn_part_at(c->att_spans + t * head_floats, hd, nq), scratch);
         }
-        for (int t = 0; t < nw * nkv; t++) /* span by span, as attn_block */
+        for (int t = 0; first && t < nw * nkv; t++) /* span by span, as attn_block */
             attn_merge(attn_part_at(c->att_total + (t % nkv) * head_floats, hd, nq),
                        attn_part_at(c->att_spans + t * head_floats, hd, nq), nq, hd);
+#pragma omp barrier /* the next wave's states overwrite these */
     }
-    attn_query *qs = (attn_query *)(c->att_scratch + c->att_query_offset); /* free again */
-    for (int kvh = 0; kvh < nkv; kvh++) {
-        group_queries(c, layer, kvh, 0, M, qs);
-        attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, nq), qs, nq, hd);
+    if (first) {
+        attn_query *qs = (attn_query *)(c->att_scratch + c->att_query_offset); /* its own */
+        for (int kvh = 0; kvh < nkv; kvh++) {
+            group_queries(c, layer, kvh, 0, M, qs);
+            attn_finish(attn_part_at(c->att_total + kvh * head_floats, hd, nq), qs, nq, hd);
+        }
     }
+#pragma omp barrier
 }
 
 /* The spans a decode step's attention splits into, or 0 where it does not: more than
@@ -536,7 +574,7 @@ static void attention_split(wim_ctx *c, int layer, int M, int spans) {
  * too little work, a short context, or a traced layer (the weights of a traced query
  * are rescaled span by span by attn_block). */
 static int split_spans(const wim_ctx *c, int layer, int M, long work) {
-    if (M > SPLIT_TOKENS || c->p.n_threads < 2 || work < PARALLEL_MIN_WORK) return 0;
+    if (M > SPLIT_TOKENS || omp_get_num_threads() < 2 || work < PARALLEL_MIN_WORK) return 0;
     attn_query qs[SPLIT_TOKENS];
     for (int i = 0; i < M; i++) {
         if (trace_row(c, i) >= 0 && layer == c->trace->layer) return 0;
@@ -548,7 +586,8 @@ static int split_spans(const wim_ctx *c, int layer, int M, long work) {
 
 /* Causal attention of the chunk's M queries over the whole cache: a task per KV head
  * and block of tokens (attn_block), or for a decode step on several threads, per KV
- * head and span (attention_split). */
+ * head and span (attention_split). Called by every thread of the team, after a barrier
+ * (the chunk's keys and values are stored); ends with one. */
 static void attention_tiled(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim;
@@ -564,8 +603,7 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
      * the GQA group for those tokens, so each K/V tile is widened once for all of them;
      * the last tokens see the most keys, so their tasks go out first and the short
      * ones fill in behind (no thread is left with a long task at the end) */
-#pragma omp parallel for schedule(dynamic, 1)                                                      \
-    num_threads(c->p.n_threads) if (tasks > 1 && work >= PARALLEL_MIN_WORK)
+#pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < tasks; t++) {
         const int kvh = t % cf->n_head_kv, i0 = (blocks - 1 - t / cf->n_head_kv) * ATTN_QBLOCK;
         const int i1 = i0 + ATTN_QBLOCK < M ? i0 + ATTN_QBLOCK : M;
@@ -577,30 +615,121 @@ static void attention_tiled(wim_ctx *c, int layer, int M) {
 }
 
 /* The reference the memory profile compares against: the full n_head x M x n
- * score matrix, allocated (and counted) for the duration of the layer. */
+ * score matrix, allocated (and counted) for the duration of the layer. Called by
+ * every thread of the team, after a barrier; -1 (on every thread) when out of memory. */
 static int attention_materialized(wim_ctx *c, int layer, int M) {
     const wim_config *cf = &c->m->cfg;
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const int n = c->kv.n;
     const size_t bytes = (size_t)cf->n_head * M * n * sizeof(float);
-    float *S = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, bytes);
-    if (!S) return -1;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->p.n_threads)
+    if (omp_get_thread_num() == 0) c->att_scores = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, bytes);
+#pragma omp barrier
+    float *S = c->att_scores;
+    if (!S) return -1; /* every thread, after the barrier */
+#pragma omp for collapse(2) schedule(dynamic, 1)
     for (int i = 0; i < M; i++)
         for (int h = 0; h < cf->n_head; h++)
             attn_head_materialized(c->kern, &c->kv, layer, h / group, hd,
                                    c->q + (size_t)i * qd + (size_t)h * hd, c->tok_pos[i],
                                    layer_shape(cf, layer), c->att + (size_t)i * qd + (size_t)h * hd,
                                    S + ((size_t)h * M + i) * n, trace_weights(c, layer, h, i));
-    wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
+    if (omp_get_thread_num() == 0) wim_mem_free(&c->mem, WIM_MEM_SCRATCH, S, bytes);
     return 0;
 }
 
-/* Whether any of n values is NaN or infinite. */
-static int non_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return 1;
-    return 0;
+/* A pass of M tokens as every thread of the team runs it (see forward_chunk). */
+#define FORWARD_NON_FINITE (-1000)
+static void forward_team(wim_ctx *c, const int32_t *tokens, int M, int branched) {
+    const wim_model *m = c->m;
+    const wim_config *cf = &m->cfg;
+    const int d = cf->n_embd, hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
+    const int ff = cf->n_ff;
+    float *x = c->x, *xb = c->xb, *xb2 = c->xb2;
+
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < M; i++) {
+        float *xi = x + (size_t)i * d;
+        wim_mat_row(&m->tok_embd, tokens[i], xi);
+        if (cf->arch == WIM_ARCH_GEMMA2) /* gemma scales the embedding by sqrt(n_embd) */
+            for (int j = 0; j < d; j++)
+                xi[j] *= sqrtf((float)d);
+    }
+    trace_residual(c, x, M, 0);
+
+    for (int l = 0; l < cf->n_layer; l++) {
+        const wim_layer *L = &m->layers[l];
+        const int bad = FORWARD_NON_FINITE - l;
+
+        /* attention block */
+        norm_rows(c, xb, x, L->attn_norm, M, d, bad);
+        if (L->wqkv.data) {
+            matmul(c, &L->wqkv, xb, M, c->qkv, qd + 2 * kvd);
+        } else {
+            const wim_mat *w[] = {&L->wq, &L->wk, &L->wv};
+            float *y[] = {c->q, c->k, c->v};
+            const int ldy[] = {qd, kvd, kvd};
+            matmul_n(c, 3, w, xb, M, y, ldy);
+        }
+        if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return; /* past a barrier */
+#pragma omp for schedule(static) /* a barrier at its end: attention reads every token's */
+        for (int i = 0; i < M; i++) {
+            float *q = c->q + (size_t)i * qd, *k = c->k + (size_t)i * kvd,
+                  *v = c->v + (size_t)i * kvd;
+            if (L->wqkv.data) {
+                const float *r = c->qkv + (size_t)i * (qd + 2 * kvd);
+                memcpy(q, r, (size_t)qd * sizeof(float));
+                memcpy(k, r + qd, (size_t)kvd * sizeof(float));
+                memcpy(v, r + qd + kvd, (size_t)kvd * sizeof(float));
+            }
+            add_bias(q, L->bq, qd);
+            add_bias(k, L->bk, kvd);
+            add_bias(v, L->bv, kvd);
+            rope(q, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
+                 c->tok_pos[i]);
+            rope(k, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
+                 c->tok_pos[i]);
+            kv_store(&c->kv, l, c->slots[i], k, v); /* the chunk's cells are distinct */
+        }
+        if (c->p.attn_materialize && !branched) {
+            if (attention_materialized(c, l, M)) {
+                if (omp_get_thread_num() == 0) pass_fail(c, -1);
+                return;
+            }
+        } else
+            attention_tiled(c, l, M);
+        matmul(c, &L->wo, c->att, M, xb2, d);
+        add_rows(c, x, xb2, L->post_attn_norm, M, d, 0);
+        trace_residual(c, x, M, 1 + 2 * l);
+
+        /* feed-forward block (SwiGLU) */
+        norm_rows(c, xb, x, L->ffn_norm, M, d, bad);
+        float *act = c->hb; /* the gated rows, n_ff each */
+        if (L->w_gate.data) {
+            const wim_mat *w[] = {&L->w_gate, &L->w_up};
+            float *y[] = {c->hb, c->hb2};
+            const int ldy[] = {ff, ff};
+            matmul_n(c, 2, w, xb, M, y, ldy);
+            if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return;
+            gate_rows(c, c->hb, c->hb2, ff, act, M);
+        } else { /* fused: each row is gate (first n_ff) then up */
+            matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
+            if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return;
+            act = c->hb2;
+            gate_rows(c, c->hb, c->hb + ff, 2 * ff, act, M);
+        }
+        matmul(c, &L->w_down, act, M, xb2, d);
+        add_rows(c, x, xb2, L->post_ffn_norm, M, d, bad);
+        trace_residual(c, x, M, 2 + 2 * l);
+    }
+    norm_rows(c, xb, x, m->output_norm, M, d, 0);
+}
+
+/* The threads of a pass over M tokens: one when its largest product is too small to
+ * share out. */
+static int pass_threads(const wim_ctx *c, int M) {
+    const wim_config *cf = &c->m->cfg;
+    const long widest = cf->n_ff > cf->n_head * cf->head_dim ? cf->n_ff : cf->n_head * cf->head_dim;
+    return (long)M * cf->n_embd * widest >= PARALLEL_MIN_WORK ? c->p.n_threads : 1;
 }
 
 /* One pass of M tokens at positions c->tok_pos, of branches c->tok_branch,
@@ -610,84 +739,11 @@ static int non_finite(const float *x, size_t n) {
  * layer's normalised input to its matrices, or its output, holds a NaN or an
  * infinity (overflowing or corrupt weights: nothing after it would mean
  * anything, and the int8 kernels would quietly read it as 0). */
-#define FORWARD_NON_FINITE (-1000)
 static int forward_chunk(wim_ctx *c, const int32_t *tokens, int M, int branched) {
-    const wim_model *m = c->m;
-    const wim_config *cf = &m->cfg;
-    const int d = cf->n_embd, hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
-    const int ff = cf->n_ff;
-    float *x = c->x, *xb = c->xb, *xb2 = c->xb2;
-
-    for (int i = 0; i < M; i++)
-        wim_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * d);
-    if (cf->arch == WIM_ARCH_GEMMA2) /* gemma scales the embedding by sqrt(n_embd) */
-        for (size_t i = 0; i < (size_t)M * d; i++)
-            x[i] *= sqrtf((float)d);
-    trace_residual(c, x, M, 0);
-
-    for (int l = 0; l < cf->n_layer; l++) {
-        const wim_layer *L = &m->layers[l];
-
-        /* attention block */
-        norm_rows(c, xb, x, L->attn_norm, M, d);
-        if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
-        if (L->wqkv.data) {
-            matmul(c, &L->wqkv, xb, M, c->qkv, qd + 2 * kvd);
-            for (int i = 0; i < M; i++) {
-                const float *r = c->qkv + (size_t)i * (qd + 2 * kvd);
-                memcpy(c->q + (size_t)i * qd, r, (size_t)qd * sizeof(float));
-                memcpy(c->k + (size_t)i * kvd, r + qd, (size_t)kvd * sizeof(float));
-                memcpy(c->v + (size_t)i * kvd, r + qd + kvd, (size_t)kvd * sizeof(float));
-            }
-        } else {
-            const wim_mat *w[] = {&L->wq, &L->wk, &L->wv};
-            float *y[] = {c->q, c->k, c->v};
-            const int ldy[] = {qd, kvd, kvd};
-            matmul_n(c, 3, w, xb, M, y, ldy);
-        }
-        add_bias(c->q, L->bq, M, qd);
-        add_bias(c->k, L->bk, M, kvd);
-        add_bias(c->v, L->bv, M, kvd);
-#pragma omp parallel for num_threads(c->p.n_threads) if (rows_parallel(M, qd))
-        for (int i = 0; i < M; i++) {
-            rope(c->q + (size_t)i * qd, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 c->rope_mscale, c->tok_pos[i]);
-            rope(c->k + (size_t)i * kvd, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq,
-                 c->rope_mscale, c->tok_pos[i]);
-        }
-        for (int i = 0; i < M; i++) /* cheap; in token order, whatever cells the chunk holds */
-            kv_store(&c->kv, l, c->slots[i], c->k + (size_t)i * kvd, c->v + (size_t)i * kvd);
-        if (c->p.attn_materialize && !branched) {
-            if (attention_materialized(c, l, M)) return -1;
-        } else
-            attention_tiled(c, l, M);
-        matmul(c, &L->wo, c->att, M, xb2, d);
-        post_norm(c, xb2, L->post_attn_norm, M, d);
-        add_rows(c, x, xb2, M, d);
-        trace_residual(c, x, M, 1 + 2 * l);
-
-        /* feed-forward block (SwiGLU) */
-        norm_rows(c, xb, x, L->ffn_norm, M, d);
-        if (non_finite(xb, (size_t)M * d)) return FORWARD_NON_FINITE - l;
-        if (L->w_gate.data) {
-            const wim_mat *w[] = {&L->w_gate, &L->w_up};
-            float *y[] = {c->hb, c->hb2};
-            const int ldy[] = {ff, ff};
-            matmul_n(c, 2, w, xb, M, y, ldy);
-            gate_rows(c, c->hb, c->hb2, ff, c->hb, M);
-        } else { /* fused: each row is gate (first n_ff) then up */
-            matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
-            gate_rows(c, c->hb, c->hb + ff, 2 * ff, c->hb2, M);
-            memcpy(c->hb, c->hb2, (size_t)M * ff * sizeof(float));
-        }
-        matmul(c, &L->w_down, c->hb, M, xb2, d);
-        post_norm(c, xb2, L->post_ffn_norm, M, d);
-        add_rows(c, x, xb2, M, d);
-        trace_residual(c, x, M, 2 + 2 * l);
-        if (non_finite(x, (size_t)M * d)) return FORWARD_NON_FINITE - l;
-    }
-    norm_rows(c, xb, x, m->output_norm, M, d);
-    return 0;
+    atomic_store_explicit(&c->pass_rc, 0, memory_order_relaxed);
+#pragma omp parallel num_threads(pass_threads(c, M))
+    forward_team(c, tokens, M, branched);
+    return atomic_load_explicit(&c->pass_rc, memory_order_relaxed);
 }
 
 /* forward_chunk's failure as one line; returns -1. */
@@ -716,6 +772,8 @@ static int check_tokens(const wim_ctx *c, const int32_t *tokens, int n, char *er
 static int output_logits(wim_ctx *c, const float *h, int rows, float *logits, char *err,
                          size_t errlen) {
     const int V = c->m->cfg.n_vocab;
+#pragma omp parallel num_threads(c->p.n_threads) if ((long)rows * V * c->m->cfg.n_embd >=          \
+                                                     PARALLEL_MIN_WORK)
     matmul(c, &c->m->output, h, rows, logits, V);
     softcap(logits, (size_t)rows * V, c->m->cfg.final_softcap);
     if (!non_finite(logits, (size_t)rows * V)) return 0;
