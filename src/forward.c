@@ -376,6 +376,13 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         out[i] = x[i] * scale * w[i];
 }
 
+/* Whether the pass in hand has failed: called right after a product, whose closing
+ * barrier follows every write so far, and before the next barrier, which every later
+ * write follows, so all threads read the same and leave the pass together. */
+static int pass_failed(wim_ctx *c) {
+    return atomic_load_explicit(&c->pass_rc, memory_order_relaxed) != 0;
+}
+
 /* Whether any of n values is NaN or infinite. */
 static int non_finite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -437,6 +444,32 @@ static void add_bias(float *x, const float *b, int n) {
     if (!b) return;
     for (int j = 0; j < n; j++)
         x[j] += b[j];
+}
+
+/* Each token's q, k, v rows (from the fused product's row, where the layer has
+ * one) with their biases added, q and k rotated to the token's position, and k, v
+ * stored in its KV cell; ends with a barrier, as attention reads every token's. */
+static void rotate_and_store(wim_ctx *c, const wim_layer *L, int layer, int M) {
+    const wim_config *cf = &c->m->cfg;
+    const int hd = cf->head_dim, qd = cf->n_head * hd, kvd = cf->n_head_kv * hd;
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i++) {
+        float *q = c->q + (size_t)i * qd, *k = c->k + (size_t)i * kvd, *v = c->v + (size_t)i * kvd;
+        if (L->wqkv.data) {
+            const float *r = c->qkv + (size_t)i * (qd + 2 * kvd);
+            memcpy(q, r, (size_t)qd * sizeof(float));
+            memcpy(k, r + qd, (size_t)kvd * sizeof(float));
+            memcpy(v, r + qd + kvd, (size_t)kvd * sizeof(float));
+        }
+        add_bias(q, L->bq, qd);
+        add_bias(k, L->bk, kvd);
+        add_bias(v, L->bv, kvd);
+        rope(q, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
+             c->tok_pos[i]);
+        rope(k, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
+             c->tok_pos[i]);
+        kv_store(&c->kv, layer, c->slots[i], k, v); /* the chunk's cells are distinct */
+    }
 }
 
 /* GELU, tanh approximation (gemma2's gate activation). */
@@ -622,7 +655,10 @@ static int attention_materialized(wim_ctx *c, int layer, int M) {
     const int hd = cf->head_dim, qd = cf->n_head * hd, group = cf->n_head / cf->n_head_kv;
     const int n = c->kv.n;
     const size_t bytes = (size_t)cf->n_head * M * n * sizeof(float);
-    if (omp_get_thread_num() == 0) c->att_scores = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, bytes);
+    if (omp_get_thread_num() == 0) {
+        c->att_scores = wim_mem_alloc(&c->mem, WIM_MEM_SCRATCH, bytes);
+        if (!c->att_scores) pass_fail(c, -1);
+    }
 #pragma omp barrier
     float *S = c->att_scores;
     if (!S) return -1; /* every thread, after the barrier */
@@ -670,31 +706,10 @@ static void forward_team(wim_ctx *c, const int32_t *tokens, int M, int branched)
             const int ldy[] = {qd, kvd, kvd};
             matmul_n(c, 3, w, xb, M, y, ldy);
         }
-        if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return; /* past a barrier */
-#pragma omp for schedule(static) /* a barrier at its end: attention reads every token's */
-        for (int i = 0; i < M; i++) {
-            float *q = c->q + (size_t)i * qd, *k = c->k + (size_t)i * kvd,
-                  *v = c->v + (size_t)i * kvd;
-            if (L->wqkv.data) {
-                const float *r = c->qkv + (size_t)i * (qd + 2 * kvd);
-                memcpy(q, r, (size_t)qd * sizeof(float));
-                memcpy(k, r + qd, (size_t)kvd * sizeof(float));
-                memcpy(v, r + qd + kvd, (size_t)kvd * sizeof(float));
-            }
-            add_bias(q, L->bq, qd);
-            add_bias(k, L->bk, kvd);
-            add_bias(v, L->bv, kvd);
-            rope(q, cf->n_head, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
-                 c->tok_pos[i]);
-            rope(k, cf->n_head_kv, hd, cf->n_rot, cf->rope_neox, c->inv_freq, c->rope_mscale,
-                 c->tok_pos[i]);
-            kv_store(&c->kv, l, c->slots[i], k, v); /* the chunk's cells are distinct */
-        }
+        if (pass_failed(c)) return;
+        rotate_and_store(c, L, l, M);
         if (c->p.attn_materialize && !branched) {
-            if (attention_materialized(c, l, M)) {
-                if (omp_get_thread_num() == 0) pass_fail(c, -1);
-                return;
-            }
+            if (attention_materialized(c, l, M)) return;
         } else
             attention_tiled(c, l, M);
         matmul(c, &L->wo, c->att, M, xb2, d);
@@ -709,11 +724,11 @@ static void forward_team(wim_ctx *c, const int32_t *tokens, int M, int branched)
             float *y[] = {c->hb, c->hb2};
             const int ldy[] = {ff, ff};
             matmul_n(c, 2, w, xb, M, y, ldy);
-            if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return;
+            if (pass_failed(c)) return;
             gate_rows(c, c->hb, c->hb2, ff, act, M);
         } else { /* fused: each row is gate (first n_ff) then up */
             matmul(c, &L->w_gate_up, xb, M, c->hb, 2 * ff);
-            if (atomic_load_explicit(&c->pass_rc, memory_order_relaxed)) return;
+            if (pass_failed(c)) return;
             act = c->hb2;
             gate_rows(c, c->hb, c->hb + ff, 2 * ff, act, M);
         }
