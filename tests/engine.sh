@@ -286,7 +286,9 @@ if have_stories; then
     expect_error token_out_of_range $W logits -m "$STORIES" --tokens 1,512
 fi
 
-# 5. Identical greedy output with 1 and 2 threads (F32 real model, Q8_0 and Q4_K_M random models).
+# 5. Identical greedy output with 1 and 2 threads (F32 real model, Q8_0 and Q4_K_M random models),
+#    and identical logits on 3 threads one token per pass (--chunk 1): a decode step's team
+#    (FFN 1024 is just enough work to share out) with runs of tiles of unequal length.
 t=threads_identical_stories260K
 if have_stories; then
     $W generate -m "$STORIES" -f "$S/models/stories260K.expected.txt" -n 60 -t 1 >"$T/t1.txt" 2>/dev/null
@@ -297,13 +299,15 @@ for type in q8_0 q4_k_m; do
     t=threads_identical_$type
     if [ -f "$GPT2" ]; then
         m="$T/thr-$type.gguf"
-        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 256 --heads 4 --kv-heads 2 --ff 512 --layers 2 --seed 11
+        $W mkmodel --vocab-from "$GPT2" -o "$m" --type $type --dim 256 --heads 4 --kv-heads 2 --ff 1024 --layers 2 --seed 11
         $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 1 >"$T/l1.jsonl"
         $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 2 >"$T/l2.jsonl"
+        $W logits -m "$m" --tokens 1,2,3,4,5,6,7,8,9,10 --top 4 -t 3 --chunk 1 >"$T/l3.jsonl"
         $W generate -m "$m" -p "The weather" -n 16 --ignore-eos -t 1 >"$T/g1.txt" 2>/dev/null
         $W generate -m "$m" -p "The weather" -n 16 --ignore-eos -t 2 >"$T/g2.txt" 2>/dev/null
-        [ -s "$T/l1.jsonl" ] && cmp -s "$T/l1.jsonl" "$T/l2.jsonl" && [ -s "$T/g1.txt" ] &&
-            cmp -s "$T/g1.txt" "$T/g2.txt" && pass $t || fail $t "logits or greedy text differ between 1 and 2 threads"
+        [ -s "$T/l1.jsonl" ] && cmp -s "$T/l1.jsonl" "$T/l2.jsonl" && cmp -s "$T/l1.jsonl" "$T/l3.jsonl" &&
+            [ -s "$T/g1.txt" ] && cmp -s "$T/g1.txt" "$T/g2.txt" && pass $t ||
+            fail $t "logits or greedy text differ between 1, 2 and 3 threads"
     else skip $t "$GPT2 not found"; fi
 done
 
